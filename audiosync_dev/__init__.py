@@ -1,0 +1,1 @@
+"""Local development helpers for audiosync (not shipped to production)."""

@@ -1,0 +1,231 @@
+"""Chunk containers: the bytes of one 5 s chunk, new (Ogg Opus) and legacy.
+
+**v1 chunk** (written by audiosync): one complete Ogg Opus logical stream (RFC 7845 over
+RFC 3533) whose header says everything a reader needs:
+
+- ``OpusHead``: version 1, 1 channel, pre-skip (48 kHz units), input sample rate = the
+  session's rate, gain 0, mapping family 0.
+- ``OpusTags``: vendor ``audiosync 1`` and the comments ``AUDIOSYNC_FORMAT=1``,
+  ``AUDIOSYNC_SESSION``, ``AUDIOSYNC_SEQ``, ``AUDIOSYNC_START_US`` (Unix microseconds of the
+  first sample) and ``AUDIOSYNC_SAMPLES`` (exact sample count at the session rate).
+- Audio pages of 20 ms packets, at most 50 packets (1 s) a page; the last page's granule
+  position trims the stream to exactly ``AUDIOSYNC_SAMPLES`` (RFC 7845 section 4.4).
+
+Chunks concatenate into a *chained* Ogg Opus file, which is what a ``.opus`` object is, and
+which ffmpeg and opusdec play. Sealed (``enhanced``) chunks concatenate into a ``.opus.enc``
+object whose opened plaintexts, concatenated, are the same chained file.
+
+**Legacy chunk** (the old single-chunk ``.opus`` container, LEGACY_FORMATS.md): all
+little-endian ``u32 packet_count | u32 original_pcm_byte_length | (u16 length | packet)*``,
+16 kHz, 20 ms frames, no pre-skip. A reader tells the two apart by the first four bytes:
+``OggS`` would be a packet count of 1.4 billion, which no legacy chunk has.
+
+The format version is carried in ``AUDIOSYNC_FORMAT``; a reader refuses versions it does
+not know with ``UnsupportedFormatError``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from backend_hooks import codec, ogg
+from backend_hooks.errors import FormatError, UnsupportedFormatError
+
+FORMAT_VERSION = 1
+VENDOR = b"audiosync 1"
+OPUS_RATE = 48000
+_OPUS_HEAD = struct.Struct("<8sBBHIhB")
+_LEGACY_HEADER = struct.Struct("<II")
+LEGACY_RATE = 16000
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """What a chunk says about itself."""
+
+    session_id: str
+    seq: int
+    start_us: int
+    sample_rate: int
+    sample_count: int
+
+    @property
+    def end_us(self) -> int:
+        return self.start_us + self.sample_count * 1_000_000 // self.sample_rate
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Decoded audio placed on the timeline; ``key`` identifies a chunk for de-duplication."""
+
+    start_us: int
+    sample_rate: int
+    pcm: bytes
+    key: tuple[str, int] | None
+
+    @property
+    def sample_count(self) -> int:
+        return len(self.pcm) // 2
+
+
+def stream_serial(session_id: str, seq: int) -> int:
+    """Ogg serial of a chunk: distinct for neighbouring chunks of a session."""
+    return (zlib.crc32(session_id.encode()) + seq) & 0xFFFFFFFF
+
+
+def opus_head(sample_rate: int, pre_skip: int) -> bytes:
+    pre_skip_48k = pre_skip * (OPUS_RATE // sample_rate)
+    return _OPUS_HEAD.pack(b"OpusHead", 1, 1, pre_skip_48k, sample_rate, 0, 0)
+
+
+def opus_tags(vendor: bytes, comments: list[tuple[str, str]]) -> bytes:
+    out = [b"OpusTags", struct.pack("<I", len(vendor)), vendor, struct.pack("<I", len(comments))]
+    for key, value in comments:
+        entry = f"{key}={value}".encode()
+        out += [struct.pack("<I", len(entry)), entry]
+    return b"".join(out)
+
+
+def build_chunk(info: ChunkInfo, packets: list[bytes], pre_skip: int) -> bytes:
+    """The v1 container (one Ogg Opus stream) of an encoded chunk."""
+    scale = OPUS_RATE // info.sample_rate
+    frame_48k = codec.frame_samples(info.sample_rate) * scale
+    pre_skip_48k = pre_skip * scale
+    granules = [(i + 1) * frame_48k for i in range(len(packets))]  # decoded, with pre-skip
+    granules[-1] = pre_skip_48k + info.sample_count * scale  # end trim
+    comments = [
+        ("AUDIOSYNC_FORMAT", str(FORMAT_VERSION)),
+        ("AUDIOSYNC_SESSION", info.session_id),
+        ("AUDIOSYNC_SEQ", str(info.seq)),
+        ("AUDIOSYNC_START_US", str(info.start_us)),
+        ("AUDIOSYNC_SAMPLES", str(info.sample_count)),
+    ]
+    return ogg.build_stream(
+        serial=stream_serial(info.session_id, info.seq),
+        header_packets=[opus_head(info.sample_rate, pre_skip), opus_tags(VENDOR, comments)],
+        audio_packets=packets,
+        granules=granules,
+    )
+
+
+@dataclass(frozen=True)
+class ParsedChunk:
+    info: ChunkInfo
+    pre_skip: int  # samples at the chunk's rate
+    packets: list[bytes]
+
+    def decode(self) -> bytes:
+        return codec.decode_packets(
+            self.packets,
+            self.info.sample_rate,
+            pre_skip=self.pre_skip,
+            sample_count=self.info.sample_count,
+        )
+
+
+def _parse_tags(packet: bytes) -> dict[str, str]:
+    try:
+        if packet[:8] != b"OpusTags":
+            raise FormatError("second packet of an Ogg Opus stream is not OpusTags")
+        (vendor_len,) = struct.unpack_from("<I", packet, 8)
+        pos = 12 + vendor_len
+        (count,) = struct.unpack_from("<I", packet, pos)
+        pos += 4
+        tags: dict[str, str] = {}
+        for _ in range(count):
+            (length,) = struct.unpack_from("<I", packet, pos)
+            entry = packet[pos + 4 : pos + 4 + length].decode("utf-8")
+            pos += 4 + length
+            key, _, value = entry.partition("=")
+            tags[key.upper()] = value
+        return tags
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise FormatError(f"malformed OpusTags: {exc}") from exc
+
+
+def _parse_stream(stream: ogg.LogicalStream) -> ParsedChunk:
+    if len(stream.packets) < 3:
+        raise FormatError("Ogg Opus stream without audio packets")
+    head = stream.packets[0]
+    if len(head) < _OPUS_HEAD.size or head[:8] != b"OpusHead":
+        raise FormatError("Ogg stream is not Opus (no OpusHead)")
+    _, version, channels, pre_skip_48k, rate, _, family = _OPUS_HEAD.unpack_from(head)
+    if version >> 4 != 0 or channels != 1 or family != 0:
+        raise UnsupportedFormatError(
+            f"Opus stream with version {version}, {channels} channels, mapping {family}: "
+            "audiosync chunks are mono, mapping family 0"
+        )
+    if rate not in codec.SUPPORTED_RATES:
+        raise UnsupportedFormatError(f"Opus stream at {rate} Hz; expected one of the Opus rates")
+    tags = _parse_tags(stream.packets[1])
+    version_tag = tags.get("AUDIOSYNC_FORMAT")
+    if version_tag is None:
+        raise UnsupportedFormatError("an Ogg Opus stream that audiosync did not write")
+    if version_tag != str(FORMAT_VERSION):
+        raise UnsupportedFormatError(f"audiosync chunk format {version_tag!r} is not known here")
+    scale = OPUS_RATE // rate
+    try:
+        info = ChunkInfo(
+            session_id=tags["AUDIOSYNC_SESSION"],
+            seq=int(tags["AUDIOSYNC_SEQ"]),
+            start_us=int(tags["AUDIOSYNC_START_US"]),
+            sample_rate=rate,
+            sample_count=int(tags["AUDIOSYNC_SAMPLES"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise FormatError(f"audiosync chunk tags incomplete or malformed: {exc}") from exc
+    if stream.last_granule - pre_skip_48k != info.sample_count * scale:
+        raise FormatError(
+            f"chunk {info.session_id}/{info.seq}: granule position says "
+            f"{(stream.last_granule - pre_skip_48k) // scale} samples, tags say {info.sample_count}"
+        )
+    return ParsedChunk(info=info, pre_skip=pre_skip_48k // scale, packets=stream.packets[2:])
+
+
+def parse_chunks(data: bytes) -> list[ParsedChunk]:
+    """The v1 chunks of a chained Ogg Opus payload, in order."""
+    return [_parse_stream(s) for s in ogg.read_chained_streams(data)]
+
+
+def parse_legacy_chunk(data: bytes) -> tuple[list[bytes], int]:
+    """Packets and original PCM byte length of a legacy single-chunk container."""
+    if len(data) < _LEGACY_HEADER.size:
+        raise FormatError("legacy Opus container shorter than its 8-byte header")
+    count, pcm_length = _LEGACY_HEADER.unpack_from(data)
+    pos, packets = _LEGACY_HEADER.size, []
+    for i in range(count):
+        if pos + 2 > len(data):
+            raise FormatError(f"legacy Opus container truncated at packet {i} of {count}")
+        (length,) = struct.unpack_from("<H", data, pos)
+        if pos + 2 + length > len(data):
+            raise FormatError(f"legacy Opus container truncated inside packet {i} of {count}")
+        packets.append(data[pos + 2 : pos + 2 + length])
+        pos += 2 + length
+    if pos != len(data):
+        raise FormatError(f"{len(data) - pos} unexpected bytes after the legacy Opus packets")
+    return packets, pcm_length
+
+
+def decode_payload(payload: bytes, *, name_start_us: int) -> list[Segment]:
+    """Audio of an Opus object's plaintext: v1 chunks (``OggS``) or one legacy chunk.
+
+    ``name_start_us`` (from the object name) places a legacy chunk, which has no timestamp.
+    """
+    if payload[:4] == ogg.CAPTURE:
+        segments = []
+        for chunk in parse_chunks(payload):
+            segments.append(
+                Segment(
+                    start_us=chunk.info.start_us,
+                    sample_rate=chunk.info.sample_rate,
+                    pcm=chunk.decode(),
+                    key=(chunk.info.session_id, chunk.info.seq),
+                )
+            )
+        return segments
+    packets, pcm_length = parse_legacy_chunk(payload)
+    # An odd original length (a legacy bug) loses its trailing half sample, never more.
+    pcm = codec.decode_packets(packets, LEGACY_RATE, pre_skip=0, sample_count=pcm_length // 2)
+    return [Segment(start_us=name_start_us, sample_rate=LEGACY_RATE, pcm=pcm, key=None)]

@@ -1,0 +1,47 @@
+"""The error hierarchy of audiosync.
+
+Every failure the library reports is an ``AudioSyncError``; callers that want to tell
+kinds apart catch the narrower classes. Messages say what to do, not only what failed.
+"""
+
+from __future__ import annotations
+
+
+class AudioSyncError(Exception):
+    """Base class of every error raised by audiosync."""
+
+
+class ConfigError(AudioSyncError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class InvalidInputError(AudioSyncError, ValueError):
+    """The caller passed something audiosync cannot accept (bad id, rate, level, PCM)."""
+
+
+class SessionClosedError(AudioSyncError):
+    """The session was closed; open a new one with ``client.open_session``."""
+
+
+class FormatError(AudioSyncError):
+    """Bytes do not parse as the format they claim to be (truncated, corrupt, foreign)."""
+
+
+class UnsupportedFormatError(FormatError):
+    """A known but not (yet) readable layout, or an unknown extension or version."""
+
+
+class DecryptionError(FormatError):
+    """A sealed record did not open: wrong key, wrong user, or tampered bytes."""
+
+
+class EnqueueError(AudioSyncError):
+    """Chunks could not be appended to Redis. They are kept and retried; nothing is dropped."""
+
+
+class StorageError(AudioSyncError):
+    """Cloud storage refused or failed an operation."""
+
+
+class ObjectConflictError(StorageError):
+    """A create-only upload found a different object already stored under the same name."""

@@ -1,0 +1,108 @@
+"""The only module that speaks Google Cloud Storage (or its emulator).
+
+Uploads are create-only (``if_generation_match=0``). A 412 means an object of that name
+exists: it is checked against what would have been written (size, MD5 and CRC32C) and is
+success only when they match; otherwise ``ObjectConflictError``. Because the precondition
+is set, the client's default retry policy retries transient errors safely.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from dataclasses import dataclass, field
+from typing import Literal
+
+import google_crc32c
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from backend_hooks.errors import ObjectConflictError, StorageError
+from backend_hooks.settings import Settings
+
+UploadOutcome = Literal["created", "already_stored"]
+
+
+def make_client(settings: Settings) -> storage.Client:
+    if settings.storage_emulator_host:
+        # The client reads STORAGE_EMULATOR_HOST itself; pass it too so the Settings win.
+        return storage.Client(
+            project="local",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": settings.storage_emulator_host},
+        )
+    return storage.Client()
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    name: str
+    size: int
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _crc32c_b64(data: bytes) -> str:
+    return base64.b64encode(struct.pack(">I", google_crc32c.value(data))).decode()
+
+
+class GcsBucket:
+    def __init__(self, client: storage.Client, bucket_name: str) -> None:
+        self.client = client
+        self.bucket = client.bucket(bucket_name)
+
+    def create_only(
+        self, name: str, data: bytes, *, content_type: str, metadata: dict[str, str]
+    ) -> UploadOutcome:
+        blob = self.bucket.blob(name)
+        blob.metadata = metadata
+        try:
+            blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
+            return "created"
+        except gexc.PreconditionFailed:
+            pass
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"upload of gs://{self.bucket.name}/{name} failed: {exc}") from exc
+        existing = self.bucket.get_blob(name)
+        if existing is None:
+            raise StorageError(f"gs://{self.bucket.name}/{name} answered 412 but is not there")
+        same = (
+            existing.size == len(data)
+            and existing.md5_hash == _md5_b64(data)
+            and existing.crc32c == _crc32c_b64(data)
+        )
+        if not same:
+            raise ObjectConflictError(
+                f"gs://{self.bucket.name}/{name} exists with other content "
+                f"({existing.size} bytes, md5 {existing.md5_hash}) than the {len(data)} bytes "
+                "this flush would write; the stream entries are kept"
+            )
+        return "already_stored"
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        try:
+            return [
+                StoredObject(name=b.name, size=int(b.size or 0), metadata=dict(b.metadata or {}))
+                for b in self.client.list_blobs(self.bucket, prefix=prefix)
+            ]
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"listing gs://{self.bucket.name}/{prefix} failed: {exc}") from exc
+
+    def download(self, name: str) -> bytes:
+        try:
+            return bytes(self.bucket.blob(name).download_as_bytes())
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"download of gs://{self.bucket.name}/{name} failed: {exc}") from exc
+
+    def delete(self, name: str) -> None:
+        try:
+            self.bucket.blob(name).delete()
+        except gexc.NotFound:
+            return  # already gone: deleting is idempotent
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"delete of gs://{self.bucket.name}/{name} failed: {exc}") from exc

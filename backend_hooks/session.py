@@ -1,0 +1,286 @@
+"""What the pusher calls: open a session, push PCM, switch conversation, close.
+
+Per chunk (every ``AUDIOSYNC_CHUNK_SECONDS`` of audio, or earlier at a gap, a switch or
+the end): Opus-encode, seal for ``enhanced``, and append to the session's Redis stream in
+one round trip (XADD + due-time bookkeeping, one MULTI). Nothing touches Redis per frame.
+
+If Redis fails, the chunks stay in the session, in order, and go with the next chunk; a
+``close`` that still cannot reach Redis raises ``EnqueueError`` and keeps them
+(ROADMAP 1 replaces this with a local disk spool that survives the process).
+
+The ``a*`` methods are for the pusher's event loop: pushing only buffers bytes on the
+loop; encoding, sealing and the Redis round trip run on the client's thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+
+from backend_hooks import container, envelope, redis_store
+from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
+from backend_hooks.codec import ChunkEncoder, validate_rate
+from backend_hooks.errors import ConfigError, EnqueueError, InvalidInputError, SessionClosedError
+from backend_hooks.ids import validate_id
+from backend_hooks.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STANDARD = "standard"
+ENHANCED = "enhanced"
+PROTECTION_LEVELS = (STANDARD, ENHANCED)
+_CLOSE_ATTEMPTS = 3
+
+
+class AudioSyncClient:
+    """One per pusher process: settings, the Redis connection pool, user keys, a thread pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis_client: redis.Redis | None = None,
+        clock: Callable[[], float] = time.time,
+        max_threads: int = 4,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis_client or redis_store.connect(settings.redis_url)
+        self.clock = clock
+        self.keys = (
+            envelope.UserKeys(settings.encryption_secret) if settings.encryption_secret else None
+        )
+        self.executor = ThreadPoolExecutor(max_threads, thread_name_prefix="audiosync")
+        self._sessions: set[Session] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> AudioSyncClient:
+        return cls(Settings.from_env())
+
+    def open_session(
+        self,
+        uid: str,
+        conversation_id: str,
+        sample_rate: int = 16000,
+        protection_level: str = ENHANCED,
+    ) -> Session:
+        session = Session(self, uid, conversation_id, sample_rate, protection_level)
+        with self._lock:
+            self._sessions.add(session)
+        return session
+
+    def _forget(self, session: Session) -> None:
+        with self._lock:
+            self._sessions.discard(session)
+
+    def close(self) -> None:
+        """Close every open session (pusher shutdown): their tails are enqueued."""
+        with self._lock:
+            sessions = list(self._sessions)
+        errors = []
+        for session in sessions:
+            try:
+                session.close()
+            except EnqueueError as exc:
+                errors.append(exc)
+        self.executor.shutdown(wait=True)
+        if errors:
+            raise EnqueueError(f"{len(errors)} sessions could not enqueue their tail: {errors[0]}")
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+
+class Session:
+    """One live audio session of one user; conversations may change along the way."""
+
+    def __init__(
+        self,
+        client: AudioSyncClient,
+        uid: str,
+        conversation_id: str,
+        sample_rate: int,
+        protection_level: str,
+    ) -> None:
+        self.uid = validate_id(uid, "uid")
+        self.conversation_id = validate_id(conversation_id, "conversation_id")
+        self.sample_rate = validate_rate(sample_rate)
+        if protection_level not in PROTECTION_LEVELS:
+            raise InvalidInputError(
+                f"protection_level must be one of {PROTECTION_LEVELS}, got {protection_level!r}"
+            )
+        if protection_level == ENHANCED and client.keys is None:
+            raise ConfigError(
+                "protection level 'enhanced' needs ENCRYPTION_SECRET (at least 32 bytes) "
+                "in the environment"
+            )
+        self.protection_level = protection_level
+        self.session_id = uuid.uuid4().hex
+        self._client = client
+        settings = client.settings
+        self._chunker = Chunker(sample_rate, round(settings.chunk_seconds * sample_rate))
+        self._encoder = ChunkEncoder(sample_rate)
+        self._unsent: list[redis_store.NewEntry] = []
+        self._bytes_since_bump = 0
+        self._samples_since_bump = 0
+        self._closed = False
+        self._lock = threading.Lock()
+        self._alock = asyncio.Lock()
+
+    # -- the synchronous API -------------------------------------------------------------
+    def push(self, pcm: bytes, timestamp: float) -> None:
+        """Add PCM16LE mono audio at the session rate; ``timestamp`` = its first sample."""
+        with self._lock:
+            self._check_open()
+            chunks = self._chunker.push(pcm, timestamp_to_us(timestamp))
+            if chunks:
+                self._ship(chunks, end_of=None)
+
+    def switch_conversation(self, new_conversation_id: str) -> None:
+        """Later audio belongs to ``new_conversation_id``; the old one's tail is flushed."""
+        new_id = validate_id(new_conversation_id, "conversation_id")
+        with self._lock:
+            self._check_open()
+            if new_id == self.conversation_id:
+                return
+            self._ship(self._chunker.flush(), end_of=self.conversation_id)
+            self.conversation_id = new_id
+
+    def close(self) -> None:
+        """End of the conversation: the tail is enqueued and flushed promptly. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            if self._chunker.dangling_byte:
+                log.warning(
+                    "session %s closes with half a sample pending; it is not audio and is dropped",
+                    self.session_id,
+                )
+            self._stage(self._chunker.flush(), end_of=self.conversation_id)
+            for attempt in range(_CLOSE_ATTEMPTS):
+                try:
+                    self._send(urgent=True, raise_errors=True)
+                    break
+                except EnqueueError:
+                    if attempt == _CLOSE_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
+            self._closed = True
+        self._client._forget(self)
+
+    # -- the asyncio API -----------------------------------------------------------------
+    async def apush(self, pcm: bytes, timestamp: float) -> None:
+        async with self._alock:
+            with self._lock:
+                self._check_open()
+                chunks = self._chunker.push(pcm, timestamp_to_us(timestamp))
+            if chunks:
+                await self._in_thread(self._ship_locked, chunks)
+
+    async def aswitch_conversation(self, new_conversation_id: str) -> None:
+        async with self._alock:
+            await self._in_thread(self.switch_conversation, new_conversation_id)
+
+    async def aclose(self) -> None:
+        async with self._alock:
+            await self._in_thread(self.close)
+
+    async def _in_thread(self, func: Callable[..., None], *args: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._client.executor, func, *args)
+
+    # -- internals -----------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def unsent_chunks(self) -> int:
+        return sum(1 for e in self._unsent if e.kind == redis_store.KIND_CHUNK)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError(
+                f"session {self.session_id} is closed; open a new one with open_session()"
+            )
+
+    def _ship_locked(self, chunks: list[RawChunk]) -> None:
+        with self._lock:
+            self._ship(chunks, end_of=None)
+
+    def _entry(self, chunk: RawChunk, now_us: int) -> redis_store.NewEntry:
+        info = container.ChunkInfo(
+            session_id=self.session_id,
+            seq=chunk.seq,
+            start_us=chunk.start_us,
+            sample_rate=self.sample_rate,
+            sample_count=chunk.sample_count,
+        )
+        data = container.build_chunk(info, self._encoder.encode(chunk.pcm), self._encoder.pre_skip)
+        if self.protection_level == ENHANCED:
+            assert self._client.keys is not None
+            data = envelope.seal(self._client.keys.cipher(self.uid), data)
+        return redis_store.NewEntry(
+            kind=redis_store.KIND_CHUNK,
+            uid=self.uid,
+            cid=self.conversation_id,
+            enq_us=now_us,
+            level=self.protection_level,
+            rate=self.sample_rate,
+            seq=chunk.seq,
+            start_us=chunk.start_us,
+            samples=chunk.sample_count,
+            data=data,
+        )
+
+    def _ship(self, chunks: list[RawChunk], *, end_of: str | None) -> None:
+        self._stage(chunks, end_of=end_of)
+        self._send(urgent=end_of is not None, raise_errors=False)
+
+    def _stage(self, chunks: list[RawChunk], *, end_of: str | None) -> None:
+        """Encode and seal ``chunks`` (and an end marker) into the unsent queue."""
+        now_us = round(self._client.clock() * 1_000_000)
+        for chunk in chunks:
+            entry = self._entry(chunk, now_us)
+            self._unsent.append(entry)
+            self._bytes_since_bump += len(entry.data)
+            self._samples_since_bump += chunk.sample_count
+        if end_of is not None:
+            self._unsent.append(
+                redis_store.NewEntry(
+                    kind=redis_store.KIND_END, uid=self.uid, cid=end_of, enq_us=now_us
+                )
+            )
+
+    def _send(self, *, urgent: bool, raise_errors: bool) -> None:
+        """Append the unsent queue in one round trip; keep it on failure."""
+        if not self._unsent:
+            return
+        settings = self._client.settings
+        now = self._client.clock()
+        due_now = (
+            urgent
+            or self._bytes_since_bump >= settings.batch_max_bytes
+            or self._samples_since_bump >= settings.object_seconds * self.sample_rate
+        )
+        due = now if due_now else now + settings.batch_max_age_seconds
+        try:
+            redis_store.append(self._client.redis, self.session_id, self._unsent, due)
+        except redis.RedisError as exc:
+            message = (
+                f"session {self.session_id}: {self.unsent_chunks} chunks wait for "
+                f"Redis ({exc}); they go with the next append"
+            )
+            if raise_errors:
+                raise EnqueueError(message) from exc
+            log.warning(message)
+            return
+        self._unsent.clear()
+        if due_now:
+            self._bytes_since_bump = self._samples_since_bump = 0

@@ -1,0 +1,118 @@
+"""Settings, read from the environment once, validated, with documented defaults.
+
+Every variable is listed in ``ENV_DEFAULTS`` with its default; README.md repeats the table.
+A missing or invalid value raises ``ConfigError`` naming the variable, at start-up.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from backend_hooks.errors import ConfigError
+
+#: Default value of every setting (``None``: unset unless given).
+ENV_DEFAULTS: dict[str, str | None] = {
+    "AUDIOSYNC_REDIS_URL": "redis://127.0.0.1:6379/0",
+    "CELERY_BROKER_URL": None,  # defaults to AUDIOSYNC_REDIS_URL
+    "BUCKET_PRIVATE_CLOUD_SYNC": "omi-private-cloud-sync",
+    "STORAGE_EMULATOR_HOST": None,  # unset: real GCS with application default credentials
+    "ENCRYPTION_SECRET": None,  # required (>= 32 bytes) for the `enhanced` level
+    "AUDIOSYNC_CHUNK_SECONDS": "5",
+    "AUDIOSYNC_OBJECT_SECONDS": "60",
+    "AUDIOSYNC_BATCH_MAX_AGE_SECONDS": "60",
+    "AUDIOSYNC_BATCH_MAX_BYTES": "1048576",
+    "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "5",
+    "AUDIOSYNC_LEASE_SECONDS": "120",
+}
+
+MIN_SECRET_BYTES = 32
+FRAME_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    broker_url: str
+    bucket: str
+    storage_emulator_host: str | None
+    encryption_secret: bytes | None
+    chunk_seconds: float
+    object_seconds: float
+    batch_max_age_seconds: float
+    batch_max_bytes: int
+    sweep_interval_seconds: float
+    lease_seconds: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def raw(name: str) -> str | None:
+            value = env.get(name)
+            if value is None or value == "":
+                return ENV_DEFAULTS[name]
+            return value
+
+        redis_url = _url(name="AUDIOSYNC_REDIS_URL", value=raw("AUDIOSYNC_REDIS_URL"))
+        broker_url = raw("CELERY_BROKER_URL") or redis_url
+        bucket = raw("BUCKET_PRIVATE_CLOUD_SYNC") or ""
+        if not bucket or "/" in bucket:
+            raise ConfigError(f"BUCKET_PRIVATE_CLOUD_SYNC must be a bucket name, got {bucket!r}")
+        secret_text = raw("ENCRYPTION_SECRET")
+        secret = None if secret_text is None else secret_text.encode("utf-8")
+        if secret is not None and len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"ENCRYPTION_SECRET must be at least {MIN_SECRET_BYTES} bytes of UTF-8 "
+                f"(got {len(secret)}); set a longer secret or unset it to disable `enhanced`"
+            )
+        chunk = _positive("AUDIOSYNC_CHUNK_SECONDS", raw("AUDIOSYNC_CHUNK_SECONDS"))
+        frames = chunk / FRAME_SECONDS
+        if abs(frames - round(frames)) > 1e-9:
+            raise ConfigError(
+                f"AUDIOSYNC_CHUNK_SECONDS must be a whole number of 20 ms frames, got {chunk}"
+            )
+        object_seconds = _positive("AUDIOSYNC_OBJECT_SECONDS", raw("AUDIOSYNC_OBJECT_SECONDS"))
+        if object_seconds < chunk:
+            raise ConfigError(
+                f"AUDIOSYNC_OBJECT_SECONDS ({object_seconds}) must be at least "
+                f"AUDIOSYNC_CHUNK_SECONDS ({chunk})"
+            )
+        max_bytes = _positive("AUDIOSYNC_BATCH_MAX_BYTES", raw("AUDIOSYNC_BATCH_MAX_BYTES"))
+        if max_bytes != int(max_bytes):
+            raise ConfigError(f"AUDIOSYNC_BATCH_MAX_BYTES must be a whole number, got {max_bytes}")
+        return cls(
+            redis_url=redis_url,
+            broker_url=broker_url,
+            bucket=bucket,
+            storage_emulator_host=raw("STORAGE_EMULATOR_HOST"),
+            encryption_secret=secret,
+            chunk_seconds=chunk,
+            object_seconds=object_seconds,
+            batch_max_age_seconds=_positive(
+                "AUDIOSYNC_BATCH_MAX_AGE_SECONDS", raw("AUDIOSYNC_BATCH_MAX_AGE_SECONDS")
+            ),
+            batch_max_bytes=int(max_bytes),
+            sweep_interval_seconds=_positive(
+                "AUDIOSYNC_SWEEP_INTERVAL_SECONDS", raw("AUDIOSYNC_SWEEP_INTERVAL_SECONDS")
+            ),
+            lease_seconds=_positive("AUDIOSYNC_LEASE_SECONDS", raw("AUDIOSYNC_LEASE_SECONDS")),
+        )
+
+
+def _url(name: str, value: str | None) -> str:
+    if not value or "://" not in value:
+        raise ConfigError(f"{name} must be a URL such as redis://host:6379/0, got {value!r}")
+    return value
+
+
+def _positive(name: str, value: str | None) -> float:
+    try:
+        number = float(value or "")
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return number

@@ -1,0 +1,38 @@
+"""Celery settings of the audiosync worker fleet, all from the environment.
+
+Every audiosync variable and its default is in ``backend_hooks.settings.ENV_DEFAULTS``
+(README.md has the table). They are validated here, so a worker, beat or Flower started
+with a missing or invalid setting stops at once with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from backend_hooks.settings import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+# A task whose worker died unacknowledged comes back after this long; the sweep's claim
+# (AUDIOSYNC_LEASE_SECONDS) usually re-dispatches the session sooner.
+broker_transport_options = {"visibility_timeout": 3600}
+task_default_queue = "audiosync"
+task_ignore_result = True
+result_backend = None
+# Flushes are idempotent (deterministic names, create-only uploads, delete after store),
+# so they are acknowledged only when done and requeued when their worker process dies.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_send_task_events = True  # for Flower
+task_send_sent_event = True
+timezone = "UTC"
+imports = ("workers.tasks",)
+beat_schedule = {
+    "audiosync-sweep": {
+        "task": "audiosync.sweep",
+        "schedule": _settings.sweep_interval_seconds,
+        # A sweep that waited longer than one interval is superseded by the next one.
+        "options": {"expires": _settings.sweep_interval_seconds},
+    }
+}

@@ -1,0 +1,43 @@
+"""Thin Celery tasks: they only deal with being tasks; the logic is in flush/planner."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from workers import flush
+from workers.celery_app import app
+from workers.context import get_context
+
+log = logging.getLogger(__name__)
+SWEEP_BATCH = 500  # sessions claimed per sweep and shard
+
+
+@app.task(name="audiosync.sweep", ignore_result=True)  # type: ignore[untyped-decorator]
+def sweep() -> int:
+    """Dispatch a flush for every session whose due time has come."""
+    ctx = get_context()
+    now = ctx.clock()
+    sessions = ctx.store.claim_due(now, SWEEP_BATCH, now + ctx.settings.lease_seconds)
+    for session_id in sessions:
+        flush_session.delay(session_id)
+    if len(sessions) == SWEEP_BATCH:
+        sweep.delay()  # more are due: keep going without waiting for the next beat
+    return len(sessions)
+
+
+@app.task(
+    name="audiosync.flush_session", ignore_result=True, acks_late=True, reject_on_worker_lost=True
+)  # type: ignore[untyped-decorator]
+def flush_session(session_id: str) -> dict[str, Any]:
+    ctx = get_context()
+    result = flush.flush_session(
+        session_id,
+        store=ctx.store,
+        bucket=ctx.bucket,
+        policy=ctx.policy,
+        clock=ctx.clock,
+        lease_seconds=ctx.settings.lease_seconds,
+    )
+    log.info("flushed %s: %s", session_id, result)
+    return result.__dict__
