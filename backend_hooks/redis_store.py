@@ -155,6 +155,16 @@ return 0
 """
 
 
+# KEYS: stream, intent (one hash slot); ARGV: the entry ids stored. An empty stream key is
+# removed so idle sessions leave nothing behind; a pusher's next XADD creates it again.
+_COMMIT = """
+if #ARGV > 0 then redis.call('XDEL', KEYS[1], unpack(ARGV)) end
+redis.call('DEL', KEYS[2])
+if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
 class WorkerStore:
     """What the worker fleet does with Redis."""
 
@@ -162,6 +172,7 @@ class WorkerStore:
         self.client = client
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        self._commit = client.register_script(_COMMIT)
 
     def claim_due(self, now: float, limit: int, claim_until: float, shard: int = 0) -> list[str]:
         """Due sessions, each rescheduled to ``claim_until`` so no other sweep takes it."""
@@ -192,12 +203,8 @@ class WorkerStore:
         self.client.set(intent_key(session_id), last_entry_id)
 
     def commit(self, session_id: str, entry_ids: Sequence[bytes]) -> None:
-        """Delete stored entries and the intent together (one MULTI, one hash slot)."""
-        pipe = self.client.pipeline(transaction=True)
-        if entry_ids:
-            pipe.xdel(stream_key(session_id), *entry_ids)
-        pipe.delete(intent_key(session_id))
-        pipe.execute()
+        """Delete stored entries and the intent atomically; drop the stream key if empty."""
+        self._commit(keys=[stream_key(session_id), intent_key(session_id)], args=list(entry_ids))
 
     def unschedule(self, session_id: str) -> None:
         self.client.zrem(due_key(shard_of(session_id)), session_id)
