@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import signal
@@ -121,6 +122,23 @@ class _Server:
         return LocalStackError(f"{self.name} {what}; tail of {self.log}:\n{_tail(self.log)}")
 
 
+_ACCESS_LINE = re.compile(r'\\"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+\\" (?P<status>\d{3})')
+
+
+@dataclass(frozen=True)
+class GcsRequest:
+    """One request as fake-gcs-server logged it."""
+
+    method: str
+    path: str
+    status: int
+
+    @property
+    def is_object_write(self) -> bool:
+        """An object upload: a Class A operation on real GCS."""
+        return self.method in ("POST", "PUT") and self.path.startswith("/upload/storage/v1/")
+
+
 class LocalStack:
     """Starts valkey and fake-gcs-server; a context manager whose ``with`` value is StackInfo."""
 
@@ -181,6 +199,17 @@ class LocalStack:
         if self._workdir is not None and self._given_workdir is None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._workdir = None
+
+    def gcs_requests(self) -> list[GcsRequest]:
+        """Every HTTP request fake-gcs-server has answered so far, from its access log."""
+        if self._workdir is None:
+            raise LocalStackError("the local stack is not running")
+        log = self._workdir / "fake-gcs.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return [
+            GcsRequest(method=m["method"], path=m["path"], status=int(m["status"]))
+            for m in _ACCESS_LINE.finditer(text)
+        ]
 
     def restart_redis(self) -> None:
         """Stop valkey and start it again on the same port and dir; data comes back from the AOF."""
@@ -262,7 +291,7 @@ class LocalStack:
             str(fake_gcs_binary()),
             "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
             "-backend", "filesystem", "-filesystem-root", str(self._workdir / "gcs"),
-            "-external-url", url, "-log-level", "error",
+            "-external-url", url, "-log-level", "info",  # info: one line per request
         ]
         # fmt: on
         server = _Server("fake-gcs-server", argv, self._workdir / "fake-gcs.log")

@@ -123,6 +123,12 @@ def worker(
     return CeleryProcess(name, args, env, workdir / f"{name}.log").start(" ready.")
 
 
+def beat(env: dict[str, str], workdir: Path) -> CeleryProcess:
+    """``celery -A workers beat``: the periodic sweep (one per deployment)."""
+    args = ["beat", "--loglevel=INFO", f"--schedule={workdir / 'beat-schedule'}"]
+    return CeleryProcess("beat", args, env, workdir / "beat.log").start("beat: Starting")
+
+
 def flower(env: dict[str, str], workdir: Path, port: int | None = None) -> CeleryProcess:
     """``celery -A workers flower`` on loopback."""
     port = port or free_port()
