@@ -21,7 +21,7 @@ import urllib.request
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import redis
 
@@ -115,7 +115,7 @@ def wait_drained(client: redis.Redis, timeout: float = 90.0) -> float:
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
-    stats = cast(dict[str, Any], client.info("commandstats"))
+    stats: dict[str, Any] = client.info("commandstats")
     return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
 
 
