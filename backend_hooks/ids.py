@@ -9,7 +9,7 @@ from backend_hooks.errors import InvalidInputError
 _MAX_ID_LENGTH = 256
 # Ids end up inside object names and Redis keys: no path separators, no braces (Redis
 # Cluster hash tags), no whitespace or control characters.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@+=-]+$")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@+=-]+")
 
 
 def validate_id(value: object, what: str) -> str:
@@ -22,7 +22,7 @@ def validate_id(value: object, what: str) -> str:
         raise InvalidInputError(f"{what} is longer than {_MAX_ID_LENGTH} characters")
     if value in (".", "..") or ".." in value:
         raise InvalidInputError(f"{what} {value!r} must not contain '..'")
-    if not _ID_PATTERN.match(value):
+    if not _ID_PATTERN.fullmatch(value):
         raise InvalidInputError(
             f"{what} {value!r} may only hold letters, digits and . _ : @ + = - "
             "(no '/', spaces, braces or control characters)"

@@ -57,8 +57,17 @@ def shard_of(session_id: str) -> int:
     return 0  # ROADMAP 2: a stable hash of the session id modulo the shard count
 
 
+SOCKET_TIMEOUT = 5.0  # seconds; a stalled Redis is an error, never a hang
+
+
 def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=False,
+        health_check_interval=30,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=SOCKET_TIMEOUT,
+    )
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,7 @@ class Session:
         self._bytes_since_bump = 0
         self._samples_since_bump = 0
         self._closed = False
+        self._tail_staged = False
         self._lock = threading.Lock()
         self._alock = asyncio.Lock()
 
@@ -163,7 +164,9 @@ class Session:
                     "session %s closes with half a sample pending; it is not audio and is dropped",
                     self.session_id,
                 )
-            self._stage(self._chunker.flush(), end_of=self.conversation_id)
+            if not self._tail_staged:  # a retried close must not add a second end marker
+                self._stage(self._chunker.flush(), end_of=self.conversation_id)
+                self._tail_staged = True
             for attempt in range(_CLOSE_ATTEMPTS):
                 try:
                     self._send(urgent=True, raise_errors=True)
@@ -205,7 +208,7 @@ class Session:
         return sum(1 for e in self._unsent if e.kind == redis_store.KIND_CHUNK)
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed or self._tail_staged:
             raise SessionClosedError(
                 f"session {self.session_id} is closed; open a new one with open_session()"
             )

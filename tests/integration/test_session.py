@@ -1,0 +1,188 @@
+"""The pusher API against a real Redis: bad input, closing, Redis outages, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from audiosync_dev.localstack import StackInfo
+from backend_hooks import (
+    AudioSyncClient,
+    ConfigError,
+    EnqueueError,
+    InvalidInputError,
+    SessionClosedError,
+)
+from backend_hooks.redis_store import KIND_CHUNK, KIND_END, WorkerStore, connect
+from backend_hooks.settings import Settings
+
+pytestmark = pytest.mark.integration
+SECRET = "session-test-secret-0123456789abcdef"
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def settings(stack: StackInfo, redis_client: redis.Redis) -> Settings:
+    return Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": SECRET})
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[AudioSyncClient]:
+    c = AudioSyncClient(settings)
+    yield c
+    c.executor.shutdown()
+
+
+def one_chunk(rate: int = 16000) -> bytes:
+    return bytes(2 * 5 * rate)
+
+
+def entries(settings: Settings, session_id: str) -> list[tuple[str, int]]:
+    store = WorkerStore(connect(settings.redis_url))
+    return [(e.kind, e.samples) for e in store.read_entries(session_id, 1000)]
+
+
+@pytest.mark.parametrize(
+    "rate", [pytest.param(r, id=repr(r)) for r in (44100, 0, 16001, "16000", 16000.0, True)]
+)
+def test_unsupported_sample_rate(client: AudioSyncClient, rate: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"sample rate|sample_rate"):
+        client.open_session("u", "c", rate, "standard")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "a/b", "..", "../etc", "a..b", "a b", "{tag}", "x\n", "é" * 3, "a" * 300]
+)
+def test_bad_ids(client: AudioSyncClient, bad: str) -> None:
+    with pytest.raises(InvalidInputError, match="uid"):
+        client.open_session(bad, "c", 16000, "standard")
+    with pytest.raises(InvalidInputError, match="conversation_id"):
+        client.open_session("u", bad, 16000, "standard")
+    session = client.open_session("u", "c", 16000, "standard")
+    with pytest.raises(InvalidInputError, match="conversation_id"):
+        session.switch_conversation(bad)
+
+
+def test_bad_protection_level(client: AudioSyncClient) -> None:
+    with pytest.raises(InvalidInputError, match="protection_level"):
+        client.open_session("u", "c", 16000, "end-to-end")
+
+
+def test_enhanced_needs_the_secret(stack: StackInfo) -> None:
+    client = AudioSyncClient(Settings.from_env(stack.env()))
+    with pytest.raises(ConfigError, match="ENCRYPTION_SECRET"):
+        client.open_session("u", "c", 16000, "enhanced")
+    client.open_session("u", "c", 16000, "standard")  # standard needs no secret
+
+
+@pytest.mark.parametrize(
+    ("pcm", "timestamp"),
+    [
+        pytest.param("text", T0, id="str-pcm"),
+        pytest.param([1, 2], T0, id="list-pcm"),
+        pytest.param(b"\0\0", math.nan, id="nan-timestamp"),
+        pytest.param(b"\0\0", -1.0, id="negative-timestamp"),
+        pytest.param(b"\0\0", "now", id="str-timestamp"),
+    ],
+)
+def test_bad_push(client: AudioSyncClient, pcm: object, timestamp: object) -> None:
+    session = client.open_session("u", "c", 16000, "standard")
+    with pytest.raises(InvalidInputError):
+        session.push(pcm, timestamp)  # type: ignore[arg-type]
+
+
+def test_after_close(client: AudioSyncClient, settings: Settings) -> None:
+    session = client.open_session("u", "c", 16000, "standard")
+    session.push(bytes(3200), T0)
+    session.close()
+    session.close()  # idempotent: no second end marker
+    with pytest.raises(SessionClosedError, match="open_session"):
+        session.push(bytes(2), T0 + 1)
+    with pytest.raises(SessionClosedError):
+        session.switch_conversation("other")
+    assert entries(settings, session.session_id) == [(KIND_CHUNK, 1600), (KIND_END, 0)]
+
+
+def test_odd_pushes_lose_no_byte(client: AudioSyncClient, settings: Settings) -> None:
+    session = client.open_session("u", "c", 8000, "standard")
+    session.push(b"\1\0\2", T0)  # one sample and a half
+    session.push(b"\0", T0 + 1 / 8000)  # completes the second sample
+    session.push(b"\3\0\4\0\5", T0 + 2 / 8000)
+    session.close()
+    assert entries(settings, session.session_id) == [(KIND_CHUNK, 4), (KIND_END, 0)]
+
+
+def test_chunks_wait_for_redis_and_nothing_is_dropped(settings: Settings) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        dead_port = unused.getsockname()[1]
+    client = AudioSyncClient(settings, redis_client=connect(f"redis://127.0.0.1:{dead_port}/0"))
+    session = client.open_session("u", "c", 16000, "enhanced")
+    session.push(one_chunk(), T0)  # Redis refuses: kept, no exception on the push path
+    session.push(one_chunk(), T0 + 5)
+    assert session.unsent_chunks == 2
+    with pytest.raises(EnqueueError, match="2 chunks wait"):
+        session.close()
+    assert not session.closed
+    client.redis = connect(settings.redis_url)  # Redis is back
+    session.close()
+    assert session.closed and session.unsent_chunks == 0
+    assert entries(settings, session.session_id) == [
+        (KIND_CHUNK, 80000),
+        (KIND_CHUNK, 80000),
+        (KIND_END, 0),
+    ]
+
+
+def test_apush_does_not_block_the_event_loop(settings: Settings) -> None:
+    """A Redis that accepts but never answers stalls a thread, never the loop."""
+    with socket.socket() as stalled:
+        stalled.bind(("127.0.0.1", 0))
+        stalled.listen(8)
+        port = stalled.getsockname()[1]
+        staller = redis.Redis(
+            port=port, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+        )
+        client = AudioSyncClient(settings, redis_client=staller)
+        session = client.open_session("u", "c", 16000, "standard")
+
+        async def scenario() -> tuple[int, bool]:
+            push = asyncio.create_task(session.apush(one_chunk(), T0))
+            ticks = 0
+            while not push.done() and ticks < 10:
+                await asyncio.sleep(0.01)
+                ticks += 1
+            pending_when_counted = not push.done()
+            await push
+            return ticks, pending_when_counted
+
+        ticks, pending = asyncio.run(scenario())
+        assert ticks == 10 and pending  # the loop ran on while the push waited
+        assert session.unsent_chunks == 1  # and the chunk is kept, not lost
+        client.executor.shutdown()
+
+
+def test_async_api_round_trip(client: AudioSyncClient, settings: Settings) -> None:
+    async def scenario() -> str:
+        session = client.open_session("u", "c1", 16000, "enhanced")
+        await session.apush(one_chunk() + bytes(640), T0)
+        await session.aswitch_conversation("c2")
+        await session.apush(bytes(320), T0 + 5.02)
+        await session.aclose()
+        return session.session_id
+
+    session_id = asyncio.run(scenario())
+    assert entries(settings, session_id) == [
+        (KIND_CHUNK, 80000),
+        (KIND_CHUNK, 320),
+        (KIND_END, 0),
+        (KIND_CHUNK, 160),
+        (KIND_END, 0),
+    ]
