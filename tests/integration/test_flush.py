@@ -1,0 +1,147 @@
+"""flush_session against real Redis and the GCS emulator, with an injected clock.
+
+These drive the flush logic directly (no Celery) to stop it at the points where a
+process can die, which a real worker cannot be made to do on cue.
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from audiosync_dev.localstack import StackInfo
+from audiosync_dev.speech import speech_like
+from backend_hooks import AudioSyncClient, container, naming, storage
+from backend_hooks.redis_store import WorkerStore, connect, due_key
+from backend_hooks.settings import Settings
+from workers.context import WorkerContext
+from workers.flush import content_type, flush_session
+from workers.planner import plan_flush
+
+pytestmark = pytest.mark.integration
+T0 = 1_700_000_000.0
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(2_000_000_000.0)
+
+
+@pytest.fixture
+def ctx(stack: StackInfo, redis_client: redis.Redis, clock: FakeClock) -> WorkerContext:
+    return WorkerContext.from_settings(Settings.from_env(stack.env()), clock=clock)
+
+
+def flush(ctx: WorkerContext, session_id: str) -> tuple[int, int]:
+    result = flush_session(
+        session_id,
+        store=ctx.store,
+        bucket=ctx.bucket,
+        policy=ctx.policy,
+        clock=ctx.clock,
+        lease_seconds=30,
+    )
+    return result.objects_created, result.objects_already_stored
+
+
+def stored_chunks(ctx: WorkerContext, uid: str, cid: str) -> list[tuple[int, int]]:
+    """(seq, samples) of every chunk stored for a conversation, across objects."""
+    out = []
+    sctx = storage.StorageContext(ctx.settings, ctx.bucket, None)
+    for item in storage.list_audio_chunks(uid, cid, context=sctx):
+        for chunk in container.parse_chunks(ctx.bucket.download(item["path"])):
+            out.append((chunk.info.seq, chunk.info.sample_count))
+    return sorted(out)
+
+
+def test_killed_between_upload_and_commit(ctx: WorkerContext, clock: FakeClock) -> None:
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session("crash-user", "crash-conv", 16000, "standard")
+    audio = speech_like(77, 16000, seed=9)
+    session.push(audio[: 2 * 16000 * 42], T0)  # 8 chunks of 5 s reach Redis
+    clock.now += 61  # the oldest chunk is due by age
+
+    # A flush gets as far as its upload and dies before deleting the entries.
+    entries = ctx.store.read_entries(session.session_id, 1000)
+    plan = plan_flush(entries, clock(), ctx.policy)
+    assert len(plan.objects) == 1 and len(plan.objects[0].entries) == 8
+    ctx.store.write_intent(session.session_id, plan.objects[0].entries[-1].entry_id)
+    first = plan.objects[0]
+    data = first.data()
+    ctx.bucket.create_only(
+        first.name(data),
+        data,
+        content_type=content_type(False),
+        metadata=first.metadata(session.session_id),
+    )
+
+    # Meanwhile more audio arrives; then the sweep retries the session.
+    session.push(audio[2 * 16000 * 42 :], T0 + 42)
+    session.close()
+    assert flush(ctx, session.session_id) == (1, 1)  # the first object: 412, checked equal
+
+    chunks = stored_chunks(ctx, "crash-user", "crash-conv")
+    assert [seq for seq, _ in chunks] == list(range(16))  # every chunk once, none twice
+    assert sum(n for _, n in chunks) == len(audio) // 2
+    assert ctx.store.read_entries(session.session_id, 1000) == []
+    assert ctx.store.read_intent(session.session_id) is None
+    names = [
+        naming.parse_object_name(o["path"])
+        for o in storage.list_audio_chunks(
+            "crash-user",
+            "crash-conv",
+            context=storage.StorageContext(ctx.settings, ctx.bucket, None),
+        )
+    ]
+    assert first.name(data) in {n.path for n in names}
+
+
+def test_young_audio_waits_and_is_rescheduled(ctx: WorkerContext, clock: FakeClock) -> None:
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session("young-user", "young-conv", 8000, "standard")
+    session.push(bytes(2 * 8000 * 20), T0)  # 4 chunks, enqueued "now"
+    assert flush(ctx, session.session_id) == (0, 0)
+    due = ctx.store.client.zscore(due_key(), session.session_id)
+    assert due == pytest.approx(clock.now + ctx.settings.batch_max_age_seconds)
+    clock.now += ctx.settings.batch_max_age_seconds
+    assert flush(ctx, session.session_id) == (1, 0)
+    assert ctx.store.client.zscore(due_key(), session.session_id) is None
+
+
+def test_a_held_lease_skips_the_flush(ctx: WorkerContext, clock: FakeClock) -> None:
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session("lease-user", "lease-conv", 16000, "standard")
+    session.push(bytes(2 * 16000 * 5), T0)
+    session.close()
+    assert ctx.store.acquire_lease(session.session_id, "other-worker", 30)
+    result = flush_session(
+        session.session_id,
+        store=ctx.store,
+        bucket=ctx.bucket,
+        policy=ctx.policy,
+        clock=clock,
+        lease_seconds=30,
+    )
+    assert result.skipped and len(ctx.store.read_entries(session.session_id, 10)) == 2
+    ctx.store.release_lease(session.session_id, "not-the-holder")  # does not release it
+    assert not ctx.store.acquire_lease(session.session_id, "third", 30)
+
+
+def test_sweep_claims_due_sessions_once(ctx: WorkerContext, clock: FakeClock) -> None:
+    store: WorkerStore = ctx.store
+    store.schedule("due-now", clock.now - 1)
+    store.schedule("due-later", clock.now + 100)
+    assert store.claim_due(clock.now, 100, clock.now + 30) == ["due-now"]
+    assert store.claim_due(clock.now, 100, clock.now + 30) == []  # claimed, not due again
+    assert store.claim_due(clock.now + 31, 100, clock.now + 61) == ["due-now"]  # lease ran out
+    store.schedule("due-now", clock.now)  # a pusher lowers it (ZADD LT)
+    assert store.claim_due(clock.now, 100, clock.now + 30) == ["due-now"]
+    assert connect(ctx.settings.redis_url).zcard(due_key()) == 2
