@@ -186,3 +186,20 @@ def test_async_api_round_trip(client: AudioSyncClient, settings: Settings) -> No
         (KIND_CHUNK, 160),
         (KIND_END, 0),
     ]
+
+
+def test_one_round_trip_per_chunk_and_nothing_per_frame(
+    client: AudioSyncClient, redis_client: redis.Redis
+) -> None:
+    session = client.open_session("u", "c", 16000, "enhanced")
+    frame = bytes(2 * 320)  # 20 ms
+    redis_client.config_resetstat()
+    for i in range(30 * 50):  # 30 s of 20 ms frames: 1500 pushes, 6 chunks
+        session.push(frame, T0 + i * 0.02)
+    session.close()
+    stats = redis_client.info("commandstats")
+    calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+    for connection_setup in ("info", "config|resetstat", "hello", "client|setinfo", "ping"):
+        calls.pop(connection_setup, None)  # this test's own, and the pool's handshake
+    # 6 chunk appends and 1 close, each one MULTI; XADDs: 6 chunks + 1 end marker.
+    assert calls == {"multi": 7, "exec": 7, "xadd": 7, "zadd": 7}
