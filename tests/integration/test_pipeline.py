@@ -201,3 +201,27 @@ def test_a_replayed_flush_writes_nothing_new(
     with pytest.raises(ObjectConflictError):
         bucket.create_only(path, data + b"x", content_type="audio/ogg", metadata={})
     assert storage.list_audio_chunks("user-2", "conv-2b", context=context) == listed
+
+
+def test_select_by_timestamp_and_delete(
+    worker: processes.CeleryProcess, context: storage.StorageContext
+) -> None:
+    listed = storage.list_audio_chunks("user-1", "conv-1", context=context)
+    second = listed[1]["timestamp"]
+    only = storage.download_merged_audio("user-1", "conv-1", [second], context=context)
+    assert only.sample_count == 62.5 * 16000  # 60 s of audio around the 2.5 s gap
+    assert only.start_us == round(second * 1_000_000)
+    assert (
+        storage.download_audio_chunks_and_merge("user-1", "conv-1", [123.0], context=context) == b""
+    )  # no such object
+
+    storage.delete_audio_chunks("user-1", "conv-1", [second], context=context)
+    left = storage.list_audio_chunks("user-1", "conv-1", context=context)
+    assert [o["path"] for o in left] == [listed[0]["path"], listed[2]["path"]]
+    merged = storage.download_merged_audio("user-1", "conv-1", context=context)
+    # The deleted minute comes back as silence between its neighbours.
+    assert merged.sample_count == (130 + 2.5) * 16000
+    without_gaps = storage.download_merged_audio(
+        "user-1", "conv-1", fill_gaps=False, context=context
+    )
+    assert without_gaps.sample_count == 70 * 16000
