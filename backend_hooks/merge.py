@@ -48,12 +48,16 @@ def merge_segments(
     rate = ordered[0].sample_rate
     origin = ordered[0].start_us
     out = bytearray()
+    skipped = 0  # samples of gaps left unfilled: the timeline is ahead of ``out`` by this
     for segment in ordered:
         position = round((segment.start_us - origin) * rate / 1_000_000)
-        cursor = len(out) // 2
+        cursor = len(out) // 2 + skipped
         pcm = segment.pcm[: len(segment.pcm) - len(segment.pcm) % 2]
-        if position > cursor and fill_gaps:
-            out += bytes(2 * (position - cursor))
+        if position > cursor:
+            if fill_gaps:
+                out += bytes(2 * (position - cursor))
+            else:
+                skipped += position - cursor
         elif position < cursor:
             pcm = pcm[2 * (cursor - position) :]
         out += pcm
