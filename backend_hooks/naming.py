@@ -31,9 +31,9 @@ KNOWN_EXTENSIONS = (".batch.enc", ".batch.bin", ".opus.enc", ".opus", ".enc", ".
 SEALED_EXTENSIONS = frozenset({".batch.enc", ".opus.enc", ".enc"})
 DIGEST_HEX = 16
 
-_TIME = r"\d+\.\d{3}"
-_NEW = re.compile(rf"^(?P<start>{_TIME})-(?P<end>{_TIME})_(?P<digest>[0-9a-f]{{{DIGEST_HEX}}})$")
-_LEGACY = re.compile(rf"^(?P<start>{_TIME})(?:-(?P<end>{_TIME}))?$")
+_TIME = r"[0-9]+\.[0-9]{3}"
+_NEW = re.compile(rf"^(?P<start>{_TIME})-(?P<end>{_TIME})_(?P<digest>[0-9a-f]{{{DIGEST_HEX}}})\Z")
+_LEGACY = re.compile(rf"^(?P<start>{_TIME})(?:-(?P<end>{_TIME}))?\Z")
 
 
 def conversation_prefix(uid: str, conversation_id: str) -> str:
