@@ -57,7 +57,7 @@ class Settings:
             return value
 
         redis_url = _url(name="AUDIOSYNC_REDIS_URL", value=raw("AUDIOSYNC_REDIS_URL"))
-        broker_url = raw("CELERY_BROKER_URL") or redis_url
+        broker_url = _url(name="CELERY_BROKER_URL", value=raw("CELERY_BROKER_URL") or redis_url)
         bucket = raw("BUCKET_PRIVATE_CLOUD_SYNC") or ""
         if not bucket or "/" in bucket:
             raise ConfigError(f"BUCKET_PRIVATE_CLOUD_SYNC must be a bucket name, got {bucket!r}")
