@@ -1,0 +1,138 @@
+"""backend_hooks.settings: environment parsing; every refusal names its variable."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backend_hooks.errors import ConfigError
+from backend_hooks.settings import ENV_DEFAULTS, MIN_SECRET_BYTES, Settings
+
+SECRET = "s" * 32
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings(
+        redis_url="redis://127.0.0.1:6379/0",
+        broker_url="redis://127.0.0.1:6379/0",
+        bucket="omi-private-cloud-sync",
+        storage_emulator_host=None,
+        encryption_secret=None,
+        chunk_seconds=5.0,
+        object_seconds=60.0,
+        batch_max_age_seconds=60.0,
+        batch_max_bytes=1_048_576,
+        sweep_interval_seconds=5.0,
+        lease_seconds=120.0,
+    )
+    assert isinstance(settings.batch_max_bytes, int)
+
+
+def test_empty_values_mean_the_default() -> None:
+    assert Settings.from_env(dict.fromkeys(ENV_DEFAULTS, "")) == Settings.from_env({})
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "AUDIOSYNC_REDIS_URL": "redis://r:1/2",
+            "CELERY_BROKER_URL": "redis://b:3/4",
+            "BUCKET_PRIVATE_CLOUD_SYNC": "my-bucket",
+            "STORAGE_EMULATOR_HOST": "http://127.0.0.1:4443",
+            "ENCRYPTION_SECRET": SECRET,
+            "AUDIOSYNC_CHUNK_SECONDS": "2.5",
+            "AUDIOSYNC_OBJECT_SECONDS": "30",
+            "AUDIOSYNC_BATCH_MAX_AGE_SECONDS": "45",
+            "AUDIOSYNC_BATCH_MAX_BYTES": "2048",
+            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "0.5",
+            "AUDIOSYNC_LEASE_SECONDS": "90",
+        }
+    )
+    assert settings == Settings(
+        redis_url="redis://r:1/2",
+        broker_url="redis://b:3/4",
+        bucket="my-bucket",
+        storage_emulator_host="http://127.0.0.1:4443",
+        encryption_secret=SECRET.encode(),
+        chunk_seconds=2.5,
+        object_seconds=30.0,
+        batch_max_age_seconds=45.0,
+        batch_max_bytes=2048,
+        sweep_interval_seconds=0.5,
+        lease_seconds=90.0,
+    )
+
+
+def test_broker_defaults_to_the_redis_url() -> None:
+    settings = Settings.from_env({"AUDIOSYNC_REDIS_URL": "redis://elsewhere:6380/1"})
+    assert settings.broker_url == "redis://elsewhere:6380/1"
+
+
+def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUDIOSYNC_LEASE_SECONDS", "77")
+    assert Settings.from_env().lease_seconds == 77.0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        pytest.param("AUDIOSYNC_REDIS_URL", "localhost:6379", id="redis-url-no-scheme"),
+        pytest.param("CELERY_BROKER_URL", "localhost:6379", id="broker-url-no-scheme"),
+        pytest.param("BUCKET_PRIVATE_CLOUD_SYNC", "bucket/prefix", id="bucket-with-slash"),
+        pytest.param("ENCRYPTION_SECRET", "short", id="secret-5-bytes"),
+        pytest.param("ENCRYPTION_SECRET", "x" * 31, id="secret-31-bytes"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "five", id="chunk-not-a-number"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "5s", id="chunk-with-unit"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "0", id="chunk-zero"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "-5", id="chunk-negative"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "nan", id="chunk-nan"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "inf", id="chunk-inf"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "0.03", id="chunk-not-whole-frames"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "5.01", id="chunk-5.01"),
+        pytest.param("AUDIOSYNC_OBJECT_SECONDS", "sixty", id="object-not-a-number"),
+        pytest.param("AUDIOSYNC_OBJECT_SECONDS", "0", id="object-zero"),
+        pytest.param("AUDIOSYNC_OBJECT_SECONDS", "4", id="object-shorter-than-chunk"),
+        pytest.param("AUDIOSYNC_BATCH_MAX_AGE_SECONDS", "-1", id="age-negative"),
+        pytest.param("AUDIOSYNC_BATCH_MAX_AGE_SECONDS", "never", id="age-not-a-number"),
+        pytest.param("AUDIOSYNC_BATCH_MAX_BYTES", "1.5", id="bytes-fraction"),
+        pytest.param("AUDIOSYNC_BATCH_MAX_BYTES", "0", id="bytes-zero"),
+        pytest.param("AUDIOSYNC_BATCH_MAX_BYTES", "1e400", id="bytes-overflow-inf"),
+        pytest.param("AUDIOSYNC_BATCH_MAX_BYTES", "1MB", id="bytes-with-unit"),
+        pytest.param("AUDIOSYNC_SWEEP_INTERVAL_SECONDS", "0", id="sweep-zero"),
+        pytest.param("AUDIOSYNC_SWEEP_INTERVAL_SECONDS", "-inf", id="sweep-minus-inf"),
+        pytest.param("AUDIOSYNC_LEASE_SECONDS", "-120", id="lease-negative"),
+        pytest.param("AUDIOSYNC_LEASE_SECONDS", "2 min", id="lease-not-a-number"),
+    ],
+)
+def test_invalid_value_names_its_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})
+
+
+def test_secret_length_is_counted_in_utf8_bytes() -> None:
+    # 16 characters, 32 bytes: accepted; 15 characters + "x" = 31 bytes: refused.
+    accepted = Settings.from_env({"ENCRYPTION_SECRET": "é" * 16})
+    assert accepted.encryption_secret == ("é" * 16).encode("utf-8")
+    with pytest.raises(ConfigError, match="ENCRYPTION_SECRET"):
+        Settings.from_env({"ENCRYPTION_SECRET": "é" * 15 + "x"})
+
+
+def test_secret_of_minimum_length_is_accepted() -> None:
+    secret = "k" * MIN_SECRET_BYTES
+    assert Settings.from_env({"ENCRYPTION_SECRET": secret}).encryption_secret == secret.encode()
+
+
+def test_object_seconds_equal_to_chunk_seconds_is_accepted() -> None:
+    settings = Settings.from_env({"AUDIOSYNC_CHUNK_SECONDS": "5", "AUDIOSYNC_OBJECT_SECONDS": "5"})
+    assert settings.object_seconds == settings.chunk_seconds == 5.0
+
+
+@given(frames=st.integers(min_value=1, max_value=30_000))
+def test_any_whole_number_of_frames_is_a_valid_chunk(frames: int) -> None:
+    text = repr(frames * 20 / 1000)
+    settings = Settings.from_env(
+        {"AUDIOSYNC_CHUNK_SECONDS": text, "AUDIOSYNC_OBJECT_SECONDS": "1000"}
+    )
+    assert settings.chunk_seconds == float(text)
