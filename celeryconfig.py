@@ -7,9 +7,13 @@ with a missing or invalid setting stops at once with a message naming the variab
 
 from __future__ import annotations
 
+from backend_hooks.errors import ConfigError
 from backend_hooks.settings import Settings
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except ConfigError as exc:  # a clear one-line message instead of a traceback
+    raise SystemExit(f"audiosync: invalid setting: {exc}") from None
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True

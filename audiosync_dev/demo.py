@@ -105,13 +105,13 @@ async def push_all(client: AudioSyncClient) -> list[Conversation]:
     return [c for group in results for c in group]
 
 
-def wait_drained(client: redis.Redis, timeout: float = 90.0) -> float:
+def wait_drained(client: redis.Redis, logs: Path, timeout: float = 90.0) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if client.zcard("audiosync:due:{0}") == 0 and not client.keys("audiosync:{*}:chunks"):
             return time.monotonic() - started
         time.sleep(0.2)
-    raise RuntimeError(f"streams not drained after {timeout:.0f} s: see the worker log")
+    raise RuntimeError(f"streams not drained after {timeout:.0f} s; the logs are in {logs}")
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
@@ -144,7 +144,7 @@ def main() -> int:
         r = redis.Redis.from_url(info.redis_url)
         print(f"local stack up: valkey {info.redis_url}, fake-gcs-server {info.gcs_url}")
         with (
-            processes.worker(env, workdir, beat=False) as worker,
+            processes.worker(env, workdir, beat=False) as _worker,
             processes.beat(env, workdir) as _beat,
             processes.flower(env, workdir) as flower,
         ):
@@ -158,14 +158,11 @@ def main() -> int:
             conversations = asyncio.run(push_all(client))
             client.close()
             push_time = time.monotonic() - pushed_at
-            drain_time = wait_drained(r)
+            drain_time = wait_drained(r, logs=workdir)
             calls = command_calls(r)
             requests = stack.gcs_requests()
             object_writes = sum(q.is_object_write for q in requests) - writes_before
-            print(
-                f"pushed in {push_time:.1f} s, drained {drain_time:.1f} s later; "
-                f"worker log: {worker.log}"
-            )
+            print(f"pushed in {push_time:.1f} s, drained {drain_time:.1f} s later")
 
             OUT.mkdir(exist_ok=True)
             ctx = storage.StorageContext.from_settings(settings)

@@ -6,12 +6,16 @@ process can die, which a real worker cannot be made to do on cue.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import redis
 
+from audiosync_dev.legacy import legacy_opus_container
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, container, naming, storage
+from backend_hooks import AudioSyncClient, container, envelope, naming, storage
+from backend_hooks.errors import ConfigError, DecryptionError, UnsupportedFormatError
 from backend_hooks.redis_store import WorkerStore, connect, due_key
 from backend_hooks.settings import Settings
 from workers.context import WorkerContext
@@ -145,3 +149,69 @@ def test_sweep_claims_due_sessions_once(ctx: WorkerContext, clock: FakeClock) ->
     store.schedule("due-now", clock.now)  # a pusher lowers it (ZADD LT)
     assert store.claim_due(clock.now, 100, clock.now + 30) == ["due-now"]
     assert connect(ctx.settings.redis_url).zcard(due_key()) == 2
+
+
+def test_legacy_and_new_objects_merge_together(ctx: WorkerContext, clock: FakeClock) -> None:
+    """Old single-chunk .opus/.opus.enc objects and new 60 s objects in one conversation."""
+    uid, cid = "mixed-user", "mixed-conv"
+    secret = b"mixed-conversation-secret-0123456789"
+    keys = envelope.UserKeys(secret)
+    first, second = speech_like(5, 16000, seed=21), speech_like(5, 16000, seed=22)
+    prefix = naming.conversation_prefix(uid, cid)
+    ctx.bucket.create_only(
+        f"{prefix}{T0:.3f}.opus",
+        legacy_opus_container(first),
+        content_type="application/octet-stream",
+        metadata={},
+    )
+    sealed = envelope.seal(keys.cipher(uid), legacy_opus_container(second))
+    ctx.bucket.create_only(
+        f"{prefix}{T0 + 5:.3f}.opus.enc",
+        sealed,
+        content_type="application/octet-stream",
+        metadata={},
+    )
+
+    settings = replace(ctx.settings, encryption_secret=secret)
+    client = AudioSyncClient(settings, clock=clock)
+    session = client.open_session(uid, cid, 16000, "enhanced")
+    new = speech_like(7.5, 16000, seed=23)
+    session.push(new, T0 + 10)
+    session.close()
+    assert flush(ctx, session.session_id) == (1, 0)
+
+    sctx = storage.StorageContext.from_settings(settings)
+    listed = storage.list_audio_chunks(uid, cid, context=sctx)
+    kinds = [naming.parse_object_name(o["path"]) for o in listed]
+    assert [(n.extension, n.is_new) for n in kinds] == [
+        (".opus", False),
+        (".opus.enc", False),
+        (".opus.enc", True),
+    ]
+    merged = storage.download_merged_audio(uid, cid, context=sctx)
+    assert merged.sample_rate == 16000 and merged.start_us == round(T0 * 1_000_000)
+    assert merged.sample_count == 17.5 * 16000  # 5 s + 5 s + 7.5 s, back to back
+
+    wrong = storage.StorageContext.from_settings(
+        replace(settings, encryption_secret=b"another-secret-entirely-0123456789")
+    )
+    with pytest.raises(DecryptionError):
+        storage.download_merged_audio(uid, cid, context=wrong)
+    no_key = storage.StorageContext.from_settings(replace(settings, encryption_secret=None))
+    with pytest.raises(ConfigError, match="ENCRYPTION_SECRET"):
+        storage.download_merged_audio(uid, cid, context=no_key)
+
+
+def test_legacy_raw_pcm_is_listed_but_not_guessed(ctx: WorkerContext) -> None:
+    prefix = naming.conversation_prefix("raw-user", "raw-conv")
+    ctx.bucket.create_only(
+        f"{prefix}{T0:.3f}.bin", bytes(80000), content_type="application/octet-stream", metadata={}
+    )
+    ctx.bucket.create_only(
+        f"{prefix}notes.txt", b"not audio", content_type="text/plain", metadata={}
+    )
+    sctx = storage.StorageContext(ctx.settings, ctx.bucket, None)
+    listed = storage.list_audio_chunks("raw-user", "raw-conv", context=sctx)
+    assert [(o["timestamp"], o["size"], o["duration"]) for o in listed] == [(T0, 80000, None)]
+    with pytest.raises(UnsupportedFormatError, match="ROADMAP 3"):
+        storage.download_merged_audio("raw-user", "raw-conv", context=sctx)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import opuslib
 import pytest
 
+from audiosync_dev.legacy import legacy_opus_container
 from backend_hooks import codec, container, ogg
 from backend_hooks.container import ChunkInfo
 from backend_hooks.errors import FormatError, InvalidInputError, UnsupportedFormatError
@@ -443,18 +443,7 @@ def test_truncated_chunk_is_refused() -> None:
 
 def legacy_container(pcm: bytes, *, declared_length: int | None = None) -> bytes:
     """Built as LEGACY_FORMATS.md describes: 16 kHz, VOIP, 20 ms frames, last one padded."""
-    encoder = opuslib.Encoder(16000, 1, opuslib.APPLICATION_VOIP)  # default bitrate
-    step = 640
-    packets = []
-    for offset in range(0, len(pcm), step):
-        frame = pcm[offset : offset + step]
-        frame += bytes(step - len(frame))
-        packets.append(bytes(encoder.encode(frame, 320)))
-    length = len(pcm) if declared_length is None else declared_length
-    out = [struct.pack("<II", len(packets), length)]
-    for packet in packets:
-        out += [struct.pack("<H", len(packet)), packet]
-    return b"".join(out)
+    return legacy_opus_container(pcm, declared_length=declared_length)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,37 @@
+"""The fleet's processes refuse to start on a bad setting, with a message naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "abc", id="not-a-number"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "5.01", id="not-whole-frames"),
+        pytest.param("AUDIOSYNC_OBJECT_SECONDS", "1", id="object-shorter-than-chunk"),
+        pytest.param("ENCRYPTION_SECRET", "short", id="short-secret"),
+        pytest.param("AUDIOSYNC_REDIS_URL", "localhost", id="not-a-url"),
+    ],
+)
+@pytest.mark.parametrize("command", ["worker", "beat"])
+def test_bad_setting_stops_the_process(command: str, variable: str, value: str) -> None:
+    env = {**os.environ, variable: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers", command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert f"audiosync: invalid setting: {variable}" in done.stderr
+    assert "Traceback" not in done.stderr
