@@ -159,12 +159,13 @@ class Session:
         with self._lock:
             if self._closed:
                 return
-            if self._chunker.dangling_byte:
-                log.warning(
-                    "session %s closes with half a sample pending; it is not audio and is dropped",
-                    self.session_id,
-                )
             if not self._tail_staged:  # a retried close must not add a second end marker
+                if self._chunker.dangling_byte:
+                    log.warning(
+                        "session %s closes with half a sample pending; it is not audio and "
+                        "is dropped",
+                        self.session_id,
+                    )
                 self._stage(self._chunker.flush(), end_of=self.conversation_id)
                 self._tail_staged = True
             for attempt in range(_CLOSE_ATTEMPTS):
