@@ -75,7 +75,9 @@ def plans() -> list[Plan]:
     return out
 
 
-async def run_session(client: AudioSyncClient, plan: Plan) -> list[Conversation]:
+async def run_session(
+    client: AudioSyncClient, plan: Plan, progress: Progress
+) -> list[Conversation]:
     uid = f"demo-user-{plan.index:02d}"
     start = T0 + 3 * plan.index
     conv = Conversation(uid, f"demo-conv-{plan.index:02d}", plan.rate, start)
@@ -96,12 +98,43 @@ async def run_session(client: AudioSyncClient, plan: Plan) -> list[Conversation]
         piece = pcm[offset : offset + step]
         conv.pcm += piece
         await session.apush(piece, start + at + shift)
+        progress.done += len(piece) / 2 / plan.rate
     await session.aclose()
     return conversations
 
 
+class Progress:
+    """Audio seconds pushed so far, drawn as a bar when stdout is a terminal."""
+
+    def __init__(self, total_seconds: float) -> None:
+        self.total = total_seconds
+        self.done = 0.0
+        self.tty = sys.stdout.isatty()
+
+    def draw(self, final: bool = False) -> None:
+        if not self.tty:
+            return
+        filled = min(30, round(30 * self.done / self.total))
+        print(
+            f"\r  pushing [{'#' * filled}{'.' * (30 - filled)}] "
+            f"{self.done:,.0f}/{self.total:,.0f} s of audio",
+            end="\n" if final else "",
+            flush=True,
+        )
+
+    async def run(self) -> None:
+        while True:
+            self.draw()
+            await asyncio.sleep(0.25)
+
+
 async def push_all(client: AudioSyncClient) -> list[Conversation]:
-    results = await asyncio.gather(*(run_session(client, p) for p in plans()))
+    all_plans = plans()
+    progress = Progress(sum(p.seconds for p in all_plans))
+    drawer = asyncio.create_task(progress.run())
+    results = await asyncio.gather(*(run_session(client, p, progress) for p in all_plans))
+    drawer.cancel()
+    progress.draw(final=True)
     return [c for group in results for c in group]
 
 
@@ -153,7 +186,6 @@ def main() -> int:
             r.config_resetstat()
             writes_before = sum(q.is_object_write for q in stack.gcs_requests())
             client = AudioSyncClient(settings)
-            print(f"streaming {SESSIONS} sessions ...", flush=True)
             pushed_at = time.monotonic()
             conversations = asyncio.run(push_all(client))
             client.close()
@@ -162,7 +194,9 @@ def main() -> int:
             calls = command_calls(r)
             requests = stack.gcs_requests()
             object_writes = sum(q.is_object_write for q in requests) - writes_before
-            print(f"pushed in {push_time:.1f} s, drained {drain_time:.1f} s later")
+            print(
+                f"pushed {SESSIONS} sessions in {push_time:.1f} s, drained {drain_time:.1f} s later"
+            )
 
             OUT.mkdir(exist_ok=True)
             ctx = storage.StorageContext.from_settings(settings)
