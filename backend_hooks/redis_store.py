@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import redis
 
@@ -164,12 +164,25 @@ return 0
 """
 
 
-# KEYS: stream, intent (one hash slot); ARGV: the entry ids stored. An empty stream key is
-# removed so idle sessions leave nothing behind; a pusher's next XADD creates it again.
+# Ends a flush in one atomic step, so no kill can leave a session with entries and no due
+# time. KEYS: stream, intent, due index. ARGV: session id, the due time computed from the
+# entries left (or '' for none), the id of the last entry the flush read (or ''), now,
+# then the ids of the entries stored. Entries appended after the flush read its stream
+# make the session due now, so a pusher's own "due now" is never overwritten.
 _COMMIT = """
-if #ARGV > 0 then redis.call('XDEL', KEYS[1], unpack(ARGV)) end
+if #ARGV > 4 then redis.call('XDEL', KEYS[1], unpack(ARGV, 5)) end
 redis.call('DEL', KEYS[2])
-if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 0
+end
+if last[1][1] ~= ARGV[3] or ARGV[2] == '' then
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  return 2
+end
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
 """
 
@@ -211,16 +224,27 @@ class WorkerStore:
     def write_intent(self, session_id: str, last_entry_id: bytes) -> None:
         self.client.set(intent_key(session_id), last_entry_id)
 
-    def commit(self, session_id: str, entry_ids: Sequence[bytes]) -> None:
-        """Delete stored entries and the intent atomically; drop the stream key if empty."""
-        self._commit(keys=[stream_key(session_id), intent_key(session_id)], args=list(entry_ids))
-
-    def unschedule(self, session_id: str) -> None:
-        self.client.zrem(due_key(shard_of(session_id)), session_id)
+    def commit(
+        self,
+        session_id: str,
+        entry_ids: Sequence[bytes],
+        *,
+        last_read_id: bytes | None,
+        next_due: float | None,
+        now: float,
+    ) -> None:
+        """Delete stored entries and the intent, drop an empty stream, set the due time."""
+        self._commit(
+            keys=[stream_key(session_id), intent_key(session_id), due_key(shard_of(session_id))],
+            args=[
+                session_id,
+                "" if next_due is None else repr(next_due),
+                last_read_id or b"",
+                repr(now),
+                *entry_ids,
+            ],
+        )
 
     def schedule(self, session_id: str, due: float) -> None:
         """Lower (or set, when absent) the session's due time."""
         self.client.zadd(due_key(shard_of(session_id)), {session_id: due}, lt=True)
-
-    def due_count(self) -> int:
-        return int(cast(Any, self.client.zcard(due_key())))

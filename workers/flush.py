@@ -6,8 +6,9 @@ What if the process is killed here?
   cuts at the same entry, so it writes the same bytes under the same names; objects
   already stored answer 412 and are checked equal.
 - after the uploads, before the commit: the same, with every object answering 412.
-- after the commit: the stored entries are gone with their intent; only rescheduling is
-  left, which the sweep redoes after the lease time (the due entry was claimed, not removed).
+- the commit is one script: stored entries, intent and the new due time change together.
+  Entries a pusher appended after the read make the session due now, so the next sweep
+  plans them; an empty stream takes its due entry with it.
 """
 
 from __future__ import annotations
@@ -74,14 +75,17 @@ def flush_session(
             )
             created += outcome == "created"
             already += outcome == "already_stored"
-        store.commit(session_id, plan.delete_ids)
-        # A pusher that appended meanwhile lowered the due time before we remove it; its
-        # entries are in the re-read below, so the new due time accounts for them.
-        store.unschedule(session_id)
-        remaining = store.read_entries(session_id, READ_LIMIT)
-        due = next_look(remaining, clock(), policy, complete=len(remaining) < READ_LIMIT)
-        if due is not None:
-            store.schedule(session_id, due)
+        deleted = set(plan.delete_ids)
+        remaining = [e for e in entries if e.entry_id not in deleted]
+        now = clock()
+        due = next_look(remaining, now, policy, complete=complete)
+        store.commit(
+            session_id,
+            plan.delete_ids,
+            last_read_id=entries[-1].entry_id if entries else None,
+            next_due=due,
+            now=now,
+        )
         return FlushResult(session_id, created, already, len(plan.delete_ids), due)
     finally:
         store.release_lease(session_id, token)

@@ -215,3 +215,30 @@ def test_legacy_raw_pcm_is_listed_but_not_guessed(ctx: WorkerContext) -> None:
     assert [(o["timestamp"], o["size"], o["duration"]) for o in listed] == [(T0, 80000, None)]
     with pytest.raises(UnsupportedFormatError, match="ROADMAP 3"):
         storage.download_merged_audio("raw-user", "raw-conv", context=sctx)
+
+
+def test_commit_sees_entries_appended_after_the_read(ctx: WorkerContext, clock: FakeClock) -> None:
+    """A pusher appending between a flush's read and its commit: due now, never dropped."""
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session("race-user", "race-conv", 8000, "standard")
+    session.push(bytes(2 * 8000 * 5), T0)  # one chunk
+    sid = session.session_id
+    read = ctx.store.read_entries(sid, 100)
+    session.push(bytes(2 * 8000 * 5), T0 + 5)  # arrives after the read
+    ctx.store.commit(
+        sid, [read[0].entry_id], last_read_id=read[-1].entry_id, next_due=None, now=clock.now
+    )
+    assert ctx.store.client.zscore(due_key(), sid) == clock.now
+    assert [e.seq for e in ctx.store.read_entries(sid, 100)] == [1]
+
+    # Nothing new after the read: the computed due time is set as it is.
+    read = ctx.store.read_entries(sid, 100)
+    ctx.store.commit(sid, [], last_read_id=read[-1].entry_id, next_due=clock.now + 42, now=0)
+    assert ctx.store.client.zscore(due_key(), sid) == clock.now + 42
+
+    # Everything stored: the stream key and the due entry go together.
+    ctx.store.commit(
+        sid, [read[0].entry_id], last_read_id=read[-1].entry_id, next_due=None, now=clock.now
+    )
+    assert ctx.store.client.zscore(due_key(), sid) is None
+    assert not ctx.store.client.exists(f"audiosync:{{{sid}}}:chunks")
