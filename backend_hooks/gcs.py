@@ -56,6 +56,10 @@ class GcsBucket:
         self.client = client
         self.bucket = client.bucket(bucket_name)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GcsBucket:
+        return cls(make_client(settings), settings.bucket)
+
     def create_only(
         self, name: str, data: bytes, *, content_type: str, metadata: dict[str, str]
     ) -> UploadOutcome:

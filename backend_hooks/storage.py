@@ -8,7 +8,7 @@ and raises ``UnsupportedFormatError`` until then rather than guessing their samp
 
 from __future__ import annotations
 
-import threading
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,31 +32,22 @@ class StorageContext:
     def from_settings(cls, settings: Settings) -> StorageContext:
         return cls(
             settings=settings,
-            bucket=gcs.GcsBucket(gcs.make_client(settings), settings.bucket),
+            bucket=gcs.GcsBucket.from_settings(settings),
             keys=envelope.UserKeys(settings.encryption_secret)
             if settings.encryption_secret
             else None,
         )
 
 
-_default: StorageContext | None = None
-_default_lock = threading.Lock()
-
-
+@functools.cache
 def default_context() -> StorageContext:
     """The context built from the environment on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = StorageContext.from_settings(Settings.from_env())
-        return _default
+    return StorageContext.from_settings(Settings.from_env())
 
 
 def reset_default_context() -> None:
     """Forget the cached context (after the environment changed, e.g. in tests)."""
-    global _default
-    with _default_lock:
-        _default = None
+    default_context.cache_clear()
 
 
 def _objects(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +27,7 @@ class WorkerContext:
         return cls(
             settings=settings,
             store=redis_store.WorkerStore(redis_store.connect(settings.redis_url)),
-            bucket=gcs.GcsBucket(gcs.make_client(settings), settings.bucket),
+            bucket=gcs.GcsBucket.from_settings(settings),
             policy=Policy(
                 object_seconds=settings.object_seconds,
                 max_age_seconds=settings.batch_max_age_seconds,
@@ -37,13 +37,7 @@ class WorkerContext:
         )
 
 
-_context: WorkerContext | None = None
-_lock = threading.Lock()
-
-
+@functools.cache
 def get_context() -> WorkerContext:
-    global _context
-    with _lock:
-        if _context is None:
-            _context = WorkerContext.from_settings(Settings.from_env())
-        return _context
+    """This worker process's context, built from the environment on first use."""
+    return WorkerContext.from_settings(Settings.from_env())
