@@ -17,6 +17,7 @@ streams are refused with ``FormatError``.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -30,26 +31,20 @@ FLAG_EOS = 0x04
 MAX_SEGMENTS = 255
 
 
-def _crc_table() -> list[int]:
-    table = []
-    for i in range(256):
-        r = i << 24
-        for _ in range(8):
-            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else (r << 1)
-        table.append(r & 0xFFFFFFFF)
-    return table
+# The Ogg CRC is CRC-32 (polynomial 0x04C11DB7) without bit reflection, initial value or
+# final xor. zlib's CRC-32 is the same polynomial, reflected, with both inversions: feeding
+# it bit-reversed bytes and undoing the inversions and the reflection of the result gives
+# the Ogg CRC at C speed (mutagen's trick; ~100x faster than a Python loop over a table).
+_BIT_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
 
-_CRC_TABLE = _crc_table()
+def _reverse32(value: int) -> int:
+    return int(f"{value:032b}"[::-1], 2)
 
 
 def ogg_crc(data: bytes) -> int:
     """The Ogg page checksum of ``data``."""
-    crc = 0
-    table = _CRC_TABLE
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[(crc >> 24) ^ byte]
-    return crc
+    return _reverse32(zlib.crc32(data.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF)
 
 
 def _lacing(length: int) -> bytes:

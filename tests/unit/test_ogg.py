@@ -60,6 +60,22 @@ def test_crc_of_empty_is_zero() -> None:
     assert ogg.ogg_crc(b"") == 0
 
 
+def _reference_crc(data: bytes) -> int:
+    """RFC 3533's CRC computed bit by bit, the slow and obvious way."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+@given(st.binary(max_size=600))
+def test_crc_equals_the_bitwise_definition(data: bytes) -> None:
+    assert ogg.ogg_crc(data) == _reference_crc(data)
+
+
 # --- round trips ---------------------------------------------------------------------------
 
 
