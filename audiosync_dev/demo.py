@@ -32,7 +32,7 @@ from backend_hooks import AudioSyncClient, storage
 from backend_hooks.settings import Settings
 
 SESSIONS = 20
-T0 = 1_763_700_000.0  # synthetic timestamps: audio is pushed faster than real time
+T0 = float(int(time.time()))  # synthetic timestamps from now on: pushed faster than real time
 PUSH_SECONDS = 0.1  # one push per 100 ms of audio, as a pusher's websocket frames
 OUT = Path("demo-out")
 LEGACY_CHUNK_SECONDS = 5.0

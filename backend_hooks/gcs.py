@@ -3,7 +3,7 @@
 Uploads are create-only (``if_generation_match=0``). A 412 means an object of that name
 exists: it is checked against what would have been written (size, MD5 and CRC32C) and is
 success only when they match; otherwise ``ObjectConflictError``. Because the precondition
-is set, the client's default retry policy retries transient errors safely.
+is set, retrying transient errors is safe; ``create_only`` bounds the retries by a deadline.
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ import google_crc32c
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from backend_hooks.errors import ObjectConflictError, StorageError
 from backend_hooks.settings import Settings
 
 UploadOutcome = Literal["created", "already_stored"]
+#: Seconds one create-only upload may take by default, retries included (the flush passes
+#: a share of its lease instead).
+DEFAULT_DEADLINE = 60.0
 
 
 def make_client(settings: Settings) -> storage.Client:
@@ -61,18 +65,39 @@ class GcsBucket:
         return cls(make_client(settings), settings.bucket)
 
     def create_only(
-        self, name: str, data: bytes, *, content_type: str, metadata: dict[str, str]
+        self,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: dict[str, str],
+        deadline: float = DEFAULT_DEADLINE,
     ) -> UploadOutcome:
+        """Upload unless the name exists; ``deadline`` bounds the whole call, retries included.
+
+        Each request may take a third of it and retries stop starting after two thirds, so
+        the call returns (or raises ``StorageError``) within about ``deadline`` seconds.
+        """
         blob = self.bucket.blob(name)
         blob.metadata = metadata
+        timeout, retry = deadline / 3, DEFAULT_RETRY.with_timeout(deadline * 2 / 3)
         try:
-            blob.upload_from_string(data, content_type=content_type, if_generation_match=0)
+            blob.upload_from_string(
+                data,
+                content_type=content_type,
+                if_generation_match=0,
+                timeout=timeout,
+                retry=retry,
+            )
             return "created"
         except gexc.PreconditionFailed:
             pass
         except gexc.GoogleAPIError as exc:
             raise StorageError(f"upload of gs://{self.bucket.name}/{name} failed: {exc}") from exc
-        existing = self.bucket.get_blob(name)
+        try:
+            existing = self.bucket.get_blob(name, timeout=timeout, retry=retry)
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"checking gs://{self.bucket.name}/{name} failed: {exc}") from exc
         if existing is None:
             raise StorageError(f"gs://{self.bucket.name}/{name} answered 412 but is not there")
         same = (

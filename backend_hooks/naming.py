@@ -30,6 +30,8 @@ EXT_OPUS_ENC = ".opus.enc"
 KNOWN_EXTENSIONS = (".batch.enc", ".batch.bin", ".opus.enc", ".opus", ".enc", ".bin")
 SEALED_EXTENSIONS = frozenset({".batch.enc", ".opus.enc", ".enc"})
 DIGEST_HEX = 16
+#: GCS refuses object names longer than this many bytes of UTF-8.
+MAX_NAME_BYTES = 1024
 
 _TIME = r"[0-9]+\.[0-9]{3}"
 _NEW = re.compile(rf"^(?P<start>{_TIME})-(?P<end>{_TIME})_(?P<digest>[0-9a-f]{{{DIGEST_HEX}}})\Z")

@@ -27,15 +27,21 @@ import redis
 from backend_hooks import container, envelope, redis_store
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
 from backend_hooks.codec import ChunkEncoder, validate_rate
+from backend_hooks.entries import (
+    ENHANCED,
+    KIND_CHUNK,
+    KIND_END,
+    PROTECTION_LEVELS,
+    STANDARD,
+    NewEntry,
+)
 from backend_hooks.errors import ConfigError, EnqueueError, InvalidInputError, SessionClosedError
 from backend_hooks.ids import validate_id
 from backend_hooks.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STANDARD = "standard"
-ENHANCED = "enhanced"
-PROTECTION_LEVELS = (STANDARD, ENHANCED)
+__all__ = ["ENHANCED", "PROTECTION_LEVELS", "STANDARD", "AudioSyncClient", "Session"]
 _CLOSE_ATTEMPTS = 3
 
 
@@ -52,6 +58,7 @@ class AudioSyncClient:
     ) -> None:
         self.settings = settings
         self.redis = redis_client or redis_store.connect(settings.redis_url)
+        self.appender = redis_store.Appender(self.redis)
         self.clock = clock
         self.keys = (
             envelope.UserKeys(settings.encryption_secret) if settings.encryption_secret else None
@@ -127,7 +134,8 @@ class Session:
         settings = client.settings
         self._chunker = Chunker(sample_rate, round(settings.chunk_seconds * sample_rate))
         self._encoder = ChunkEncoder(sample_rate)
-        self._unsent: list[redis_store.NewEntry] = []
+        self._unsent: list[NewEntry] = []
+        self._next_n = 0  # append number of the first unsent entry (redis_store docstring)
         self._bytes_since_bump = 0
         self._samples_since_bump = 0
         self._closed = False
@@ -206,7 +214,7 @@ class Session:
 
     @property
     def unsent_chunks(self) -> int:
-        return sum(1 for e in self._unsent if e.kind == redis_store.KIND_CHUNK)
+        return sum(1 for e in self._unsent if e.kind == KIND_CHUNK)
 
     def _check_open(self) -> None:
         if self._closed or self._tail_staged:
@@ -218,7 +226,7 @@ class Session:
         with self._lock:
             self._ship(chunks, end_of=None)
 
-    def _entry(self, chunk: RawChunk, now_us: int) -> redis_store.NewEntry:
+    def _entry(self, chunk: RawChunk, now_us: int) -> NewEntry:
         info = container.ChunkInfo(
             session_id=self.session_id,
             seq=chunk.seq,
@@ -230,8 +238,8 @@ class Session:
         if self.protection_level == ENHANCED:
             assert self._client.keys is not None
             data = envelope.seal(self._client.keys.cipher(self.uid), data)
-        return redis_store.NewEntry(
-            kind=redis_store.KIND_CHUNK,
+        return NewEntry(
+            kind=KIND_CHUNK,
             uid=self.uid,
             cid=self.conversation_id,
             enq_us=now_us,
@@ -256,26 +264,33 @@ class Session:
             self._bytes_since_bump += len(entry.data)
             self._samples_since_bump += chunk.sample_count
         if end_of is not None:
-            self._unsent.append(
-                redis_store.NewEntry(
-                    kind=redis_store.KIND_END, uid=self.uid, cid=end_of, enq_us=now_us
-                )
-            )
+            self._unsent.append(NewEntry(kind=KIND_END, uid=self.uid, cid=end_of, enq_us=now_us))
 
     def _send(self, *, urgent: bool, raise_errors: bool) -> None:
-        """Append the unsent queue in one round trip; keep it on failure."""
+        """Append the unsent queue in one round trip; keep it on failure.
+
+        The entries keep their append numbers until Redis has them, so resending a batch
+        whose reply was lost adds nothing twice (redis_store.Appender). The due time is
+        computed by Redis from its own clock: ``urgent`` (a conversation end, or an
+        object's worth of audio or bytes since the last urgent append) makes it now,
+        otherwise now + ``AUDIOSYNC_BATCH_MAX_AGE_SECONDS``.
+        """
         if not self._unsent:
             return
         settings = self._client.settings
-        now = self._client.clock()
         due_now = (
             urgent
             or self._bytes_since_bump >= settings.batch_max_bytes
             or self._samples_since_bump >= settings.object_seconds * self.sample_rate
         )
-        due = now if due_now else now + settings.batch_max_age_seconds
         try:
-            redis_store.append(self._client.redis, self.session_id, self._unsent, due)
+            self._client.appender.append(
+                self.session_id,
+                self._unsent,
+                first_n=self._next_n,
+                urgent=due_now,
+                max_age_seconds=settings.batch_max_age_seconds,
+            )
         except redis.RedisError as exc:
             message = (
                 f"session {self.session_id}: {self.unsent_chunks} chunks wait for "
@@ -285,6 +300,7 @@ class Session:
                 raise EnqueueError(message) from exc
             log.warning(message)
             return
+        self._next_n += len(self._unsent)
         self._unsent.clear()
         if due_now:
             self._bytes_since_bump = self._samples_since_bump = 0

@@ -25,7 +25,11 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_BATCH_MAX_AGE_SECONDS": "60",
     "AUDIOSYNC_BATCH_MAX_BYTES": "1048576",
     "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "5",
-    "AUDIOSYNC_LEASE_SECONDS": "120",
+    "AUDIOSYNC_LEASE_SECONDS": "30",
+    "AUDIOSYNC_FLUSH_MAX_ATTEMPTS": "16",
+    "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS": "300",
+    "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS": "604800",
+    "AUDIOSYNC_SHUTDOWN_SECONDS": "20",
 }
 
 MIN_SECRET_BYTES = 32
@@ -45,6 +49,10 @@ class Settings:
     batch_max_bytes: int
     sweep_interval_seconds: float
     lease_seconds: float
+    flush_max_attempts: int
+    flush_backoff_max_seconds: float
+    timestamp_window_seconds: float
+    shutdown_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,9 +88,7 @@ class Settings:
                 f"AUDIOSYNC_OBJECT_SECONDS ({object_seconds}) must be at least "
                 f"AUDIOSYNC_CHUNK_SECONDS ({chunk})"
             )
-        max_bytes = _positive("AUDIOSYNC_BATCH_MAX_BYTES", raw("AUDIOSYNC_BATCH_MAX_BYTES"))
-        if max_bytes != int(max_bytes):
-            raise ConfigError(f"AUDIOSYNC_BATCH_MAX_BYTES must be a whole number, got {max_bytes}")
+        max_bytes = _whole("AUDIOSYNC_BATCH_MAX_BYTES", raw("AUDIOSYNC_BATCH_MAX_BYTES"))
         return cls(
             redis_url=redis_url,
             broker_url=broker_url,
@@ -94,11 +100,23 @@ class Settings:
             batch_max_age_seconds=_positive(
                 "AUDIOSYNC_BATCH_MAX_AGE_SECONDS", raw("AUDIOSYNC_BATCH_MAX_AGE_SECONDS")
             ),
-            batch_max_bytes=int(max_bytes),
+            batch_max_bytes=max_bytes,
             sweep_interval_seconds=_positive(
                 "AUDIOSYNC_SWEEP_INTERVAL_SECONDS", raw("AUDIOSYNC_SWEEP_INTERVAL_SECONDS")
             ),
             lease_seconds=_positive("AUDIOSYNC_LEASE_SECONDS", raw("AUDIOSYNC_LEASE_SECONDS")),
+            flush_max_attempts=_whole(
+                "AUDIOSYNC_FLUSH_MAX_ATTEMPTS", raw("AUDIOSYNC_FLUSH_MAX_ATTEMPTS")
+            ),
+            flush_backoff_max_seconds=_positive(
+                "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS", raw("AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS")
+            ),
+            timestamp_window_seconds=_positive(
+                "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS", raw("AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS")
+            ),
+            shutdown_seconds=_positive(
+                "AUDIOSYNC_SHUTDOWN_SECONDS", raw("AUDIOSYNC_SHUTDOWN_SECONDS")
+            ),
         )
 
 
@@ -106,6 +124,13 @@ def _url(name: str, value: str | None) -> str:
     if not value or "://" not in value:
         raise ConfigError(f"{name} must be a URL such as redis://host:6379/0, got {value!r}")
     return value
+
+
+def _whole(name: str, value: str | None) -> int:
+    number = _positive(name, value)
+    if number != int(number):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
 
 
 def _positive(name: str, value: str | None) -> float:

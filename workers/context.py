@@ -3,37 +3,47 @@
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend_hooks import gcs, redis_store
 from backend_hooks.settings import Settings
+from workers.flush import FlushConfig
 from workers.planner import Policy
+from workers.store import WorkerStore
+from workers.validate import Limits
 
 
 @dataclass
 class WorkerContext:
     settings: Settings
-    store: redis_store.WorkerStore
+    store: WorkerStore
     bucket: gcs.GcsBucket
     policy: Policy
-    clock: Callable[[], float]
+    config: FlushConfig
+    clock: Callable[[], float]  # Redis server time unless a test injects another clock
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, clock: Callable[[], float] = time.time
+        cls, settings: Settings, clock: Callable[[], float] | None = None
     ) -> WorkerContext:
+        store = WorkerStore(redis_store.connect(settings.redis_url))
         return cls(
             settings=settings,
-            store=redis_store.WorkerStore(redis_store.connect(settings.redis_url)),
+            store=store,
             bucket=gcs.GcsBucket.from_settings(settings),
             policy=Policy(
                 object_seconds=settings.object_seconds,
                 max_age_seconds=settings.batch_max_age_seconds,
                 max_bytes=settings.batch_max_bytes,
             ),
-            clock=clock,
+            config=FlushConfig(
+                lease_seconds=settings.lease_seconds,
+                limits=Limits(timestamp_window_seconds=settings.timestamp_window_seconds),
+                max_attempts=settings.flush_max_attempts,
+                backoff_cap_seconds=settings.flush_backoff_max_seconds,
+            ),
+            clock=clock or store.time,
         )
 
 

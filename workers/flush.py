@@ -1,14 +1,28 @@
-"""Flushing one session: plan, upload create-only, and only then delete from the stream.
+"""Flushing one session: exactly once under every fault, and always making progress.
 
-What if the process is killed here?
-- before the intent is written: nothing changed; the sweep retries after the lease time.
-- after the intent, during uploads: the entries are still in the stream; the next flush
-  cuts at the same entry, so it writes the same bytes under the same names; objects
-  already stored answer 412 and are checked equal.
-- after the uploads, before the commit: the same, with every object answering 412.
-- the commit is one script: stored entries, intent and the new due time change together.
-  Entries a pusher appended after the read make the session due now, so the next sweep
-  plans them; an empty stream takes its due entry with it.
+1. Take the session's lease (a random token with a TTL; every later Redis write of this
+   flush is fenced by it, workers/store.py).
+2. If a recorded plan exists, a flush before this one died or lost its lease while
+   carrying it out: carry out that plan, object by object, byte for byte (step 5).
+3. Otherwise read up to ``READ_LIMIT`` entries; validate each (workers/validate.py) and
+   move the bad ones, and chunks repeating a seq with other content, to quarantine with
+   their reason in one atomic step; plan the rest (workers/planner.py, pure).
+4. Record the plan (the objects in order: name, chunk ids, the other ids each deletes)
+   before the first upload. It is never overwritten; it shrinks only as objects commit.
+5. For each object: renew the lease, upload create-only within a deadline shorter than
+   the lease, then commit it (delete its entries, pop it off the plan).
+6. Finish: drop what no object holds, clear the failure count, set the next due time.
+
+What if the process is killed (or stalls past its lease) here?
+- before the plan is recorded: nothing changed but quarantine moves, which are atomic.
+- after the plan, at any point of step 5: the successor adopts the plan; objects already
+  stored answer 412 and are checked equal; entries are deleted only by the commit of the
+  object that holds them. A stalled flush that wakes up finds its lease gone: its writes
+  change nothing, and its late upload is an object the plan holds anyway.
+- any other exception: the failure is counted in Redis; the session is due again after an
+  exponential backoff; after ``max_attempts`` it is parked (its entries are moved to
+  quarantine with the reason) and new entries flow again. The first failure logs a
+  traceback, later ones one line.
 """
 
 from __future__ import annotations
@@ -18,12 +32,38 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend_hooks.gcs import GcsBucket
-from backend_hooks.redis_store import WorkerStore
-from workers.planner import Policy, next_look, plan_flush
+from backend_hooks.entries import BadEntry, ChunkEntry, Entry
+from backend_hooks.gcs import GcsBucket, UploadOutcome
+from workers.planner import (
+    FlushPlan,
+    ObjectPlan,
+    PlanError,
+    Policy,
+    RecordedObject,
+    conflicting_repeats,
+    plan_flush,
+)
+from workers.store import LeaseLostError, WorkerStore
+from workers.validate import Limits, validate_entry
 
 log = logging.getLogger(__name__)
-READ_LIMIT = 2000  # entries per flush: about 2 h 45 min of 5 s chunks
+#: Entries read per flush: about 41 min of 5 s chunks; at most 256 MiB of chunk data
+#: (workers/validate.MAX_CHUNK_BYTES each), typically ~4 MB.
+READ_LIMIT = 500
+PARK_BATCH = 200
+BACKOFF_BASE_SECONDS = 1.0
+#: Fraction of the lease one upload may take (its retries included): the lease is renewed
+#: before each upload, so an upload can never outlast it unless the process stalls.
+UPLOAD_SHARE_OF_LEASE = 0.5
+
+
+@dataclass(frozen=True)
+class FlushConfig:
+    lease_seconds: float
+    limits: Limits
+    max_attempts: int
+    backoff_cap_seconds: float
+    read_limit: int = READ_LIMIT
 
 
 @dataclass(frozen=True)
@@ -32,12 +72,22 @@ class FlushResult:
     objects_created: int = 0
     objects_already_stored: int = 0
     entries_deleted: int = 0
+    quarantined: int = 0
+    repeats_dropped: int = 0
+    resumed_plan: bool = False
     next_due: float | None = None
     skipped: str | None = None
+    failed: str | None = None
+    parked: int = 0
 
 
 def content_type(sealed: bool) -> str:
     return "application/octet-stream" if sealed else "audio/ogg"
+
+
+def _id_key(entry_id: bytes) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition(b"-")
+    return int(millis), int(seq or 0)
 
 
 def flush_session(
@@ -46,46 +96,205 @@ def flush_session(
     store: WorkerStore,
     bucket: GcsBucket,
     policy: Policy,
+    config: FlushConfig,
     clock: Callable[[], float],
-    lease_seconds: float,
 ) -> FlushResult:
     token = uuid.uuid4().hex
-    if not store.acquire_lease(session_id, token, lease_seconds):
-        return FlushResult(session_id, skipped="another worker holds the lease")
+    if not store.acquire_lease(session_id, token, config.lease_seconds):
+        return FlushResult(session_id, skipped="another flush holds the lease")
+    flush = _Flush(session_id, token, store, bucket, policy, config, clock)
     try:
-        entries = store.read_entries(session_id, READ_LIMIT)
-        complete = len(entries) < READ_LIMIT
-        plan = plan_flush(
-            entries,
-            clock(),
-            policy,
-            complete=complete,
-            pinned_last_id=store.read_intent(session_id),
-        )
-        created = already = 0
-        if plan.objects:
-            store.write_intent(session_id, plan.objects[-1].entries[-1].entry_id)
-        for obj in plan.objects:
-            data = obj.data()
-            outcome = bucket.create_only(
-                obj.name(data),
-                data,
-                content_type=content_type(obj.sealed),
-                metadata=obj.metadata(session_id),
-            )
-            created += outcome == "created"
-            already += outcome == "already_stored"
-        deleted = set(plan.delete_ids)
-        remaining = [e for e in entries if e.entry_id not in deleted]
-        now = clock()
-        due = next_look(remaining, now, policy, complete=complete)
-        store.commit(
-            session_id,
-            plan.delete_ids,
-            last_read_id=entries[-1].entry_id if entries else None,
-            next_due=due,
-            now=now,
-        )
-        return FlushResult(session_id, created, already, len(plan.delete_ids), due)
+        return flush.run()
+    except LeaseLostError:
+        log.warning("flush of %s lost its lease; it wrote nothing more", session_id)
+        return flush.result(skipped="lease lost")
+    except Exception as exc:  # counted, backed off, parked at the limit: never a crash loop
+        return flush.failed(exc)
     finally:
         store.release_lease(session_id, token)
+
+
+class _Flush:
+    def __init__(
+        self,
+        session_id: str,
+        token: str,
+        store: WorkerStore,
+        bucket: GcsBucket,
+        policy: Policy,
+        config: FlushConfig,
+        clock: Callable[[], float],
+    ) -> None:
+        self.session_id, self.token = session_id, token
+        self.store, self.bucket, self.policy, self.config = store, bucket, policy, config
+        self.clock = clock
+        self.counts = {"created": 0, "already_stored": 0, "deleted": 0, "quarantined": 0}
+        self.repeats = 0
+        self.resumed = False
+        self.next_due: float | None = None
+
+    def result(self, **extra: object) -> FlushResult:
+        c = self.counts
+        return FlushResult(
+            self.session_id,
+            objects_created=c["created"],
+            objects_already_stored=c["already_stored"],
+            entries_deleted=c["deleted"],
+            quarantined=c["quarantined"],
+            repeats_dropped=self.repeats,
+            resumed_plan=self.resumed,
+            next_due=self.next_due,
+            **extra,  # type: ignore[arg-type]
+        )
+
+    def run(self) -> FlushResult:
+        now = self.clock()
+        recorded = self.store.read_plan(self.session_id)
+        if recorded:
+            self.resumed = True
+            self._resume(recorded)
+            self.next_due = now
+            self.store.finish(
+                self.session_id, self.token, drop_ids=[], last_read_id=None, next_due=now, now=now
+            )
+            return self.result()
+
+        raw = self.store.read_raw(self.session_id, self.config.read_limit)
+        good = self._checked(raw)
+        plan = plan_flush(
+            good,
+            now,
+            self.policy,
+            complete=len(raw) < self.config.read_limit,
+            pinned_last_id=self.store.read_legacy_intent(self.session_id),
+        )
+        self.repeats = plan.repeats
+        self._carry_out(plan)
+        self.next_due = plan.next_due
+        self.store.finish(
+            self.session_id,
+            self.token,
+            drop_ids=plan.drop_ids,
+            last_read_id=good[-1].entry_id if good else None,
+            next_due=plan.next_due,
+            now=now,
+        )
+        self.counts["deleted"] += len(plan.drop_ids)
+        return self.result()
+
+    def _checked(self, raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry]:
+        """The valid entries; the others are quarantined with their reasons."""
+        limits = self.config.limits
+        checked = [validate_entry(self.session_id, eid, fields, limits) for eid, fields in raw]
+        good: list[Entry] = [e for e in checked if not isinstance(e, BadEntry)]
+        bad = [e for e in checked if isinstance(e, BadEntry)] + conflicting_repeats(good)
+        if bad:
+            for entry in bad:
+                log.warning(
+                    "session %s: entry %s quarantined: %s",
+                    self.session_id,
+                    entry.entry_id.decode(errors="replace"),
+                    entry.reason,
+                )
+            self.counts["quarantined"] += self.store.quarantine(
+                self.session_id, self.token, [(b.entry_id, b.reason) for b in bad]
+            )
+            quarantined = {b.entry_id for b in bad}
+            good = [e for e in good if e.entry_id not in quarantined]
+        return good
+
+    def _carry_out(self, plan: FlushPlan) -> None:
+        if not plan.objects:
+            return
+        prepared = []
+        for obj in plan.objects:
+            data = obj.data()
+            record = obj.record(obj.name(data))
+            prepared.append((obj, data, record, record.dumps()))
+        self.store.record_plan(self.session_id, self.token, [text for *_, text in prepared])
+        for obj, data, record, text in prepared:
+            self._store_object(obj, data, record, text)
+
+    def _resume(self, recorded: list[bytes]) -> None:
+        """Carry out a plan recorded by an earlier flush, exactly as recorded."""
+        objects = [RecordedObject.loads(text) for text in recorded]
+        last_id = max((i for o in objects for i in o.ids), key=_id_key)
+        raw = dict(self.store.read_raw(self.session_id, self.config.read_limit * 2, last_id))
+        for rec, text in zip(objects, recorded, strict=True):
+            entries: list[ChunkEntry] = []
+            for entry_id in rec.ids:
+                fields = raw.get(entry_id)
+                if fields is None:
+                    raise PlanError(f"entry {entry_id!r} of recorded object {rec.name} is gone")
+                entry = validate_entry(self.session_id, entry_id, fields, self.config.limits)
+                if not isinstance(entry, ChunkEntry):
+                    raise PlanError(f"entry {entry_id!r} of recorded object {rec.name} is bad")
+                entries.append(entry)
+            obj = ObjectPlan(entries=entries, also_delete=list(rec.also))
+            self._store_object(obj, obj.data(), rec, text)
+
+    def _store_object(
+        self, obj: ObjectPlan, data: bytes, rec: RecordedObject, text: str | bytes
+    ) -> None:
+        name = obj.name(data)
+        if name != rec.name:
+            raise PlanError(f"recorded object {rec.name} rebuilds as {name}")
+        lease = self.config.lease_seconds
+        self.store.renew_lease(self.session_id, self.token, lease)
+        outcome: UploadOutcome = self.bucket.create_only(
+            name,
+            data,
+            content_type=content_type(obj.sealed),
+            metadata=obj.metadata(self.session_id),
+            deadline=lease * UPLOAD_SHARE_OF_LEASE,
+        )
+        self.store.commit_object(self.session_id, self.token, text, rec.delete_ids)
+        self.counts[outcome] += 1
+        self.counts["deleted"] += len(rec.delete_ids)
+
+    def failed(self, exc: Exception) -> FlushResult:
+        line = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        try:
+            now = self.clock()
+            count = self.store.record_failure(
+                self.session_id,
+                self.token,
+                line,
+                now=now,
+                base=BACKOFF_BASE_SECONDS,
+                cap=self.config.backoff_cap_seconds,
+            )
+        except LeaseLostError:
+            log.warning("flush of %s failed (%s) after losing its lease", self.session_id, line)
+            return self.result(skipped="lease lost", failed=line)
+        if count == 1:
+            log.exception("flush of %s failed (attempt 1): %s", self.session_id, line)
+        else:
+            log.warning("flush of %s failed (attempt %d): %s", self.session_id, count, line)
+        parked = 0
+        if count >= self.config.max_attempts:
+            parked = self._park(f"parked after {count} failed flushes; last: {line}")
+        return self.result(failed=line, parked=parked)
+
+    def _park(self, reason: str) -> int:
+        """Move every entry the session has now to quarantine; new ones flow again."""
+        up_to = self.store.last_entry_id(self.session_id) or b"0-0"  # 0-0: nothing to move
+        moved, done = 0, False
+        while not done:
+            self.store.renew_lease(self.session_id, self.token, self.config.lease_seconds)
+            batch, done = self.store.park_batch(
+                self.session_id, self.token, reason, up_to, PARK_BATCH
+            )
+            moved += batch
+        now = self.clock()
+        self.store.finish(
+            self.session_id, self.token, drop_ids=[], last_read_id=None, next_due=None, now=now
+        )
+        log.error(
+            "session %s parked: %d entries moved to quarantine (%s); put them back with "
+            "workers.quarantine.replay() once the cause is fixed",
+            self.session_id,
+            moved,
+            reason,
+        )
+        return moved

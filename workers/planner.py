@@ -1,29 +1,41 @@
 """Pure flush policy: which stream entries go into which object, and when.
 
-Input: a session's stream entries in order, the time ``now``, and the policy. Output: the
-objects to write (each a run of chunks of one conversation, level and rate, at most
-``object_seconds`` of audio and ``max_bytes`` bytes), the entry ids to delete once they are
-stored, and when to look at the session again.
+Input: a session's valid stream entries in stream order (workers/validate.py), the time
+``now`` (Redis server time, like the entries' ids), and the policy. Output: the objects to
+write, what each one deletes when it is stored, and when to look at the session again.
 
-A group of chunks is *closed* (ready to write) when the next chunk cannot join it (other
-conversation, level or rate; object full by audio or bytes) or an end marker of its
-conversation follows it. The last group is written when it is full, or its oldest chunk
-was enqueued ``max_age_seconds`` ago. Written groups always form a prefix of the stream,
-so deletion is a prefix too (end markers inside it go with it).
+Rules:
+- A group is a run of chunks of one user, conversation, level and rate, in stream order.
+  It is *closed* when the next chunk cannot join it (other key; ``object_seconds`` of
+  audio or ``max_bytes`` bytes reached) or an end marker of its conversation follows.
+- A chunk whose ``seq`` already appeared in the read is a repeat (a retried append): it
+  joins no group and is deleted with the rest (``conflicting_repeats`` finds the repeats
+  whose content differs; the flush quarantines those before planning).
+- Every closed group is written. The last group is written when it is full, when its
+  oldest entry has waited ``max_age_seconds`` in Redis (the milliseconds of its stream id),
+  or when the read stopped at its limit (``complete=False``): a read limit is a cut, so a
+  due session always makes progress.
+- At most ``max_objects`` objects per flush; the session is then due again at once.
+- Deletion is a prefix of the stream. Each written object deletes its chunks and the end
+  markers and repeats before it (back to the previous object), so objects can be committed
+  one by one; what lies between the last object and the first kept chunk goes with the
+  flush's final step (``FlushPlan.drop_ids``).
 
-``pinned_last_id`` reproduces an earlier plan exactly: a flush records the id of the last
-entry it is about to store before uploading; if it dies before deleting, the next flush
-cuts at that entry again, so the object it writes has the same bytes and name.
+``pinned_last_id`` reproduces a cut recorded by a flush of the previous release (the
+``:intent`` key; docs/FORMATS.md §5.4) so an upgrade in the middle of a flush still writes
+the same objects.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backend_hooks import naming
-from backend_hooks.redis_store import KIND_END, StreamEntry
-from backend_hooks.session import ENHANCED
+from backend_hooks.entries import BadEntry, ChunkEntry, EndEntry, Entry
+
+MAX_OBJECTS_PER_FLUSH = 8
 
 
 @dataclass(frozen=True)
@@ -31,15 +43,17 @@ class Policy:
     object_seconds: float
     max_age_seconds: float
     max_bytes: int
+    max_objects: int = MAX_OBJECTS_PER_FLUSH
 
 
 @dataclass
 class ObjectPlan:
-    entries: list[StreamEntry] = field(default_factory=list)
+    entries: list[ChunkEntry] = field(default_factory=list)
+    also_delete: list[bytes] = field(default_factory=list)  # end markers and repeats
     closed: bool = False
 
     @property
-    def first(self) -> StreamEntry:
+    def first(self) -> ChunkEntry:
         return self.entries[0]
 
     @property
@@ -56,8 +70,8 @@ class ObjectPlan:
         return sum(len(e.data) for e in self.entries)
 
     @property
-    def oldest_enq_us(self) -> int:
-        return min(e.enq_us for e in self.entries)
+    def oldest_redis_ms(self) -> int:
+        return min(e.redis_ms for e in self.entries)
 
     @property
     def start_us(self) -> int:
@@ -65,11 +79,15 @@ class ObjectPlan:
 
     @property
     def end_us(self) -> int:
-        return max(e.start_us + e.samples * 1_000_000 // e.rate for e in self.entries)
+        return max(e.end_us for e in self.entries)
 
     @property
     def sealed(self) -> bool:
-        return self.first.level == ENHANCED
+        return self.first.sealed
+
+    @property
+    def delete_ids(self) -> list[bytes]:
+        return [e.entry_id for e in self.entries] + self.also_delete
 
     def data(self) -> bytes:
         return b"".join(e.data for e in self.entries)
@@ -77,12 +95,7 @@ class ObjectPlan:
     def name(self, data: bytes) -> str:
         e = self.first
         return naming.object_name(
-            e.uid,
-            e.cid,
-            start_us=self.start_us,
-            end_us=self.end_us,
-            sealed=self.sealed,
-            data=data,
+            e.uid, e.cid, start_us=self.start_us, end_us=self.end_us, sealed=self.sealed, data=data
         )
 
     def metadata(self, session_id: str) -> dict[str, str]:
@@ -96,24 +109,107 @@ class ObjectPlan:
             "audiosync-seq": f"{e.seq}-{self.entries[-1].seq}",
         }
 
+    def record(self, name: str) -> RecordedObject:
+        return RecordedObject(
+            name=name,
+            ids=tuple(e.entry_id for e in self.entries),
+            also=tuple(self.also_delete),
+        )
+
+
+class PlanError(ValueError):
+    """A recorded plan that does not parse or no longer matches the stream."""
+
+
+@dataclass(frozen=True)
+class RecordedObject:
+    """One object of a recorded plan: its name, its chunks' ids, the other ids it deletes."""
+
+    name: str
+    ids: tuple[bytes, ...]
+    also: tuple[bytes, ...] = ()
+
+    def dumps(self) -> str:
+        doc = {"name": self.name, "ids": [i.decode() for i in self.ids]}
+        if self.also:
+            doc["also"] = [i.decode() for i in self.also]
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> RecordedObject:
+        try:
+            doc = json.loads(text)
+            name, ids, also = doc["name"], doc["ids"], doc.get("also", [])
+            if not (isinstance(name, str) and ids and all(isinstance(i, str) for i in ids + also)):
+                raise TypeError("wrong types")
+            return cls(name, tuple(i.encode() for i in ids), tuple(i.encode() for i in also))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PlanError(f"recorded object {text[:200]!r} does not parse: {exc}") from None
+
+    @property
+    def delete_ids(self) -> list[bytes]:
+        return [*self.ids, *self.also]
+
 
 @dataclass(frozen=True)
 class FlushPlan:
     objects: list[ObjectPlan]
-    delete_ids: list[bytes]
+    drop_ids: list[bytes]  # deleted by the flush's final step: no object holds them
     next_due: float | None  # None: nothing left in the stream
+    repeats: int = 0  # chunks dropped because their seq appeared earlier in the read
+
+    @property
+    def delete_ids(self) -> list[bytes]:
+        """Every id this plan deletes (a prefix of the stream, but in no particular order)."""
+        return [i for obj in self.objects for i in obj.delete_ids] + self.drop_ids
+
+
+def _content(e: ChunkEntry) -> tuple[object, ...]:
+    return (e.uid, e.cid, e.level, e.rate, e.start_us, e.samples, e.data)
+
+
+def conflicting_repeats(entries: Sequence[Entry]) -> list[BadEntry]:
+    """Chunks whose seq appeared earlier in ``entries`` with other content: not a retry."""
+    first: dict[int, ChunkEntry] = {}
+    bad = []
+    for entry in entries:
+        if not isinstance(entry, ChunkEntry):
+            continue
+        seen = first.setdefault(entry.seq, entry)
+        if seen is not entry and _content(seen) != _content(entry):
+            bad.append(
+                BadEntry(
+                    entry.entry_id,
+                    f"seq {entry.seq} repeats entry {seen.entry_id.decode()} with other content",
+                )
+            )
+    return bad
+
+
+def _full(group: ObjectPlan, policy: Policy) -> bool:
+    return (
+        group.samples >= policy.object_seconds * group.first.rate or group.size >= policy.max_bytes
+    )
 
 
 def _group(
-    entries: Sequence[StreamEntry], policy: Policy, pinned_last_id: bytes | None
-) -> list[ObjectPlan]:
+    entries: Sequence[Entry], policy: Policy, pinned_last_id: bytes | None
+) -> tuple[list[ObjectPlan], list[int], int]:
+    """Groups, the stream position of each group's first chunk, and the repeats count."""
     groups: list[ObjectPlan] = []
+    starts: list[int] = []
+    seen: set[int] = set()
+    repeats = 0
     current: ObjectPlan | None = None
-    for entry in entries:
-        if entry.kind == KIND_END:
+    for position, entry in enumerate(entries):
+        if isinstance(entry, EndEntry):
             if current is not None and current.first.cid == entry.cid:
                 current.closed = True
             continue
+        if entry.seq in seen:
+            repeats += 1
+            continue
+        seen.add(entry.seq)
         if current is not None and not current.closed:
             full = (
                 current.samples + entry.samples > policy.object_seconds * entry.rate
@@ -124,55 +220,49 @@ def _group(
         if current is None or current.closed:
             current = ObjectPlan()
             groups.append(current)
+            starts.append(position)
         current.entries.append(entry)
         if entry.entry_id == pinned_last_id:
             current.closed = True
-    return groups
-
-
-def _full(group: ObjectPlan, policy: Policy) -> bool:
-    return (
-        group.samples >= policy.object_seconds * group.first.rate or group.size >= policy.max_bytes
-    )
-
-
-def _aged(group: ObjectPlan, now: float, policy: Policy) -> bool:
-    return now - group.oldest_enq_us / 1_000_000 >= policy.max_age_seconds
+    return groups, starts, repeats
 
 
 def plan_flush(
-    entries: Sequence[StreamEntry],
+    entries: Sequence[Entry],
     now: float,
     policy: Policy,
     *,
     complete: bool = True,
     pinned_last_id: bytes | None = None,
 ) -> FlushPlan:
-    """What to write now. ``complete=False``: more entries follow those given."""
-    groups = _group(entries, policy, pinned_last_id)
-    written = list(groups[:-1])  # every group but the last is closed
+    """What to write now. ``complete=False``: the read stopped at its limit."""
+    groups, starts, repeats = _group(entries, policy, pinned_last_id)
+    writable = len(groups)
     if groups:
         tail = groups[-1]
-        if tail.closed or _full(tail, policy) or (complete and _aged(tail, now, policy)):
-            written.append(tail)
-    if len(written) == len(groups):
-        return FlushPlan(written, [e.entry_id for e in entries], None if complete else now)
-    tail = groups[-1]
-    first_kept = tail.entries[0].entry_id
-    delete_ids = []
-    for entry in entries:
-        if entry.entry_id == first_kept:
-            break
-        delete_ids.append(entry.entry_id)
-    due = tail.oldest_enq_us / 1_000_000 + policy.max_age_seconds if complete else now
-    return FlushPlan(written, delete_ids, due)
+        aged = now * 1000 - tail.oldest_redis_ms >= policy.max_age_seconds * 1000
+        if not (tail.closed or _full(tail, policy) or aged or not complete):
+            writable -= 1
+    written = min(writable, policy.max_objects)
+    first_kept = starts[written] if written < len(groups) else len(entries)
 
+    # Each written object deletes everything from just after the previous object's last
+    # chunk to its own last chunk: its chunks plus the end markers and repeats in between.
+    position_of = {e.entry_id: i for i, e in enumerate(entries)}
+    begin = 0
+    for group in groups[:written]:
+        last = position_of[group.entries[-1].entry_id]
+        held = {e.entry_id for e in group.entries}
+        group.also_delete = [
+            e.entry_id for e in entries[begin : last + 1] if e.entry_id not in held
+        ]
+        begin = last + 1
+    drop_ids = [e.entry_id for e in entries[begin:first_kept]]
 
-def next_look(
-    entries: Sequence[StreamEntry], now: float, policy: Policy, *, complete: bool = True
-) -> float | None:
-    """When a session whose stream holds ``entries`` must next be flushed (None: never)."""
-    plan = plan_flush(entries, now, policy, complete=complete)
-    if plan.objects or plan.delete_ids:
-        return now
-    return plan.next_due
+    if written < writable or not complete:
+        next_due: float | None = now  # more to do at once
+    elif written == len(groups):
+        next_due = None
+    else:
+        next_due = groups[written].oldest_redis_ms / 1000 + policy.max_age_seconds
+    return FlushPlan(groups[:written], drop_ids, next_due, repeats)

@@ -36,8 +36,8 @@ def flush_session(session_id: str) -> dict[str, Any]:
         store=ctx.store,
         bucket=ctx.bucket,
         policy=ctx.policy,
+        config=ctx.config,
         clock=ctx.clock,
-        lease_seconds=ctx.settings.lease_seconds,
     )
     log.info("flushed %s: %s", session_id, result)
     return result.__dict__

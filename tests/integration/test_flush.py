@@ -6,6 +6,7 @@ process can die, which a real worker cannot be made to do on cue.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -15,15 +16,17 @@ from audiosync_dev.legacy import legacy_opus_container
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, container, envelope, naming, storage
+from backend_hooks.entries import Entry, parse_entry
 from backend_hooks.errors import ConfigError, DecryptionError, UnsupportedFormatError
-from backend_hooks.redis_store import WorkerStore, connect, due_key
+from backend_hooks.redis_store import connect, due_key, redis_time, stream_key
 from backend_hooks.settings import Settings
 from workers.context import WorkerContext
 from workers.flush import content_type, flush_session
 from workers.planner import plan_flush
+from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
-T0 = 1_700_000_000.0
+T0 = float(int(time.time()))  # synthetic pushes start now: the worker refuses far-off times
 
 
 class FakeClock:
@@ -35,8 +38,9 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(2_000_000_000.0)
+def clock(redis_client: redis.Redis) -> FakeClock:
+    """Starts at Redis server time, the clock the stream ids and due times come from."""
+    return FakeClock(redis_time(redis_client))
 
 
 @pytest.fixture
@@ -50,10 +54,17 @@ def flush(ctx: WorkerContext, session_id: str) -> tuple[int, int]:
         store=ctx.store,
         bucket=ctx.bucket,
         policy=ctx.policy,
+        config=ctx.config,
         clock=ctx.clock,
-        lease_seconds=30,
     )
+    assert result.failed is None, result
     return result.objects_created, result.objects_already_stored
+
+
+def read_entries(ctx: WorkerContext, session_id: str) -> list[Entry]:
+    return [
+        parse_entry(entry_id, fields) for entry_id, fields in ctx.store.read_raw(session_id, 1000)
+    ]
 
 
 def stored_chunks(ctx: WorkerContext, uid: str, cid: str) -> list[tuple[int, int]]:
@@ -73,13 +84,16 @@ def test_killed_between_upload_and_commit(ctx: WorkerContext, clock: FakeClock) 
     session.push(audio[: 2 * 16000 * 42], T0)  # 8 chunks of 5 s reach Redis
     clock.now += 61  # the oldest chunk is due by age
 
-    # A flush gets as far as its upload and dies before deleting the entries.
-    entries = ctx.store.read_entries(session.session_id, 1000)
+    # A flush records its plan, gets as far as its upload and dies before committing.
+    entries = read_entries(ctx, session.session_id)
     plan = plan_flush(entries, clock(), ctx.policy)
     assert len(plan.objects) == 1 and len(plan.objects[0].entries) == 8
-    ctx.store.write_intent(session.session_id, plan.objects[0].entries[-1].entry_id)
     first = plan.objects[0]
     data = first.data()
+    assert ctx.store.acquire_lease(session.session_id, "dying-flush", 30)
+    ctx.store.record_plan(
+        session.session_id, "dying-flush", [first.record(first.name(data)).dumps()]
+    )
     ctx.bucket.create_only(
         first.name(data),
         data,
@@ -87,16 +101,20 @@ def test_killed_between_upload_and_commit(ctx: WorkerContext, clock: FakeClock) 
         metadata=first.metadata(session.session_id),
     )
 
-    # Meanwhile more audio arrives; then the sweep retries the session.
+    ctx.store.client.delete(f"audiosync:{{{session.session_id}}}:lease")  # it died: lease ends
+
+    # Meanwhile more audio arrives; then the sweep retries the session: the successor
+    # carries out the recorded plan (412, checked equal), then the next flush the rest.
     session.push(audio[2 * 16000 * 42 :], T0 + 42)
     session.close()
-    assert flush(ctx, session.session_id) == (1, 1)  # the first object: 412, checked equal
+    assert flush(ctx, session.session_id) == (0, 1)
+    assert flush(ctx, session.session_id) == (1, 0)
 
     chunks = stored_chunks(ctx, "crash-user", "crash-conv")
     assert [seq for seq, _ in chunks] == list(range(16))  # every chunk once, none twice
     assert sum(n for _, n in chunks) == len(audio) // 2
-    assert ctx.store.read_entries(session.session_id, 1000) == []
-    assert ctx.store.read_intent(session.session_id) is None
+    assert read_entries(ctx, session.session_id) == []
+    assert ctx.store.read_plan(session.session_id) == []
     names = [
         naming.parse_object_name(o["path"])
         for o in storage.list_audio_chunks(
@@ -114,8 +132,10 @@ def test_young_audio_waits_and_is_rescheduled(ctx: WorkerContext, clock: FakeClo
     session.push(bytes(2 * 8000 * 20), T0)  # 4 chunks, enqueued "now"
     assert flush(ctx, session.session_id) == (0, 0)
     due = ctx.store.client.zscore(due_key(), session.session_id)
-    assert due == pytest.approx(clock.now + ctx.settings.batch_max_age_seconds)
-    clock.now += ctx.settings.batch_max_age_seconds
+    assert due == pytest.approx(clock.now + ctx.settings.batch_max_age_seconds, abs=1)
+    clock.now += ctx.settings.batch_max_age_seconds - 1
+    assert flush(ctx, session.session_id) == (0, 0)  # ages count from the append's Redis time
+    clock.now += 2
     assert flush(ctx, session.session_id) == (1, 0)
     assert ctx.store.client.zscore(due_key(), session.session_id) is None
 
@@ -131,10 +151,10 @@ def test_a_held_lease_skips_the_flush(ctx: WorkerContext, clock: FakeClock) -> N
         store=ctx.store,
         bucket=ctx.bucket,
         policy=ctx.policy,
+        config=ctx.config,
         clock=clock,
-        lease_seconds=30,
     )
-    assert result.skipped and len(ctx.store.read_entries(session.session_id, 10)) == 2
+    assert result.skipped and len(read_entries(ctx, session.session_id)) == 2
     ctx.store.release_lease(session.session_id, "not-the-holder")  # does not release it
     assert not ctx.store.acquire_lease(session.session_id, "third", 30)
 
@@ -217,28 +237,42 @@ def test_legacy_raw_pcm_is_listed_but_not_guessed(ctx: WorkerContext) -> None:
         storage.download_merged_audio("raw-user", "raw-conv", context=sctx)
 
 
-def test_commit_sees_entries_appended_after_the_read(ctx: WorkerContext, clock: FakeClock) -> None:
-    """A pusher appending between a flush's read and its commit: due now, never dropped."""
+def test_finish_sees_entries_appended_after_the_read(ctx: WorkerContext, clock: FakeClock) -> None:
+    """A pusher appending between a flush's read and its finish: due now, never dropped."""
     client = AudioSyncClient(ctx.settings, clock=clock)
     session = client.open_session("race-user", "race-conv", 8000, "standard")
     session.push(bytes(2 * 8000 * 5), T0)  # one chunk
     sid = session.session_id
-    read = ctx.store.read_entries(sid, 100)
+    store = ctx.store
+    assert store.acquire_lease(sid, "t", 30)
+    read = read_entries(ctx, sid)
     session.push(bytes(2 * 8000 * 5), T0 + 5)  # arrives after the read
-    ctx.store.commit(
-        sid, [read[0].entry_id], last_read_id=read[-1].entry_id, next_due=None, now=clock.now
+    store.finish(
+        sid,
+        "t",
+        drop_ids=[read[0].entry_id],
+        last_read_id=read[-1].entry_id,
+        next_due=None,
+        now=clock.now,
     )
-    assert ctx.store.client.zscore(due_key(), sid) == clock.now
-    assert [e.seq for e in ctx.store.read_entries(sid, 100)] == [1]
+    assert store.client.zscore(due_key(), sid) == clock.now
+    assert [e.entry_id for e in read_entries(ctx, sid)] != [read[0].entry_id]
 
     # Nothing new after the read: the computed due time is set as it is.
-    read = ctx.store.read_entries(sid, 100)
-    ctx.store.commit(sid, [], last_read_id=read[-1].entry_id, next_due=clock.now + 42, now=0)
-    assert ctx.store.client.zscore(due_key(), sid) == clock.now + 42
-
-    # Everything stored: the stream key and the due entry go together.
-    ctx.store.commit(
-        sid, [read[0].entry_id], last_read_id=read[-1].entry_id, next_due=None, now=clock.now
+    read = read_entries(ctx, sid)
+    store.finish(
+        sid, "t", drop_ids=[], last_read_id=read[-1].entry_id, next_due=clock.now + 42, now=0
     )
-    assert ctx.store.client.zscore(due_key(), sid) is None
-    assert not ctx.store.client.exists(f"audiosync:{{{sid}}}:chunks")
+    assert store.client.zscore(due_key(), sid) == clock.now + 42
+
+    # Everything gone: the stream key and the due entry go together.
+    store.finish(
+        sid,
+        "t",
+        drop_ids=[read[0].entry_id],
+        last_read_id=read[-1].entry_id,
+        next_due=None,
+        now=clock.now,
+    )
+    assert store.client.zscore(due_key(), sid) is None
+    assert not store.client.exists(stream_key(sid))

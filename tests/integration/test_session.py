@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,12 +21,14 @@ from backend_hooks import (
     InvalidInputError,
     SessionClosedError,
 )
-from backend_hooks.redis_store import KIND_CHUNK, KIND_END, WorkerStore, connect
+from backend_hooks.entries import KIND_CHUNK, KIND_END, ChunkEntry, parse_entry
+from backend_hooks.redis_store import Appender, connect
 from backend_hooks.settings import Settings
+from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
 SECRET = "session-test-secret-0123456789abcdef"
-T0 = 1_700_000_000.0
+T0 = float(int(time.time()))  # synthetic pushes start now: the worker refuses far-off times
 
 
 @pytest.fixture
@@ -45,8 +48,9 @@ def one_chunk(rate: int = 16000) -> bytes:
 
 
 def entries(settings: Settings, session_id: str) -> list[tuple[str, int]]:
-    store = WorkerStore(connect(settings.redis_url))
-    return [(e.kind, e.samples) for e in store.read_entries(session_id, 1000)]
+    raw = WorkerStore(connect(settings.redis_url)).read_raw(session_id, 1000)
+    parsed = [parse_entry(entry_id, fields) for entry_id, fields in raw]
+    return [(KIND_CHUNK, e.samples) if isinstance(e, ChunkEntry) else (KIND_END, 0) for e in parsed]
 
 
 @pytest.mark.parametrize(
@@ -131,7 +135,7 @@ def test_chunks_wait_for_redis_and_nothing_is_dropped(settings: Settings) -> Non
     with pytest.raises(EnqueueError, match="2 chunks wait"):
         session.close()
     assert not session.closed
-    client.redis = connect(settings.redis_url)  # Redis is back
+    client.appender = Appender(connect(settings.redis_url))  # Redis is back
     session.close()
     assert session.closed and session.unsent_chunks == 0
     assert entries(settings, session.session_id) == [
@@ -201,5 +205,8 @@ def test_one_round_trip_per_chunk_and_nothing_per_frame(
     calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
     for connection_setup in ("info", "config|resetstat", "hello", "client|setinfo", "ping"):
         calls.pop(connection_setup, None)  # this test's own, and the pool's handshake
-    # 6 chunk appends and 1 close, each one MULTI; XADDs: 6 chunks + 1 end marker.
-    assert calls == {"multi": 7, "exec": 7, "xadd": 7, "zadd": 7}
+    # 6 chunk appends and 1 close, each one script call (EVALSHA; the first one loads the
+    # script); inside it: XADDs for 6 chunks + 1 end marker, and per call one GET and SET of
+    # the append mark, one TIME and one ZADD of the due time.
+    calls.pop("script|load", None)
+    assert calls == {"evalsha": 7, "xadd": 7, "get": 7, "set": 7, "time": 7, "zadd": 7}

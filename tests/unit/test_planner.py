@@ -3,31 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend_hooks import naming
-from backend_hooks.redis_store import KIND_CHUNK, KIND_END, StreamEntry
-from backend_hooks.session import ENHANCED, STANDARD
-from workers.planner import FlushPlan, ObjectPlan, Policy, next_look, plan_flush
+from backend_hooks.entries import ENHANCED, STANDARD, ChunkEntry, EndEntry, Entry
+from workers.planner import (
+    FlushPlan,
+    ObjectPlan,
+    PlanError,
+    Policy,
+    RecordedObject,
+    conflicting_repeats,
+    plan_flush,
+)
 
-T = 1_700_000_000.0  # enqueue time of the first entry, Unix seconds
+T = 1_700_000_000.0  # Redis time of the first append, Unix seconds
 T_US = int(T * 1_000_000)
 POLICY = Policy(object_seconds=60, max_age_seconds=60, max_bytes=1_048_576)
 
 
 @dataclass
 class Stream:
-    """Builds a session's stream entries in order, with ids ``1-0``, ``2-0``, ..."""
+    """Builds a session's stream entries in order; ids are ``<append ms>-<position>``."""
 
-    entries: list[StreamEntry] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
     next_seq: int = 0
 
-    def _id(self) -> bytes:
-        return f"{len(self.entries) + 1}-0".encode()
+    def _id(self, at: float) -> bytes:
+        return f"{round(at * 1000)}-{len(self.entries)}".encode()
 
     def chunk(
         self,
@@ -44,13 +51,13 @@ class Stream:
     ) -> Stream:
         for i in range(count):
             seq = self.next_seq
+            at = enq + i * enq_step
             self.entries.append(
-                StreamEntry(
-                    entry_id=self._id(),
-                    kind=KIND_CHUNK,
+                ChunkEntry(
+                    entry_id=self._id(at),
                     uid=uid,
                     cid=cid,
-                    enq_us=round((enq + i * enq_step) * 1_000_000),
+                    enq_us=round(at * 1_000_000),
                     level=level,
                     rate=rate,
                     seq=seq,
@@ -64,14 +71,19 @@ class Stream:
 
     def end(self, *, cid: str = "A", uid: str = "uid-1", enq: float = T) -> Stream:
         self.entries.append(
-            StreamEntry(
-                entry_id=self._id(), kind=KIND_END, uid=uid, cid=cid, enq_us=round(enq * 1e6)
-            )
+            EndEntry(entry_id=self._id(enq), uid=uid, cid=cid, enq_us=round(enq * 1e6))
         )
         return self
 
+    def repeat(self, index: int) -> Stream:
+        """Append entry ``index`` again, as a retried append would (a new stream id)."""
+        entry = self.entries[index]
+        assert isinstance(entry, ChunkEntry)
+        self.entries.append(replace(entry, entry_id=self._id(entry.redis_ms / 1000)))
+        return self
 
-def indexes(plan: FlushPlan, entries: list[StreamEntry]) -> list[list[int]]:
+
+def indexes(plan: FlushPlan, entries: list[Entry]) -> list[list[int]]:
     """Each object's entries as positions in the stream."""
     position = {e.entry_id: i for i, e in enumerate(entries)}
     return [[position[e.entry_id] for e in obj.entries] for obj in plan.objects]
@@ -211,16 +223,47 @@ CASES = [
         id="empty-stream",
     ),
     pytest.param(
-        Case(lambda: Stream().chunk(3), T + 1, [], 0, T + 1, complete=False),
-        id="incomplete-young-tail-kept-look-again-now",
+        Case(lambda: Stream().chunk(3), T + 1, [r(0, 3)], 3, T + 1, complete=False),
+        id="read-limit-cuts-a-young-tail-look-again-now",
     ),
     pytest.param(
-        Case(lambda: Stream().chunk(3), T + 600, [], 0, T + 600, complete=False),
-        id="incomplete-aged-tail-kept-more-may-follow",
+        Case(lambda: Stream().chunk(3), T + 600, [r(0, 3)], 3, T + 600, complete=False),
+        id="read-limit-cuts-an-aged-tail",
     ),
     pytest.param(
-        Case(lambda: Stream().chunk(14), T + 1, [r(0, 12)], 12, T + 1, complete=False),
-        id="incomplete-closed-groups-written",
+        Case(lambda: Stream().chunk(14), T + 1, [r(0, 12), r(12, 14)], 14, T + 1, complete=False),
+        id="read-limit-closed-groups-and-the-cut-tail-written",
+    ),
+    pytest.param(
+        Case(
+            lambda: Stream().chunk(2000, seconds=0.02),
+            T + 1,
+            [r(0, 2000)],
+            2000,
+            T + 1,
+            complete=False,
+        ),
+        id="read-limit-full-of-one-unfinished-group-is-written-not-a-livelock",
+    ),
+    pytest.param(
+        Case(
+            lambda: Stream().chunk(12 * 10),
+            T + 1,
+            [r(12 * i, 12 * (i + 1)) for i in range(8)],
+            96,
+            T + 1,
+        ),
+        id="at-most-8-objects-per-flush-then-due-at-once",
+    ),
+    pytest.param(
+        Case(
+            lambda: Stream().chunk(3).repeat(1).repeat(2).chunk(1), T + 60, [[0, 1, 2, 5]], 6, None
+        ),
+        id="repeated-seq-dropped-and-deleted-with-its-object",
+    ),
+    pytest.param(
+        Case(lambda: Stream().chunk(2).repeat(0), T + 1, [], 0, T + 60),
+        id="repeat-in-a-young-tail-waits-with-it",
     ),
     pytest.param(
         Case(lambda: Stream().chunk(12), T + 1, [r(0, 12)], 12, T + 1, complete=False),
@@ -229,35 +272,82 @@ CASES = [
 ]
 
 
+def in_stream_order(ids: list[bytes], entries: list[Entry]) -> list[bytes]:
+    position = {e.entry_id: i for i, e in enumerate(entries)}
+    return sorted(ids, key=position.__getitem__)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_plan_flush(case: Case) -> None:
     entries = case.stream().entries
     plan = plan_flush(entries, case.now, case.policy, complete=case.complete)
     assert indexes(plan, entries) == case.objects
-    assert plan.delete_ids == [e.entry_id for e in entries[: case.deleted]]
+    assert len(set(plan.delete_ids)) == len(plan.delete_ids)  # nothing deleted twice
+    assert in_stream_order(plan.delete_ids, entries) == [
+        e.entry_id for e in entries[: case.deleted]
+    ]
     assert plan.next_due == case.next_due
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_next_look(case: Case) -> None:
-    entries = case.stream().entries
-    plan = plan_flush(entries, case.now, case.policy, complete=case.complete)
-    expected = case.now if (plan.objects or plan.delete_ids) else case.next_due
-    assert next_look(entries, case.now, case.policy, complete=case.complete) == expected
-
-
-def test_next_look_of_a_young_tail_is_its_age_limit() -> None:
+def test_young_tail_is_due_when_it_ages() -> None:
     entries = Stream().chunk(2).entries
-    assert next_look(entries, T + 5, POLICY) == T + 60
-    assert next_look([], T + 5, POLICY) is None
+    assert plan_flush(entries, T + 5, POLICY).next_due == T + 60
+    assert plan_flush([], T + 5, POLICY).next_due is None
 
 
 def test_end_marker_is_deleted_with_its_object() -> None:
     entries = Stream().chunk(2).end().chunk(1, cid="B").entries
     plan = plan_flush(entries, T + 1, POLICY)
-    assert entries[2].kind == KIND_END
-    assert entries[2].entry_id in plan.delete_ids
-    assert all(e.kind == KIND_CHUNK for obj in plan.objects for e in obj.entries)
+    assert isinstance(entries[2], EndEntry)
+    assert plan.drop_ids == [entries[2].entry_id]  # after A's last chunk: the final step's
+    assert all(isinstance(e, ChunkEntry) for obj in plan.objects for e in obj.entries)
+
+
+def test_each_object_deletes_a_contiguous_run_so_objects_commit_one_by_one() -> None:
+    stream = Stream().end(cid="Z").chunk(12).end().chunk(2, cid="B").repeat(14).end(cid="B")
+    entries = stream.chunk(1, cid="C").entries
+    plan = plan_flush(entries, T + 1, POLICY)
+    assert indexes(plan, entries) == [r(1, 13), [14, 15]]
+    ids = [e.entry_id for e in entries]
+    assert in_stream_order(plan.objects[0].delete_ids, entries) == ids[0:13]  # leading end
+    assert in_stream_order(plan.objects[1].delete_ids, entries) == ids[13:16]  # end before it
+    assert plan.drop_ids == ids[16:18]  # the repeat and B's end: after B's last chunk
+    assert plan.repeats == 1
+
+
+def test_only_end_markers_and_repeats_need_no_object() -> None:
+    entries = Stream().end().end(cid="B").entries
+    plan = plan_flush(entries, T + 1, POLICY)
+    assert plan.objects == [] and plan.drop_ids == [e.entry_id for e in entries]
+
+
+def test_conflicting_repeats_are_found_identical_ones_are_not() -> None:
+    stream = Stream().chunk(3).repeat(1)
+    first = stream.entries[2]
+    assert isinstance(first, ChunkEntry)
+    stream.entries.append(replace(first, entry_id=b"9-9", data=b"other bytes"))
+    [bad] = conflicting_repeats(stream.entries)
+    assert bad.entry_id == b"9-9" and "seq 2 repeats entry" in bad.reason
+    assert conflicting_repeats(Stream().chunk(3).repeat(0).entries) == []
+
+
+def test_recorded_object_round_trip_and_bad_records() -> None:
+    entries = Stream().end(cid="B").chunk(2).entries
+    [obj] = plan_flush(entries, T + 60, POLICY).objects
+    record = obj.record(obj.name(obj.data()))
+    assert record.also == (entries[0].entry_id,)
+    assert RecordedObject.loads(record.dumps()) == record
+    assert RecordedObject.loads(record.dumps().encode()) == record
+    assert in_stream_order(record.delete_ids, entries) == [e.entry_id for e in entries]
+    for text in [
+        "",
+        "[]",
+        '{"name": "x"}',
+        '{"name": "x", "ids": []}',
+        '{"name": 1, "ids": ["1-0"]}',
+    ]:
+        with pytest.raises(PlanError):
+            RecordedObject.loads(text)
 
 
 # --- pinned cut ----------------------------------------------------------------------------
@@ -333,7 +423,7 @@ def test_object_plan_name_and_metadata() -> None:
     entries = Stream().chunk(3, rate=8000, seconds=5.0).chunk(1, rate=8000, seconds=2.5).entries
     [obj] = plan_flush(entries, T + 60, POLICY).objects
     data = obj.data()
-    assert data == b"".join(e.data for e in entries)
+    assert data == b"".join(e.data for e in obj.entries) and obj.entries == entries
     assert obj.samples == 3 * 40000 + 20000
     assert obj.size == 400
     assert obj.start_us == T_US
@@ -363,9 +453,10 @@ def test_enhanced_objects_are_sealed_names() -> None:
     assert naming.parse_object_name(obj.name(obj.data())).start_us == T_US
 
 
-def test_object_plan_oldest_enqueue() -> None:
-    obj = ObjectPlan(entries=Stream().chunk(1, enq=T + 9).chunk(1, enq=T + 3).entries)
-    assert obj.oldest_enq_us == T_US + 3_000_000
+def test_object_plan_oldest_append_is_the_smallest_stream_id_time() -> None:
+    entries = Stream().chunk(1, enq=T + 9).chunk(1, enq=T + 3).entries
+    obj = ObjectPlan(entries=[e for e in entries if isinstance(e, ChunkEntry)])
+    assert obj.oldest_redis_ms == round((T + 3) * 1000)
 
 
 # --- invariants over random streams ---------------------------------------------------------
@@ -381,18 +472,20 @@ entry_specs = st.lists(
             st.integers(min_value=1, max_value=400),
         ),
         st.tuples(st.just("end"), st.sampled_from(["A", "B"])),
+        st.tuples(st.just("repeat"), st.integers(min_value=0, max_value=39)),
     ),
     max_size=40,
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     specs=entry_specs,
     enq_gaps=st.lists(st.floats(min_value=0, max_value=20), min_size=40, max_size=40),
     now_offset=st.floats(min_value=0, max_value=1000),
     complete=st.booleans(),
     max_bytes=st.integers(min_value=100, max_value=2000),
+    max_objects=st.integers(min_value=1, max_value=4),
 )
 def test_plan_invariants(
     specs: list[tuple[object, ...]],
@@ -400,8 +493,11 @@ def test_plan_invariants(
     now_offset: float,
     complete: bool,
     max_bytes: int,
+    max_objects: int,
 ) -> None:
-    policy = Policy(object_seconds=60, max_age_seconds=60, max_bytes=max_bytes)
+    policy = Policy(
+        object_seconds=60, max_age_seconds=60, max_bytes=max_bytes, max_objects=max_objects
+    )
     stream = Stream()
     enq = T
     for spec, gap in zip(specs, enq_gaps, strict=False):
@@ -416,18 +512,37 @@ def test_plan_invariants(
                 size=int(str(size)),
                 enq=enq,
             )
-        else:
+        elif spec[0] == "end":
             stream.end(cid=str(spec[1]), enq=enq)
+        else:
+            chunks = [i for i, e in enumerate(stream.entries) if isinstance(e, ChunkEntry)]
+            if chunks:
+                stream.repeat(chunks[int(str(spec[1])) % len(chunks)])
     entries = stream.entries
     now = T + now_offset
     plan = plan_flush(entries, now, policy, complete=complete)
 
     ids = [e.entry_id for e in entries]
     deleted = len(plan.delete_ids)
-    assert plan.delete_ids == ids[:deleted]  # deletion is a prefix
+    assert len(set(plan.delete_ids)) == deleted
+    assert in_stream_order(plan.delete_ids, entries) == ids[:deleted]  # deletion is a prefix
+    assert len(plan.objects) <= max_objects
+    # Objects commit one by one: each deletes the next contiguous run of the stream.
+    begin = 0
+    for obj in plan.objects:
+        run = in_stream_order(obj.delete_ids, entries)
+        assert run == ids[begin : begin + len(run)]
+        begin += len(run)
+    assert in_stream_order(plan.drop_ids, entries) == ids[begin:deleted]
+    # The objects hold the first occurrence of each chunk of the deleted prefix, in order.
     written = [e for obj in plan.objects for e in obj.entries]
-    # The objects hold exactly the chunks of the deleted prefix, in stream order.
-    assert written == [e for e in entries[:deleted] if e.kind == KIND_CHUNK]
+    firsts: list[Entry] = []
+    seen: set[int] = set()
+    for e in entries[:deleted]:
+        if isinstance(e, ChunkEntry) and e.seq not in seen:
+            seen.add(e.seq)
+            firsts.append(e)
+    assert written == firsts
     for obj in plan.objects:
         assert obj.entries
         assert {(e.uid, e.cid, e.level, e.rate) for e in obj.entries} == {obj.key}
@@ -436,18 +551,19 @@ def test_plan_invariants(
             assert obj.size <= policy.max_bytes
         # No object spans an end marker of its own conversation.
         first, last = ids.index(obj.entries[0].entry_id), ids.index(obj.entries[-1].entry_id)
-        assert not any(e.kind == KIND_END and e.cid == obj.first.cid for e in entries[first:last])
-    if deleted == len(entries):
+        assert not any(
+            isinstance(e, EndEntry) and e.cid == obj.first.cid for e in entries[first:last]
+        )
+    kept = [e for e in entries[deleted:] if isinstance(e, ChunkEntry) and e.seq not in seen]
+    if not kept:
         assert plan.next_due == (None if complete else now)
+    elif plan.next_due == now:
+        assert not complete or len(plan.objects) == max_objects  # more to write at once
     else:
-        # What is kept is one young, unclosed group of one conversation (and end
-        # markers of other conversations); the session is due when it ages.
-        kept = [e for e in entries[deleted:] if e.kind == KIND_CHUNK]
-        assert kept
+        # What is kept is one young, unclosed group; the session is due when it ages.
         assert len({(e.uid, e.cid, e.level, e.rate) for e in kept}) == 1
-        if complete:
-            oldest = min(e.enq_us for e in kept) / 1_000_000
-            assert plan.next_due == oldest + policy.max_age_seconds
-            assert now < plan.next_due  # an aged tail would have been written
-        else:
-            assert plan.next_due == now
+        oldest = min(e.redis_ms for e in kept) / 1000
+        assert plan.next_due == oldest + policy.max_age_seconds
+        assert plan.next_due is not None and now < plan.next_due
+    # A due session always makes progress: something is written or deleted, or it waits.
+    assert plan.delete_ids or plan.next_due is None or plan.next_due > now or not entries

@@ -25,7 +25,11 @@ def test_defaults() -> None:
         batch_max_age_seconds=60.0,
         batch_max_bytes=1_048_576,
         sweep_interval_seconds=5.0,
-        lease_seconds=120.0,
+        lease_seconds=30.0,
+        flush_max_attempts=16,
+        flush_backoff_max_seconds=300.0,
+        timestamp_window_seconds=604800.0,
+        shutdown_seconds=20.0,
     )
     assert isinstance(settings.batch_max_bytes, int)
 
@@ -48,6 +52,10 @@ def test_every_variable_is_read() -> None:
             "AUDIOSYNC_BATCH_MAX_BYTES": "2048",
             "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "0.5",
             "AUDIOSYNC_LEASE_SECONDS": "90",
+            "AUDIOSYNC_FLUSH_MAX_ATTEMPTS": "5",
+            "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS": "7",
+            "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS": "3600",
+            "AUDIOSYNC_SHUTDOWN_SECONDS": "12",
         }
     )
     assert settings == Settings(
@@ -62,6 +70,10 @@ def test_every_variable_is_read() -> None:
         batch_max_bytes=2048,
         sweep_interval_seconds=0.5,
         lease_seconds=90.0,
+        flush_max_attempts=5,
+        flush_backoff_max_seconds=7.0,
+        timestamp_window_seconds=3600.0,
+        shutdown_seconds=12.0,
     )
 
 
@@ -100,6 +112,11 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param("AUDIOSYNC_BATCH_MAX_BYTES", "0", id="bytes-zero"),
         pytest.param("AUDIOSYNC_BATCH_MAX_BYTES", "1e400", id="bytes-overflow-inf"),
         pytest.param("AUDIOSYNC_BATCH_MAX_BYTES", "1MB", id="bytes-with-unit"),
+        pytest.param("AUDIOSYNC_FLUSH_MAX_ATTEMPTS", "2.5", id="attempts-fraction"),
+        pytest.param("AUDIOSYNC_FLUSH_MAX_ATTEMPTS", "0", id="attempts-zero"),
+        pytest.param("AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS", "-1", id="backoff-negative"),
+        pytest.param("AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS", "nan", id="window-nan"),
+        pytest.param("AUDIOSYNC_SHUTDOWN_SECONDS", "0", id="shutdown-zero"),
         pytest.param("AUDIOSYNC_SWEEP_INTERVAL_SECONDS", "0", id="sweep-zero"),
         pytest.param("AUDIOSYNC_SWEEP_INTERVAL_SECONDS", "-inf", id="sweep-minus-inf"),
         pytest.param("AUDIOSYNC_LEASE_SECONDS", "-120", id="lease-negative"),

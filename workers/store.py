@@ -1,0 +1,466 @@
+"""What the worker fleet does with Redis: leases, plans, commits, quarantine, replays.
+
+Keys are named in backend_hooks/redis_store.py; docs/FORMATS.md §5 and docs/ARCHITECTURE.md
+("Who writes what") have the table. The rule every script here follows: **a flush changes
+nothing in Redis unless it still holds the session's lease**. Each script that writes on a
+flush's behalf first compares the lease key with the flush's token, in the same atomic
+step, and otherwise returns ``LEASE_LOST`` without writing; the caller raises
+``LeaseLostError`` and stops. A flush that outlived its lease (a stalled upload, a paused
+process) therefore cannot delete a successor's plan, commit entries twice or reschedule
+the session.
+
+Times are Redis server time (``TIME``), passed in as ``now`` by the flush (one clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+
+from backend_hooks.redis_store import (
+    QUARANTINE_INDEX,
+    due_key,
+    failures_key,
+    lease_key,
+    legacy_intent_key,
+    plan_key,
+    quarantine_key,
+    redis_time,
+    shard_of,
+    stream_key,
+)
+
+LEASE_LOST = -1
+PLAN_MISMATCH = -2
+
+
+class LeaseLostError(RuntimeError):
+    """The flush no longer holds its session's lease: it changed nothing and must stop."""
+
+
+class PlanMismatchError(RuntimeError):
+    """The recorded plan is not what this flush expected (only another flush could change it)."""
+
+
+def _fenced(result: object) -> int:
+    value = int(cast(int, result))
+    if value == LEASE_LOST:
+        raise LeaseLostError("the lease ran out or was taken over; nothing was written")
+    if value == PLAN_MISMATCH:
+        raise PlanMismatchError("the recorded plan changed under this flush")
+    return value
+
+
+_FENCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+"""
+
+# Moves one stream entry to a quarantine stream: its fields as they were, each prefixed
+# with 'f:', after 'reason', 'entry_id' and 'at_ms'. Returns 1 if the entry was there.
+_MOVE = """
+local function move(stream, quarantine, id, reason, at_ms)
+  local found = redis.call('XRANGE', stream, id, id)
+  if #found == 0 then return 0 end
+  local out = {'reason', reason, 'entry_id', id, 'at_ms', at_ms}
+  local fields = found[1][2]
+  for j = 1, #fields, 2 do
+    out[#out + 1] = 'f:' .. fields[j]
+    out[#out + 1] = fields[j + 1]
+  end
+  redis.call('XADD', quarantine, '*', unpack(out))
+  redis.call('XDEL', stream, id)
+  return 1
+end
+local t = redis.call('TIME')
+local at_ms = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_RENEW = (
+    _FENCE
+    + """
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+"""
+)
+
+# KEYS: lease, stream, quarantine, plan. ARGV: token, then (entry id, reason) pairs.
+_QUARANTINE = (
+    _FENCE
+    + _MOVE
+    + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
+local moved = 0
+for i = 2, #ARGV, 2 do
+  moved = moved + move(KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1], at_ms)
+end
+return moved
+"""
+)
+
+# KEYS: lease, plan, legacy intent. ARGV: token, then the recorded objects in order.
+_RECORD_PLAN = (
+    _FENCE
+    + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 2))
+redis.call('DEL', KEYS[3])
+return 1
+"""
+)
+
+# KEYS: lease, plan, stream. ARGV: token, the recorded object (exactly as stored), the ids
+# it deletes. The object must be the plan's head: objects are committed in order.
+_COMMIT_OBJECT = (
+    _FENCE
+    + """
+if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return -2 end
+redis.call('XDEL', KEYS[3], unpack(ARGV, 3))
+redis.call('LPOP', KEYS[2])
+return redis.call('LLEN', KEYS[2])
+"""
+)
+
+# KEYS: lease, stream, due index, failures, plan. ARGV: token, session id, next due ('' for
+# none), id of the last entry the flush read ('' for none), now, then ids to drop.
+# Entries appended after the flush's read make the session due now, so a pusher's own
+# "due now" is never overwritten; an empty stream takes its due entry with it.
+_FINISH = (
+    _FENCE
+    + """
+if redis.call('EXISTS', KEYS[5]) == 1 then return -2 end
+if #ARGV > 5 then redis.call('XDEL', KEYS[2], unpack(ARGV, 6)) end
+redis.call('DEL', KEYS[4])
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #last == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return 0
+end
+if last[1][1] ~= ARGV[4] or ARGV[3] == '' then
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
+  return 2
+end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: lease, failures, due index. ARGV: token, session id, error line, now, backoff base
+# and cap (seconds). The session is due again after base * 2^(failures - 1), at most cap.
+_FAIL = (
+    _FENCE
+    + """
+local count = redis.call('HINCRBY', KEYS[2], 'count', 1)
+redis.call('HSET', KEYS[2], 'last_error', ARGV[3], 'last_at', ARGV[4])
+local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (count - 1))
+redis.call('ZADD', KEYS[3], string.format('%.6f', tonumber(ARGV[4]) + delay), ARGV[2])
+return count
+"""
+)
+
+# KEYS: lease, stream, quarantine, plan, failures, legacy intent. ARGV: token, reason, the
+# last entry id to park, batch size. Moves the oldest entries up to that id; when none is
+# left, the plan and the failure count go too. Returns {moved, done}.
+_PARK = (
+    _FENCE
+    + _MOVE
+    + """
+local batch = redis.call('XRANGE', KEYS[2], '-', ARGV[3], 'COUNT', ARGV[4])
+for _, entry in ipairs(batch) do
+  move(KEYS[2], KEYS[3], entry[1], ARGV[2], at_ms)
+end
+if #batch < tonumber(ARGV[4]) then
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
+  return {#batch, 1}
+end
+return {#batch, 0}
+"""
+)
+
+# KEYS: quarantine, stream, due index. ARGV: session id, batch size, then the quarantine
+# entry ids to put back (none: the oldest batch). Each goes back to the end of the session
+# stream with its original fields and 'appended_ms' = the time of its first append (the
+# timestamp check measures from it), and leaves the quarantine in the same step.
+_REPLAY = """
+local ids = {}
+if #ARGV > 2 then
+  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[2])) do
+    ids[#ids + 1] = entry[1]
+  end
+end
+local moved = 0
+for _, id in ipairs(ids) do
+  local found = redis.call('XRANGE', KEYS[1], id, id)
+  if #found == 1 then
+    local fields, out, original, appended = found[1][2], {}, nil, nil
+    for j = 1, #fields, 2 do
+      local name = fields[j]
+      if name == 'entry_id' then original = fields[j + 1] end
+      if string.sub(name, 1, 2) == 'f:' then
+        if name == 'f:appended_ms' then appended = fields[j + 1] end
+        out[#out + 1] = string.sub(name, 3)
+        out[#out + 1] = fields[j + 1]
+      end
+    end
+    if appended == nil and original ~= nil then
+      out[#out + 1] = 'appended_ms'
+      out[#out + 1] = string.match(original, '^(%d+)')
+    end
+    if #out > 0 then redis.call('XADD', KEYS[2], '*', unpack(out)) end
+    redis.call('XDEL', KEYS[1], id)
+    moved = moved + 1
+  end
+end
+if moved > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  redis.call('ZADD', KEYS[3], string.format('%.6f', now), ARGV[1])
+end
+return {moved, redis.call('XLEN', KEYS[1])}
+"""
+
+# KEYS: quarantine index, the session's quarantine. ARGV: session id, the index score read
+# before the quarantine was seen empty. Forgets the session only if no quarantine began
+# since (each one increments the score before it moves anything).
+_FORGET = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+
+@dataclass(frozen=True)
+class Failures:
+    count: int
+    last_error: str
+
+
+@dataclass(frozen=True)
+class QuarantinedEntry:
+    quarantine_id: bytes
+    entry_id: bytes  # the id it had in the session stream
+    reason: str
+    at_ms: int
+    fields: dict[bytes, bytes]  # the original fields
+
+
+class WorkerStore:
+    """The fleet's Redis operations; every write on a flush's behalf is fenced by its lease."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._quarantine = client.register_script(_QUARANTINE)
+        self._record_plan = client.register_script(_RECORD_PLAN)
+        self._commit_object = client.register_script(_COMMIT_OBJECT)
+        self._finish = client.register_script(_FINISH)
+        self._fail = client.register_script(_FAIL)
+        self._park = client.register_script(_PARK)
+        self._replay = client.register_script(_REPLAY)
+        self._forget = client.register_script(_FORGET)
+        self._claim = client.register_script(_CLAIM)
+
+    def time(self) -> float:
+        return redis_time(self.client)
+
+    # -- the sweep -----------------------------------------------------------------------
+    def claim_due(self, now: float, limit: int, claim_until: float, shard: int = 0) -> list[str]:
+        """Due sessions, each rescheduled to ``claim_until`` so no other sweep takes it."""
+        members = cast(
+            list[bytes], self._claim(keys=[due_key(shard)], args=[now, limit, claim_until])
+        )
+        return [m.decode() for m in members]
+
+    def schedule(self, session_id: str, due: float) -> None:
+        """Lower (or set, when absent) the session's due time."""
+        self.client.zadd(due_key(shard_of(session_id)), {session_id: due}, lt=True)
+
+    # -- the lease -----------------------------------------------------------------------
+    def acquire_lease(self, session_id: str, token: str, seconds: float) -> bool:
+        return bool(self.client.set(lease_key(session_id), token, nx=True, px=_ms(seconds)))
+
+    def renew_lease(self, session_id: str, token: str, seconds: float) -> None:
+        _fenced(self._renew(keys=[lease_key(session_id)], args=[token, _ms(seconds)]))
+
+    def release_lease(self, session_id: str, token: str) -> None:
+        self._release(keys=[lease_key(session_id)], args=[token])
+
+    # -- reads (no fence needed) ---------------------------------------------------------
+    def read_raw(
+        self, session_id: str, limit: int, last_id: bytes | None = None
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        return cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            self.client.xrange(stream_key(session_id), max=last_id or "+", count=limit),
+        )
+
+    def read_plan(self, session_id: str) -> list[bytes]:
+        return cast(list[bytes], self.client.lrange(plan_key(session_id), 0, -1))
+
+    def read_legacy_intent(self, session_id: str) -> bytes | None:
+        return cast(bytes | None, self.client.get(legacy_intent_key(session_id)))
+
+    def last_entry_id(self, session_id: str) -> bytes | None:
+        last = cast(
+            list[tuple[bytes, object]], self.client.xrevrange(stream_key(session_id), count=1)
+        )
+        return last[0][0] if last else None
+
+    def failures(self, session_id: str) -> Failures:
+        raw = cast(dict[bytes, bytes], self.client.hgetall(failures_key(session_id)))
+        return Failures(
+            int(raw.get(b"count", b"0")), raw.get(b"last_error", b"").decode(errors="replace")
+        )
+
+    # -- fenced writes -------------------------------------------------------------------
+    def quarantine(self, session_id: str, token: str, bad: Sequence[tuple[bytes, str]]) -> int:
+        """Move ``(entry id, reason)`` entries to the session's quarantine, atomically."""
+        if not bad:
+            return 0
+        self.client.zincrby(QUARANTINE_INDEX, 1, session_id)  # first: the index over-covers
+        args: list[str | bytes] = [token]
+        for entry_id, reason in bad:
+            args += [entry_id, reason]
+        keys = [
+            lease_key(session_id),
+            stream_key(session_id),
+            quarantine_key(session_id),
+            plan_key(session_id),
+        ]
+        return _fenced(self._quarantine(keys=keys, args=args))
+
+    def record_plan(self, session_id: str, token: str, objects: Sequence[str]) -> None:
+        keys = [lease_key(session_id), plan_key(session_id), legacy_intent_key(session_id)]
+        _fenced(self._record_plan(keys=keys, args=[token, *objects]))
+
+    def commit_object(
+        self, session_id: str, token: str, recorded: bytes | str, delete_ids: Sequence[bytes]
+    ) -> int:
+        """Delete a stored object's entries and pop it off the plan; returns objects left."""
+        keys = [lease_key(session_id), plan_key(session_id), stream_key(session_id)]
+        return _fenced(self._commit_object(keys=keys, args=[token, recorded, *delete_ids]))
+
+    def finish(
+        self,
+        session_id: str,
+        token: str,
+        *,
+        drop_ids: Sequence[bytes],
+        last_read_id: bytes | None,
+        next_due: float | None,
+        now: float,
+    ) -> None:
+        """End a flush whose plan is done: drop ids, clear failures, set the due time."""
+        keys = [
+            lease_key(session_id),
+            stream_key(session_id),
+            due_key(shard_of(session_id)),
+            failures_key(session_id),
+            plan_key(session_id),
+        ]
+        args: list[str | bytes] = [
+            token,
+            session_id,
+            "" if next_due is None else repr(next_due),
+            last_read_id or b"",
+            repr(now),
+            *drop_ids,
+        ]
+        _fenced(self._finish(keys=keys, args=args))
+
+    def record_failure(
+        self, session_id: str, token: str, error: str, *, now: float, base: float, cap: float
+    ) -> int:
+        """Count a failed flush and push the session's due time back; returns the count."""
+        keys = [lease_key(session_id), failures_key(session_id), due_key(shard_of(session_id))]
+        return _fenced(
+            self._fail(keys=keys, args=[token, session_id, error[:1000], repr(now), base, cap])
+        )
+
+    def park_batch(
+        self, session_id: str, token: str, reason: str, up_to_id: bytes, batch: int
+    ) -> tuple[int, bool]:
+        """Move up to ``batch`` of the oldest entries (to ``up_to_id``) to quarantine."""
+        self.client.zincrby(QUARANTINE_INDEX, 1, session_id)
+        keys = [
+            lease_key(session_id),
+            stream_key(session_id),
+            quarantine_key(session_id),
+            plan_key(session_id),
+            failures_key(session_id),
+            legacy_intent_key(session_id),
+        ]
+        result = self._park(keys=keys, args=[token, reason, up_to_id, batch])
+        if not isinstance(result, list):
+            _fenced(result)
+            raise AssertionError("unreachable")
+        moved, done = (int(x) for x in result)
+        return moved, bool(done)
+
+    # -- quarantine (operators) ----------------------------------------------------------
+    def quarantined_sessions(self, limit: int = 1000) -> list[str]:
+        members = cast(list[bytes], self.client.zrange(QUARANTINE_INDEX, 0, limit - 1))
+        return [m.decode() for m in members]
+
+    def read_quarantine(self, session_id: str, limit: int = 1000) -> list[QuarantinedEntry]:
+        raw = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            self.client.xrange(quarantine_key(session_id), count=limit),
+        )
+        return [_quarantined(qid, fields) for qid, fields in raw]
+
+    def replay_batch(
+        self, session_id: str, batch: int, quarantine_ids: Sequence[bytes] = ()
+    ) -> tuple[int, int]:
+        """Put quarantined entries back into the session stream; returns (moved, left)."""
+        keys = [quarantine_key(session_id), stream_key(session_id), due_key(shard_of(session_id))]
+        moved, left = (
+            int(x) for x in self._replay(keys=keys, args=[session_id, batch, *quarantine_ids])
+        )
+        return moved, left
+
+    def forget_if_empty(self, session_id: str) -> bool:
+        """Drop the session from the quarantine index if its quarantine is empty."""
+        score = self.client.zscore(QUARANTINE_INDEX, session_id)
+        if score is None:
+            return True
+        keys = [QUARANTINE_INDEX, quarantine_key(session_id)]
+        return bool(self._forget(keys=keys, args=[session_id, _score_text(score)]))
+
+
+def _score_text(score: float) -> str:
+    """A sorted-set score as Redis prints it (ZSCORE's reply) for an exact comparison."""
+    return str(int(score)) if score == int(score) else repr(score)
+
+
+def _quarantined(qid: bytes, fields: Mapping[bytes, bytes]) -> QuarantinedEntry:
+    return QuarantinedEntry(
+        quarantine_id=qid,
+        entry_id=fields.get(b"entry_id", b""),
+        reason=fields.get(b"reason", b"").decode(errors="replace"),
+        at_ms=int(fields.get(b"at_ms", b"0")),
+        fields={k[2:]: v for k, v in fields.items() if k.startswith(b"f:")},
+    )
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+_CLAIM = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(members) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member)
+end
+return members
+"""

@@ -1,0 +1,128 @@
+"""Pure: is a stream entry fit to go into an object? Checked fully before concatenation.
+
+A chunk entry is accepted only when every field is in range and its bytes have the framing
+its level promises; anything else is a ``BadEntry`` with a reason and goes to quarantine
+(docs/FORMATS.md §5.3), never into an object, where one bad chunk would make the whole
+conversation unreadable.
+
+- ids: ``uid`` and ``cid`` as the pusher validates them (backend_hooks/ids.py), so every
+  object name stays far below GCS's 1,024-byte limit (checked too);
+- ``level`` one of the protection levels, ``rate`` one of the Opus rates, ``seq`` >= 0,
+  ``samples`` from 1 to ``MAX_CHUNK_SECONDS`` of audio;
+- ``start_us`` within ``timestamp_window_seconds`` of the entry's own Redis time (the
+  milliseconds of its stream id, or of its first append for an entry replayed from
+  quarantine): milliseconds passed as seconds, or a clock in 1970, are refused here and
+  never become an object name;
+- ``data`` at most ``MAX_CHUNK_BYTES``; for ``standard`` exactly one Ogg Opus stream with
+  valid page checksums whose audiosync tags (session, seq, start, samples, rate) match the
+  entry; for ``enhanced`` exactly one sealed record (envelope framing: the worker never
+  holds a key, so the ciphertext itself is the reader's to authenticate).
+
+The checks depend only on the entry and its id, so a successor that re-reads the entries
+of a recorded plan reaches the same verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from backend_hooks import codec, container, envelope, naming
+from backend_hooks.entries import (
+    PROTECTION_LEVELS,
+    BadEntry,
+    ChunkEntry,
+    Entry,
+    EntryError,
+    parse_entry,
+)
+from backend_hooks.errors import AudioSyncError
+from backend_hooks.ids import validate_id
+
+MAX_CHUNK_SECONDS = 600
+MAX_CHUNK_BYTES = 512 * 1024  # 5 s of Opus is ~5-10 kB; 10 min at 48 kHz is ~1.8 MB raw Opus
+
+
+@dataclass(frozen=True)
+class Limits:
+    timestamp_window_seconds: float
+
+
+def validate_entry(
+    session_id: str, entry_id: bytes, raw: Mapping[bytes, bytes], limits: Limits
+) -> Entry | BadEntry:
+    """The entry if it may be stored, else a ``BadEntry`` saying why."""
+    try:
+        entry = parse_entry(entry_id, raw)
+        for value, what in ((entry.uid, "uid"), (entry.cid, "cid")):
+            try:
+                validate_id(value, what)
+            except AudioSyncError as exc:
+                raise EntryError(str(exc)) from None
+        if isinstance(entry, ChunkEntry):
+            _check_chunk(session_id, entry, limits)
+        return entry
+    except EntryError as exc:
+        return BadEntry(entry_id, str(exc))
+
+
+def _check_chunk(session_id: str, entry: ChunkEntry, limits: Limits) -> None:
+    if entry.level not in PROTECTION_LEVELS:
+        raise EntryError(f"level {entry.level[:40]!r} is not one of {PROTECTION_LEVELS}")
+    if entry.rate not in codec.SUPPORTED_RATES:
+        raise EntryError(f"rate {entry.rate} is not one of {codec.SUPPORTED_RATES}")
+    if entry.seq < 0:
+        raise EntryError(f"seq {entry.seq} is negative")
+    if not 0 < entry.samples <= MAX_CHUNK_SECONDS * entry.rate:
+        raise EntryError(
+            f"samples {entry.samples} is not from 1 to {MAX_CHUNK_SECONDS} s at {entry.rate} Hz"
+        )
+    window_us = round(limits.timestamp_window_seconds * 1_000_000)
+    redis_us = entry.first_appended_ms * 1000
+    if entry.start_us < 0 or abs(entry.start_us - redis_us) > window_us:
+        raise EntryError(
+            f"start_us {entry.start_us} is more than {limits.timestamp_window_seconds:g} s "
+            f"from the entry's Redis time {redis_us} (AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS)"
+        )
+    if not 0 < len(entry.data) <= MAX_CHUNK_BYTES:
+        raise EntryError(f"data is {len(entry.data)} bytes; 1 to {MAX_CHUNK_BYTES} expected")
+    name = naming.object_name(
+        entry.uid,
+        entry.cid,
+        start_us=entry.start_us,
+        end_us=entry.end_us,
+        sealed=entry.sealed,
+        data=b"",
+    )
+    if len(name.encode()) > naming.MAX_NAME_BYTES:
+        raise EntryError(f"its object name would be {len(name.encode())} bytes, over the limit")
+    if entry.sealed:
+        _check_sealed(entry.data)
+    else:
+        _check_standard(session_id, entry)
+
+
+def _check_sealed(data: bytes) -> None:
+    try:
+        records = envelope.split_records(data)
+    except AudioSyncError as exc:
+        raise EntryError(f"data is not a sealed record: {exc}") from None
+    if len(records) != 1:
+        raise EntryError(f"data holds {len(records)} sealed records; a chunk is exactly one")
+
+
+def _check_standard(session_id: str, entry: ChunkEntry) -> None:
+    try:
+        chunks = container.parse_chunks(entry.data)
+    except AudioSyncError as exc:
+        raise EntryError(f"data is not an audiosync Ogg Opus chunk: {exc}") from None
+    if len(chunks) != 1:
+        raise EntryError(f"data holds {len(chunks)} Ogg Opus streams; a chunk is exactly one")
+    info = chunks[0].info
+    said = (session_id, entry.seq, entry.start_us, entry.samples, entry.rate)
+    tagged = (info.session_id, info.seq, info.start_us, info.sample_count, info.sample_rate)
+    if said != tagged:
+        raise EntryError(
+            f"the chunk's tags (session, seq, start_us, samples, rate) = {tagged} do not "
+            f"match the entry's {said}"
+        )
