@@ -225,14 +225,16 @@ if moved > 0 then
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   redis.call('ZADD', KEYS[3], string.format('%.6f', now), ARGV[1])
 end
-return {moved, redis.call('XLEN', KEYS[1])}
+local left = redis.call('XLEN', KEYS[1])
+if left == 0 then redis.call('DEL', KEYS[1]) end
+return {moved, left}
 """
 
 # KEYS: quarantine index, the session's quarantine. ARGV: session id, the index score read
 # before the quarantine was seen empty. Forgets the session only if no quarantine began
 # since (each one increments the score before it moves anything).
 _FORGET = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('XLEN', KEYS[2]) > 0 then return 0 end
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """

@@ -10,16 +10,14 @@ import time
 from dataclasses import replace
 
 import pytest
-import redis
 
 from audiosync_dev.legacy import legacy_opus_container
-from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, container, envelope, naming, storage
-from backend_hooks.entries import Entry, parse_entry
 from backend_hooks.errors import ConfigError, DecryptionError, UnsupportedFormatError
-from backend_hooks.redis_store import connect, due_key, redis_time, stream_key
-from backend_hooks.settings import Settings
+from backend_hooks.redis_store import connect, due_key, stream_key
+from tests.integration.flushing import FakeClock, read_entries
+from tests.integration.flushing import flush as run_flush
 from workers.context import WorkerContext
 from workers.flush import content_type, flush_session
 from workers.planner import plan_flush
@@ -29,42 +27,10 @@ pytestmark = pytest.mark.integration
 T0 = float(int(time.time()))  # synthetic pushes start now: the worker refuses far-off times
 
 
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(redis_client: redis.Redis) -> FakeClock:
-    """Starts at Redis server time, the clock the stream ids and due times come from."""
-    return FakeClock(redis_time(redis_client))
-
-
-@pytest.fixture
-def ctx(stack: StackInfo, redis_client: redis.Redis, clock: FakeClock) -> WorkerContext:
-    return WorkerContext.from_settings(Settings.from_env(stack.env()), clock=clock)
-
-
 def flush(ctx: WorkerContext, session_id: str) -> tuple[int, int]:
-    result = flush_session(
-        session_id,
-        store=ctx.store,
-        bucket=ctx.bucket,
-        policy=ctx.policy,
-        config=ctx.config,
-        clock=ctx.clock,
-    )
+    result = run_flush(ctx, session_id)
     assert result.failed is None, result
     return result.objects_created, result.objects_already_stored
-
-
-def read_entries(ctx: WorkerContext, session_id: str) -> list[Entry]:
-    return [
-        parse_entry(entry_id, fields) for entry_id, fields in ctx.store.read_raw(session_id, 1000)
-    ]
 
 
 def stored_chunks(ctx: WorkerContext, uid: str, cid: str) -> list[tuple[int, int]]:
