@@ -69,6 +69,11 @@ def in_thread(target: Callable[[], FlushResult]) -> tuple[threading.Thread, list
     return thread, results
 
 
+def raw_xadd(ctx: WorkerContext, session_id: str, fields: dict[bytes, bytes]) -> None:
+    """An entry appended behind the pusher's back (a bug, an old pusher, an attacker)."""
+    ctx.store.client.xadd(stream_key(session_id), dict(fields.items()))
+
+
 def assert_exactly_once(ctx: WorkerContext, uid: str, session_id: str, chunks: int) -> None:
     assert stored_seqs(ctx, uid, "conv") == list(range(chunks))  # each chunk once, none lost
     assert overlapping_objects(ctx, uid, "conv") == []
@@ -118,7 +123,7 @@ def test_every_flush_write_is_fenced_by_the_lease(ctx: WorkerContext) -> None:
     before = {key: ctx.store.client.dump(key) for key in ctx.store.client.keys(f"*{sid}*")}
     entry_id = read_entries(ctx, sid)[0].entry_id
     store, other = ctx.store, "not-the-holder"
-    attempts = {
+    attempts: dict[str, Callable[[], object]] = {
         "renew": lambda: store.renew_lease(sid, other, 30),
         "quarantine": lambda: store.quarantine(sid, other, [(entry_id, "x")]),
         "record_plan": lambda: store.record_plan(sid, other, ['{"name":"x","ids":["1-0"]}']),
@@ -213,7 +218,7 @@ def test_a_chunk_appended_twice_is_stored_once(ctx: WorkerContext) -> None:
     session = push_chunks(ctx, FakeClock(0), "repeat", 3, close=False)
     sid = session.session_id
     _, fields = ctx.store.read_raw(sid, 10)[1]
-    ctx.store.client.xadd(stream_key(sid), fields)  # what a replay without the mark does
+    raw_xadd(ctx, sid, fields)  # what a replay without the append mark does
     session.close()
     result = flush(ctx, sid)
     assert result.repeats_dropped == 1 and result.objects_created == 1
@@ -266,7 +271,7 @@ def test_a_poison_entry_is_quarantined_and_its_session_flows(
     session = push_chunks(ctx, FakeClock(0), uid, 2, close=False)
     sid = session.session_id
     _, fields = ctx.store.read_raw(sid, 10)[1]
-    ctx.store.client.xadd(stream_key(sid), _poison(fields, change))
+    raw_xadd(ctx, sid, _poison(fields, change))
     session.push(CHUNK * 2, time.time() + 10)  # good chunks after the poison
     session.close()
 
@@ -285,7 +290,7 @@ def test_metadata_counts_only_the_chunks_stored(ctx: WorkerContext) -> None:
     session = push_chunks(ctx, FakeClock(0), "counted", 2, close=False)
     sid = session.session_id
     _, fields = ctx.store.read_raw(sid, 10)[0]
-    ctx.store.client.xadd(stream_key(sid), _poison(fields, {b"data": b"OggS" + bytes(100)}))
+    raw_xadd(ctx, sid, _poison(fields, {b"data": b"OggS" + bytes(100)}))
     session.close()
     flush(ctx, sid)
     [blob] = list(ctx.bucket.client.list_blobs(ctx.bucket.bucket, prefix="chunks/counted/"))
@@ -351,7 +356,7 @@ def test_a_failing_session_backs_off_is_parked_and_replays(
 def test_a_replayed_entry_that_is_still_bad_comes_back_with_its_reason(ctx: WorkerContext) -> None:
     session = push_chunks(ctx, FakeClock(0), "replayed", 1, close=False)
     sid = session.session_id
-    ctx.store.client.xadd(stream_key(sid), {b"v": b"7", b"poison": b"1"})
+    raw_xadd(ctx, sid, {b"v": b"7", b"poison": b"1"})
     session.close()
     assert flush(ctx, sid).quarantined == 1
     assert quarantine.replay(ctx.store, sid) == 1
