@@ -2,7 +2,7 @@
 
 A worker is started exactly as in production (``celery -A workers worker``), with its own
 environment and a log file; ``stop`` sends SIGTERM (Celery's warm shutdown: running tasks
-finish) and SIGKILL only after a timeout; ``kill`` is the SIGKILL of a crashed pod.
+finish) to the main process and SIGKILL only after a timeout; ``kill`` is the SIGKILL of a crashed pod.
 """
 
 from __future__ import annotations
@@ -69,11 +69,16 @@ class CeleryProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Warm shutdown (SIGTERM to the process group); SIGKILL after ``timeout``."""
+        """Warm shutdown: SIGTERM to the main process, as Kubernetes sends it; SIGKILL to the
+        group after ``timeout``.
+
+        Only the main process is signalled: a SIGTERM to the whole group would kill Celery's
+        pool children in the middle of a flush, which then never releases its lease.
+        """
         if self._process is None:
             return
         if self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
+            os.kill(self._process.pid, signal.SIGTERM)
             try:
                 self._process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -7,6 +7,7 @@ exactly once, every conversation sample-exact, no stream entry left.
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -80,3 +81,39 @@ def test_sigkilled_worker_loses_and_duplicates_nothing(
         assert sorted(seqs) == list(range(len(seqs))), f"{uid}: {sorted(seqs)}"  # each once
         merged = storage.download_merged_audio(uid, "kill-conv", context=ctx)
         assert merged.sample_count == samples, uid
+
+
+def test_sigterm_to_the_worker_lets_its_running_flush_end_cleanly(
+    stack: StackInfo, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Warm shutdown mid-flush: the flush ends (here: its upload times out, counted as a
+    failure) and releases its lease, instead of dying with it held for the lease time."""
+    with socket.socket() as blackhole:  # GCS that accepts connections and never answers
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(64)
+        env = {
+            **stack.env(),
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{blackhole.getsockname()[1]}",
+            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "0.2",
+            "AUDIOSYNC_LEASE_SECONDS": "6",  # uploads get 3 s
+        }
+        settings = Settings.from_env(env)
+        session = AudioSyncClient(settings).open_session("term-user", "term-conv", 8000, "standard")
+        session.push(speech_like(5, 8000, seed=1), time.time())
+        session.close()
+        sid = session.session_id
+        lease = f"audiosync:{{{sid}}}:lease"
+
+        worker = processes.worker(env, tmp_path, name="terminated")
+        deadline = time.monotonic() + 30
+        while not redis_client.exists(lease):  # the flush has begun its upload
+            assert time.monotonic() < deadline, worker.tail()
+            time.sleep(0.02)
+        started = time.monotonic()
+        worker.stop(timeout=20)
+        stopped = time.monotonic() - started
+
+    assert stopped < 15, f"warm shutdown took {stopped:.1f} s"
+    assert not redis_client.exists(lease)  # released by the flush itself, not by its TTL
+    assert redis_client.hget(f"audiosync:{{{sid}}}:failures", "count") == b"1"
+    assert redis_client.xlen(f"audiosync:{{{sid}}}:chunks") == 2  # nothing lost
