@@ -1,8 +1,9 @@
 """Real ``celery`` processes for the demo and the integration tests.
 
 A worker is started exactly as in production (``celery -A workers worker``), with its own
-environment and a log file; ``stop`` sends SIGTERM (Celery's warm shutdown: running tasks
-finish) to the main process and SIGKILL only after a timeout; ``kill`` is the SIGKILL of a crashed pod.
+environment and a log file; ``stop`` sends SIGTERM to the main process (Celery's warm
+shutdown: running tasks finish) and SIGKILL only after a timeout; ``kill`` is the SIGKILL
+of a crashed pod.
 """
 
 from __future__ import annotations
