@@ -6,9 +6,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis
+
 from backend_hooks import container, naming, storage
 from backend_hooks.entries import Entry, parse_entry
 from backend_hooks.gcs import GcsBucket, UploadOutcome
+from backend_hooks.redis_store import redis_time
 from workers.context import WorkerContext
 from workers.flush import FlushResult, flush_session
 
@@ -19,6 +22,11 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+    def sync(self, client: redis.Redis) -> None:
+        """Back to Redis server time: call after appending, so that ages count from the
+        append however long it took (a loaded machine can take seconds to encode)."""
+        self.now = redis_time(client)
 
 
 class Died(Exception):

@@ -147,6 +147,7 @@ def test_every_flush_write_is_fenced_by_the_lease(ctx: WorkerContext) -> None:
 def test_two_failures_in_a_row_keep_the_recorded_cut(ctx: WorkerContext, clock: FakeClock) -> None:
     session = push_chunks(ctx, clock, "twice", 10, close=False)  # 50 s: one young group
     sid = session.session_id
+    clock.sync(ctx.store.client)
     clock.now += 61  # aged: the flush writes seq 0-9
     first = flush(ctx, sid, CueBucket(ctx.bucket, after={0: die}))  # stored, then dies
     assert first.failed and "Died" in first.failed

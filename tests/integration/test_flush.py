@@ -48,6 +48,7 @@ def test_killed_between_upload_and_commit(ctx: WorkerContext, clock: FakeClock) 
     session = client.open_session("crash-user", "crash-conv", 16000, "standard")
     audio = speech_like(77, 16000, seed=9)
     session.push(audio[: 2 * 16000 * 42], T0)  # 8 chunks of 5 s reach Redis
+    clock.sync(ctx.store.client)
     clock.now += 61  # the oldest chunk is due by age
 
     # A flush records its plan, gets as far as its upload and dies before committing.
@@ -96,6 +97,7 @@ def test_young_audio_waits_and_is_rescheduled(ctx: WorkerContext, clock: FakeClo
     client = AudioSyncClient(ctx.settings, clock=clock)
     session = client.open_session("young-user", "young-conv", 8000, "standard")
     session.push(bytes(2 * 8000 * 20), T0)  # 4 chunks, enqueued "now"
+    clock.sync(ctx.store.client)
     assert flush(ctx, session.session_id) == (0, 0)
     due = ctx.store.client.zscore(due_key(), session.session_id)
     assert due == pytest.approx(clock.now + ctx.settings.batch_max_age_seconds, abs=1)
