@@ -19,6 +19,9 @@ What if the process is killed (or stalls past its lease) here?
   stored answer 412 and are checked equal; entries are deleted only by the commit of the
   object that holds them. A stalled flush that wakes up finds its lease gone: its writes
   change nothing, and its late upload is an object the plan holds anyway.
+- the worker is shutting down (``should_stop``, workers/shutdown.py): before each upload
+  the flush looks; once told, it hands the session back (due now, lease released, the
+  recorded plan left for the next flush) instead of starting another upload.
 - any other exception: the failure is counted in Redis; the session is due again after an
   exponential backoff; after ``max_attempts`` it is parked (its entries are moved to
   quarantine with the reason) and new entries flow again. The first failure logs a
@@ -66,6 +69,10 @@ class FlushConfig:
     read_limit: int = READ_LIMIT
 
 
+class HandBack(Exception):
+    """The worker is shutting down: give the session back instead of going on."""
+
+
 @dataclass(frozen=True)
 class FlushResult:
     session_id: str
@@ -98,13 +105,19 @@ def flush_session(
     policy: Policy,
     config: FlushConfig,
     clock: Callable[[], float],
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> FlushResult:
+    if should_stop():  # claimed by a sweep but not started: due again now, for another worker
+        store.schedule(session_id, clock())
+        return FlushResult(session_id, skipped="handed back: the worker is shutting down")
     token = uuid.uuid4().hex
     if not store.acquire_lease(session_id, token, config.lease_seconds):
         return FlushResult(session_id, skipped="another flush holds the lease")
-    flush = _Flush(session_id, token, store, bucket, policy, config, clock)
+    flush = _Flush(session_id, token, store, bucket, policy, config, clock, should_stop)
     try:
         return flush.run()
+    except HandBack:
+        return flush.hand_back()
     except LeaseLostError:
         log.warning("flush of %s lost its lease; it wrote nothing more", session_id)
         return flush.result(skipped="lease lost")
@@ -124,10 +137,11 @@ class _Flush:
         policy: Policy,
         config: FlushConfig,
         clock: Callable[[], float],
+        should_stop: Callable[[], bool],
     ) -> None:
         self.session_id, self.token = session_id, token
         self.store, self.bucket, self.policy, self.config = store, bucket, policy, config
-        self.clock = clock
+        self.clock, self.should_stop = clock, should_stop
         self.counts = {"created": 0, "already_stored": 0, "deleted": 0, "quarantined": 0}
         self.repeats = 0
         self.resumed = False
@@ -239,6 +253,8 @@ class _Flush:
         name = obj.name(data)
         if name != rec.name:
             raise PlanError(f"recorded object {rec.name} rebuilds as {name}")
+        if self.should_stop():
+            raise HandBack
         lease = self.config.lease_seconds
         self.store.renew_lease(self.session_id, self.token, lease)
         outcome: UploadOutcome = self.bucket.create_only(
@@ -251,6 +267,15 @@ class _Flush:
         self.store.commit_object(self.session_id, self.token, text, rec.delete_ids)
         self.counts[outcome] += 1
         self.counts["deleted"] += len(rec.delete_ids)
+
+    def hand_back(self) -> FlushResult:
+        """Due now, lease released; a recorded plan stays for the next flush to carry out."""
+        try:
+            self.store.hand_back(self.session_id, self.token, now=self.clock())
+        except LeaseLostError:
+            return self.result(skipped="lease lost")
+        log.info("flush of %s handed back: the worker is shutting down", self.session_id)
+        return self.result(skipped="handed back: the worker is shutting down")
 
     def failed(self, exc: Exception) -> FlushResult:
         line = f"{type(exc).__name__}: {exc}".replace("\n", " ")

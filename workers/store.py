@@ -152,6 +152,16 @@ return 1
 """
 )
 
+# KEYS: lease, due index. ARGV: token, session id, now. A flush told that its worker is
+# shutting down gives the session back: due now, lease released; the plan stays.
+_HAND_BACK = (
+    _FENCE
+    + """
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+return redis.call('DEL', KEYS[1])
+"""
+)
+
 # KEYS: lease, failures, due index. ARGV: token, session id, error line, now, backoff base
 # and cap (seconds). The session is due again after base * 2^(failures - 1), at most cap.
 _FAIL = (
@@ -267,6 +277,7 @@ class WorkerStore:
         self._commit_object = client.register_script(_COMMIT_OBJECT)
         self._finish = client.register_script(_FINISH)
         self._fail = client.register_script(_FAIL)
+        self._hand_back = client.register_script(_HAND_BACK)
         self._park = client.register_script(_PARK)
         self._replay = client.register_script(_REPLAY)
         self._forget = client.register_script(_FORGET)
@@ -379,6 +390,11 @@ class WorkerStore:
             *drop_ids,
         ]
         _fenced(self._finish(keys=keys, args=args))
+
+    def hand_back(self, session_id: str, token: str, *, now: float) -> None:
+        """Make the session due now and release the lease (the worker is shutting down)."""
+        keys = [lease_key(session_id), due_key(shard_of(session_id))]
+        _fenced(self._hand_back(keys=keys, args=[token, session_id, repr(now)]))
 
     def record_failure(
         self, session_id: str, token: str, error: str, *, now: float, base: float, cap: float

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from workers import flush
+from workers import flush, shutdown
 from workers.celery_app import app
 from workers.context import get_context
 
@@ -38,6 +38,7 @@ def flush_session(session_id: str) -> dict[str, Any]:
         policy=ctx.policy,
         config=ctx.config,
         clock=ctx.clock,
+        should_stop=shutdown.stop_requested,
     )
     log.info("flushed %s: %s", session_id, result)
     return result.__dict__
