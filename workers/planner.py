@@ -9,17 +9,19 @@ Rules:
   It is *closed* when the next chunk cannot join it (other key; ``object_seconds`` of
   audio or ``max_bytes`` bytes reached) or an end marker of its conversation follows.
 - A chunk whose ``seq`` already appeared in the read is a repeat (a retried append): it
-  joins no group and is deleted with the rest (``conflicting_repeats`` finds the repeats
-  whose content differs; the flush quarantines those before planning).
+  joins no group and is deleted by the commit of the object that holds its original,
+  wherever it lies in the stream; a repeat of a chunk that stays in Redis stays too
+  (``conflicting_repeats`` finds the repeats whose content differs; the flush
+  quarantines those before planning).
 - Every closed group is written. The last group is written when it is full, when its
   oldest entry has waited ``max_age_seconds`` in Redis (the milliseconds of its stream id),
   or when the read stopped at its limit (``complete=False``): a read limit is a cut, so a
   due session always makes progress.
 - At most ``max_objects`` objects per flush; the session is then due again at once.
-- Deletion is a prefix of the stream. Each written object deletes its chunks and the end
-  markers and repeats before it (back to the previous object), so objects can be committed
-  one by one; what lies between the last object and the first kept chunk goes with the
-  flush's final step (``FlushPlan.drop_ids``).
+- Every deletion is part of a written object's commit, so it is in the recorded plan:
+  each object deletes its chunks and the end markers before it (back to the previous
+  object); the last one also the end markers up to the first kept chunk. Only a flush
+  that writes nothing deletes (end markers) in its final step (``FlushPlan.drop_ids``).
 
 ``pinned_last_id`` reproduces a cut recorded by a flush of the previous release (the
 ``:intent`` key; docs/FORMATS.md §5.4) so an upgrade in the middle of a flush still writes
@@ -154,7 +156,7 @@ class RecordedObject:
 @dataclass(frozen=True)
 class FlushPlan:
     objects: list[ObjectPlan]
-    drop_ids: list[bytes]  # deleted by the flush's final step: no object holds them
+    drop_ids: list[bytes]  # end markers deleted by the final step of a flush writing nothing
     next_due: float | None  # None: nothing left in the stream
     repeats: int = 0  # chunks dropped because their seq appeared earlier in the read
 
@@ -194,22 +196,22 @@ def _full(group: ObjectPlan, policy: Policy) -> bool:
 
 def _group(
     entries: Sequence[Entry], policy: Policy, pinned_last_id: bytes | None
-) -> tuple[list[ObjectPlan], list[int], int]:
-    """Groups, the stream position of each group's first chunk, and the repeats count."""
+) -> tuple[list[ObjectPlan], list[int], dict[bytes, int]]:
+    """Groups, the stream position of each group's first chunk, and the repeats: the id
+    of each chunk whose seq came earlier in the read, with the group of that original."""
     groups: list[ObjectPlan] = []
     starts: list[int] = []
-    seen: set[int] = set()
-    repeats = 0
+    group_of_seq: dict[int, int] = {}
+    repeats: dict[bytes, int] = {}
     current: ObjectPlan | None = None
     for position, entry in enumerate(entries):
         if isinstance(entry, EndEntry):
             if current is not None and current.first.cid == entry.cid:
                 current.closed = True
             continue
-        if entry.seq in seen:
-            repeats += 1
+        if entry.seq in group_of_seq:
+            repeats[entry.entry_id] = group_of_seq[entry.seq]
             continue
-        seen.add(entry.seq)
         if current is not None and not current.closed:
             full = (
                 current.samples + entry.samples > policy.object_seconds * entry.rate
@@ -222,6 +224,7 @@ def _group(
             groups.append(current)
             starts.append(position)
         current.entries.append(entry)
+        group_of_seq[entry.seq] = len(groups) - 1
         if entry.entry_id == pinned_last_id:
             current.closed = True
     return groups, starts, repeats
@@ -246,18 +249,32 @@ def plan_flush(
     written = min(writable, policy.max_objects)
     first_kept = starts[written] if written < len(groups) else len(entries)
 
-    # Each written object deletes everything from just after the previous object's last
-    # chunk to its own last chunk: its chunks plus the end markers and repeats in between.
+    # Each written object deletes its chunks and the end markers from just after the
+    # previous object's last chunk to its own last chunk; the last one also deletes the
+    # end markers up to the first kept chunk. A repeat goes with the object that holds its
+    # original, wherever it lies in the stream (behind a young tail, past the object
+    # cap): when that object is stored, so is the repeat's audio. So every deletion is in
+    # some object's commit, recorded in the plan before the first upload.
     position_of = {e.entry_id: i for i, e in enumerate(entries)}
     begin = 0
     for group in groups[:written]:
         last = position_of[group.entries[-1].entry_id]
         held = {e.entry_id for e in group.entries}
         group.also_delete = [
-            e.entry_id for e in entries[begin : last + 1] if e.entry_id not in held
+            e.entry_id
+            for e in entries[begin : last + 1]
+            if e.entry_id not in held and e.entry_id not in repeats
         ]
         begin = last + 1
-    drop_ids = [e.entry_id for e in entries[begin:first_kept]]
+    for repeat_id, owner in repeats.items():
+        if owner < written:
+            groups[owner].also_delete.append(repeat_id)
+    trailing = [e.entry_id for e in entries[begin:first_kept] if e.entry_id not in repeats]
+    drop_ids: list[bytes] = []
+    if written:
+        groups[written - 1].also_delete += trailing
+    else:
+        drop_ids = trailing  # end markers only, and no upload: the final step deletes them
 
     if written < writable or not complete:
         next_due: float | None = now  # more to do at once
@@ -265,4 +282,5 @@ def plan_flush(
         next_due = None
     else:
         next_due = groups[written].oldest_redis_ms / 1000 + policy.max_age_seconds
-    return FlushPlan(groups[:written], drop_ids, next_due, repeats)
+    dropped = sum(owner < written for owner in repeats.values())
+    return FlushPlan(groups[:written], drop_ids, next_due, dropped)

@@ -299,7 +299,8 @@ def test_end_marker_is_deleted_with_its_object() -> None:
     entries = Stream().chunk(2).end().chunk(1, cid="B").entries
     plan = plan_flush(entries, T + 1, POLICY)
     assert isinstance(entries[2], EndEntry)
-    assert plan.drop_ids == [entries[2].entry_id]  # after A's last chunk: the final step's
+    assert plan.drop_ids == []  # recorded: with the last object written (A's)
+    assert plan.objects[0].also_delete == [entries[2].entry_id]
     assert all(isinstance(e, ChunkEntry) for obj in plan.objects for e in obj.entries)
 
 
@@ -310,8 +311,9 @@ def test_each_object_deletes_a_contiguous_run_so_objects_commit_one_by_one() -> 
     assert indexes(plan, entries) == [r(1, 13), [14, 15]]
     ids = [e.entry_id for e in entries]
     assert in_stream_order(plan.objects[0].delete_ids, entries) == ids[0:13]  # leading end
-    assert in_stream_order(plan.objects[1].delete_ids, entries) == ids[13:16]  # end before it
-    assert plan.drop_ids == ids[16:18]  # the repeat and B's end: after B's last chunk
+    # B's: the end before it, its chunks, then the repeat (of its chunk) and B's end
+    assert in_stream_order(plan.objects[1].delete_ids, entries) == ids[13:18]
+    assert plan.drop_ids == []
     assert plan.repeats == 1
 
 
@@ -523,25 +525,43 @@ def test_plan_invariants(
     plan = plan_flush(entries, now, policy, complete=complete)
 
     ids = [e.entry_id for e in entries]
+    first_of: dict[int, bytes] = {}
+    for e in entries:
+        if isinstance(e, ChunkEntry):
+            first_of.setdefault(e.seq, e.entry_id)
+    is_repeat = {
+        e.entry_id: isinstance(e, ChunkEntry) and first_of[e.seq] != e.entry_id for e in entries
+    }
     deleted = len(plan.delete_ids)
     assert len(set(plan.delete_ids)) == deleted
-    assert in_stream_order(plan.delete_ids, entries) == ids[:deleted]  # deletion is a prefix
     assert len(plan.objects) <= max_objects
-    # Objects commit one by one: each deletes the next contiguous run of the stream.
+    assert plan.drop_ids == [] or plan.objects == []  # with an upload, the plan holds all
+    # Apart from repeats, deletion is a prefix, and objects commit one by one: each
+    # deletes the next contiguous run of the stream.
+    others = [i for i in ids if not is_repeat[i]]
     begin = 0
     for obj in plan.objects:
-        run = in_stream_order(obj.delete_ids, entries)
-        assert run == ids[begin : begin + len(run)]
+        run = [i for i in in_stream_order(obj.delete_ids, entries) if not is_repeat[i]]
+        assert run == others[begin : begin + len(run)]
         begin += len(run)
-    assert in_stream_order(plan.drop_ids, entries) == ids[begin:deleted]
+    drops = in_stream_order(plan.drop_ids, entries)
+    assert drops == others[begin : begin + len(drops)]
+    prefix = begin + len(drops)
+    # A repeat is deleted exactly when the object holding its original is written, and
+    # by that object's commit.
+    holder = {e.entry_id: k for k, obj in enumerate(plan.objects) for e in obj.entries}
+    for e in entries:
+        if is_repeat[e.entry_id]:
+            assert isinstance(e, ChunkEntry)
+            owner = holder.get(first_of[e.seq])
+            deleters = [k for k, obj in enumerate(plan.objects) if e.entry_id in obj.delete_ids]
+            assert deleters == ([] if owner is None else [owner])
+            assert e.entry_id not in plan.drop_ids
     # The objects hold the first occurrence of each chunk of the deleted prefix, in order.
     written = [e for obj in plan.objects for e in obj.entries]
-    firsts: list[Entry] = []
-    seen: set[int] = set()
-    for e in entries[:deleted]:
-        if isinstance(e, ChunkEntry) and e.seq not in seen:
-            seen.add(e.seq)
-            firsts.append(e)
+    firsts = [
+        e for e in entries if e.entry_id in set(others[:prefix]) and isinstance(e, ChunkEntry)
+    ]
     assert written == firsts
     for obj in plan.objects:
         assert obj.entries
@@ -554,7 +574,12 @@ def test_plan_invariants(
         assert not any(
             isinstance(e, EndEntry) and e.cid == obj.first.cid for e in entries[first:last]
         )
-    kept = [e for e in entries[deleted:] if isinstance(e, ChunkEntry) and e.seq not in seen]
+    gone = set(plan.delete_ids)
+    kept = [
+        e
+        for e in entries
+        if e.entry_id not in gone and isinstance(e, ChunkEntry) and not is_repeat[e.entry_id]
+    ]
     if not kept:
         assert plan.next_due == (None if complete else now)
     elif plan.next_due == now:
