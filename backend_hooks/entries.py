@@ -19,6 +19,10 @@ STANDARD = "standard"
 ENHANCED = "enhanced"
 PROTECTION_LEVELS = (STANDARD, ENHANCED)
 
+#: The highest chunk sequence number a session may have: 2^21 chunks of 5 s, 116 days.
+#: It bounds the worker's stored-seq bitmap of a session at 256 KiB.
+MAX_SEQ = 2**21 - 1
+
 
 @dataclass(frozen=True)
 class NewEntry:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import google_crc32c
 from google.api_core import exceptions as gexc
@@ -75,29 +76,27 @@ class GcsBucket:
     ) -> UploadOutcome:
         """Upload unless the name exists; ``deadline`` bounds the whole call, retries included.
 
-        Each request may take a third of it and retries stop starting after two thirds, so
-        the call returns (or raises ``StorageError``) within about ``deadline`` seconds.
+        Each upload request may take a quarter of it and retries stop starting after half,
+        so the call returns (or raises ``StorageError``) within about ``deadline`` seconds,
+        the check after a 412 included.
         """
         blob = self.bucket.blob(name)
         blob.metadata = metadata
-        timeout, retry = deadline / 3, DEFAULT_RETRY.with_timeout(deadline * 2 / 3)
-        try:
+        ends = time.monotonic() + deadline
+        try:  # the upload may take three quarters of the deadline, the 412 check the rest
             blob.upload_from_string(
                 data,
                 content_type=content_type,
                 if_generation_match=0,
-                timeout=timeout,
-                retry=retry,
+                timeout=deadline / 4,
+                retry=DEFAULT_RETRY.with_timeout(deadline / 2),
             )
             return "created"
         except gexc.PreconditionFailed:
             pass
         except gexc.GoogleAPIError as exc:
             raise StorageError(f"upload of gs://{self.bucket.name}/{name} failed: {exc}") from exc
-        try:
-            existing = self.bucket.get_blob(name, timeout=timeout, retry=retry)
-        except gexc.GoogleAPIError as exc:
-            raise StorageError(f"checking gs://{self.bucket.name}/{name} failed: {exc}") from exc
+        existing = self.stored(name, deadline=ends - time.monotonic())
         if existing is None:
             raise StorageError(f"gs://{self.bucket.name}/{name} answered 412 but is not there")
         same = (
@@ -112,6 +111,16 @@ class GcsBucket:
                 "this flush would write; the stream entries are kept"
             )
         return "already_stored"
+
+    def stored(self, name: str, *, deadline: float = DEFAULT_DEADLINE) -> Any:
+        """The object's metadata (a ``Blob``), or None if there is none of that name."""
+        if deadline <= 0:
+            raise StorageError(f"no time left to check gs://{self.bucket.name}/{name}")
+        try:
+            retry = DEFAULT_RETRY.with_timeout(deadline / 2)
+            return self.bucket.get_blob(name, timeout=deadline / 2, retry=retry)
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"checking gs://{self.bucket.name}/{name} failed: {exc}") from exc
 
     def list(self, prefix: str) -> list[StoredObject]:
         try:

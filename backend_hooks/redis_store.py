@@ -43,6 +43,11 @@ def legacy_intent_key(session_id: str) -> str:
     return f"audiosync:{{{session_id}}}:intent"
 
 
+def stored_key(session_id: str) -> str:
+    """A bitmap: bit ``seq`` is set when an object holding chunk ``seq`` has committed."""
+    return f"audiosync:{{{session_id}}}:stored"
+
+
 def failures_key(session_id: str) -> str:
     return f"audiosync:{{{session_id}}}:failures"
 
@@ -66,6 +71,10 @@ SOCKET_TIMEOUT = 5.0  # seconds; a stalled Redis is an error, never a hang
 #: How long the highest appended ``n`` of a session is kept after its last append: a
 #: pusher retrying an append whose reply was lost later than this would add it again.
 APPENDED_MARK_TTL_MS = 24 * 3600 * 1000
+#: How long a session's stored-seq bitmap is kept after its last commit: a chunk appended
+#: again (or replayed from quarantine) later than this, after its original was stored,
+#: would be stored a second time.
+STORED_SEQS_TTL_MS = 24 * 3600 * 1000
 
 
 def connect(url: str) -> redis.Redis:

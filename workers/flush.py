@@ -35,7 +35,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend_hooks.entries import BadEntry, ChunkEntry, Entry
+from backend_hooks.entries import MAX_SEQ, BadEntry, ChunkEntry, Entry
+from backend_hooks.errors import StorageError
 from backend_hooks.gcs import GcsBucket, UploadOutcome
 from workers.planner import (
     FlushPlan,
@@ -95,6 +96,14 @@ def content_type(sealed: bool) -> str:
 def _id_key(entry_id: bytes) -> tuple[int, int]:
     millis, _, seq = entry_id.partition(b"-")
     return int(millis), int(seq or 0)
+
+
+def _seq_of(fields: dict[bytes, bytes] | None) -> int | None:
+    try:
+        seq = None if fields is None else int(fields[b"seq"])
+    except (KeyError, ValueError):
+        return None
+    return seq if seq is not None and 0 <= seq <= MAX_SEQ else None
 
 
 def flush_session(
@@ -201,7 +210,20 @@ class _Flush:
         limits = self.config.limits
         checked = [validate_entry(self.session_id, eid, fields, limits) for eid, fields in raw]
         good: list[Entry] = [e for e in checked if not isinstance(e, BadEntry)]
-        bad = [e for e in checked if isinstance(e, BadEntry)] + conflicting_repeats(good)
+        stored = self.store.stored_seqs(self.session_id)
+        again = [
+            BadEntry(
+                e.entry_id,
+                f"seq {e.seq} of this session is in a stored object already (appended or "
+                "replayed again after its original was stored)",
+            )
+            for e in good
+            if isinstance(e, ChunkEntry) and e.seq in stored
+        ]
+        bad = [e for e in checked if isinstance(e, BadEntry)] + again
+        bad += conflicting_repeats(
+            [e for e in good if e.entry_id not in {b.entry_id for b in again}]
+        )
         if bad:
             for entry in bad:
                 log.warning(
@@ -264,7 +286,8 @@ class _Flush:
             metadata=obj.metadata(self.session_id),
             deadline=lease * UPLOAD_SHARE_OF_LEASE,
         )
-        self.store.commit_object(self.session_id, self.token, text, rec.delete_ids)
+        seqs = [e.seq for e in obj.entries]
+        self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
         self.counts[outcome] += 1
         self.counts["deleted"] += len(rec.delete_ids)
 
@@ -298,11 +321,49 @@ class _Flush:
             log.warning("flush of %s failed (attempt %d): %s", self.session_id, count, line)
         parked = 0
         if count >= self.config.max_attempts:
-            parked = self._park(f"parked after {count} failed flushes; last: {line}")
+            try:
+                parked = self._park(f"parked after {count} failed flushes; last: {line}")
+            except LeaseLostError:
+                log.warning("flush of %s lost its lease while parking", self.session_id)
+                return self.result(skipped="lease lost", failed=line)
+            except StorageError as exc:  # cannot tell what is stored: parking could duplicate
+                log.warning(
+                    "session %s not parked: which objects of its plan are stored is unknown "
+                    "(%s); it keeps backing off",
+                    self.session_id,
+                    exc,
+                )
+            except Exception as exc:  # Redis away: the next failure tries again
+                log.warning("session %s: parking failed: %s", self.session_id, exc)
         return self.result(failed=line, parked=parked)
+
+    def _settle_plan(self) -> None:
+        """Before parking, commit the objects of the recorded plan that are stored already.
+
+        Only the plan's head can be stored and not committed (each upload waits for the
+        commit before it). Parking its entries instead would have a replay cut them anew
+        into another object: the same chunks stored twice. Raises ``StorageError`` if the
+        bucket cannot be asked.
+        """
+        recorded = self.store.read_plan(self.session_id)
+        if not recorded:
+            return
+        objects = [RecordedObject.loads(text) for text in recorded]
+        last_id = max((i for o in objects for i in o.ids), key=_id_key)
+        raw = dict(self.store.read_raw(self.session_id, self.config.read_limit * 2, last_id))
+        for rec, text in zip(objects, recorded, strict=True):
+            deadline = self.config.lease_seconds * UPLOAD_SHARE_OF_LEASE
+            self.store.renew_lease(self.session_id, self.token, self.config.lease_seconds)
+            if self.bucket.stored(rec.name, deadline=deadline) is None:
+                return
+            seqs = [seq for seq in (_seq_of(raw.get(i)) for i in rec.ids) if seq is not None]
+            self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
+            self.counts["already_stored"] += 1
+            self.counts["deleted"] += len(rec.delete_ids)
 
     def _park(self, reason: str) -> int:
         """Move every entry the session has now to quarantine; new ones flow again."""
+        self._settle_plan()
         up_to = self.store.last_entry_id(self.session_id) or b"0-0"  # 0-0: nothing to move
         moved, done = 0, False
         while not done:

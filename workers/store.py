@@ -20,8 +20,10 @@ from typing import cast
 
 import redis
 
+from backend_hooks.entries import MAX_SEQ
 from backend_hooks.redis_store import (
     QUARANTINE_INDEX,
+    STORED_SEQS_TTL_MS,
     due_key,
     failures_key,
     lease_key,
@@ -30,11 +32,13 @@ from backend_hooks.redis_store import (
     quarantine_key,
     redis_time,
     shard_of,
+    stored_key,
     stream_key,
 )
 
 LEASE_LOST = -1
 PLAN_MISMATCH = -2
+BAD_ARGUMENT = -3
 
 
 class LeaseLostError(RuntimeError):
@@ -51,6 +55,8 @@ def _fenced(result: object) -> int:
         raise LeaseLostError("the lease ran out or was taken over; nothing was written")
     if value == PLAN_MISMATCH:
         raise PlanMismatchError("the recorded plan changed under this flush")
+    if value == BAD_ARGUMENT:
+        raise ValueError("a script was given an argument out of range; nothing was written")
     return value
 
 
@@ -115,16 +121,23 @@ return 1
 """
 )
 
-# KEYS: lease, plan, stream. ARGV: token, the recorded object (exactly as stored), the ids
-# it deletes. The object must be the plan's head: objects are committed in order.
+# KEYS: lease, plan, stream, stored seqs. ARGV: token, the recorded object (exactly as
+# stored), bitmap TTL (ms), the number n of ids it deletes, those n ids, then the seqs of
+# its chunks. The object must be the plan's head: objects are committed in order.
 _COMMIT_OBJECT = (
     _FENCE
     + """
 if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return -2 end
-redis.call('XDEL', KEYS[3], unpack(ARGV, 3))
+local n = tonumber(ARGV[4])
+for i = 5 + n, #ARGV do  -- checked before any write: a script error would write half
+  if not string.match(ARGV[i], '^%d+$') or tonumber(ARGV[i]) > MAX_SEQ then return -3 end
+end
+redis.call('XDEL', KEYS[3], unpack(ARGV, 5, 4 + n))
+for i = 5 + n, #ARGV do redis.call('SETBIT', KEYS[4], ARGV[i], 1) end
+if #ARGV > 4 + n then redis.call('PEXPIRE', KEYS[4], ARGV[3]) end
 redis.call('LPOP', KEYS[2])
 return redis.call('LLEN', KEYS[2])
-"""
+""".replace("MAX_SEQ", str(MAX_SEQ))
 )
 
 # KEYS: lease, stream, due index, failures, plan. ARGV: token, session id, next due ('' for
@@ -251,6 +264,17 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 
 
 @dataclass(frozen=True)
+class StoredSeqs:
+    """A session's stored-seq bitmap as Redis keeps it (bit 0 is the first byte's top bit)."""
+
+    bits: bytes
+
+    def __contains__(self, seq: int) -> bool:
+        byte = seq >> 3
+        return 0 <= byte < len(self.bits) and bool(self.bits[byte] & (0x80 >> (seq & 7)))
+
+
+@dataclass(frozen=True)
 class Failures:
     count: int
     last_error: str
@@ -357,11 +381,34 @@ class WorkerStore:
         _fenced(self._record_plan(keys=keys, args=[token, *objects]))
 
     def commit_object(
-        self, session_id: str, token: str, recorded: bytes | str, delete_ids: Sequence[bytes]
+        self,
+        session_id: str,
+        token: str,
+        recorded: bytes | str,
+        delete_ids: Sequence[bytes],
+        seqs: Sequence[int],
     ) -> int:
-        """Delete a stored object's entries and pop it off the plan; returns objects left."""
-        keys = [lease_key(session_id), plan_key(session_id), stream_key(session_id)]
-        return _fenced(self._commit_object(keys=keys, args=[token, recorded, *delete_ids]))
+        """Delete a stored object's entries, mark its seqs stored and pop it off the plan;
+        returns the number of objects left in the plan."""
+        keys = [
+            lease_key(session_id),
+            plan_key(session_id),
+            stream_key(session_id),
+            stored_key(session_id),
+        ]
+        args: list[str | bytes | int] = [
+            token,
+            recorded,
+            STORED_SEQS_TTL_MS,
+            len(delete_ids),
+            *delete_ids,
+            *seqs,
+        ]
+        return _fenced(self._commit_object(keys=keys, args=args))
+
+    def stored_seqs(self, session_id: str) -> StoredSeqs:
+        """Which seqs of the session objects have stored (within the bitmap's TTL)."""
+        return StoredSeqs(cast(bytes | None, self.client.get(stored_key(session_id))) or b"")
 
     def finish(
         self,

@@ -7,8 +7,8 @@ conversation unreadable.
 
 - ids: ``uid`` and ``cid`` as the pusher validates them (backend_hooks/ids.py), so every
   object name stays far below GCS's 1,024-byte limit (checked too);
-- ``level`` one of the protection levels, ``rate`` one of the Opus rates, ``seq`` >= 0,
-  ``samples`` from 1 to ``MAX_CHUNK_SECONDS`` of audio;
+- ``level`` one of the protection levels, ``rate`` one of the Opus rates, ``seq`` from 0
+  to ``MAX_SEQ``, ``samples`` from 1 to ``MAX_CHUNK_SECONDS`` of audio;
 - ``start_us`` within ``timestamp_window_seconds`` of the entry's own Redis time (the
   milliseconds of its stream id, or of its first append for an entry replayed from
   quarantine): milliseconds passed as seconds, or a clock in 1970, are refused here and
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from backend_hooks import codec, container, envelope, naming
 from backend_hooks.entries import (
+    MAX_SEQ,
     PROTECTION_LEVELS,
     BadEntry,
     ChunkEntry,
@@ -71,8 +72,8 @@ def _check_chunk(session_id: str, entry: ChunkEntry, limits: Limits) -> None:
         raise EntryError(f"level {entry.level[:40]!r} is not one of {PROTECTION_LEVELS}")
     if entry.rate not in codec.SUPPORTED_RATES:
         raise EntryError(f"rate {entry.rate} is not one of {codec.SUPPORTED_RATES}")
-    if entry.seq < 0:
-        raise EntryError(f"seq {entry.seq} is negative")
+    if not 0 <= entry.seq <= MAX_SEQ:
+        raise EntryError(f"seq {entry.seq} is not from 0 to {MAX_SEQ}")
     if not 0 < entry.samples <= MAX_CHUNK_SECONDS * entry.rate:
         raise EntryError(
             f"samples {entry.samples} is not from 1 to {MAX_CHUNK_SECONDS} s at {entry.rate} Hz"
