@@ -116,6 +116,13 @@ class ParsedChunk:
     pre_skip: int  # samples at the chunk's rate
     packets: list[bytes]
 
+    def held_samples(self) -> int:
+        """Samples (at the chunk's rate) its packets decode to after the pre-skip, counted
+        from their TOC bytes without decoding; at least ``info.sample_count`` in a sound
+        chunk (the end may be trimmed, never padded). Raises ``FormatError``."""
+        total_48k = sum(opus_packet_samples(p) for p in self.packets)
+        return total_48k // (OPUS_RATE // self.info.sample_rate) - self.pre_skip
+
     def decode(self) -> bytes:
         return codec.decode_packets(
             self.packets,
@@ -123,6 +130,35 @@ class ParsedChunk:
             pre_skip=self.pre_skip,
             sample_count=self.info.sample_count,
         )
+
+
+_FRAME_48K_SILK = (480, 960, 1920, 2880)  # 10, 20, 40, 60 ms
+_FRAME_48K_HYBRID = (480, 960)
+_FRAME_48K_CELT = (120, 240, 480, 960)  # 2.5, 5, 10, 20 ms
+
+
+def opus_packet_samples(packet: bytes) -> int:
+    """Samples at 48 kHz that one Opus packet decodes to, from its TOC (RFC 6716 §3.1)."""
+    if not packet:
+        raise FormatError("empty Opus packet")
+    config, code = packet[0] >> 3, packet[0] & 3
+    if config < 12:
+        frame = _FRAME_48K_SILK[config % 4]
+    elif config < 16:
+        frame = _FRAME_48K_HYBRID[config % 2]
+    else:
+        frame = _FRAME_48K_CELT[config % 4]
+    if code == 0:
+        frames = 1
+    elif code in (1, 2):
+        frames = 2
+    elif len(packet) < 2:
+        raise FormatError("Opus packet of code 3 without its frame count")
+    else:
+        frames = packet[1] & 0x3F
+    if frames == 0 or frames * frame > 5760:  # at most 120 ms in one packet
+        raise FormatError(f"Opus packet of {frames} frames of {frame} samples")
+    return frames * frame
 
 
 def _parse_tags(packet: bytes) -> dict[str, str]:

@@ -15,8 +15,10 @@ conversation unreadable.
   never become an object name;
 - ``data`` at most ``MAX_CHUNK_BYTES``; for ``standard`` exactly one Ogg Opus stream with
   valid page checksums whose audiosync tags (session, seq, start, samples, rate) match the
-  entry; for ``enhanced`` exactly one sealed record (envelope framing: the worker never
-  holds a key, so the ciphertext itself is the reader's to authenticate).
+  entry and whose Opus packets hold at least that many samples (counted from their TOC
+  bytes, RFC 6716 §3.1, without decoding: the fleet needs no libopus); for ``enhanced``
+  exactly one sealed record (envelope framing: the worker never holds a key, so the
+  ciphertext itself is the reader's to authenticate).
 
 The checks depend only on the entry and its id, so a successor that re-reads the entries
 of a recorded plan reaches the same verdict.
@@ -120,6 +122,14 @@ def _check_standard(session_id: str, entry: ChunkEntry) -> None:
     if len(chunks) != 1:
         raise EntryError(f"data holds {len(chunks)} Ogg Opus streams; a chunk is exactly one")
     info = chunks[0].info
+    try:
+        held = chunks[0].held_samples()
+    except AudioSyncError as exc:
+        raise EntryError(f"data holds a malformed Opus packet: {exc}") from None
+    if held < info.sample_count:
+        raise EntryError(
+            f"its Opus packets hold {max(0, held)} samples, its tags say {info.sample_count}"
+        )
     said = (session_id, entry.seq, entry.start_us, entry.samples, entry.rate)
     tagged = (info.session_id, info.seq, info.start_us, info.sample_count, info.sample_rate)
     if said != tagged:

@@ -520,3 +520,30 @@ def test_legacy_container_declaring_more_audio_than_its_packets_is_refused() -> 
 def test_payload_starting_with_ogg_capture_is_read_as_ogg() -> None:
     with pytest.raises(FormatError, match="truncated Ogg"):
         container.decode_payload(b"OggS" + bytes(10), name_start_us=0)
+
+
+@pytest.mark.parametrize(
+    ("packet", "samples"),
+    [
+        (bytes([0 << 3 | 0]), 480),  # SILK NB 10 ms, one frame
+        (bytes([3 << 3 | 1]), 2 * 2880),  # SILK NB 60 ms, two frames
+        (bytes([13 << 3 | 2, 0]), 2 * 960),  # hybrid 20 ms, two frames of other sizes
+        (bytes([16 << 3 | 3, 0x05]), 5 * 120),  # CELT 2.5 ms, code 3 with 5 frames
+        (bytes([31 << 3 | 0]), 960),  # CELT FB 20 ms
+    ],
+)
+def test_opus_packet_samples_from_the_toc(packet: bytes, samples: int) -> None:
+    assert container.opus_packet_samples(packet) == samples
+
+
+@pytest.mark.parametrize("packet", [b"", bytes([16 << 3 | 3]), bytes([3 << 3 | 3, 3])])
+def test_opus_packet_samples_refuses_malformed_packets(packet: bytes) -> None:
+    with pytest.raises(FormatError):  # empty; code 3 without a count; 3 x 60 ms > 120 ms
+        container.opus_packet_samples(packet)
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_real_chunks_hold_at_least_their_samples(rate: int) -> None:
+    for samples in (1, 321, rate * 5):
+        [parsed] = container.parse_chunks(encode_chunk(rate, samples))
+        assert samples <= parsed.held_samples() < samples + rate // 50  # within one frame
