@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 #: Entries read per flush: about 41 min of 5 s chunks; at most 256 MiB of chunk data
 #: (workers/validate.MAX_CHUNK_BYTES each), typically ~4 MB.
 READ_LIMIT = 500
+#: What the first release read per flush: a cut it recorded lies within this many entries.
+LEGACY_READ_LIMIT = 2000
 PARK_BATCH = 200
 BACKOFF_BASE_SECONDS = 1.0
 #: Fraction of the lease one upload may take (its retries included): the lease is renewed
@@ -182,15 +184,15 @@ class _Flush:
             )
             return self.result()
 
-        raw = self.store.read_raw(self.session_id, self.config.read_limit)
-        good = self._checked(raw)
-        plan = plan_flush(
-            good,
-            now,
-            self.policy,
-            complete=len(raw) < self.config.read_limit,
-            pinned_last_id=self.store.read_legacy_intent(self.session_id),
-        )
+        pinned = self.store.read_legacy_intent(self.session_id)
+        if pinned is None:
+            raw = self.store.read_raw(self.session_id, self.config.read_limit)
+            complete = len(raw) < self.config.read_limit
+        else:  # a first-release flush's cut: read up to it, as that release did
+            raw = self.store.read_raw(self.session_id, LEGACY_READ_LIMIT, pinned)
+            complete = True
+        good = self._checked(raw, legacy=pinned is not None)
+        plan = plan_flush(good, now, self.policy, complete=complete, pinned_last_id=pinned)
         self.repeats = plan.repeats
         self._carry_out(plan)
         self.next_due = plan.next_due
@@ -205,8 +207,11 @@ class _Flush:
         self.counts["deleted"] += len(plan.drop_ids)
         return self.result()
 
-    def _checked(self, raw: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Entry]:
-        """The valid entries; the others are quarantined with their reasons."""
+    def _checked(
+        self, raw: list[tuple[bytes, dict[bytes, bytes]]], *, legacy: bool = False
+    ) -> list[Entry]:
+        """The valid entries; the others are quarantined with their reasons. ``legacy``: a
+        first release's cut, which kept repeats (its objects may be stored already)."""
         limits = self.config.limits
         checked = [validate_entry(self.session_id, eid, fields, limits) for eid, fields in raw]
         good: list[Entry] = [e for e in checked if not isinstance(e, BadEntry)]
@@ -218,12 +223,12 @@ class _Flush:
                 "replayed again after its original was stored)",
             )
             for e in good
-            if isinstance(e, ChunkEntry) and e.seq in stored
+            if isinstance(e, ChunkEntry) and e.seq in stored and not legacy
         ]
         bad = [e for e in checked if isinstance(e, BadEntry)] + again
-        bad += conflicting_repeats(
-            [e for e in good if e.entry_id not in {b.entry_id for b in again}]
-        )
+        if not legacy:
+            again_ids = {b.entry_id for b in again}
+            bad += conflicting_repeats([e for e in good if e.entry_id not in again_ids])
         if bad:
             for entry in bad:
                 log.warning(

@@ -23,9 +23,11 @@ Rules:
   object); the last one also the end markers up to the first kept chunk. Only a flush
   that writes nothing deletes (end markers) in its final step (``FlushPlan.drop_ids``).
 
-``pinned_last_id`` reproduces a cut recorded by a flush of the previous release (the
+``pinned_last_id`` reproduces a cut recorded by a flush of the first release (the
 ``:intent`` key; docs/FORMATS.md §5.4) so an upgrade in the middle of a flush still writes
-the same objects.
+the same objects, byte for byte: the entries are read up to the pinned one whatever the
+read limit, and planned by that release's rules (every group written, no object cap, a
+repeated seq kept in its group as it was then).
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ def _group(
             if current is not None and current.first.cid == entry.cid:
                 current.closed = True
             continue
-        if entry.seq in group_of_seq:
+        if entry.seq in group_of_seq and pinned_last_id is None:
             repeats[entry.entry_id] = group_of_seq[entry.seq]
             continue
         if current is not None and not current.closed:
@@ -246,7 +248,7 @@ def plan_flush(
         aged = now * 1000 - tail.oldest_redis_ms >= policy.max_age_seconds * 1000
         if not (tail.closed or _full(tail, policy) or aged or not complete):
             writable -= 1
-    written = min(writable, policy.max_objects)
+    written = writable if pinned_last_id is not None else min(writable, policy.max_objects)
     first_kept = starts[written] if written < len(groups) else len(entries)
 
     # Each written object deletes its chunks and the end markers from just after the
