@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
+import os
 import random
 import shutil
 import signal
@@ -34,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +44,7 @@ from types import FrameType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+import numpy as np
 import redis
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.auth.credentials import AnonymousCredentials
@@ -105,6 +108,8 @@ class ChaosConfig:
     redis_restarts: int = 1
     fault_rate: float = 0.2  # share of uploads faulted (503, stalls, lost responses)
     poison: int = 8
+    pauses: int = 2  # SIGSTOP a flush mid-upload for longer than its lease: a zombie
+    duplicates: int = 4  # exact copies of real chunk entries (a retry past the pusher's mark)
     seconds: float = 80.0  # how long the pushing lasts (wall clock)
     audio_seconds: float = 40.0  # mean audio per session (each is 75-125 % of it)
     speed: float = 1.5  # audio seconds pushed per wall second, per session
@@ -137,6 +142,8 @@ class ChaosConfig:
             redis_restarts=2,
             fault_rate=0.15,
             poison=40,
+            pauses=10,
+            duplicates=20,
             seconds=600.0,
             audio_seconds=60.0,
             speed=1.5,
@@ -173,10 +180,16 @@ class ExpectedChunk:
     level: str
     start_us: int
     samples: int
+    offset: int = field(default=0, compare=False)  # first sample in the session's audio
+    audio: bytes = field(default=b"", compare=False, repr=False)  # the session's PCM
 
     @property
     def end_us(self) -> int:
         return self.start_us + self.samples * 1_000_000 // self.rate
+
+    @property
+    def pcm(self) -> bytes:
+        return self.audio[2 * self.offset : 2 * (self.offset + self.samples)]
 
 
 @dataclass(frozen=True)
@@ -292,6 +305,9 @@ class SessionPusher:
         self.expected: list[ExpectedChunk] = []
         self.done = False
         self.pushes = 0
+        self.recorded = 0  # samples in self.expected
+        self.switch_pos: int | None = None  # sample where the second conversation starts
+        self.gap_pos: int | None = None  # first sample pushed with the shifted timestamps
 
     @property
     def cid(self) -> str:
@@ -310,8 +326,11 @@ class SessionPusher:
                     level=self.plan.level,
                     start_us=c.start_us,
                     samples=c.sample_count,
+                    offset=self.recorded,
+                    audio=self.pcm,
                 )
             )
+            self.recorded += c.sample_count
 
     def _live(self) -> LiveSession:
         assert self.session is not None
@@ -342,9 +361,11 @@ class SessionPusher:
                 self.session.switch_conversation(plan.conversations[1])
                 self._record(self.chunker.flush(), old)
                 self.conv = 1
+                self.switch_pos = self.pos
                 self.registry.update(self._live())
             if plan.gap_at is not None and self.shift == 0.0 and at >= plan.gap_at:
                 self.shift = plan.gap_seconds
+                self.gap_pos = self.pos
             n = min(self.rng.randint(plan.rate // 50, plan.rate), self.total - self.pos)
             piece = self.pcm[2 * self.pos : 2 * (self.pos + n)]
             timestamp = plan.t0 + at + self.shift
@@ -369,6 +390,25 @@ class SessionPusher:
         self._record(self.chunker.flush(), self.cid)
         self.registry.remove(self.session.session_id)
         self.done = True
+
+    def model_problems(self) -> list[str]:
+        """The expected chunks against a model that does not use the Chunker: they must
+        tile exactly the audio pushed, seq 0, 1, 2, ..., each at t0 + offset / rate (plus
+        the gap once past it), in the conversation in force at its first sample."""
+        plan, out = self.plan, []
+        if [e.seq for e in self.expected] != list(range(len(self.expected))):
+            out.append(f"{plan.uid}: seqs are not 0..{len(self.expected) - 1}")
+        if self.recorded != self.pos:
+            out.append(f"{plan.uid}: chunks hold {self.recorded} samples, {self.pos} pushed")
+        for e in self.expected:
+            shift = plan.gap_seconds if self.gap_pos is not None and e.offset >= self.gap_pos else 0
+            want_us = timestamp_to_us(plan.t0 + e.offset / plan.rate + shift)
+            conv = 1 if self.switch_pos is not None and e.offset >= self.switch_pos else 0
+            if abs(e.start_us - want_us) > 50 or e.cid != plan.conversations[conv]:
+                out.append(f"{plan.uid} seq {e.seq}: start/conversation not where it was pushed")
+            if not 0 < e.samples <= self.chunker.chunk_samples:
+                out.append(f"{plan.uid} seq {e.seq}: {e.samples} samples")
+        return out
 
 
 # -- the fleet ----------------------------------------------------------------------------
@@ -409,6 +449,37 @@ class Fleet:
         with self._lock:
             return [w for w in self._workers if w.running()]
 
+    def owner_of(self, address: tuple[str, int]) -> tuple[processes.CeleryProcess, int] | None:
+        """The running worker, and the process of its group, that holds the TCP socket
+        bound to ``address`` (Linux /proc): the sender of a request the proxy is holding."""
+        port_hex = f":{address[1]:04X}"
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as f:
+                for line in list(f)[1:]:
+                    cols = line.split()
+                    if cols[1].endswith(port_hex):
+                        inodes.add(f"socket:[{cols[9]}]")
+        for worker in self.running():
+            for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
+                try:
+                    if os.getpgid(pid) != worker.pid:
+                        continue
+                    fds = os.listdir(f"/proc/{pid}/fd")
+                except OSError:
+                    continue
+                for fd in fds:
+                    with contextlib.suppress(OSError):
+                        if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                            return worker, pid
+        return None
+
+    def replace_killed(self, victim: processes.CeleryProcess) -> tuple[str, str]:
+        """Forget a worker killed already and start a replacement; (killed, started)."""
+        with self._lock:
+            self._workers.remove(victim)
+        return victim.name, self.add_worker().name
+
     def kill_one(self, rng: random.Random) -> tuple[str, str]:
         """SIGKILL a random worker and start a replacement; (killed, started) names."""
         candidates = self.running()
@@ -445,6 +516,10 @@ class Poison:
 @dataclass
 class ChaosLog:
     kills: int = 0
+    kills_mid_upload: int = 0
+    pauses: int = 0
+    lease_lost_lines: int = 0  # "lost its lease" in the worker logs: zombie writes refused
+    duplicates: list[tuple[str, int]] = field(default_factory=list)  # (session, seq)
     redis_restarts: int = 0
     poison: list[Poison] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -563,10 +638,62 @@ def inject_poison(
         time.sleep(0.3)
 
 
+def count_in_logs(workdir: Path, text: str) -> int:
+    """How often ``text`` appears in the worker logs of the run (killed workers' too)."""
+    return sum(
+        log.read_text(errors="replace").count(text)
+        for log in workdir.glob("*.log")
+        if log.name.startswith("w")
+    )
+
+
+def pause_mid_upload(
+    proxy: GcsFaultProxy, fleet: Fleet, seconds: float, stop: threading.Event
+) -> bool:
+    """SIGSTOP the process that sends the next upload, once it is stored and before its
+    answer; SIGCONT it ``seconds`` later. Its lease runs out meanwhile and another worker
+    takes the session over; woken up, the flush reads its answer and tries to commit: a
+    zombie, which the lease's fence must stop from writing anything."""
+    paused: list[int] = []
+
+    def act(address: tuple[str, int]) -> bool:
+        owner = fleet.owner_of(address)
+        if owner is not None:
+            os.kill(owner[1], signal.SIGSTOP)
+            paused.append(owner[1])
+        return owner is not None
+
+    proxy.hold_next_upload(act, 15.0, cut=False)
+    if not paused:
+        return False
+    try:
+        stop.wait(seconds)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(paused[0], signal.SIGCONT)
+    return True
+
+
+def inject_duplicate(
+    r: redis.Redis, registry: LiveRegistry, rng: random.Random
+) -> tuple[str, int] | None:
+    """XADD an exact copy of a live session's latest real chunk entry (as a pusher whose
+    append mark was lost would) and make the session due now; (session, seq) of it."""
+    live = registry.snapshot()
+    rng.shuffle(live)
+    for candidate in live:
+        real = _last_real_chunk(r, candidate.session_id)
+        if real is not None and b"seq" in real:
+            r.xadd(stream_key(candidate.session_id), real)  # type: ignore[arg-type]
+            r.zadd(DUE_INDEX, {candidate.session_id: time.time()})
+            return candidate.session_id, int(real[b"seq"])
+    return None
+
+
 @dataclass(frozen=True)
 class ChaosEvent:
     at: float  # wall seconds into the push phase
-    kind: str  # kill | restart | poison
+    kind: str  # kill | pause | duplicate | restart | poison
     k: int = 0
 
 
@@ -581,6 +708,10 @@ def chaos_schedule(config: ChaosConfig) -> list[ChaosEvent]:
         events.append(ChaosEvent(s * (j + 1) / (config.redis_restarts + 1), "restart"))
     for k in range(config.poison):  # kinds in turn: k % len(POISON_KINDS)
         events.append(ChaosEvent(s * rng.uniform(0.10, 0.80), "poison", k))
+    for _ in range(config.pauses):
+        events.append(ChaosEvent(s * rng.uniform(0.10, 0.80), "pause"))
+    for _ in range(config.duplicates):
+        events.append(ChaosEvent(s * rng.uniform(0.10, 0.85), "duplicate"))
     return sorted(events, key=lambda e: e.at)
 
 
@@ -597,6 +728,7 @@ def run_chaos(
     keys: envelope.UserKeys,
     record: ChaosLog,
     say: Callable[[str], None],
+    gcs_proxy: GcsFaultProxy | None = None,
 ) -> None:
     rng = random.Random(config.seed + 11)
     late_limit = config.seconds + 60.0
@@ -609,9 +741,44 @@ def run_chaos(
             continue
         try:
             if event.kind == "kill":
-                killed, started = fleet.kill_one(rng)
+                # Kill the sender of the next upload, once the object is stored and before
+                # the flush hears so (and commits); a random worker if none comes in 15 s.
+                victims: list[processes.CeleryProcess] = []
+
+                def act(address: tuple[str, int], victims: list[Any] = victims) -> bool:
+                    owner = fleet.owner_of(address)
+                    if owner is not None:
+                        owner[0].kill()  # at once: the replacement starts below
+                        victims.append(owner[0])
+                    return owner is not None
+
+                held = gcs_proxy.hold_next_upload(act, 15.0) if gcs_proxy else None
+                if victims:
+                    killed, started = fleet.replace_killed(victims[0])
+                    record.kills_mid_upload += 1
+                else:
+                    killed, started = fleet.kill_one(rng)
                 record.kills += 1
-                say(f"SIGKILLed worker {killed}; started {started}")
+                say(
+                    f"SIGKILLed worker {killed}"
+                    + (" between an upload and its commit" if victims else f" (held {held})")
+                    + f"; started {started}"
+                )
+            elif event.kind == "pause":
+                if gcs_proxy is not None and pause_mid_upload(
+                    gcs_proxy, fleet, config.lease_seconds + 3.0, stop
+                ):
+                    record.pauses += 1
+                    say(f"paused a flush mid-upload for {config.lease_seconds + 3:.0f} s")
+                else:
+                    record.errors.append("pause: no upload whose sender was found in 15 s")
+            elif event.kind == "duplicate":
+                dup = inject_duplicate(r, registry, rng)
+                if dup is None:
+                    record.errors.append("duplicate: no live session with a chunk entry")
+                else:
+                    record.duplicates.append(dup)
+                    say(f"appended again: chunk {dup[0][:8]}/{dup[1]}")
             elif event.kind == "restart":
                 stack.restart_redis()
                 record.redis_restarts += 1
@@ -702,10 +869,31 @@ class FoundChunk:
     start_us: int
     samples: int
     rate: int
+    pcm: bytes = field(default=b"", compare=False, repr=False)  # decoded
 
     @property
     def end_us(self) -> int:
         return self.start_us + self.samples * 1_000_000 // self.rate
+
+
+SILENCE_RMS = 50.0  # below this (about -56 dBFS) a piece of the test speech is a pause
+
+
+def same_audio(pushed: bytes, decoded: bytes) -> bool:
+    """Opus is lossy: the decoded chunk must correlate with what was pushed (0.84-0.92 on
+    this speech; another piece of it correlates ~0). A pause (a short chunk cut at a
+    switch can be nothing else) must come back as near silence: the codec adds a little
+    noise to digital silence, and noise does not correlate with zeros."""
+    a = np.frombuffer(pushed, "<i2").astype(np.float64)
+    b = np.frombuffer(decoded, "<i2").astype(np.float64)
+    if len(a) != len(b) or not len(a):
+        return False
+    rms_a, rms_b = float(np.sqrt(np.mean(a * a))), float(np.sqrt(np.mean(b * b)))
+    if rms_a < SILENCE_RMS:
+        return rms_b < 4 * SILENCE_RMS
+    if rms_b == 0.0:
+        return False
+    return bool(float(np.dot(a, b)) / (rms_a * rms_b * len(a)) >= 0.5)
 
 
 @dataclass
@@ -720,6 +908,14 @@ class ObjectAudit:
     bad_chunks: int = 0
     chunks: list[FoundChunk] = field(default_factory=list)
 
+    @property
+    def in_order(self) -> bool:
+        """Chunks of one object in time order (a reader plays the chain as stored)."""
+        keys = [(c.session_id, c.start_us, c.seq) for c in self.chunks]
+        return all(
+            a[0] != b[0] or (a[1] < b[1] and a[2] < b[2]) for a, b in itertools.pairwise(keys)
+        )
+
 
 def _decode_into(audit: ObjectAudit, plaintext: bytes) -> None:
     """Parse and decode the chunks of one plaintext; failures count, never raise."""
@@ -731,8 +927,10 @@ def _decode_into(audit: ObjectAudit, plaintext: bytes) -> None:
         return
     for chunk in parsed:
         info = chunk.info
+        pcm = b""
         try:
-            ok = len(chunk.decode()) == 2 * info.sample_count
+            pcm = chunk.decode()
+            ok = len(pcm) == 2 * info.sample_count
         except (AudioSyncError, ValueError) as exc:
             ok = False
             audit.undecodable = audit.undecodable or f"chunk does not decode: {exc}"[:200]
@@ -741,7 +939,7 @@ def _decode_into(audit: ObjectAudit, plaintext: bytes) -> None:
             continue
         audit.chunks.append(
             FoundChunk(
-                info.session_id, info.seq, info.start_us, info.sample_count, info.sample_rate
+                info.session_id, info.seq, info.start_us, info.sample_count, info.sample_rate, pcm
             )
         )
 
@@ -845,10 +1043,15 @@ class Audit:
     undecodable_chunks: int = 0
     bad_names: int = 0
     unexpected: int = 0
+    wrong_audio: int = 0
+    out_of_order: int = 0
+    empty_objects: int = 0
+    model_problems: int = 0
     poison_injected: int = 0
     poison_quarantined: int = 0
     poison_in_bucket: int = 0
     real_quarantined: int = 0
+    duplicates_quarantined: int = 0
     quarantine_malformed: int = 0
     quarantine_unindexed: int = 0
     left: RedisLeft = field(default_factory=RedisLeft)
@@ -885,8 +1088,11 @@ def audit_run(
     objects: dict[str, bytes],
     r: redis.Redis,
     keys: envelope.UserKeys,
+    duplicates: Sequence[tuple[str, int]] = (),
 ) -> Audit:
+    """``duplicates``: (session, seq) of the chunk entries appended again on purpose."""
     a = Audit(objects=len(objects), bytes=sum(len(d) for d in objects.values()))
+    duplicated = set(duplicates)
     a.expected = len(expected)
     a.conversations = len({(e.uid, e.cid) for e in expected.values()})
     a.poison_injected = len(poisons)
@@ -905,6 +1111,12 @@ def audit_run(
             a.undecodable_objects += 1
             a.note(f"undecodable {name}: {obj.undecodable}")
         a.undecodable_chunks += obj.bad_chunks
+        if not obj.chunks and not obj.undecodable:
+            a.empty_objects += 1
+            a.note(f"object {name} holds no chunk")
+        if not obj.in_order:
+            a.out_of_order += 1
+            a.note(f"object {name}: chunks not in time order")
         for poison in poisons:
             if len(poison.data) >= 32 and poison.data in data:
                 in_bucket.add((poison.session_id, poison.k))
@@ -927,6 +1139,9 @@ def audit_run(
             if pushed != found:
                 a.mismatched += 1
                 a.note(f"chunk {chunk.session_id[:8]}/{chunk.seq} differs from what was pushed")
+            elif not same_audio(exp.pcm, chunk.pcm):
+                a.wrong_audio += 1
+                a.note(f"chunk {chunk.session_id[:8]}/{chunk.seq} in {name}: not its audio")
         if real and obj.uid is not None and obj.cid is not None:
             start = min(c.start_us for c in real)
             end = max(c.end_us for c in real)
@@ -970,8 +1185,12 @@ def audit_run(
                     if pid in poison_ids and reason:
                         quarantined.add(pid)
                 continue
-            a.real_quarantined += 1
             seq_text = fields.get(b"f:seq", b"?")
+            with contextlib.suppress(ValueError):
+                if (session_id, int(seq_text)) in duplicated and b"already" in reason:
+                    a.duplicates_quarantined += 1  # the copy, after its original was stored
+                    continue
+            a.real_quarantined += 1
             a.note(
                 f"real entry {session_id[:8]}/{seq_text.decode(errors='replace')} "
                 f"quarantined: {reason.decode(errors='replace')[:160]}"
@@ -1111,6 +1330,17 @@ def build_verdict(
         ),
         Check("bad object names or digests", str(a.bad_names), a.bad_names == 0),
         Check("unexpected chunks", str(a.unexpected), a.unexpected == 0),
+        Check("chunks whose audio is not what was pushed", str(a.wrong_audio), a.wrong_audio == 0),
+        Check(
+            "objects with chunks out of order / empty",
+            f"{a.out_of_order} / {a.empty_objects}",
+            a.out_of_order == 0 and a.empty_objects == 0,
+        ),
+        Check(
+            "expected set vs the audio pushed (no Chunker)",
+            f"{a.model_problems} problems",
+            a.model_problems == 0,
+        ),
         Check(
             "drained after the faults stopped",
             f"in {drain_seconds:.1f} s" if drained else f"NO (gave up after {drain_seconds:.0f} s)",
@@ -1156,6 +1386,28 @@ def build_verdict(
             _required(config.kills, chaos.kills == config.kills),
         ),
         Check(
+            "kills between an upload and its commit",
+            f"{chaos.kills_mid_upload} of {config.kills} (at least half)",
+            _required(config.kills, 2 * chaos.kills_mid_upload >= config.kills > 0),
+        ),
+        Check(
+            "flushes paused mid-upload past their lease",
+            f"{chaos.pauses} of {config.pauses}",
+            _required(config.pauses, chaos.pauses == config.pauses),
+        ),
+        Check(
+            "zombie writes refused by the fence",
+            f"{chaos.lease_lost_lines} 'lost its lease' in the worker logs",
+            _required(config.pauses, chaos.lease_lost_lines >= chaos.pauses),
+        ),
+        Check(
+            "chunks appended again (exact copies)",
+            f"{len(chaos.duplicates)} of {config.duplicates}; "
+            f"{a.duplicates_quarantined} quarantined as already stored, the rest dropped "
+            "with their original",
+            _required(config.duplicates, len(chaos.duplicates) == config.duplicates),
+        ),
+        Check(
             "Redis restarts",
             f"{chaos.redis_restarts} of {config.redis_restarts}",
             _required(config.redis_restarts, chaos.redis_restarts == config.redis_restarts),
@@ -1193,6 +1445,13 @@ def build_verdict(
         "faulted": gcs.faulted,
         "stalls_past_lease": long_stalls,
         "kills": chaos.kills,
+        "kills_mid_upload": chaos.kills_mid_upload,
+        "pauses": chaos.pauses,
+        "lease_lost_lines": chaos.lease_lost_lines,
+        "duplicates": len(chaos.duplicates),
+        "duplicates_quarantined": a.duplicates_quarantined,
+        "wrong_audio": a.wrong_audio,
+        "out_of_order": a.out_of_order,
         "redis_restarts": chaos.redis_restarts,
         "drops": drops.drops,
         "left_entries": left.entries,
@@ -1356,6 +1615,7 @@ def run(config: ChaosConfig, *, say: Callable[[str], None] = _stderr) -> Verdict
                 "keys": keys,
                 "record": chaos,
                 "say": log,
+                "gcs_proxy": gcs_proxy,
             },
             name="chaos",
             daemon=True,
@@ -1379,11 +1639,18 @@ def run(config: ChaosConfig, *, say: Callable[[str], None] = _stderr) -> Verdict
         drained, drain_seconds = wait_drained(r, config.drain_timeout)
         log("drained" if drained else f"NOT drained after {drain_seconds:.0f} s")
         fleet.stop()
+        if not gcs_proxy.wait_idle(30.0):  # a stalled upload still in the proxy may land
+            pusher_errors.append("the GCS proxy still had requests in flight after 30 s")
         log("fleet stopped; auditing")
 
         expected = {(e.session_id, e.seq): e for p in pushers for e in p.expected}
         objects = list_bucket(info.gcs_url, info.bucket)
-        audit = audit_run(expected, chaos.poison, objects, r, keys)
+        audit = audit_run(expected, chaos.poison, objects, r, keys, chaos.duplicates)
+        chaos.lease_lost_lines = count_in_logs(workdir, "lost its lease")
+        model = [m for p in pushers if p.done and p.session is not None for m in p.model_problems()]
+        audit.model_problems = len(model)
+        for m in model:
+            audit.note(f"expected set: {m}")
         r.close()
         verdict = build_verdict(
             config,
@@ -1441,6 +1708,8 @@ def parse_args(argv: list[str] | None = None) -> ChaosConfig:
     parser.add_argument("--redis-restarts", type=int)
     parser.add_argument("--fault-rate", type=float, help="share of uploads faulted, 0..1")
     parser.add_argument("--poison", type=int, help="poison entries to inject")
+    parser.add_argument("--pauses", type=int, help="flushes to SIGSTOP past their lease")
+    parser.add_argument("--duplicates", type=int, help="chunk entries to append again")
     parser.add_argument("--seconds", type=float, help="how long the pushing lasts")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--workdir", type=Path, help="keep servers' data and logs here")
@@ -1454,6 +1723,8 @@ def parse_args(argv: list[str] | None = None) -> ChaosConfig:
         "redis_restarts": args.redis_restarts,
         "fault_rate": args.fault_rate,
         "poison": args.poison,
+        "pauses": args.pauses,
+        "duplicates": args.duplicates,
         "seconds": args.seconds,
         "seed": args.seed,
         "workdir": args.workdir,

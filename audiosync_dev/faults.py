@@ -240,12 +240,19 @@ class _GcsHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         proxy = self._proxy
+        proxy._busy(+1)
+        try:
+            self._handle_one(proxy)
+        finally:
+            proxy._busy(-1)
+
+    def _handle_one(self, proxy: GcsFaultProxy) -> None:
         try:
             body = self._read_body()
         except (ValueError, ConnectionError):
             self.close_connection = True
             return
-        fault, stall = proxy._decide(self.command, self.path)
+        matched, fault, stall = proxy._decide(self.command, self.path)
         if fault == ERROR:
             message = json.dumps(
                 {
@@ -268,6 +275,13 @@ class _GcsHandler(BaseHTTPRequestHandler):
         except (OSError, http.client.HTTPException) as exc:
             proxy._count_upstream_failure()
             self._answer(502, "Bad Gateway", [("Content-Type", "text/plain")], str(exc).encode())
+            return
+        held = proxy._hold_if_armed(matched and fault is None, self.client_address)
+        if held == "cut":
+            # The upload is stored; the chaos run killed its sender before it could commit.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
             return
         if fault == STALL_AFTER:
             time.sleep(stall)
@@ -341,6 +355,9 @@ class GcsFaultProxy:
         self._connections: set[socket.socket] = set()
         self._server: _GcsServer | None = None
         self._thread: threading.Thread | None = None
+        self._armed: dict[str, object] | None = None  # hold_next_upload's rendezvous
+        self._in_flight = 0
+        self._idle = threading.Condition()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> GcsFaultProxy:
@@ -442,6 +459,64 @@ class GcsFaultProxy:
             if self._paused is not None:
                 self._rates, self._paused = self._paused, None
 
+    def hold_next_upload(
+        self, act: Callable[[tuple[str, int]], bool], timeout: float, *, cut: bool = True
+    ) -> tuple[str, int] | None:
+        """Wait for the next upload forwarded without a fault; once upstream stored it, and
+        before its answer, call ``act(client_address)`` (the chaos run kills or pauses the
+        sender there), then close that connection unanswered (``cut``) or answer it as
+        usual. ``act`` returns False when it could not act (the sender already hung up, say):
+        the next upload is taken then. Returns the address acted on, None after ``timeout``."""
+        ends = time.monotonic() + timeout
+        while (left := ends - time.monotonic()) > 0:
+            got, done = threading.Event(), threading.Event()
+            slot: dict[str, object] = {"got": got, "done": done, "address": None, "cut": cut}
+            with self._lock:
+                self._armed = slot
+            try:
+                if not got.wait(left):
+                    return None
+                address = cast(tuple[str, int], slot["address"])
+                acted = False
+                try:
+                    acted = act(address)
+                finally:
+                    slot["acted"] = acted
+                    done.set()
+                if acted:
+                    return address
+            finally:
+                with self._lock:
+                    if self._armed is slot:
+                        self._armed = None
+        return None
+
+    def _hold_if_armed(self, eligible: bool, address: tuple[str, int]) -> str | None:
+        """None if not held; else "cut" or "answer", once the armed action is done.
+        ``eligible``: an upload forwarded without a fault."""
+        if not eligible:
+            return None
+        with self._lock:
+            slot, self._armed = self._armed, None
+        if slot is None:
+            return None
+        slot["address"] = address
+        cast(threading.Event, slot["got"]).set()
+        cast(threading.Event, slot["done"]).wait(30.0)
+        if not slot.get("acted"):
+            return None  # the action declined (or timed out): answer as usual
+        return "cut" if slot["cut"] else "answer"
+
+    def _busy(self, delta: int) -> None:
+        with self._idle:
+            self._in_flight += delta
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in the proxy (a stalled upload may still land)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     # -- called by the handler threads ---------------------------------------------------
     def _track(self, conn: socket.socket, active: bool) -> None:
         with self._lock:
@@ -451,12 +526,13 @@ class GcsFaultProxy:
             else:
                 self._connections.discard(conn)
 
-    def _decide(self, method: str, path: str) -> tuple[str | None, float]:
+    def _decide(self, method: str, path: str) -> tuple[bool, str | None, float]:
+        """(matched, the fault drawn or None, stall seconds) for one request."""
         with self._lock:
             c = self._counters
             c.requests += 1
             if not self._match(method, path):
-                return None, 0.0
+                return False, None, 0.0
             c.matched += 1
             fault = self._rates.draw(self._rng)
             stall = 0.0
@@ -471,7 +547,7 @@ class GcsFaultProxy:
                 c.stalls_after += 1
             elif fault == LOST_RESPONSE:
                 c.lost_responses += 1
-            return fault, stall
+            return True, fault, stall
 
     def _count_upstream_failure(self) -> None:
         with self._lock:

@@ -286,3 +286,43 @@ def test_redis_dropped_evalsha(redis_client: redis.Redis, redis_proxy: RedisRepl
     assert redis_client.get("faults:counter") == b"1"
     assert redis_proxy.stats.drops == 1
     client.close()
+
+
+@pytest.mark.parametrize("cut", [True, False])
+def test_hold_next_upload_acts_once_the_object_is_stored(
+    stack: StackInfo, direct: Any, cut: bool
+) -> None:
+    """The chaos run's kill and pause hook: ``act`` runs while the upload is stored but
+    unanswered; a declined upload is answered as usual and the next one is taken."""
+    names = [unique_name(), unique_name()]
+    seen: list[bool] = []
+
+    def act(address: tuple[str, int]) -> bool:
+        seen.append(direct.blob(names[len(seen)]).exists())  # stored before the answer
+        return len(seen) == 2  # decline the first
+
+    with GcsFaultProxy(stack.gcs_url) as proxy:
+        results: list[object] = []
+        holder = threading.Thread(
+            target=lambda: results.append(proxy.hold_next_upload(act, 20, cut=cut))
+        )
+        holder.start()
+        time.sleep(0.2)  # armed
+        upload_through(proxy, stack.bucket, names[0], retry=None)  # declined: answered
+        if cut:
+            with pytest.raises((requests.exceptions.ConnectionError, gexc.GoogleAPIError)):
+                upload_through(proxy, stack.bucket, names[1], retry=None)
+        else:
+            upload_through(proxy, stack.bucket, names[1], retry=None)
+        holder.join(10)
+        assert proxy.wait_idle(5)
+    assert seen == [True, True]
+    assert isinstance(results[0], tuple)  # the address acted on
+    assert all(direct.blob(n).download_as_bytes() == DATA for n in names)
+
+
+def test_hold_next_upload_gives_up_after_its_timeout(stack: StackInfo) -> None:
+    with GcsFaultProxy(stack.gcs_url) as proxy:
+        started = time.monotonic()
+        assert proxy.hold_next_upload(lambda address: True, 0.3) is None
+        assert time.monotonic() - started < 2
