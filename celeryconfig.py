@@ -28,11 +28,12 @@ result_backend = None
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-# Shutdown: SIGTERM to the main process is a warm shutdown; running flushes finish (each is
-# bounded: at most 8 objects, each upload within half of AUDIOSYNC_LEASE_SECONDS). With
-# REMAP_SIGTERM=SIGQUIT in the environment, SIGTERM is a soft shutdown instead: flushes get
-# AUDIOSYNC_SHUTDOWN_SECONDS to finish, then they are cancelled; a cancelled flush has
-# committed every object it stored, and its session is taken over when its lease ends.
+# Shutdown: SIGTERM to the main process is a warm shutdown. Each running flush finishes
+# the upload it is in (at most half of AUDIOSYNC_LEASE_SECONDS), commits it, and hands its
+# session back (due now, lease released: workers/shutdown.py), so the worker is gone
+# within one upload. With REMAP_SIGTERM=SIGQUIT in the environment, SIGTERM is Celery's
+# soft shutdown instead: the flushes hand back the same way, but Celery waits out the
+# whole AUDIOSYNC_SHUTDOWN_SECONDS before it stops (and cancels what still runs then).
 worker_soft_shutdown_timeout = _settings.shutdown_seconds
 worker_send_task_events = True  # for Flower
 task_send_sent_event = True
