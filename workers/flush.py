@@ -185,12 +185,16 @@ class _Flush:
             return self.result()
 
         pinned = self.store.read_legacy_intent(self.session_id)
+        raw: list[tuple[bytes, dict[bytes, bytes]]] = []
+        if pinned is not None:  # a first-release flush's cut: read up to it, as it did
+            raw = self.store.read_raw(self.session_id, LEGACY_READ_LIMIT, pinned)
+            if not raw or raw[-1][0] != pinned:  # its entry is gone: the cut is moot
+                log.warning("session %s: dropping a stale first-release intent", self.session_id)
+                self.store.drop_legacy_intent(self.session_id, self.token)
+                pinned = None
         if pinned is None:
             raw = self.store.read_raw(self.session_id, self.config.read_limit)
-            complete = len(raw) < self.config.read_limit
-        else:  # a first-release flush's cut: read up to it, as that release did
-            raw = self.store.read_raw(self.session_id, LEGACY_READ_LIMIT, pinned)
-            complete = True
+        complete = pinned is not None or len(raw) < self.config.read_limit
         good = self._checked(raw, legacy=pinned is not None)
         plan = plan_flush(good, now, self.policy, complete=complete, pinned_last_id=pinned)
         self.repeats = plan.repeats

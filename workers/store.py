@@ -89,6 +89,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# KEYS: lease, legacy intent. ARGV: token.
+_DROP_INTENT = (
+    _FENCE
+    + """
+return redis.call('DEL', KEYS[2])
+"""
+)
+
 _RENEW = (
     _FENCE
     + """
@@ -302,6 +310,7 @@ class WorkerStore:
         self._finish = client.register_script(_FINISH)
         self._fail = client.register_script(_FAIL)
         self._hand_back = client.register_script(_HAND_BACK)
+        self._drop_intent = client.register_script(_DROP_INTENT)
         self._park = client.register_script(_PARK)
         self._replay = client.register_script(_REPLAY)
         self._forget = client.register_script(_FORGET)
@@ -437,6 +446,11 @@ class WorkerStore:
             *drop_ids,
         ]
         _fenced(self._finish(keys=keys, args=args))
+
+    def drop_legacy_intent(self, session_id: str, token: str) -> None:
+        """Forget a first-release intent whose entry is no longer in the stream."""
+        keys = [lease_key(session_id), legacy_intent_key(session_id)]
+        _fenced(self._drop_intent(keys=keys, args=[token]))
 
     def hand_back(self, session_id: str, token: str, *, now: float) -> None:
         """Make the session due now and release the lease (the worker is shutting down)."""

@@ -97,3 +97,18 @@ def test_a_first_release_repeat_inside_the_pinned_object_keeps_its_name(
     # Only what the first release stored (its own repeat included); nothing new.
     assert stored_seqs(ctx, uid, "conv") == [0, 1, 1]
     assert read_entries(ctx, sid) == []
+
+
+def test_a_stale_first_release_intent_is_dropped_and_the_session_flows(
+    ctx: WorkerContext,
+) -> None:
+    """The intent names an entry that is gone (its flush had committed it after all):
+    read up to it, the flush finds nothing of it, forgets it and flushes normally. Before,
+    a pin past the stream's start would have kept every later flush reading nothing."""
+    uid = f"upgrade-stale-{uuid.uuid4().hex[:8]}"
+    sid = push_chunks(ctx, FakeClock(0), uid, 3).session_id
+    ctx.store.client.set(legacy_intent_key(sid), b"1-0")  # older than every entry
+    result = flush(ctx, sid)
+    assert result.failed is None and result.objects_created == 1
+    assert not ctx.store.client.exists(legacy_intent_key(sid))
+    assert_exactly_once(ctx, uid, sid, 3)

@@ -23,6 +23,7 @@ from backend_hooks.redis_store import (
     QUARANTINE_INDEX,
     due_key,
     failures_key,
+    legacy_intent_key,
     plan_key,
     redis_time,
     stream_key,
@@ -119,6 +120,7 @@ def test_a_flush_that_outlived_its_lease_changes_nothing(ctx: WorkerContext) -> 
 
 def test_every_flush_write_is_fenced_by_the_lease(ctx: WorkerContext) -> None:
     sid = push_chunks(ctx, FakeClock(0), "fenced", 2).session_id
+    ctx.store.client.set(legacy_intent_key(sid), b"1-0")  # something for every script to hit
     assert ctx.store.acquire_lease(sid, "holder", 30)
     before = {key: ctx.store.client.dump(key) for key in ctx.store.client.keys(f"*{sid}*")}
     entry_id = read_entries(ctx, sid)[0].entry_id
@@ -133,6 +135,8 @@ def test_every_flush_write_is_fenced_by_the_lease(ctx: WorkerContext) -> None:
         ),
         "record_failure": lambda: store.record_failure(sid, other, "e", now=0, base=1, cap=2),
         "park_batch": lambda: store.park_batch(sid, other, "r", entry_id, 10),
+        "hand_back": lambda: store.hand_back(sid, other, now=0),
+        "drop_legacy_intent": lambda: store.drop_legacy_intent(sid, other),
     }
     for name, attempt in attempts.items():
         with pytest.raises(LeaseLostError):
