@@ -96,21 +96,27 @@ class GcsBucket:
             pass
         except gexc.GoogleAPIError as exc:
             raise StorageError(f"upload of gs://{self.bucket.name}/{name} failed: {exc}") from exc
-        existing = self.stored(name, deadline=ends - time.monotonic())
-        if existing is None:
+        same = self.holds(name, data, deadline=ends - time.monotonic())
+        if same is None:
             raise StorageError(f"gs://{self.bucket.name}/{name} answered 412 but is not there")
-        same = (
+        if not same:
+            raise ObjectConflictError(
+                f"gs://{self.bucket.name}/{name} exists with other content than the "
+                f"{len(data)} bytes this flush would write; the stream entries are kept"
+            )
+        return "already_stored"
+
+    def holds(self, name: str, data: bytes, *, deadline: float = DEFAULT_DEADLINE) -> bool | None:
+        """Whether the object ``name`` holds exactly ``data`` (size, MD5, CRC32C); None if
+        there is no such object."""
+        existing = self.stored(name, deadline=deadline)
+        if existing is None:
+            return None
+        return bool(
             existing.size == len(data)
             and existing.md5_hash == _md5_b64(data)
             and existing.crc32c == _crc32c_b64(data)
         )
-        if not same:
-            raise ObjectConflictError(
-                f"gs://{self.bucket.name}/{name} exists with other content "
-                f"({existing.size} bytes, md5 {existing.md5_hash}) than the {len(data)} bytes "
-                "this flush would write; the stream entries are kept"
-            )
-        return "already_stored"
 
     def stored(self, name: str, *, deadline: float = DEFAULT_DEADLINE) -> Any:
         """The object's metadata (a ``Blob``), or None if there is none of that name."""

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend_hooks.entries import MAX_SEQ, BadEntry, ChunkEntry, Entry
+from backend_hooks.entries import BadEntry, ChunkEntry, Entry
 from backend_hooks.errors import StorageError
 from backend_hooks.gcs import GcsBucket, UploadOutcome
 from workers.planner import (
@@ -98,14 +98,6 @@ def content_type(sealed: bool) -> str:
 def _id_key(entry_id: bytes) -> tuple[int, int]:
     millis, _, seq = entry_id.partition(b"-")
     return int(millis), int(seq or 0)
-
-
-def _seq_of(fields: dict[bytes, bytes] | None) -> int | None:
-    try:
-        seq = None if fields is None else int(fields[b"seq"])
-    except (KeyError, ValueError):
-        return None
-    return seq if seq is not None and 0 <= seq <= MAX_SEQ else None
 
 
 def flush_session(
@@ -351,21 +343,43 @@ class _Flush:
 
         Only the plan's head can be stored and not committed (each upload waits for the
         commit before it). Parking its entries instead would have a replay cut them anew
-        into another object: the same chunks stored twice. Raises ``StorageError`` if the
-        bucket cannot be asked.
+        into another object: the same chunks stored twice. An object of the plan's name is
+        taken as stored when it holds exactly the bytes its entries rebuild (or, if some
+        entries are gone, when it exists). Raises ``StorageError`` if the bucket cannot be
+        asked; a plan that does not parse is left to the park (which deletes it).
         """
         recorded = self.store.read_plan(self.session_id)
-        if not recorded:
+        try:
+            objects = [RecordedObject.loads(text) for text in recorded]
+        except PlanError as exc:
+            log.error(
+                "session %s: parking with a plan that does not parse: %s", self.session_id, exc
+            )
             return
-        objects = [RecordedObject.loads(text) for text in recorded]
+        if not objects:
+            return
         last_id = max((i for o in objects for i in o.ids), key=_id_key)
         raw = dict(self.store.read_raw(self.session_id, self.config.read_limit * 2, last_id))
+        deadline = self.config.lease_seconds * UPLOAD_SHARE_OF_LEASE
         for rec, text in zip(objects, recorded, strict=True):
-            deadline = self.config.lease_seconds * UPLOAD_SHARE_OF_LEASE
             self.store.renew_lease(self.session_id, self.token, self.config.lease_seconds)
-            if self.bucket.stored(rec.name, deadline=deadline) is None:
+            entries = [
+                validate_entry(self.session_id, i, raw[i], self.config.limits)
+                for i in rec.ids
+                if i in raw
+            ]
+            chunks = [e for e in entries if isinstance(e, ChunkEntry)]
+            if len(chunks) == len(rec.ids):
+                obj = ObjectPlan(entries=chunks)
+                data = obj.data()
+                stored = obj.name(data) == rec.name and self.bucket.holds(
+                    rec.name, data, deadline=deadline
+                )
+            else:  # entries gone or changed: only the name can tell
+                stored = self.bucket.stored(rec.name, deadline=deadline) is not None
+            if not stored:
                 return
-            seqs = [seq for seq in (_seq_of(raw.get(i)) for i in rec.ids) if seq is not None]
+            seqs = [e.seq for e in chunks]
             self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
             self.counts["already_stored"] += 1
             self.counts["deleted"] += len(rec.delete_ids)

@@ -33,6 +33,7 @@ from tests.integration.flushing import CueBucket, FakeClock, die, flush
 from tests.integration.test_exactly_once import CHUNK, assert_exactly_once, push_chunks
 from workers import quarantine
 from workers.context import WorkerContext
+from workers.planner import RecordedObject
 
 pytestmark = pytest.mark.integration
 
@@ -105,3 +106,32 @@ def test_redis_losing_its_last_second_after_an_upload_stores_chunks_twice(
     again = flush(ctx, sid)
     assert again.failed is None
     assert_exactly_once(ctx, uid, sid, 12)  # seq 0-9 stored twice
+
+
+def test_parking_does_not_take_an_object_with_other_bytes_for_the_plan_head(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """The plan head's name exists in the bucket with other bytes (a foreign writer): its
+    entries are parked, not deleted as if stored."""
+    ctx.config = replace(ctx.config, max_attempts=2)
+    uid = _uid("parked-foreign")
+    sid = push_chunks(ctx, clock, uid, 10, close=True).session_id
+    first = flush(ctx, sid, CueBucket(ctx.bucket, before={0: die}))  # plan, then no upload
+    assert first.failed and first.parked == 0
+    [head] = ctx.store.read_plan(sid)
+    name = RecordedObject.loads(head).name
+    ctx.bucket.create_only(name, b"not these chunks", content_type="audio/ogg", metadata={})
+    second = flush(ctx, sid, CueBucket(ctx.bucket, before={0: die}))  # attempt 2: park
+    assert second.objects_already_stored == 0
+    assert second.parked == 11 and not ctx.store.read_plan(sid)  # 10 chunks and the end
+
+
+def test_parking_with_a_plan_that_does_not_parse_still_parks(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    ctx.config = replace(ctx.config, max_attempts=1)
+    sid = push_chunks(ctx, clock, _uid("parked-garbled"), 3, close=True).session_id
+    ctx.store.client.rpush(f"audiosync:{{{sid}}}:plan", b"not json")
+    result = flush(ctx, sid)  # the garbled plan fails the flush; attempt 1 = max: park
+    assert result.failed and "does not parse" in result.failed
+    assert result.parked == 4 and not ctx.store.read_plan(sid)
