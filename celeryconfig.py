@@ -35,6 +35,10 @@ worker_prefetch_multiplier = 1
 # soft shutdown instead: the flushes hand back the same way, but Celery waits out the
 # whole AUDIOSYNC_SHUTDOWN_SECONDS before it stops (and cancels what still runs then).
 worker_soft_shutdown_timeout = _settings.shutdown_seconds
+# A backstop, never the normal end of a flush: a flush writes at most 8 objects, each
+# upload within half the lease, and renews its lease before each. A task past this is
+# stuck; its pool process is killed and the session taken over when its lease ends.
+task_time_limit = 10 * _settings.lease_seconds
 worker_send_task_events = True  # for Flower
 task_send_sent_event = True
 timezone = "UTC"

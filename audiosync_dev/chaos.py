@@ -675,19 +675,23 @@ def pause_mid_upload(
 
 
 def inject_duplicate(
-    r: redis.Redis, registry: LiveRegistry, rng: random.Random
+    r: redis.Redis, registry: LiveRegistry, rng: random.Random, give_up_at: float
 ) -> tuple[str, int] | None:
     """XADD an exact copy of a live session's latest real chunk entry (as a pusher whose
-    append mark was lost would) and make the session due now; (session, seq) of it."""
-    live = registry.snapshot()
-    rng.shuffle(live)
-    for candidate in live:
-        real = _last_real_chunk(r, candidate.session_id)
-        if real is not None and b"seq" in real:
-            r.xadd(stream_key(candidate.session_id), real)  # type: ignore[arg-type]
-            r.zadd(DUE_INDEX, {candidate.session_id: time.time()})
-            return candidate.session_id, int(real[b"seq"])
-    return None
+    append mark was lost would) and make the session due now; (session, seq) of it. Tries
+    until ``give_up_at`` (monotonic) for a session whose stream holds a chunk."""
+    while True:
+        live = registry.snapshot()
+        rng.shuffle(live)
+        for candidate in live:
+            real = _last_real_chunk(r, candidate.session_id)
+            if real is not None and b"seq" in real:
+                r.xadd(stream_key(candidate.session_id), real)  # type: ignore[arg-type]
+                r.zadd(DUE_INDEX, {candidate.session_id: time.time()})
+                return candidate.session_id, int(real[b"seq"])
+        if time.monotonic() >= give_up_at:
+            return None
+        time.sleep(0.1)
 
 
 @dataclass(frozen=True)
@@ -773,7 +777,8 @@ def run_chaos(
                 else:
                     record.errors.append("pause: no upload whose sender was found in 15 s")
             elif event.kind == "duplicate":
-                dup = inject_duplicate(r, registry, rng)
+                give_up = min(time.monotonic() + 10.0, phase_start + late_limit)
+                dup = inject_duplicate(r, registry, rng, give_up)
                 if dup is None:
                     record.errors.append("duplicate: no live session with a chunk entry")
                 else:
