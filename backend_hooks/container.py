@@ -137,8 +137,25 @@ _FRAME_48K_HYBRID = (480, 960)
 _FRAME_48K_CELT = (120, 240, 480, 960)  # 2.5, 5, 10, 20 ms
 
 
+_MAX_FRAME_BYTES = 1275
+
+
+def _frame_length(packet: bytes, pos: int) -> tuple[int, int]:
+    """A frame length coded at ``pos`` (RFC 6716 §3.2.1): (length, bytes it took)."""
+    if pos >= len(packet):
+        raise FormatError("Opus packet ends inside a frame length")
+    first = packet[pos]
+    if first < 252:
+        return first, 1
+    if pos + 1 >= len(packet):
+        raise FormatError("Opus packet ends inside a two-byte frame length")
+    return 4 * packet[pos + 1] + first, 2
+
+
 def opus_packet_samples(packet: bytes) -> int:
-    """Samples at 48 kHz that one Opus packet decodes to, from its TOC (RFC 6716 §3.1)."""
+    """Samples at 48 kHz that one Opus packet decodes to, from its TOC byte, after
+    checking its framing (RFC 6716 §3.1-3.2, the rules a decoder refuses a packet by);
+    raises ``FormatError``. No decoding: the fleet needs no libopus for this."""
     if not packet:
         raise FormatError("empty Opus packet")
     config, code = packet[0] >> 3, packet[0] & 3
@@ -148,17 +165,57 @@ def opus_packet_samples(packet: bytes) -> int:
         frame = _FRAME_48K_HYBRID[config % 2]
     else:
         frame = _FRAME_48K_CELT[config % 4]
+    body = len(packet) - 1
     if code == 0:
-        frames = 1
-    elif code in (1, 2):
-        frames = 2
-    elif len(packet) < 2:
-        raise FormatError("Opus packet of code 3 without its frame count")
+        sizes = [body]
+    elif code == 1:
+        if body % 2:
+            raise FormatError("Opus packet of code 1 with an odd payload length")
+        sizes = [body // 2, body // 2]
+    elif code == 2:
+        first, taken = _frame_length(packet, 1)
+        if first > body - taken:
+            raise FormatError("Opus packet of code 2 whose first frame overruns it")
+        sizes = [first, body - taken - first]
     else:
-        frames = packet[1] & 0x3F
-    if frames == 0 or frames * frame > 5760:  # at most 120 ms in one packet
-        raise FormatError(f"Opus packet of {frames} frames of {frame} samples")
-    return frames * frame
+        sizes = _code3_frame_sizes(packet)
+    if frame * len(sizes) > 5760:  # at most 120 ms in one packet
+        raise FormatError(f"Opus packet of {len(sizes)} frames of {frame} samples")
+    if max(sizes) > _MAX_FRAME_BYTES:
+        raise FormatError(f"Opus frame of {max(sizes)} bytes")
+    return frame * len(sizes)
+
+
+def _code3_frame_sizes(packet: bytes) -> list[int]:
+    if len(packet) < 2:
+        raise FormatError("Opus packet of code 3 without its frame count")
+    vbr, padded, count = packet[1] & 0x80, packet[1] & 0x40, packet[1] & 0x3F
+    if count == 0:
+        raise FormatError("Opus packet of code 3 with no frames")
+    pos, padding = 2, 0
+    if padded:
+        while True:
+            if pos >= len(packet):
+                raise FormatError("Opus packet ends inside its padding length")
+            value = packet[pos]
+            pos += 1
+            padding += 254 if value == 255 else value
+            if value != 255:
+                break
+    if vbr:
+        sizes = []
+        for _ in range(count - 1):
+            size, taken = _frame_length(packet, pos)
+            pos += taken
+            sizes.append(size)
+        last = len(packet) - pos - padding - sum(sizes)
+        if last < 0:
+            raise FormatError("Opus packet of code 3 whose frames overrun it")
+        return [*sizes, last]
+    rest = len(packet) - pos - padding
+    if rest < 0 or rest % count:
+        raise FormatError("Opus packet of code 3 (CBR) whose payload does not split evenly")
+    return [rest // count] * count
 
 
 def _parse_tags(packet: bytes) -> dict[str, str]:
