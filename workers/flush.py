@@ -48,7 +48,7 @@ from workers.planner import (
     plan_flush,
 )
 from workers.store import LeaseLostError, WorkerStore
-from workers.validate import Limits, validate_entry
+from workers.validate import Limits, parse_only, validate_entry
 
 log = logging.getLogger(__name__)
 #: Entries read per flush: about 41 min of 5 s chunks; at most 256 MiB of chunk data
@@ -189,6 +189,8 @@ class _Flush:
         complete = pinned is not None or len(raw) < self.config.read_limit
         good = self._checked(raw, legacy=pinned is not None)
         plan = plan_flush(good, now, self.policy, complete=complete, pinned_last_id=pinned)
+        if pinned is not None and not plan.objects:  # nothing of the old cut is left to redo
+            self.store.drop_legacy_intent(self.session_id, self.token)
         self.repeats = plan.repeats
         self._carry_out(plan)
         self.next_due = plan.next_due
@@ -209,7 +211,12 @@ class _Flush:
         """The valid entries; the others are quarantined with their reasons. ``legacy``: a
         first release's cut, which kept repeats (its objects may be stored already)."""
         limits = self.config.limits
-        checked = [validate_entry(self.session_id, eid, fields, limits) for eid, fields in raw]
+        checked = [
+            parse_only(eid, fields)
+            if legacy
+            else validate_entry(self.session_id, eid, fields, limits)
+            for eid, fields in raw
+        ]
         good: list[Entry] = [e for e in checked if not isinstance(e, BadEntry)]
         stored = self.store.stored_seqs(self.session_id)
         again = [

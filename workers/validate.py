@@ -51,6 +51,15 @@ class Limits:
     timestamp_window_seconds: float
 
 
+def parse_only(entry_id: bytes, raw: Mapping[bytes, bytes]) -> Entry | BadEntry:
+    """The first release's only check (it parsed entries, nothing more): for rebuilding a
+    cut that release recorded, byte for byte (FORMATS.md §5.5)."""
+    try:
+        return parse_entry(entry_id, raw)
+    except EntryError as exc:
+        return BadEntry(entry_id, str(exc))
+
+
 def validate_entry(
     session_id: str, entry_id: bytes, raw: Mapping[bytes, bytes], limits: Limits
 ) -> Entry | BadEntry:
