@@ -259,11 +259,17 @@ class _Flush:
         for obj, data, record, text in prepared:
             self._store_object(obj, data, record, text)
 
+    def _entries_of(self, objects: list[RecordedObject]) -> dict[bytes, dict[bytes, bytes]]:
+        """The stream entries a recorded plan names: it spans at most one flush's read."""
+        ids = [i for o in objects for i in o.ids]
+        first, last = min(ids, key=_id_key), max(ids, key=_id_key)
+        span = max(self.config.read_limit, LEGACY_READ_LIMIT)
+        return dict(self.store.read_raw(self.session_id, span, last, first_id=first))
+
     def _resume(self, recorded: list[bytes]) -> None:
         """Carry out a plan recorded by an earlier flush, exactly as recorded."""
         objects = [RecordedObject.loads(text) for text in recorded]
-        last_id = max((i for o in objects for i in o.ids), key=_id_key)
-        raw = dict(self.store.read_raw(self.session_id, self.config.read_limit * 2, last_id))
+        raw = self._entries_of(objects)
         for rec, text in zip(objects, recorded, strict=True):
             entries: list[ChunkEntry] = []
             for entry_id in rec.ids:
@@ -365,8 +371,7 @@ class _Flush:
             return
         if not objects:
             return
-        last_id = max((i for o in objects for i in o.ids), key=_id_key)
-        raw = dict(self.store.read_raw(self.session_id, self.config.read_limit * 2, last_id))
+        raw = self._entries_of(objects)
         deadline = self.config.lease_seconds * UPLOAD_SHARE_OF_LEASE
         for rec, text in zip(objects, recorded, strict=True):
             self.store.renew_lease(self.session_id, self.token, self.config.lease_seconds)

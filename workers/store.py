@@ -343,11 +343,18 @@ class WorkerStore:
 
     # -- reads (no fence needed) ---------------------------------------------------------
     def read_raw(
-        self, session_id: str, limit: int, last_id: bytes | None = None
+        self,
+        session_id: str,
+        limit: int,
+        last_id: bytes | None = None,
+        *,
+        first_id: bytes | None = None,
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         return cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            self.client.xrange(stream_key(session_id), max=last_id or "+", count=limit),
+            self.client.xrange(
+                stream_key(session_id), min=first_id or "-", max=last_id or "+", count=limit
+            ),
         )
 
     def read_plan(self, session_id: str) -> list[bytes]:

@@ -30,7 +30,14 @@ import pytest
 
 from backend_hooks.entries import ChunkEntry
 from backend_hooks.redis_store import legacy_intent_key
-from tests.integration.flushing import FakeClock, flush, read_entries, stored_seqs
+from tests.integration.flushing import (
+    CueBucket,
+    FakeClock,
+    die,
+    flush,
+    read_entries,
+    stored_seqs,
+)
 from tests.integration.test_exactly_once import assert_exactly_once, push_chunks, raw_xadd
 from workers.context import WorkerContext
 from workers.flush import content_type
@@ -112,3 +119,20 @@ def test_a_stale_first_release_intent_is_dropped_and_the_session_flows(
     assert result.failed is None and result.objects_created == 1
     assert not ctx.store.client.exists(legacy_intent_key(sid))
     assert_exactly_once(ctx, uid, sid, 3)
+
+
+def test_a_legacy_plan_longer_than_two_reads_is_resumed(ctx: WorkerContext) -> None:
+    """A first-release cut spans more entries than twice today's read limit (read_limit=10
+    stands for 500, the 60 chunks for up to 2,000); the flush that records it dies after its
+    first upload; its successor reads the whole plan back (before: "entry ... is gone")."""
+    ctx.config = replace(ctx.config, read_limit=10)
+    uid = f"upgrade-long-{uuid.uuid4().hex[:8]}"
+    sid = push_chunks(ctx, FakeClock(0), uid, 60).session_id
+    chunks = [e for e in read_entries(ctx, sid) if isinstance(e, ChunkEntry)]
+    _first_release_flush_died(ctx, sid, [chunks[0:12]], chunks[59].entry_id)
+    first = flush(ctx, sid, CueBucket(ctx.bucket, after={1: die}))
+    assert first.failed and len(ctx.store.read_plan(sid)) == 4  # 49 entries left, > 2 reads
+    second = flush(ctx, sid)
+    assert second.failed is None and second.resumed_plan, second
+    _drain(ctx, sid)
+    assert_exactly_once(ctx, uid, sid, 60)
