@@ -449,16 +449,20 @@ class Fleet:
         with self._lock:
             return [w for w in self._workers if w.running()]
 
-    def owner_of(self, address: tuple[str, int]) -> tuple[processes.CeleryProcess, int] | None:
+    def owner_of(
+        self, address: tuple[str, int], server_port: int
+    ) -> tuple[processes.CeleryProcess, int] | None:
         """The running worker, and the process of its group, that holds the TCP socket
-        bound to ``address`` (Linux /proc): the sender of a request the proxy is holding."""
-        port_hex = f":{address[1]:04X}"
+        from ``address`` to ``server_port`` (Linux /proc): the sender of a request the
+        proxy is holding. Both ends count: the kernel gives one local port to connections
+        to different servers (a worker's Redis socket can share the sender's port)."""
+        local_hex, remote_hex = f":{address[1]:04X}", f":{server_port:04X}"
         inodes = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             with contextlib.suppress(OSError), open(table) as f:
                 for line in list(f)[1:]:
                     cols = line.split()
-                    if cols[1].endswith(port_hex):
+                    if cols[1].endswith(local_hex) and cols[2].endswith(remote_hex):
                         inodes.add(f"socket:[{cols[9]}]")
         for worker in self.running():
             for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
@@ -657,7 +661,7 @@ def pause_mid_upload(
     paused: list[int] = []
 
     def act(address: tuple[str, int]) -> bool:
-        owner = fleet.owner_of(address)
+        owner = fleet.owner_of(address, proxy.port)
         if owner is not None:
             os.kill(owner[1], signal.SIGSTOP)
             paused.append(owner[1])
@@ -750,7 +754,8 @@ def run_chaos(
                 victims: list[processes.CeleryProcess] = []
 
                 def act(address: tuple[str, int], victims: list[Any] = victims) -> bool:
-                    owner = fleet.owner_of(address)
+                    assert gcs_proxy is not None
+                    owner = fleet.owner_of(address, gcs_proxy.port)
                     if owner is not None:
                         owner[0].kill()  # at once: the replacement starts below
                         victims.append(owner[0])

@@ -310,6 +310,7 @@ class _Flush:
         try:
             self.store.hand_back(self.session_id, self.token, now=self.clock())
         except LeaseLostError:
+            log.warning("flush of %s lost its lease before handing back", self.session_id)
             return self.result(skipped="lease lost")
         log.info("flush of %s handed back: the worker is shutting down", self.session_id)
         return self.result(skipped="handed back: the worker is shutting down")
@@ -327,7 +328,7 @@ class _Flush:
                 cap=self.config.backoff_cap_seconds,
             )
         except LeaseLostError:
-            log.warning("flush of %s failed (%s) after losing its lease", self.session_id, line)
+            log.warning("flush of %s lost its lease (after failing: %s)", self.session_id, line)
             return self.result(skipped="lease lost", failed=line)
         if count == 1:
             log.exception("flush of %s failed (attempt 1): %s", self.session_id, line)
