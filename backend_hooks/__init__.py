@@ -1,7 +1,12 @@
 """What the speech backend's pusher calls: ``AudioSyncClient`` and its sessions.
 
 The read side (list, download-and-merge, delete) is ``backend_hooks.storage``.
+``AudioSyncClient`` and ``Session`` load on first use: the worker fleet imports the
+shared contract modules of this package (entries, naming, container framing, keys)
+without the pusher's codec, so it runs without libopus.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from backend_hooks.errors import (
     AudioSyncError,
@@ -14,7 +19,17 @@ from backend_hooks.errors import (
     StorageError,
     UnsupportedFormatError,
 )
-from backend_hooks.session import AudioSyncClient, Session
+
+if TYPE_CHECKING:
+    from backend_hooks.session import AudioSyncClient, Session
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("AudioSyncClient", "Session"):
+        from backend_hooks import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'backend_hooks' has no attribute {name!r}")
 
 __all__ = [
     "AudioSyncClient",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from backend_hooks.codec import FRAME_MS
+from backend_hooks.audio_format import FRAME_MS
 from backend_hooks.errors import InvalidInputError
 
 

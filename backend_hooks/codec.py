@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import opuslib
 
+from backend_hooks.audio_format import FRAME_MS, SUPPORTED_RATES, frame_samples
 from backend_hooks.errors import FormatError, InvalidInputError
 
-SUPPORTED_RATES = (8000, 12000, 16000, 24000, 48000)
-FRAME_MS = 20
+__all__ = [
+    "FRAME_MS",
+    "SUPPORTED_RATES",
+    "ChunkEncoder",
+    "decode_packets",
+    "frame_samples",
+    "validate_rate",
+]
 #: Target bitrate per sample rate (bits/s), VBR. Provisional: ROADMAP item 1 picks these
 #: from a measured quality/CPU/bytes curve.
 BITRATES = {8000: 12000, 12000: 14000, 16000: 16000, 24000: 20000, 48000: 24000}
@@ -29,10 +36,6 @@ def validate_rate(sample_rate: object) -> int:
             f"unsupported sample rate {sample_rate} Hz; Opus takes one of {SUPPORTED_RATES}"
         )
     return sample_rate
-
-
-def frame_samples(sample_rate: int) -> int:
-    return sample_rate * FRAME_MS // 1000
 
 
 class ChunkEncoder:

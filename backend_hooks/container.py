@@ -30,12 +30,12 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from backend_hooks import codec, ogg
+from backend_hooks import ogg
+from backend_hooks.audio_format import OPUS_RATE, SUPPORTED_RATES, frame_samples
 from backend_hooks.errors import FormatError, UnsupportedFormatError
 
 FORMAT_VERSION = 1
 VENDOR = b"audiosync 1"
-OPUS_RATE = 48000
 _OPUS_HEAD = struct.Struct("<8sBBHIhB")
 _LEGACY_HEADER = struct.Struct("<II")
 LEGACY_RATE = 16000
@@ -91,7 +91,7 @@ def opus_tags(vendor: bytes, comments: list[tuple[str, str]]) -> bytes:
 def build_chunk(info: ChunkInfo, packets: list[bytes], pre_skip: int) -> bytes:
     """The v1 container (one Ogg Opus stream) of an encoded chunk."""
     scale = OPUS_RATE // info.sample_rate
-    frame_48k = codec.frame_samples(info.sample_rate) * scale
+    frame_48k = frame_samples(info.sample_rate) * scale
     pre_skip_48k = pre_skip * scale
     granules = [(i + 1) * frame_48k for i in range(len(packets))]  # decoded, with pre-skip
     granules[-1] = pre_skip_48k + info.sample_count * scale  # end trim
@@ -124,6 +124,8 @@ class ParsedChunk:
         return total_48k // (OPUS_RATE // self.info.sample_rate) - self.pre_skip
 
     def decode(self) -> bytes:
+        from backend_hooks import codec  # libopus: only a reader decodes
+
         return codec.decode_packets(
             self.packets,
             self.info.sample_rate,
@@ -250,7 +252,7 @@ def _parse_stream(stream: ogg.LogicalStream) -> ParsedChunk:
             f"Opus stream with version {version}, {channels} channels, mapping {family}: "
             "audiosync chunks are mono, mapping family 0"
         )
-    if rate not in codec.SUPPORTED_RATES:
+    if rate not in SUPPORTED_RATES:
         raise UnsupportedFormatError(f"Opus stream at {rate} Hz; expected one of the Opus rates")
     tags = _parse_tags(stream.packets[1])
     version_tag = tags.get("AUDIOSYNC_FORMAT")
@@ -320,5 +322,7 @@ def decode_payload(payload: bytes, *, name_start_us: int) -> list[Segment]:
         return segments
     packets, pcm_length = parse_legacy_chunk(payload)
     # An odd original length (a legacy bug) loses its trailing half sample, never more.
+    from backend_hooks import codec  # libopus: only a reader decodes
+
     pcm = codec.decode_packets(packets, LEGACY_RATE, pre_skip=0, sample_count=pcm_length // 2)
     return [Segment(start_us=name_start_us, sample_rate=LEGACY_RATE, pcm=pcm, key=None)]

@@ -29,7 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from backend_hooks import codec, container, envelope, naming
+from backend_hooks import container, envelope, naming
+from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.entries import (
     MAX_SEQ,
     PROTECTION_LEVELS,
@@ -81,8 +82,8 @@ def validate_entry(
 def _check_chunk(session_id: str, entry: ChunkEntry, limits: Limits) -> None:
     if entry.level not in PROTECTION_LEVELS:
         raise EntryError(f"level {entry.level[:40]!r} is not one of {PROTECTION_LEVELS}")
-    if entry.rate not in codec.SUPPORTED_RATES:
-        raise EntryError(f"rate {entry.rate} is not one of {codec.SUPPORTED_RATES}")
+    if entry.rate not in SUPPORTED_RATES:
+        raise EntryError(f"rate {entry.rate} is not one of {SUPPORTED_RATES}")
     if not 0 <= entry.seq <= MAX_SEQ:
         raise EntryError(f"seq {entry.seq} is not from 0 to {MAX_SEQ}")
     if not 0 < entry.samples <= MAX_CHUNK_SECONDS * entry.rate:
