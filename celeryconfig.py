@@ -11,7 +11,7 @@ from backend_hooks.errors import ConfigError
 from backend_hooks.settings import Settings
 
 try:
-    _settings = Settings.from_env()
+    _settings = Settings.from_env(role="fleet")
 except ConfigError as exc:  # a clear one-line message instead of a traceback
     raise SystemExit(f"audiosync: invalid setting: {exc}") from None
 

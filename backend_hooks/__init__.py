@@ -31,6 +31,7 @@ def __getattr__(name: str) -> Any:
         return getattr(session, name)
     raise AttributeError(f"module 'backend_hooks' has no attribute {name!r}")
 
+
 __all__ = [
     "AudioSyncClient",
     "AudioSyncError",

@@ -69,7 +69,7 @@ class AudioSyncClient:
 
     @classmethod
     def from_env(cls) -> AudioSyncClient:
-        return cls(Settings.from_env())
+        return cls(Settings.from_env(role="pusher"))
 
     def open_session(
         self,

@@ -32,6 +32,42 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_SHUTDOWN_SECONDS": "20",
 }
 
+#: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
+#: takes the defaults for the rest, so a pusher never refuses to start over a setting only
+#: the fleet reads, nor the fleet over one of the pusher's (the fleet holds no key).
+ROLE_VARIABLES: dict[str, frozenset[str]] = {
+    "pusher": frozenset(
+        {
+            "AUDIOSYNC_REDIS_URL",
+            "ENCRYPTION_SECRET",
+            "AUDIOSYNC_CHUNK_SECONDS",
+            "AUDIOSYNC_OBJECT_SECONDS",
+            "AUDIOSYNC_BATCH_MAX_AGE_SECONDS",
+            "AUDIOSYNC_BATCH_MAX_BYTES",
+        }
+    ),
+    "reader": frozenset(
+        {"BUCKET_PRIVATE_CLOUD_SYNC", "STORAGE_EMULATOR_HOST", "ENCRYPTION_SECRET"}
+    ),
+    "fleet": frozenset(
+        {
+            "AUDIOSYNC_REDIS_URL",
+            "CELERY_BROKER_URL",
+            "BUCKET_PRIVATE_CLOUD_SYNC",
+            "STORAGE_EMULATOR_HOST",
+            "AUDIOSYNC_OBJECT_SECONDS",
+            "AUDIOSYNC_BATCH_MAX_AGE_SECONDS",
+            "AUDIOSYNC_BATCH_MAX_BYTES",
+            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS",
+            "AUDIOSYNC_LEASE_SECONDS",
+            "AUDIOSYNC_FLUSH_MAX_ATTEMPTS",
+            "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS",
+            "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS",
+            "AUDIOSYNC_SHUTDOWN_SECONDS",
+        }
+    ),
+}
+
 MIN_SECRET_BYTES = 32
 FRAME_SECONDS = 0.02
 
@@ -55,11 +91,18 @@ class Settings:
     shutdown_seconds: float
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, role: str | None = None
+    ) -> Settings:
+        """Every setting, validated; with ``role`` ("pusher", "reader", "fleet") only the
+        ones that role reads come from the environment, the others are their defaults."""
         env = os.environ if environ is None else environ
+        if role is not None and role not in ROLE_VARIABLES:
+            raise ValueError(f"role must be one of {sorted(ROLE_VARIABLES)}, got {role!r}")
+        wanted = None if role is None else ROLE_VARIABLES[role]
 
         def raw(name: str) -> str | None:
-            value = env.get(name)
+            value = None if wanted is not None and name not in wanted else env.get(name)
             if value is None or value == "":
                 return ENV_DEFAULTS[name]
             return value

@@ -42,7 +42,7 @@ class StorageContext:
 @functools.cache
 def default_context() -> StorageContext:
     """The context built from the environment on first use."""
-    return StorageContext.from_settings(Settings.from_env())
+    return StorageContext.from_settings(Settings.from_env(role="reader"))
 
 
 def reset_default_context() -> None:

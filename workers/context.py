@@ -50,4 +50,4 @@ class WorkerContext:
 @functools.cache
 def get_context() -> WorkerContext:
     """This worker process's context, built from the environment on first use."""
-    return WorkerContext.from_settings(Settings.from_env())
+    return WorkerContext.from_settings(Settings.from_env(role="fleet"))

@@ -14,10 +14,9 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "abc", id="not-a-number"),
-        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "5.01", id="not-whole-frames"),
+        pytest.param("AUDIOSYNC_LEASE_SECONDS", "abc", id="not-a-number"),
+        pytest.param("AUDIOSYNC_FLUSH_MAX_ATTEMPTS", "2.5", id="not-whole"),
         pytest.param("AUDIOSYNC_OBJECT_SECONDS", "1", id="object-shorter-than-chunk"),
-        pytest.param("ENCRYPTION_SECRET", "short", id="short-secret"),
         pytest.param("AUDIOSYNC_REDIS_URL", "localhost", id="not-a-url"),
     ],
 )
@@ -35,3 +34,22 @@ def test_bad_setting_stops_the_process(command: str, variable: str, value: str) 
     assert done.returncode != 0
     assert f"audiosync: invalid setting: {variable}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        pytest.param("ENCRYPTION_SECRET", "short", id="pusher-and-reader-only"),
+        pytest.param("AUDIOSYNC_CHUNK_SECONDS", "5.01", id="pusher-only"),
+    ],
+)
+def test_a_setting_the_fleet_does_not_read_does_not_stop_it(variable: str, value: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "workers", "report"],
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

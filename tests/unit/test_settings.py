@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backend_hooks.errors import ConfigError
-from backend_hooks.settings import ENV_DEFAULTS, MIN_SECRET_BYTES, Settings
+from backend_hooks.settings import ENV_DEFAULTS, MIN_SECRET_BYTES, ROLE_VARIABLES, Settings
 
 SECRET = "s" * 32
 
@@ -153,3 +153,34 @@ def test_any_whole_number_of_frames_is_a_valid_chunk(frames: int) -> None:
         {"AUDIOSYNC_CHUNK_SECONDS": text, "AUDIOSYNC_OBJECT_SECONDS": "1000"}
     )
     assert settings.chunk_seconds == float(text)
+
+
+@pytest.mark.parametrize(
+    ("role", "variable", "value"),
+    [
+        ("pusher", "AUDIOSYNC_LEASE_SECONDS", "abc"),  # the fleet's
+        ("pusher", "BUCKET_PRIVATE_CLOUD_SYNC", "a/b"),  # the reader's and the fleet's
+        ("fleet", "ENCRYPTION_SECRET", "short"),  # the fleet holds no key
+        ("fleet", "AUDIOSYNC_CHUNK_SECONDS", "5.01"),  # the pusher cuts chunks
+        ("reader", "AUDIOSYNC_REDIS_URL", "localhost"),  # a reader never talks to Redis
+    ],
+)
+def test_a_role_ignores_what_it_does_not_read(role: str, variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})  # every setting checked
+    settings = Settings.from_env({variable: value}, role=role)
+    assert settings == Settings.from_env({}, role=role)  # ignored: the default stands
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_VARIABLES))
+def test_a_role_still_refuses_what_it_reads(role: str) -> None:
+    for variable in ROLE_VARIABLES[role]:
+        if variable in ("STORAGE_EMULATOR_HOST", "CELERY_BROKER_URL"):
+            continue  # free text / checked as a URL below
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: "a/b\\0"}, role=role)
+
+
+def test_an_unknown_role_is_refused() -> None:
+    with pytest.raises(ValueError, match="role"):
+        Settings.from_env({}, role="worker")
