@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from backend_hooks.errors import ConfigError
 from backend_hooks.settings import Settings
+from workers.metrics import metrics_port
 
 try:
     _settings = Settings.from_env(role="fleet")
+    metrics_port()
 except ConfigError as exc:  # a clear one-line message instead of a traceback
     raise SystemExit(f"audiosync: invalid setting: {exc}") from None
 

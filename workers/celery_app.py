@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 
-from workers import shutdown  # noqa: F401  (its flag must exist before the pool forks)
+# metrics: imported before anything imports prometheus_client (it may set the multiprocess
+# directory); shutdown: its flag must exist before the pool forks.
+from workers import metrics, shutdown  # noqa: F401
 
 app = Celery("audiosync")
 app.config_from_object("celeryconfig")
+
+
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _serve_metrics(**_: object) -> None:  # the worker's main process
+    port = metrics.metrics_port()
+    if port is None:
+        return
+    import functools
+
+    from backend_hooks import redis_store
+    from backend_hooks.settings import Settings
+    from workers.store import WorkerStore
+
+    store = functools.cache(
+        lambda: WorkerStore(redis_store.connect(Settings.from_env(role="fleet").redis_url))
+    )
+    try:
+        metrics.serve(port, store)
+    except OSError as exc:  # another worker on this host serves it already
+        metrics.log.warning("metrics: cannot serve on port %d: %s", port, exc)
+
+
+@signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _pool_process_exited(pid: int | None = None, **_: object) -> None:
+    import os
+
+    metrics.process_exited(pid or os.getpid())

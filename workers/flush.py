@@ -31,6 +31,7 @@ What if the process is killed (or stalls past its lease) here?
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,6 +90,9 @@ class FlushResult:
     skipped: str | None = None
     failed: str | None = None
     parked: int = 0
+    chunks_stored: int = 0  # in the objects this flush committed
+    bytes_stored: int = 0
+    upload_seconds: tuple[float, ...] = ()  # each upload's wall time (metrics)
 
 
 def content_type(sealed: bool) -> str:
@@ -145,7 +149,15 @@ class _Flush:
         self.session_id, self.token = session_id, token
         self.store, self.bucket, self.policy, self.config = store, bucket, policy, config
         self.clock, self.should_stop = clock, should_stop
-        self.counts = {"created": 0, "already_stored": 0, "deleted": 0, "quarantined": 0}
+        self.counts = {
+            "created": 0,
+            "already_stored": 0,
+            "deleted": 0,
+            "quarantined": 0,
+            "chunks": 0,
+            "bytes": 0,
+        }
+        self.upload_seconds: list[float] = []
         self.repeats = 0
         self.resumed = False
         self.next_due: float | None = None
@@ -161,6 +173,9 @@ class _Flush:
             repeats_dropped=self.repeats,
             resumed_plan=self.resumed,
             next_due=self.next_due,
+            chunks_stored=c["chunks"],
+            bytes_stored=c["bytes"],
+            upload_seconds=tuple(self.upload_seconds),
             **extra,  # type: ignore[arg-type]
         )
 
@@ -293,6 +308,7 @@ class _Flush:
             raise HandBack
         lease = self.config.lease_seconds
         self.store.renew_lease(self.session_id, self.token, lease)
+        started = time.monotonic()  # measured for metrics only; no decision uses it
         outcome: UploadOutcome = self.bucket.create_only(
             name,
             data,
@@ -300,10 +316,13 @@ class _Flush:
             metadata=obj.metadata(self.session_id),
             deadline=lease * UPLOAD_SHARE_OF_LEASE,
         )
+        self.upload_seconds.append(time.monotonic() - started)
         seqs = [e.seq for e in obj.entries]
         self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
         self.counts[outcome] += 1
         self.counts["deleted"] += len(rec.delete_ids)
+        self.counts["chunks"] += len(obj.entries)
+        self.counts["bytes"] += len(data)
 
     def hand_back(self) -> FlushResult:
         """Due now, lease released; a recorded plan stays for the next flush to carry out."""

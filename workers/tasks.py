@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from workers import flush, shutdown
+from workers import flush, metrics, shutdown
 from workers.celery_app import app
 from workers.context import get_context
 
@@ -31,6 +32,7 @@ def sweep() -> int:
 )  # type: ignore[untyped-decorator]
 def flush_session(session_id: str) -> dict[str, Any]:
     ctx = get_context()
+    started = time.monotonic()
     result = flush.flush_session(
         session_id,
         store=ctx.store,
@@ -40,5 +42,6 @@ def flush_session(session_id: str) -> dict[str, Any]:
         clock=ctx.clock,
         should_stop=shutdown.stop_requested,
     )
+    metrics.record_flush(result, time.monotonic() - started)
     log.info("flushed %s: %s", session_id, result)
     return result.__dict__

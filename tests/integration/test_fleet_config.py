@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
         pytest.param("AUDIOSYNC_FLUSH_MAX_ATTEMPTS", "2.5", id="not-whole"),
         pytest.param("AUDIOSYNC_OBJECT_SECONDS", "1", id="object-shorter-than-chunk"),
         pytest.param("AUDIOSYNC_REDIS_URL", "localhost", id="not-a-url"),
+        pytest.param("AUDIOSYNC_METRICS_PORT", "http", id="not-a-port"),
     ],
 )
 @pytest.mark.parametrize("command", ["worker", "beat"])

@@ -1,0 +1,68 @@
+"""A real worker with ``AUDIOSYNC_METRICS_PORT`` serves Prometheus text: the pool's flush
+counters summed across its processes, and the lag read from Redis at scrape time."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from audiosync_dev import processes
+from audiosync_dev.localstack import StackInfo, free_port
+from audiosync_dev.speech import speech_like
+from backend_hooks import AudioSyncClient
+from backend_hooks.redis_store import due_key
+from backend_hooks.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+        text = page.read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+    return out
+
+
+def test_a_worker_serves_its_flush_counters_and_the_lag(
+    stack: StackInfo, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **stack.env(),
+        "AUDIOSYNC_METRICS_PORT": str(port),
+        "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "0.2",
+    }
+    settings = Settings.from_env(env)
+    client = AudioSyncClient(settings)
+    for i in range(3):
+        session = client.open_session(f"metrics-{i}", "conv", 16000, "standard")
+        session.push(speech_like(20, 16000, seed=i), time.time() - 20)
+        session.close()
+    client.close()
+
+    with processes.worker(env, tmp_path, name="metrics", concurrency=2) as worker:
+        deadline = time.monotonic() + 60
+        while redis_client.keys("audiosync:{*}:chunks"):
+            assert time.monotonic() < deadline, worker.tail()
+            time.sleep(0.2)
+        time.sleep(0.5)  # the last flush's counters are written after its commit
+        redis_client.zadd(due_key(), {"lagging-session": time.time() - 42})
+        samples = scrape(port)
+
+    assert samples["audiosync_objects_flushed_total{outcome=created}"] == 3
+    assert samples["audiosync_chunks_flushed_total{}"] == 12  # 3 sessions x 4 chunks of 5 s
+    assert samples["audiosync_bytes_flushed_total{}"] > 0
+    assert samples["audiosync_flushes_total{outcome=ok}"] >= 3
+    assert samples["audiosync_upload_seconds_count{}"] == 3
+    assert samples["audiosync_redis_up{}"] == 1
+    assert samples["audiosync_due_sessions{shard=0}"] == 1
+    assert 40 < samples["audiosync_due_oldest_age_seconds{shard=0}"] < 120
