@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from backend_hooks.errors import ConfigError
 from backend_hooks.settings import Settings
+from workers.logs import log_format
 from workers.metrics import metrics_port
 
 try:
     _settings = Settings.from_env(role="fleet")
     metrics_port()
+    log_format()
 except ConfigError as exc:  # a clear one-line message instead of a traceback
     raise SystemExit(f"audiosync: invalid setting: {exc}") from None
 

@@ -6,7 +6,7 @@ from celery import Celery, signals
 
 # metrics: imported before anything imports prometheus_client (it may set the multiprocess
 # directory); shutdown: its flag must exist before the pool forks.
-from workers import metrics, shutdown  # noqa: F401
+from workers import logs, metrics, shutdown  # noqa: F401
 
 app = Celery("audiosync")
 app.config_from_object("celeryconfig")

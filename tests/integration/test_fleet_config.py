@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
         pytest.param("AUDIOSYNC_OBJECT_SECONDS", "1", id="object-shorter-than-chunk"),
         pytest.param("AUDIOSYNC_REDIS_URL", "localhost", id="not-a-url"),
         pytest.param("AUDIOSYNC_METRICS_PORT", "http", id="not-a-port"),
+        pytest.param("AUDIOSYNC_LOG_FORMAT", "xml", id="unknown-log-format"),
     ],
 )
 @pytest.mark.parametrize("command", ["worker", "beat"])
