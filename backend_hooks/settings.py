@@ -126,7 +126,11 @@ class Settings:
                 f"AUDIOSYNC_CHUNK_SECONDS must be a whole number of 20 ms frames, got {chunk}"
             )
         object_seconds = _positive("AUDIOSYNC_OBJECT_SECONDS", raw("AUDIOSYNC_OBJECT_SECONDS"))
-        if object_seconds < chunk:
+        reads_both = wanted is None or {
+            "AUDIOSYNC_CHUNK_SECONDS",
+            "AUDIOSYNC_OBJECT_SECONDS",
+        } <= wanted
+        if reads_both and object_seconds < chunk:
             raise ConfigError(
                 f"AUDIOSYNC_OBJECT_SECONDS ({object_seconds}) must be at least "
                 f"AUDIOSYNC_CHUNK_SECONDS ({chunk})"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from celery import Celery, signals
 
-# metrics: imported before anything imports prometheus_client (it may set the multiprocess
-# directory); shutdown: its flag must exist before the pool forks.
+# shutdown: its flag must exist before the pool forks; metrics and logs: signal handlers.
 from workers import logs, metrics, shutdown  # noqa: F401
 
 app = Celery("audiosync")
 app.config_from_object("celeryconfig")
+
+
+@signals.worker_init.connect  # type: ignore[untyped-decorator]
+def _prepare_metrics(**_: object) -> None:  # the worker's main process, before the pool
+    metrics.prepare_worker()
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
@@ -26,10 +30,7 @@ def _serve_metrics(**_: object) -> None:  # the worker's main process
     store = functools.cache(
         lambda: WorkerStore(redis_store.connect(Settings.from_env(role="fleet").redis_url))
     )
-    try:
-        metrics.serve(port, store)
-    except OSError as exc:  # another worker on this host serves it already
-        metrics.log.warning("metrics: cannot serve on port %d: %s", port, exc)
+    metrics.serve(port, store)
 
 
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]

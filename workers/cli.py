@@ -7,14 +7,33 @@ workers/operations.py; this module only reads options and prints.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from typing import Any
 
 import click
+import redis
 
+from backend_hooks import redis_store
+from backend_hooks.settings import Settings
 from workers import operations
-from workers.context import get_context
+from workers.store import WorkerStore
+
+
+@functools.cache
+def _store() -> WorkerStore:
+    """Redis only: an operator's shell needs no GCS credentials for these commands."""
+    return WorkerStore(redis_store.connect(Settings.from_env(role="fleet").redis_url))
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except redis.RedisError as exc:  # one line, not a traceback
+            url = Settings.from_env(role="fleet").redis_url
+            raise click.ClickException(f"Redis at {url} is not answering: {exc}") from None
 
 
 def _emit(as_json: bool, data: Any, lines: list[str]) -> None:
@@ -25,7 +44,7 @@ def _emit(as_json: bool, data: Any, lines: list[str]) -> None:
             click.echo(line)
 
 
-@click.group(name="audiosync")
+@click.group(name="audiosync", cls=_Group)
 def audiosync() -> None:
     """audiosync fleet operations: lag and Redis holdings, flushing now, replays."""
 
@@ -41,7 +60,7 @@ def audiosync() -> None:
 @click.option("--scan-limit", type=int, default=operations.SCAN_LIMIT, show_default=True)
 def status(as_json: bool, max_lag: float | None, scan_limit: int) -> None:
     """How far behind the fleet is, and what Redis holds."""
-    report = operations.fleet_status(get_context().store, scan_limit=scan_limit)
+    report = operations.fleet_status(_store(), scan_limit=scan_limit)
     lines = [
         f"shard {s.shard}: {s.sessions} sessions, {s.due} due, oldest due waited "
         f"{s.oldest_due_seconds:.1f} s"
@@ -49,6 +68,8 @@ def status(as_json: bool, max_lag: float | None, scan_limit: int) -> None:
     ]
     more = "+" if report.truncated else ""
     lines += [
+        f"oldest audio in Redis: {report.oldest_entry_seconds:.1f} s old; "
+        f"lag {report.lag_seconds:.1f} s",
         f"streams held: {report.streams}{more}, {report.entries}{more} entries, "
         f"{report.bytes_held:,}{more} bytes; plans in flight: {report.plans}",
         f"quarantine: {report.quarantined_entries} entries in {report.quarantined_sessions} "
@@ -86,15 +107,17 @@ def replay(
     Running it twice writes nothing new: flushing is idempotent, and requeued entries are
     no longer in quarantine.
     """
-    store = get_context().store
+    store = _store()
+    if cid is not None and uid is None:
+        raise click.UsageError("--conversation goes with --user")
+    named = bool(sessions) or uid is not None  # a selection that matches nothing is nothing
     chosen = list(sessions)
     if uid is not None:
-        chosen += operations.sessions_of(store, uid, cid)
-    elif cid is not None:
-        raise click.UsageError("--conversation goes with --user")
+        find = operations.quarantined_sessions_of if quarantined else operations.sessions_of
+        chosen += [s for s in find(store, uid, cid) if s not in chosen]
     verb = "would" if dry_run else "did"
     if quarantined:
-        targets = chosen or store.quarantined_sessions(operations.SCAN_LIMIT)
+        targets = chosen if named else store.quarantined_sessions(operations.SCAN_LIMIT)
         items = []
         with click.progressbar(targets, label="requeueing", file=sys.stderr) as bar:
             for session_id in bar:
@@ -111,7 +134,7 @@ def replay(
             + [f"{verb} requeue {total} entries of {len(items)} sessions"],
         )
         return
-    if not chosen:
+    if not named:
         raise click.UsageError("name sessions (--session, --user) or pass --quarantined")
     found = operations.flush_now(store, chosen, dry_run=dry_run)
     _emit(

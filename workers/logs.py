@@ -30,10 +30,11 @@ def log_format(environ: dict[str, str] | None = None) -> str:
 def json_formatter() -> logging.Formatter:
     from pythonjsonlogger.json import JsonFormatter
 
-    return JsonFormatter(
+    formatter: logging.Formatter = JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(process)d %(processName)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
     )
+    return formatter
 
 
 @signals.after_setup_logger.connect  # type: ignore[untyped-decorator]

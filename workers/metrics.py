@@ -2,25 +2,32 @@
 
 Flushes run in Celery's prefork pool processes, so the counters and histograms use
 prometheus-client's multiprocess mode: each process writes its values to files in
-``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless the environment names
-one), which must be set before ``prometheus_client`` is imported anywhere in the
-process; this module is imported first by ``workers.celery_app`` for that reason. The
-worker's main process serves ``http://<host>:<port>/metrics``: the pool's counters
-summed, plus gauges read from Redis at scrape time (due sessions and the oldest due age,
-per shard: the fleet's lag; quarantined sessions).
+``PROMETHEUS_MULTIPROC_DIR``, which a worker's main process sets before its pool forks
+(``prepare_worker``, on ``worker_init``: the named directory, or one per port under the
+temporary directory, shared by the workers of a host; the celery command line may have
+imported prometheus-client already, through Flower's command plugin, so its value class
+is picked again). The metric objects are made only after that, in the pool processes,
+so beat, Flower and the CLI create nothing. The worker
+that binds the port serves ``http://<host>:<port>/metrics``: the counters of every pool
+process writing there, summed, plus gauges read from Redis at scrape time (due sessions
+and the oldest due age per shard: the fleet's lag; quarantined sessions).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from backend_hooks.errors import ConfigError
 
 METRICS_PORT_ENV = "AUDIOSYNC_METRICS_PORT"
+QUARANTINE_GAUGE_LIMIT = 10_000
 log = logging.getLogger(__name__)
 
 
@@ -34,58 +41,88 @@ def metrics_port(environ: dict[str, str] | None = None) -> int | None:
     return int(text)
 
 
-def _wanted() -> bool:
+def multiprocess_dir(port: int) -> str:
+    """Where the pool processes of every worker on this host serving ``port`` write their
+    values: ``PROMETHEUS_MULTIPROC_DIR`` if set, else one directory per port under the
+    temporary directory, shared, so whichever worker binds the port serves them all."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return given or os.path.join(tempfile.gettempdir(), f"audiosync-metrics-{port}")
+
+
+def prepare_worker() -> None:
+    """In a worker's main process, before its pool forks (``worker_init``): point
+    prometheus-client's multiprocess mode at the shared directory. Other processes that
+    import the app (beat, Flower, the CLI) never do, and create nothing."""
     try:
-        return metrics_port() is not None
+        port = metrics_port()
     except ConfigError:
-        return False  # celeryconfig stops the process with the message
+        return  # celeryconfig stops the process with the message
+    if port is None:
+        return
+    directory = multiprocess_dir(port)
+    os.makedirs(directory, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    # prometheus-client picks its value class when first imported, and the celery command
+    # line imports it before any app code runs (Flower's command plugin does): pick again.
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
-if _wanted() and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="audiosync-metrics-")
+@functools.cache
+def _metrics() -> SimpleNamespace:
+    """The metric objects, made on first use in each process (after the pool forked, so
+    prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` as ``prepare_worker`` set it)."""
+    from prometheus_client import Counter, Histogram
 
-from prometheus_client import (  # noqa: E402  (after PROMETHEUS_MULTIPROC_DIR is set)
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    multiprocess,
-    start_http_server,
-)
-from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+    return SimpleNamespace(
+        flushes=Counter(
+            "audiosync_flushes_total",
+            "Flushes by outcome: ok, skipped (another flush held the lease), lease_lost (a "
+            "fenced zombie), handed_back (shutdown), failed.",
+            ["outcome"],
+        ),
+        objects=Counter(
+            "audiosync_objects_flushed_total",
+            "Objects committed: created, or already_stored (a 412 checked equal).",
+            ["outcome"],
+        ),
+        chunks=Counter("audiosync_chunks_flushed_total", "Chunks in committed objects."),
+        bytes=Counter("audiosync_bytes_flushed_total", "Bytes of committed objects."),
+        quarantined=Counter("audiosync_entries_quarantined_total", "Entries moved to quarantine."),
+        parked=Counter(
+            "audiosync_sessions_parked_total", "Sessions parked after repeated failures."
+        ),
+        failures=Counter(
+            "audiosync_flush_failures_total", "Failed flushes by error type.", ["reason"]
+        ),
+        upload_seconds=Histogram(
+            "audiosync_upload_seconds",
+            "Wall time of one create-only upload, retries included.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        ),
+        flush_seconds=Histogram(
+            "audiosync_flush_seconds",
+            "Wall time of one flush.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        ),
+    )
 
-FLUSHES = Counter(
-    "audiosync_flushes_total",
-    "Flushes by outcome: ok, skipped (another flush held the lease), lease_lost (a fenced "
-    "zombie), handed_back (shutdown), failed.",
-    ["outcome"],
-)
-OBJECTS = Counter(
-    "audiosync_objects_flushed_total",
-    "Objects committed: created, or already_stored (a 412 checked equal).",
-    ["outcome"],
-)
-CHUNKS = Counter("audiosync_chunks_flushed_total", "Chunks in committed objects.")
-BYTES = Counter("audiosync_bytes_flushed_total", "Bytes of committed objects.")
-QUARANTINED = Counter("audiosync_entries_quarantined_total", "Entries moved to quarantine.")
-PARKED = Counter("audiosync_sessions_parked_total", "Sessions parked after repeated failures.")
-FAILURES = Counter("audiosync_flush_failures_total", "Failed flushes by error type.", ["reason"])
-UPLOAD_SECONDS = Histogram(
-    "audiosync_upload_seconds",
-    "Wall time of one create-only upload, retries included.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-FLUSH_SECONDS = Histogram(
-    "audiosync_flush_seconds",
-    "Wall time of one flush.",
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
+
+def record_error(exc: BaseException, seconds: float) -> None:
+    """Count a flush task that raised (Redis refusing writes, say) as failed."""
+    m = _metrics()
+    m.flushes.labels(outcome="failed").inc()
+    m.failures.labels(reason=type(exc).__name__[:60]).inc()
+    m.flush_seconds.observe(seconds)
 
 
 def record_flush(result: Any, seconds: float) -> None:
     """Count one flush (a ``workers.flush.FlushResult``)."""
+    m = _metrics()
     if result.failed and not result.skipped:
         outcome = "failed"
-        FAILURES.labels(reason=result.failed.split(":", 1)[0][:60]).inc()
+        m.failures.labels(reason=result.failed.split(":", 1)[0][:60]).inc()
     elif result.skipped == "lease lost":
         outcome = "lease_lost"
     elif result.skipped and result.skipped.startswith("handed back"):
@@ -94,17 +131,17 @@ def record_flush(result: Any, seconds: float) -> None:
         outcome = "skipped"
     else:
         outcome = "ok"
-    FLUSHES.labels(outcome=outcome).inc()
-    OBJECTS.labels(outcome="created").inc(result.objects_created)
-    OBJECTS.labels(outcome="already_stored").inc(result.objects_already_stored)
-    CHUNKS.inc(result.chunks_stored)
-    BYTES.inc(result.bytes_stored)
-    QUARANTINED.inc(result.quarantined)
+    m.flushes.labels(outcome=outcome).inc()
+    m.objects.labels(outcome="created").inc(result.objects_created)
+    m.objects.labels(outcome="already_stored").inc(result.objects_already_stored)
+    m.chunks.inc(result.chunks_stored)
+    m.bytes.inc(result.bytes_stored)
+    m.quarantined.inc(result.quarantined)
     if result.parked:
-        PARKED.inc()
+        m.parked.inc()
     for upload in result.upload_seconds:
-        UPLOAD_SECONDS.observe(upload)
-    FLUSH_SECONDS.observe(seconds)
+        m.upload_seconds.observe(upload)
+    m.flush_seconds.observe(seconds)
 
 
 class RedisCollector:
@@ -113,7 +150,9 @@ class RedisCollector:
     def __init__(self, store_factory: Any) -> None:
         self._store_factory = store_factory
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
         from workers import operations  # the fleet's Redis reads
 
         up = GaugeMetricFamily("audiosync_redis_up", "1 if the scrape could read Redis.")
@@ -121,7 +160,7 @@ class RedisCollector:
             store = self._store_factory()
             now = store.time()
             shards = operations.due_shards(store, now)
-            quarantined = len(store.quarantined_sessions(operations.SCAN_LIMIT))
+            quarantined = operations.quarantined_count(store, QUARANTINE_GAUGE_LIMIT)
         except Exception as exc:  # a scrape must answer even when Redis is away
             log.warning("metrics: cannot read Redis: %s", exc)
             up.add_metric([], 0)
@@ -134,7 +173,7 @@ class RedisCollector:
         )
         age = GaugeMetricFamily(
             "audiosync_due_oldest_age_seconds",
-            "How long the longest-waiting due session has waited: the fleet's lag.",
+            "How long the longest-waiting due session has waited.",
             labels=["shard"],
         )
         held = GaugeMetricFamily(
@@ -145,20 +184,39 @@ class RedisCollector:
             age.add_metric([str(shard.shard)], shard.oldest_due_seconds)
             held.add_metric([str(shard.shard)], shard.sessions)
         yield from (due, age, held)
-        q = GaugeMetricFamily("audiosync_quarantined_sessions", "Sessions with a quarantine.")
+        q = GaugeMetricFamily(
+            "audiosync_quarantined_sessions",
+            f"Sessions with entries in quarantine (of the first {QUARANTINE_GAUGE_LIMIT} "
+            "in the index).",
+        )
         q.add_metric([], quarantined)
         yield q
 
 
-def serve(port: int, store_factory: Any) -> None:
-    """Serve /metrics from this (the worker's main) process."""
+def serve(port: int, store_factory: Any) -> bool:
+    """Serve /metrics from this (a worker's main) process; False if the port is taken."""
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(RedisCollector(store_factory))
-    start_http_server(port, registry=registry)
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as exc:
+        log.warning(
+            "metrics: port %d is taken (%s); the worker serving it reads %s, where this "
+            "worker's pool writes too",
+            port,
+            exc,
+            os.environ.get("PROMETHEUS_MULTIPROC_DIR"),
+        )
+        return False
     log.info("metrics on http://0.0.0.0:%d/metrics", port)
+    return True
 
 
 def process_exited(pid: int) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -13,11 +13,12 @@ from typing import Any, cast
 
 from backend_hooks.redis_store import due_key, quarantine_key, stream_key
 from workers import quarantine
-from workers.store import WorkerStore
+from workers.store import QuarantinedEntry, WorkerStore
 
 DUE_SHARDS = 1  # one shard today (backend_hooks.redis_store.shard_of)
 SCAN_LIMIT = 100_000
 QUARANTINE_READ = 1000
+ENTRY_READ = 2000  # entries of one stream looked at to match a user or conversation
 PARKED_PREFIX = "parked after"
 
 
@@ -40,12 +41,17 @@ class FleetStatus:
     quarantined_sessions: int = 0
     quarantined_entries: int = 0
     parked_sessions: int = 0
+    oldest_entry_seconds: float = 0.0  # age of the oldest entry still in a stream
     truncated: bool = False  # more keys than scan_limit: the counts are lower bounds
     reasons: dict[str, int] = field(default_factory=dict)  # quarantine reasons, first words
 
     @property
     def lag_seconds(self) -> float:
-        return max((s.oldest_due_seconds for s in self.shards), default=0.0)
+        """How far behind: the longest a due session has waited, or the age of the oldest
+        audio still in Redis (a failing session backs off, so it is not due, but its
+        audio waits). In steady state about AUDIOSYNC_BATCH_MAX_AGE_SECONDS."""
+        due = max((s.oldest_due_seconds for s in self.shards), default=0.0)
+        return max(due, self.oldest_entry_seconds)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "lag_seconds": self.lag_seconds}
@@ -71,6 +77,16 @@ def due_shards(store: WorkerStore, now: float) -> list[ShardStatus]:
     return shards
 
 
+def quarantined_count(store: WorkerStore, limit: int) -> int:
+    """Sessions of the quarantine index (its first ``limit``) whose quarantine is not empty
+    (the index over-covers: a refused quarantine still bumped it)."""
+    sessions = store.quarantined_sessions(limit)
+    pipe = store.client.pipeline(transaction=False)
+    for session_id in sessions:
+        pipe.xlen(quarantine_key(session_id))
+    return sum(1 for length in pipe.execute() if length)
+
+
 def fleet_status(store: WorkerStore, *, scan_limit: int = SCAN_LIMIT) -> FleetStatus:
     now = store.time()
     client = store.client
@@ -81,6 +97,10 @@ def fleet_status(store: WorkerStore, *, scan_limit: int = SCAN_LIMIT) -> FleetSt
         status.streams += 1
         status.entries += int(client.xlen(stream))
         status.bytes_held += int(client.memory_usage(stream) or 0)
+        first = cast(list[tuple[bytes, object]], client.xrange(stream, count=1))
+        if first:
+            age = now - int(first[0][0].split(b"-", 1)[0]) / 1000
+            status.oldest_entry_seconds = max(status.oldest_entry_seconds, age)
     status.plans = sum(1 for _ in _scan(store, "audiosync:{*}:plan", scan_limit))
     for session_id in store.quarantined_sessions(scan_limit):
         entries = store.read_quarantine(session_id, QUARANTINE_READ)
@@ -105,18 +125,38 @@ class ReplayItem:
 def sessions_of(
     store: WorkerStore, uid: str, cid: str | None = None, *, scan_limit: int = SCAN_LIMIT
 ) -> list[str]:
-    """Sessions with entries in Redis whose first entry is of ``uid`` (and ``cid``)."""
+    """Sessions with entries in Redis of ``uid`` (and, if given, with an entry of ``cid``:
+    a session that switched conversation holds several)."""
     out = []
+    want_uid, want_cid = uid.encode(), None if cid is None else cid.encode()
     for key in _scan(store, "audiosync:{*}:chunks", scan_limit):
-        first = cast(list[tuple[bytes, dict[bytes, bytes]]], store.client.xrange(key, count=1))
-        if not first:
-            continue
-        fields = first[0][1]
-        if fields.get(b"uid") == uid.encode() and (
-            cid is None or fields.get(b"cid") == cid.encode()
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]], store.client.xrange(key, count=ENTRY_READ)
+        )
+        if any(
+            f.get(b"uid") == want_uid and (want_cid is None or f.get(b"cid") == want_cid)
+            for _, f in entries
         ):
-            out.append(key.decode().split("{", 1)[1].split("}", 1)[0])
+            out.append(_session_of_key(key))
     return out
+
+
+def quarantined_sessions_of(
+    store: WorkerStore, uid: str, cid: str | None = None, *, scan_limit: int = SCAN_LIMIT
+) -> list[str]:
+    """Sessions whose quarantine holds an entry of ``uid`` (and ``cid``)."""
+    out = []
+    for session_id in store.quarantined_sessions(scan_limit):
+        for entry in store.read_quarantine(session_id, QUARANTINE_READ):
+            f = entry.fields
+            if f.get(b"uid") == uid.encode() and (cid is None or f.get(b"cid") == cid.encode()):
+                out.append(session_id)
+                break
+    return out
+
+
+def _session_of_key(key: bytes) -> str:
+    return key.decode().split("{", 1)[1].split("}", 1)[0]
 
 
 def flush_now(store: WorkerStore, session_ids: list[str], *, dry_run: bool = False) -> list[str]:
@@ -134,12 +174,25 @@ def requeue_session(
 ) -> int:
     """Put a session's quarantined entries back (those whose reason contains ``reason``,
     or all); it is due at once. Returns how many (would) move; a second run finds none."""
-    entries = store.read_quarantine(session_id, QUARANTINE_READ)
-    chosen = [e for e in entries if reason is None or reason in e.reason]
+    if reason is None:
+        if dry_run:
+            return int(store.client.xlen(quarantine_key(session_id)))
+        return quarantine.replay(store, session_id)
+    chosen = [e.quarantine_id for e in _all_quarantined(store, session_id) if reason in e.reason]
     if dry_run or not chosen:
         return len(chosen)
-    ids = [] if reason is None else [e.quarantine_id for e in chosen]
-    return quarantine.replay(store, session_id, ids)
+    return quarantine.replay(store, session_id, chosen)
+
+
+def _all_quarantined(store: WorkerStore, session_id: str) -> Iterator[QuarantinedEntry]:
+    """Every entry of a session's quarantine, read in pages of QUARANTINE_READ."""
+    after: bytes | None = None
+    while True:
+        page = store.read_quarantine(session_id, QUARANTINE_READ, after=after)
+        yield from page
+        if len(page) < QUARANTINE_READ:
+            return
+        after = page[-1].quarantine_id
 
 
 def requeue(

@@ -498,10 +498,14 @@ class WorkerStore:
         members = cast(list[bytes], self.client.zrange(QUARANTINE_INDEX, 0, limit - 1))
         return [m.decode() for m in members]
 
-    def read_quarantine(self, session_id: str, limit: int = 1000) -> list[QuarantinedEntry]:
+    def read_quarantine(
+        self, session_id: str, limit: int = 1000, *, after: bytes | None = None
+    ) -> list[QuarantinedEntry]:
+        """Up to ``limit`` quarantined entries, oldest first (after the id ``after``)."""
+        start = b"(" + after if after is not None else "-"
         raw = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            self.client.xrange(quarantine_key(session_id), count=limit),
+            self.client.xrange(quarantine_key(session_id), min=start, count=limit),
         )
         return [_quarantined(qid, fields) for qid, fields in raw]
 

@@ -33,15 +33,19 @@ def sweep() -> int:
 def flush_session(session_id: str) -> dict[str, Any]:
     ctx = get_context()
     started = time.monotonic()
-    result = flush.flush_session(
-        session_id,
-        store=ctx.store,
-        bucket=ctx.bucket,
-        policy=ctx.policy,
-        config=ctx.config,
-        clock=ctx.clock,
-        should_stop=shutdown.stop_requested,
-    )
+    try:
+        result = flush.flush_session(
+            session_id,
+            store=ctx.store,
+            bucket=ctx.bucket,
+            policy=ctx.policy,
+            config=ctx.config,
+            clock=ctx.clock,
+            should_stop=shutdown.stop_requested,
+        )
+    except Exception as exc:  # Redis refusing the lease, say: counted, then Celery's
+        metrics.record_error(exc, time.monotonic() - started)
+        raise
     metrics.record_flush(result, time.monotonic() - started)
     log.info("flushed %s: %s", session_id, result)
     return result.__dict__

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
     [
         pytest.param("AUDIOSYNC_LEASE_SECONDS", "abc", id="not-a-number"),
         pytest.param("AUDIOSYNC_FLUSH_MAX_ATTEMPTS", "2.5", id="not-whole"),
-        pytest.param("AUDIOSYNC_OBJECT_SECONDS", "1", id="object-shorter-than-chunk"),
+        pytest.param("AUDIOSYNC_SWEEP_INTERVAL_SECONDS", "0", id="not-positive"),
         pytest.param("AUDIOSYNC_REDIS_URL", "localhost", id="not-a-url"),
         pytest.param("AUDIOSYNC_METRICS_PORT", "http", id="not-a-port"),
         pytest.param("AUDIOSYNC_LOG_FORMAT", "xml", id="unknown-log-format"),
