@@ -651,6 +651,9 @@ def count_in_logs(workdir: Path, text: str) -> int:
     )
 
 
+ZOMBIE_GRACE = 1.0  # seconds a woken zombie gets to try its writes before the next action
+
+
 def pause_mid_upload(
     proxy: GcsFaultProxy, fleet: Fleet, seconds: float, stop: threading.Event
 ) -> bool:
@@ -675,6 +678,7 @@ def pause_mid_upload(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(paused[0], signal.SIGCONT)
+    stop.wait(ZOMBIE_GRACE)  # before the next action (a Redis restart, say): it writes now
     return True
 
 

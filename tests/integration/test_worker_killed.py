@@ -86,8 +86,9 @@ def test_sigkilled_worker_loses_and_duplicates_nothing(
 def test_sigterm_to_the_worker_lets_its_running_flush_end_cleanly(
     stack: StackInfo, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """Warm shutdown mid-flush: the flush ends (here: its upload times out, counted as a
-    failure) and releases its lease, instead of dying with it held for the lease time."""
+    """Warm shutdown mid-flush: the flush ends (its upload times out, counted as a failure,
+    or it hands back before uploading) and releases its lease, instead of dying with it
+    held for the lease time."""
     with socket.socket() as blackhole:  # GCS that accepts connections and never answers
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(64)
@@ -115,5 +116,8 @@ def test_sigterm_to_the_worker_lets_its_running_flush_end_cleanly(
 
     assert stopped < 15, f"warm shutdown took {stopped:.1f} s"
     assert not redis_client.exists(lease)  # released by the flush itself, not by its TTL
-    assert redis_client.hget(f"audiosync:{{{sid}}}:failures", "count") == b"1"
+    # Either the upload had begun (it times out: one failure counted) or the stop came
+    # before it (the flush handed the session back): both end the flush cleanly.
+    failures = redis_client.hget(f"audiosync:{{{sid}}}:failures", "count")
+    assert failures == b"1" or "handed back" in worker.log.read_text(errors="replace")
     assert redis_client.xlen(f"audiosync:{{{sid}}}:chunks") == 2  # nothing lost
