@@ -6,13 +6,10 @@ on the code as first reviewed, and passes since the fixes it names.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 import redis
@@ -21,30 +18,10 @@ from audiosync_dev.localstack import StackInfo, free_port
 from backend_hooks import AudioSyncClient
 from backend_hooks.redis_store import QUARANTINE_INDEX, due_key, quarantine_key, stream_key
 from backend_hooks.settings import Settings
+from tests.integration.commands import as_json, celery
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def celery(*args: str, env: dict[str, str], drop: tuple[str, ...] = ()) -> Any:
-    full = {**os.environ, **env}
-    for name in drop:
-        full.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers", *args],
-        env=full,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def as_json(done: subprocess.CompletedProcess[str]) -> Any:
-    assert done.returncode in (0, 2), done.stderr
-    return json.loads(done.stdout)
 
 
 def pushed(settings: Settings, uid: str, seconds: int = 10) -> str:

@@ -9,35 +9,22 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from audiosync_dev.localstack import StackInfo, free_port
 from backend_hooks import AudioSyncClient
 from backend_hooks.settings import Settings
+from tests.integration.commands import ROOT, celery, scrape
 from workers import metrics, operations, tasks
 from workers.context import WorkerContext
 from workers.store import LeaseLostError, WorkerStore
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
-        text = page.read().decode()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}"] = sample.value
-    return out
 
 
 WORKER_MAIN = textwrap.dedent(
@@ -184,22 +171,12 @@ def test_a_cli_run_leaves_no_metrics_directory_behind(
     workers (``celery audiosync status`` as a probe every 10 s, beat, a worker restart)
     creates a fresh audiosync-metrics-* directory with its .db files, never removed."""
     env = {
-        **os.environ,
         **stack.env(),
         "AUDIOSYNC_METRICS_PORT": str(free_port()),
         "TMPDIR": str(tmp_path),
     }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     for _ in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "workers", "audiosync", "status", "--json"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = celery("audiosync", "status", "--json", env=env, drop=("PROMETHEUS_MULTIPROC_DIR",))
         assert done.returncode == 0, done.stderr[-500:]
     left = sorted(p.name for p in tmp_path.glob("audiosync-metrics-*"))
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.db"))

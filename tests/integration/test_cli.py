@@ -6,12 +6,7 @@ a subprocess, on the session's valkey and fake-gcs-server (their env is in os.en
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,26 +16,9 @@ from audiosync_dev.localstack import StackInfo
 from backend_hooks import AudioSyncClient
 from backend_hooks.redis_store import due_key, quarantine_key, stream_key
 from backend_hooks.settings import Settings
+from tests.integration.commands import as_json, celery
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def celery(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers", *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def as_json(done: subprocess.CompletedProcess[str]) -> Any:
-    assert done.returncode in (0, 2), done.stderr
-    return json.loads(done.stdout)
 
 
 def session_with_chunks(settings: Settings, uid: str, seconds: int = 10) -> str:

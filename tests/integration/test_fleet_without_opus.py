@@ -10,8 +10,6 @@ test's pusher (which has opuslib) wrote, and they read back sample-exact.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +21,10 @@ from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, envelope, storage
 from backend_hooks.settings import Settings
+from tests.integration.commands import run_python
 
 pytestmark = pytest.mark.integration
 SECRET = "fleet-without-opus-secret-0123456789"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -41,24 +39,12 @@ def no_opus(tmp_path: Path) -> dict[str, str]:
     return {"PYTHONPATH": path.rstrip(os.pathsep)}
 
 
-def run(code_or_args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *code_or_args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_the_fleet_imports_without_opuslib(stack: StackInfo, no_opus: dict[str, str]) -> None:
     env = {**stack.env(), **no_opus}
-    blocked = run(["-c", "import opuslib"], env)
+    blocked = run_python(["-c", "import opuslib"], env)
     assert blocked.returncode != 0 and "blocked by the test" in blocked.stderr  # it bites
 
-    imports = run(
+    imports = run_python(
         [
             "-c",
             "import sys\n"
@@ -73,7 +59,7 @@ def test_the_fleet_imports_without_opuslib(stack: StackInfo, no_opus: dict[str, 
         env,
     )
     assert imports.returncode == 0, imports.stderr
-    report = run(["-m", "celery", "-A", "workers", "report"], env)  # app, loader, settings
+    report = run_python(["-m", "celery", "-A", "workers", "report"], env)  # app, loader, settings
     assert report.returncode == 0, report.stderr
     assert "audiosync-sweep" in report.stdout
 

@@ -4,12 +4,10 @@ counters summed across its processes, and the lag read from Redis at scrape time
 from __future__ import annotations
 
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo, free_port
@@ -17,19 +15,9 @@ from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient
 from backend_hooks.redis_store import due_key
 from backend_hooks.settings import Settings
+from tests.integration.commands import scrape
 
 pytestmark = pytest.mark.integration
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
-        text = page.read().decode()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}"] = sample.value
-    return out
 
 
 def test_a_worker_serves_its_flush_counters_and_the_lag(
