@@ -21,16 +21,9 @@ def _serve_metrics(**_: object) -> None:  # the worker's main process
     port = metrics.metrics_port()
     if port is None:
         return
-    import functools
+    from workers.context import redis_only_store
 
-    from backend_hooks import redis_store
-    from backend_hooks.settings import Settings
-    from workers.store import WorkerStore
-
-    store = functools.cache(
-        lambda: WorkerStore(redis_store.connect(Settings.from_env(role="fleet").redis_url))
-    )
-    metrics.serve(port, store)
+    metrics.serve(port, redis_only_store)
 
 
 @signals.worker_process_shutdown.connect  # type: ignore[untyped-decorator]

@@ -7,7 +7,6 @@ workers/operations.py; this module only reads options and prints.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from typing import Any
@@ -15,16 +14,9 @@ from typing import Any
 import click
 import redis
 
-from backend_hooks import redis_store
 from backend_hooks.settings import Settings
 from workers import operations
-from workers.store import WorkerStore
-
-
-@functools.cache
-def _store() -> WorkerStore:
-    """Redis only: an operator's shell needs no GCS credentials for these commands."""
-    return WorkerStore(redis_store.connect(Settings.from_env(role="fleet").redis_url))
+from workers.context import redis_only_store
 
 
 class _Group(click.Group):
@@ -60,7 +52,7 @@ def audiosync() -> None:
 @click.option("--scan-limit", type=int, default=operations.SCAN_LIMIT, show_default=True)
 def status(as_json: bool, max_lag: float | None, scan_limit: int) -> None:
     """How far behind the fleet is, and what Redis holds."""
-    report = operations.fleet_status(_store(), scan_limit=scan_limit)
+    report = operations.fleet_status(redis_only_store(), scan_limit=scan_limit)
     lines = [
         f"shard {s.shard}: {s.sessions} sessions, {s.due} due, oldest due waited "
         f"{s.oldest_due_seconds:.1f} s"
@@ -107,7 +99,7 @@ def replay(
     Running it twice writes nothing new: flushing is idempotent, and requeued entries are
     no longer in quarantine.
     """
-    store = _store()
+    store = redis_only_store()
     if cid is not None and uid is None:
         raise click.UsageError("--conversation goes with --user")
     named = bool(sessions) or uid is not None  # a selection that matches nothing is nothing

@@ -48,6 +48,13 @@ class WorkerContext:
 
 
 @functools.cache
+def redis_only_store() -> WorkerStore:
+    """The fleet's Redis and nothing else (no bucket, no GCS credentials): for the
+    operator commands and the metrics server of a worker's main process."""
+    return WorkerStore(redis_store.connect(Settings.from_env(role="fleet").redis_url))
+
+
+@functools.cache
 def get_context() -> WorkerContext:
     """This worker process's context, built from the environment on first use."""
     return WorkerContext.from_settings(Settings.from_env(role="fleet"))

@@ -48,7 +48,7 @@ from workers.planner import (
     conflicting_repeats,
     plan_flush,
 )
-from workers.store import LeaseLostError, WorkerStore
+from workers.store import LeaseLostError, StoredSeqs, WorkerStore
 from workers.validate import Limits, parse_only, validate_entry
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,8 @@ class _Flush:
             for eid, fields in raw
         ]
         good: list[Entry] = [e for e in checked if not isinstance(e, BadEntry)]
-        stored = self.store.stored_seqs(self.session_id)
+        chunks = not legacy and any(isinstance(e, ChunkEntry) for e in good)
+        stored = self.store.stored_seqs(self.session_id) if chunks else StoredSeqs(b"")
         again = [
             BadEntry(
                 e.entry_id,
@@ -241,7 +242,7 @@ class _Flush:
                 "replayed again after its original was stored)",
             )
             for e in good
-            if isinstance(e, ChunkEntry) and e.seq in stored and not legacy
+            if isinstance(e, ChunkEntry) and e.seq in stored
         ]
         bad = [e for e in checked if isinstance(e, BadEntry)] + again
         if not legacy:

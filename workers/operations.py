@@ -18,6 +18,7 @@ from workers.store import QuarantinedEntry, WorkerStore
 DUE_SHARDS = 1  # one shard today (backend_hooks.redis_store.shard_of)
 SCAN_LIMIT = 100_000
 QUARANTINE_READ = 1000
+PIPELINE = 1000  # keys read per round trip
 ENTRY_READ = 2000  # entries of one stream looked at to match a user or conversation
 PARKED_PREFIX = "parked after"
 
@@ -93,14 +94,21 @@ def fleet_status(store: WorkerStore, *, scan_limit: int = SCAN_LIMIT) -> FleetSt
     status = FleetStatus(now=now, shards=due_shards(store, now))
     keys = list(_scan(store, "audiosync:{*}:chunks", scan_limit + 1))
     status.truncated = len(keys) > scan_limit
-    for stream in keys[:scan_limit]:
-        status.streams += 1
-        status.entries += int(client.xlen(stream))
-        status.bytes_held += int(client.memory_usage(stream) or 0)
-        first = cast(list[tuple[bytes, object]], client.xrange(stream, count=1))
-        if first:
-            age = now - int(first[0][0].split(b"-", 1)[0]) / 1000
-            status.oldest_entry_seconds = max(status.oldest_entry_seconds, age)
+    for start in range(0, min(len(keys), scan_limit), PIPELINE):
+        batch = keys[start : min(start + PIPELINE, scan_limit)]
+        pipe = client.pipeline(transaction=False)
+        for stream in batch:
+            pipe.xlen(stream)
+            pipe.memory_usage(stream)
+            pipe.xrange(stream, count=1)
+        answers = pipe.execute()
+        for length, size, first in zip(answers[0::3], answers[1::3], answers[2::3], strict=True):
+            status.streams += 1
+            status.entries += int(length)
+            status.bytes_held += int(size or 0)
+            if first:
+                age = now - int(first[0][0].split(b"-", 1)[0]) / 1000
+                status.oldest_entry_seconds = max(status.oldest_entry_seconds, age)
     status.plans = sum(1 for _ in _scan(store, "audiosync:{*}:plan", scan_limit))
     for session_id in store.quarantined_sessions(scan_limit):
         entries = store.read_quarantine(session_id, QUARANTINE_READ)
