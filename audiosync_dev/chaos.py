@@ -56,7 +56,7 @@ from audiosync_dev import processes
 from audiosync_dev.faults import GcsFaultProxy, GcsFaultStats, RedisDropStats, RedisReplyDropProxy
 from audiosync_dev.localstack import LocalStack, StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, container, envelope, naming
+from backend_hooks import AudioSyncClient, container, envelope, naming, redis_store
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.errors import AudioSyncError, EnqueueError
@@ -79,19 +79,22 @@ POISON_KINDS = (
     "absurd_start_us",
     "garbage_data",
 )
-DUE_INDEX = "audiosync:due:{0}"
-QUARANTINE_INDEX = "audiosync:quarantined"
 STUCK_SECONDS = 30.0  # a drain that changes nothing for this long has stopped for good
 WORKER_STOP_SECONDS = 15.0
 
 
-def stream_key(session_id: str) -> str:
-    return f"audiosync:{{{session_id}}}:chunks"
-
-
 def session_of_key(key: bytes | str) -> str:
-    text = key.decode() if isinstance(key, bytes) else key
-    return text[text.index("{") + 1 : text.index("}")]
+    where = redis_store.session_of_key(key)
+    if where is None:
+        raise ValueError(f"{key!r} is not a session key")
+    return where[1]
+
+
+def due_members(r: redis.Redis) -> int:
+    """Sessions in any shard's due index (the legacy one included)."""
+    legacy = redis_store.due_key(redis_store.LEGACY_SHARD)
+    keys = [*r.scan_iter(match=redis_store.DUE_KEY_PATTERN, count=1000), legacy]
+    return sum(int(r.zcard(k)) for k in keys)
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -252,6 +255,7 @@ def make_plans(config: ChaosConfig, now: float | None = None) -> list[SessionPla
 @dataclass
 class LiveSession:
     session_id: str
+    shard: int
     uid: str
     cid: str
     rate: int
@@ -336,6 +340,7 @@ class SessionPusher:
         assert self.session is not None
         return LiveSession(
             self.session.session_id,
+            self.session.redis_keys.shard,
             self.plan.uid,
             self.cid,
             self.plan.rate,
@@ -599,10 +604,14 @@ def poison_fields(
     return fields
 
 
-def _last_real_chunk(r: redis.Redis, session_id: str) -> dict[bytes, bytes] | None:
+def _keys(live: LiveSession) -> redis_store.SessionKeys:
+    return redis_store.SessionKeys(live.session_id, live.shard)
+
+
+def _last_real_chunk(r: redis.Redis, live: LiveSession) -> dict[bytes, bytes] | None:
     raw = cast(
         list[tuple[bytes, dict[bytes, bytes]]],
-        r.xrevrange(stream_key(session_id), count=50),
+        r.xrevrange(_keys(live).chunks, count=50),
     )
     for _, fields in raw:
         if fields.get(b"kind") == b"chunk" and b"poison" not in fields and b"data" in fields:
@@ -627,15 +636,15 @@ def inject_poison(
         target = live[0] if live else None
         if kind == "garbage_data":  # wants a real entry to copy, if one is still there
             for candidate in live:
-                real = _last_real_chunk(r, candidate.session_id)
+                real = _last_real_chunk(r, candidate)
                 if real is not None:
                     target = candidate
                     break
         last_try = time.monotonic() >= give_up_at
         if target is not None and (real is not None or kind != "garbage_data" or last_try):
             fields = poison_fields(kind, k, target, keys, rng, real)
-            entry_id = cast(bytes, r.xadd(stream_key(target.session_id), fields))  # type: ignore[arg-type]
-            r.zadd(DUE_INDEX, {target.session_id: time.time()})
+            entry_id = cast(bytes, r.xadd(_keys(target).chunks, fields))  # type: ignore[arg-type]
+            r.zadd(_keys(target).due, {target.session_id: time.time()})
             return Poison(k, kind, target.session_id, entry_id.decode(), fields[b"data"])
         if last_try:
             return None
@@ -692,10 +701,10 @@ def inject_duplicate(
         live = registry.snapshot()
         rng.shuffle(live)
         for candidate in live:
-            real = _last_real_chunk(r, candidate.session_id)
+            real = _last_real_chunk(r, candidate)
             if real is not None and b"seq" in real:
-                r.xadd(stream_key(candidate.session_id), real)  # type: ignore[arg-type]
-                r.zadd(DUE_INDEX, {candidate.session_id: time.time()})
+                r.xadd(_keys(candidate).chunks, real)  # type: ignore[arg-type]
+                r.zadd(_keys(candidate).due, {candidate.session_id: time.time()})
                 return candidate.session_id, int(real[b"seq"])
         if time.monotonic() >= give_up_at:
             return None
@@ -831,8 +840,12 @@ class RedisLeft:
         return (self.streams, self.entries, self.plans, self.intents, self.due)
 
 
+def _count(r: redis.Redis, pattern: str) -> int:
+    return sum(1 for _ in r.scan_iter(match=pattern, count=1000))
+
+
 def redis_left(r: redis.Redis, *, with_ids: bool = False) -> RedisLeft:
-    streams = list(r.scan_iter(match="audiosync:{*}:chunks", count=1000))
+    streams = list(r.scan_iter(match=redis_store.session_key_pattern("chunks"), count=1000))
     entries = 0
     ids: set[tuple[str, int]] = set()
     for key in streams:
@@ -846,9 +859,9 @@ def redis_left(r: redis.Redis, *, with_ids: bool = False) -> RedisLeft:
     return RedisLeft(
         streams=len(streams),
         entries=entries,
-        plans=sum(1 for _ in r.scan_iter(match="audiosync:{*}:plan", count=1000)),
-        intents=sum(1 for _ in r.scan_iter(match="audiosync:{*}:intent", count=1000)),
-        due=r.zcard(DUE_INDEX),
+        plans=_count(r, redis_store.session_key_pattern("plan")),
+        intents=_count(r, redis_store.session_key_pattern("intent")),
+        due=due_members(r),
         chunk_ids=frozenset(ids),
     )
 
@@ -1174,15 +1187,15 @@ def audit_run(
                 )
 
     # quarantine
-    index = set()
-    with contextlib.suppress(redis.RedisError):
-        index = {m.decode() for m in cast(list[bytes], r.zrange(QUARANTINE_INDEX, 0, -1))}
     quarantined: set[tuple[str, int]] = set()
-    for key in r.scan_iter(match="audiosync:{*}:quarantine", count=1000):
-        session_id = session_of_key(key)
-        if session_id not in index:
+    for key in r.scan_iter(match=redis_store.session_key_pattern("quarantine"), count=1000):
+        located = redis_store.session_of_key(key)
+        assert located is not None
+        shard, session_id = located
+        index_key = redis_store.quarantine_index_key(shard)
+        if r.zscore(index_key, session_id) is None:
             a.quarantine_unindexed += 1
-            a.note(f"quarantine of {session_id[:8]} is not in {QUARANTINE_INDEX}")
+            a.note(f"quarantine of {session_id[:8]} is not in {index_key}")
         raw = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(key))
         for qid, fields in raw:
             reason = fields.get(b"reason", b"").strip()

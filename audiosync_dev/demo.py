@@ -28,7 +28,7 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, storage
+from backend_hooks import AudioSyncClient, redis_store, storage
 from backend_hooks.settings import Settings
 
 SESSIONS = 20
@@ -141,7 +141,9 @@ async def push_all(client: AudioSyncClient) -> list[Conversation]:
 def wait_drained(client: redis.Redis, logs: Path, timeout: float = 90.0) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if client.zcard("audiosync:due:{0}") == 0 and not client.keys("audiosync:{*}:chunks"):
+        # An empty sorted set is no key: no due index left means no session is due.
+        due = client.keys(redis_store.DUE_KEY_PATTERN)
+        if not due and not client.keys(redis_store.session_key_pattern("chunks")):
             return time.monotonic() - started
         time.sleep(0.2)
     raise RuntimeError(f"streams not drained after {timeout:.0f} s; the logs are in {logs}")

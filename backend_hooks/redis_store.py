@@ -15,56 +15,150 @@ milliseconds are the server time of the append, the clock every age is measured 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Union
 
 import redis
+import redis.cluster
 
 from backend_hooks.entries import NewEntry
 
-
-def stream_key(session_id: str) -> str:
-    return f"audiosync:{{{session_id}}}:chunks"
-
-
-def appended_key(session_id: str) -> str:
-    return f"audiosync:{{{session_id}}}:appended"
+#: The shard of the release before shards: its keys carry the session as hash tag, its
+#: due index is ``audiosync:due:{0}``. Workers on a single Redis drain it (upgrades,
+#: docs/ARCHITECTURE.md "Shards"); nothing new is written there.
+LEGACY_SHARD = -1
 
 
-def lease_key(session_id: str) -> str:
-    return f"audiosync:{{{session_id}}}:lease"
+def shard_of(session_id: str, shards: int) -> int:
+    """The due-index shard of a session: a stable hash (CRC-32) of its id, mod ``shards``.
+
+    The pusher computes it once, when the session opens; the fleet never recomputes it
+    for a flush (a flush works on the shard whose due index it claimed the session from),
+    so changing ``AUDIOSYNC_DUE_SHARDS`` moves only new sessions.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    return zlib.crc32(session_id.encode()) % shards
 
 
-def plan_key(session_id: str) -> str:
-    return f"audiosync:{{{session_id}}}:plan"
+def _shard_prefix(shard: int) -> str:
+    if shard < 0:
+        raise ValueError(f"shard must be >= 0 (or LEGACY_SHARD for its own keys), got {shard}")
+    return f"audiosync:{{s{shard}}}:"
 
 
-def legacy_intent_key(session_id: str) -> str:
-    """Written by the first release's flush; read once, then deleted (FORMATS.md §5.4)."""
-    return f"audiosync:{{{session_id}}}:intent"
+def due_key(shard: int) -> str:
+    """The shard's due index: session id -> due time (Redis server time, Unix seconds)."""
+    return "audiosync:due:{0}" if shard == LEGACY_SHARD else _shard_prefix(shard) + "due"
 
 
-def stored_key(session_id: str) -> str:
-    """A bitmap: bit ``seq`` is set when an object holding chunk ``seq`` has committed."""
-    return f"audiosync:{{{session_id}}}:stored"
+def quarantine_index_key(shard: int) -> str:
+    """The shard's sessions with a quarantine (score: quarantines begun, an over-count)."""
+    if shard == LEGACY_SHARD:
+        return "audiosync:quarantined"
+    return _shard_prefix(shard) + "quarantined"
 
 
-def failures_key(session_id: str) -> str:
-    return f"audiosync:{{{session_id}}}:failures"
+def dispatch_key(shard: int) -> str:
+    """Held while a flush task of the shard is queued or running (workers/dispatch.py)."""
+    if shard == LEGACY_SHARD:
+        return "audiosync:dispatch:{0}"
+    return _shard_prefix(shard) + "dispatch"
 
 
-def quarantine_key(session_id: str) -> str:
-    return f"audiosync:{{{session_id}}}:quarantine"
+@dataclass(frozen=True)
+class SessionKeys:
+    """Every key of one session. The hash tag is its shard (``{s7}``): a session's keys,
+    its shard's due index and quarantine index share one Redis Cluster slot, so every
+    script and MULTI touches one slot, and a shard lives on one cluster node."""
+
+    session_id: str
+    shard: int
+
+    @property
+    def prefix(self) -> str:
+        if self.shard == LEGACY_SHARD:
+            return f"audiosync:{{{self.session_id}}}:"
+        return f"{_shard_prefix(self.shard)}{self.session_id}:"
+
+    @property
+    def chunks(self) -> str:
+        return self.prefix + "chunks"
+
+    @property
+    def appended(self) -> str:
+        return self.prefix + "appended"
+
+    @property
+    def lease(self) -> str:
+        return self.prefix + "lease"
+
+    @property
+    def plan(self) -> str:
+        return self.prefix + "plan"
+
+    @property
+    def legacy_intent(self) -> str:
+        """Written by the first release's flush; read once, then deleted (FORMATS.md §5.4)."""
+        return self.prefix + "intent"
+
+    @property
+    def stored(self) -> str:
+        """A bitmap: bit ``seq`` is set when an object holding chunk ``seq`` has committed."""
+        return self.prefix + "stored"
+
+    @property
+    def failures(self) -> str:
+        return self.prefix + "failures"
+
+    @property
+    def quarantine(self) -> str:
+        return self.prefix + "quarantine"
+
+    @property
+    def due(self) -> str:
+        return due_key(self.shard)
+
+    @property
+    def quarantine_index(self) -> str:
+        return quarantine_index_key(self.shard)
 
 
-QUARANTINE_INDEX = "audiosync:quarantined"
+#: The last part of every session key (the shard's own keys end otherwise: due, ...).
+SESSION_KEY_SUFFIXES = frozenset(
+    {"chunks", "appended", "lease", "plan", "intent", "stored", "failures", "quarantine"}
+)
 
 
-def due_key(shard: int = 0) -> str:
-    return f"audiosync:due:{{{shard}}}"
+def session_key_pattern(suffix: str) -> str:
+    """A SCAN/KEYS pattern for one kind of session key in every shard (and the legacy
+    layout), e.g. ``session_key_pattern("chunks")`` for every stream."""
+    if suffix not in SESSION_KEY_SUFFIXES:
+        raise ValueError(f"not a session key suffix: {suffix!r}")
+    return f"audiosync:{{*:{suffix}"
 
 
-def shard_of(session_id: str) -> int:
-    return 0  # one shard; the operations issue shards the due index
+#: A SCAN/KEYS pattern for every shard's due index (the legacy one is ``due_key(-1)``).
+DUE_KEY_PATTERN = "audiosync:{s*}:due"
+
+
+def session_of_key(key: bytes | str) -> tuple[int, str] | None:
+    """(shard, session id) of a session key such as ``audiosync:{s3}:abc:chunks``; None
+    for any other key."""
+    text = key.decode() if isinstance(key, bytes) else key
+    if not text.startswith("audiosync:{"):
+        return None
+    tag, _, rest = text[len("audiosync:{") :].partition("}:")
+    session, _, suffix = rest.rpartition(":")
+    if suffix not in SESSION_KEY_SUFFIXES or not tag:
+        return None
+    if not session:
+        return LEGACY_SHARD, tag
+    if tag.startswith("s") and tag[1:].isdigit():
+        return int(tag[1:]), session
+    return None
 
 
 SOCKET_TIMEOUT = 5.0  # seconds; a stalled Redis is an error, never a hang
@@ -77,7 +171,19 @@ APPENDED_MARK_TTL_MS = 24 * 3600 * 1000
 STORED_SEQS_TTL_MS = 24 * 3600 * 1000
 
 
-def connect(url: str) -> redis.Redis:
+#: The stream store's client: one Redis, or a Redis Cluster (``AUDIOSYNC_REDIS_CLUSTER=1``).
+RedisClient = Union[redis.Redis, redis.cluster.RedisCluster]  # noqa: UP007 (a runtime alias)
+
+
+def connect(url: str, *, cluster: bool = False) -> RedisClient:
+    """A client of the stream store; with ``cluster``, ``url`` is one node, a seed."""
+    if cluster:
+        return redis.cluster.RedisCluster.from_url(
+            url,
+            decode_responses=False,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+        )
     return redis.Redis.from_url(
         url,
         decode_responses=False,
@@ -87,7 +193,7 @@ def connect(url: str) -> redis.Redis:
     )
 
 
-def redis_time(client: redis.Redis) -> float:
+def redis_time(client: RedisClient) -> float:
     """Redis server time, Unix seconds: the one clock of everything shared."""
     seconds, micros = client.time()
     return seconds + micros / 1_000_000
@@ -123,13 +229,13 @@ return added
 class Appender:
     """The pusher's append: one script call per batch of entries."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
         self._script = client.register_script(_APPEND)
 
     def append(
         self,
-        session_id: str,
+        keys: SessionKeys,
         entries: Sequence[NewEntry],
         *,
         first_n: int,
@@ -138,7 +244,7 @@ class Appender:
     ) -> int:
         """Append ``entries`` (numbered from ``first_n``); returns how many were new."""
         args: list[str | int | float | bytes] = [
-            session_id,
+            keys.session_id,
             1 if urgent else 0,
             repr(max_age_seconds),
             APPENDED_MARK_TTL_MS,
@@ -150,5 +256,4 @@ class Appender:
             args.append(len(fields))
             for name, value in fields.items():
                 args += [name, value]
-        keys = [stream_key(session_id), appended_key(session_id), due_key(shard_of(session_id))]
-        return int(self._script(keys=keys, args=args))
+        return int(self._script(keys=[keys.chunks, keys.appended, keys.due], args=args))

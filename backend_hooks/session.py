@@ -52,12 +52,14 @@ class AudioSyncClient:
         self,
         settings: Settings,
         *,
-        redis_client: redis.Redis | None = None,
+        redis_client: redis_store.RedisClient | None = None,
         clock: Callable[[], float] = time.time,
         max_threads: int = 4,
     ) -> None:
         self.settings = settings
-        self.redis = redis_client or redis_store.connect(settings.redis_url)
+        self.redis = redis_client or redis_store.connect(
+            settings.redis_url, cluster=settings.redis_cluster
+        )
         self.appender = redis_store.Appender(self.redis)
         self.clock = clock
         self.keys = (
@@ -130,6 +132,11 @@ class Session:
             )
         self.protection_level = protection_level
         self.session_id = uuid.uuid4().hex
+        # Its shard is fixed for its life: the fleet flushes it where this puts it.
+        self.redis_keys = redis_store.SessionKeys(
+            self.session_id,
+            redis_store.shard_of(self.session_id, client.settings.due_shards),
+        )
         self._client = client
         settings = client.settings
         self._chunker = Chunker(sample_rate, round(settings.chunk_seconds * sample_rate))
@@ -285,7 +292,7 @@ class Session:
         )
         try:
             self._client.appender.append(
-                self.session_id,
+                self.redis_keys,
                 self._unsent,
                 first_n=self._next_n,
                 urgent=due_now,

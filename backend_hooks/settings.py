@@ -16,6 +16,8 @@ from backend_hooks.errors import ConfigError
 #: Default value of every setting (``None``: unset unless given).
 ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_REDIS_URL": "redis://127.0.0.1:6379/0",
+    "AUDIOSYNC_REDIS_CLUSTER": "0",  # 1: the stream store is a Redis Cluster (URL: a seed)
+    "AUDIOSYNC_DUE_SHARDS": "16",
     "CELERY_BROKER_URL": None,  # defaults to AUDIOSYNC_REDIS_URL
     "BUCKET_PRIVATE_CLOUD_SYNC": "omi-private-cloud-sync",
     "STORAGE_EMULATOR_HOST": None,  # unset: real GCS with application default credentials
@@ -30,6 +32,8 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS": "300",
     "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS": "604800",
     "AUDIOSYNC_SHUTDOWN_SECONDS": "20",
+    "AUDIOSYNC_FLUSH_CONCURRENCY": "8",
+    "AUDIOSYNC_SHARD_TASK_SECONDS": "10",
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -39,6 +43,8 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
     "pusher": frozenset(
         {
             "AUDIOSYNC_REDIS_URL",
+            "AUDIOSYNC_REDIS_CLUSTER",
+            "AUDIOSYNC_DUE_SHARDS",
             "ENCRYPTION_SECRET",
             "AUDIOSYNC_CHUNK_SECONDS",
             "AUDIOSYNC_OBJECT_SECONDS",
@@ -52,6 +58,8 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
     "fleet": frozenset(
         {
             "AUDIOSYNC_REDIS_URL",
+            "AUDIOSYNC_REDIS_CLUSTER",
+            "AUDIOSYNC_DUE_SHARDS",
             "CELERY_BROKER_URL",
             "BUCKET_PRIVATE_CLOUD_SYNC",
             "STORAGE_EMULATOR_HOST",
@@ -64,17 +72,23 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS",
             "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS",
             "AUDIOSYNC_SHUTDOWN_SECONDS",
+            "AUDIOSYNC_FLUSH_CONCURRENCY",
+            "AUDIOSYNC_SHARD_TASK_SECONDS",
         }
     ),
 }
 
 MIN_SECRET_BYTES = 32
+MAX_DUE_SHARDS = 4096  # each is a key the sweep reads every interval
+MAX_FLUSH_CONCURRENCY = 64  # flushes in flight per shard task (threads)
 FRAME_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
+    redis_cluster: bool
+    due_shards: int
     broker_url: str
     bucket: str
     storage_emulator_host: str | None
@@ -89,6 +103,8 @@ class Settings:
     flush_backoff_max_seconds: float
     timestamp_window_seconds: float
     shutdown_seconds: float
+    flush_concurrency: int
+    shard_task_seconds: float
 
     @classmethod
     def from_env(
@@ -126,10 +142,14 @@ class Settings:
                 f"AUDIOSYNC_CHUNK_SECONDS must be a whole number of 20 ms frames, got {chunk}"
             )
         object_seconds = _positive("AUDIOSYNC_OBJECT_SECONDS", raw("AUDIOSYNC_OBJECT_SECONDS"))
-        reads_both = wanted is None or {
-            "AUDIOSYNC_CHUNK_SECONDS",
-            "AUDIOSYNC_OBJECT_SECONDS",
-        } <= wanted
+        reads_both = (
+            wanted is None
+            or {
+                "AUDIOSYNC_CHUNK_SECONDS",
+                "AUDIOSYNC_OBJECT_SECONDS",
+            }
+            <= wanted
+        )
         if reads_both and object_seconds < chunk:
             raise ConfigError(
                 f"AUDIOSYNC_OBJECT_SECONDS ({object_seconds}) must be at least "
@@ -138,6 +158,12 @@ class Settings:
         max_bytes = _whole("AUDIOSYNC_BATCH_MAX_BYTES", raw("AUDIOSYNC_BATCH_MAX_BYTES"))
         return cls(
             redis_url=redis_url,
+            redis_cluster=_flag("AUDIOSYNC_REDIS_CLUSTER", raw("AUDIOSYNC_REDIS_CLUSTER")),
+            due_shards=_at_most(
+                "AUDIOSYNC_DUE_SHARDS",
+                _whole("AUDIOSYNC_DUE_SHARDS", raw("AUDIOSYNC_DUE_SHARDS")),
+                MAX_DUE_SHARDS,
+            ),
             broker_url=broker_url,
             bucket=bucket,
             storage_emulator_host=raw("STORAGE_EMULATOR_HOST"),
@@ -164,6 +190,14 @@ class Settings:
             shutdown_seconds=_positive(
                 "AUDIOSYNC_SHUTDOWN_SECONDS", raw("AUDIOSYNC_SHUTDOWN_SECONDS")
             ),
+            flush_concurrency=_at_most(
+                "AUDIOSYNC_FLUSH_CONCURRENCY",
+                _whole("AUDIOSYNC_FLUSH_CONCURRENCY", raw("AUDIOSYNC_FLUSH_CONCURRENCY")),
+                MAX_FLUSH_CONCURRENCY,
+            ),
+            shard_task_seconds=_positive(
+                "AUDIOSYNC_SHARD_TASK_SECONDS", raw("AUDIOSYNC_SHARD_TASK_SECONDS")
+            ),
         )
 
 
@@ -171,6 +205,18 @@ def _url(name: str, value: str | None) -> str:
     if not value or "://" not in value:
         raise ConfigError(f"{name} must be a URL such as redis://host:6379/0, got {value!r}")
     return value
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value not in ("0", "1"):
+        raise ConfigError(f"{name} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def _at_most(name: str, number: int, limit: int) -> int:
+    if number > limit:
+        raise ConfigError(f"{name} must be at most {limit}, got {number}")
+    return number
 
 
 def _whole(name: str, value: str | None) -> int:

@@ -24,7 +24,7 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import container
+from backend_hooks import container, redis_store
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.entries import KIND_CHUNK, KIND_END, NewEntry
 from backend_hooks.redis_store import Appender
@@ -53,7 +53,7 @@ def commands(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for v in stats.values())
 
 
-def enqueue(client: redis.Redis, sessions: int, chunks: int) -> float:
+def enqueue(client: redis.Redis, sessions: int, chunks: int, shards: int = 16) -> float:
     encoder = ChunkEncoder(RATE)
     packets = encoder.encode(speech_like(CHUNK_SECONDS, RATE, seed=1))
     appender = Appender(client)
@@ -85,7 +85,8 @@ def enqueue(client: redis.Redis, sessions: int, chunks: int) -> float:
         entries.append(
             NewEntry(kind=KIND_END, uid=f"bench-u{s % 1000}", cid=f"bench-c{s}", enq_us=now_us)
         )
-        appender.append(sid, entries, first_n=0, urgent=True, max_age_seconds=60)
+        keys = redis_store.SessionKeys(sid, redis_store.shard_of(sid, shards))
+        appender.append(keys, entries, first_n=0, urgent=True, max_age_seconds=60)
     return data_bytes / sessions
 
 
@@ -109,7 +110,8 @@ def main() -> None:
             idle_cpu = group_cpu_seconds(worker.pid)  # start-up, before any flush
             before = commands(client)
             started = time.monotonic()
-            while client.zcard("audiosync:due:{0}") or client.keys("audiosync:{*}:chunks"):
+            streams = redis_store.session_key_pattern("chunks")
+            while client.keys(redis_store.DUE_KEY_PATTERN) or client.keys(streams):
                 time.sleep(0.05)
             drained = time.monotonic() - started
             cpu = group_cpu_seconds(worker.pid) - idle_cpu

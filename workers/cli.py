@@ -53,10 +53,15 @@ def audiosync() -> None:
 def status(as_json: bool, max_lag: float | None, scan_limit: int) -> None:
     """How far behind the fleet is, and what Redis holds."""
     report = operations.fleet_status(redis_only_store(), scan_limit=scan_limit)
+    busy = [s for s in report.shards if s.sessions]
     lines = [
-        f"shard {s.shard}: {s.sessions} sessions, {s.due} due, oldest due waited "
-        f"{s.oldest_due_seconds:.1f} s"
-        for s in report.shards
+        f"{len(report.shards)} shards: {sum(s.sessions for s in report.shards)} sessions, "
+        f"{sum(s.due for s in report.shards)} due",
+        *(
+            f"  shard {'legacy' if s.shard < 0 else s.shard}: {s.sessions} sessions, {s.due} "
+            f"due, oldest due waited {s.oldest_due_seconds:.1f} s"
+            for s in busy
+        ),
     ]
     more = "+" if report.truncated else ""
     lines += [
@@ -103,21 +108,25 @@ def replay(
     if cid is not None and uid is None:
         raise click.UsageError("--conversation goes with --user")
     named = bool(sessions) or uid is not None  # a selection that matches nothing is nothing
-    chosen = list(sessions)
+    chosen: list[operations.SessionRef] = []
+    missing = []
+    for session_id in sessions:
+        found_in = operations.locate(store, session_id)
+        chosen += [r for r in found_in if r not in chosen]
+        if not found_in:
+            missing.append(session_id)
     if uid is not None:
         find = operations.quarantined_sessions_of if quarantined else operations.sessions_of
-        chosen += [s for s in find(store, uid, cid) if s not in chosen]
+        chosen += [r for r in find(store, uid, cid) if r not in chosen]
     verb = "would" if dry_run else "did"
     if quarantined:
-        targets = chosen if named else store.quarantined_sessions(operations.SCAN_LIMIT)
+        targets = chosen if named else operations.quarantined_refs(store, operations.SCAN_LIMIT)
         items = []
         with click.progressbar(targets, label="requeueing", file=sys.stderr) as bar:
-            for session_id in bar:
-                moved = operations.requeue_session(
-                    store, session_id, reason=reason, dry_run=dry_run
-                )
+            for ref in bar:
+                moved = operations.requeue_session(store, ref, reason=reason, dry_run=dry_run)
                 if moved:
-                    items.append(operations.ReplayItem(session_id, moved))
+                    items.append(operations.ReplayItem(ref.session_id, moved))
         total = sum(i.entries for i in items)
         _emit(
             as_json,
@@ -128,9 +137,10 @@ def replay(
         return
     if not named:
         raise click.UsageError("name sessions (--session, --user) or pass --quarantined")
-    found = operations.flush_now(store, chosen, dry_run=dry_run)
+    found = [r.session_id for r in operations.flush_now(store, chosen, dry_run=dry_run)]
+    wanted = sorted({r.session_id for r in chosen} | set(missing))
     _emit(
         as_json,
-        {"dry_run": dry_run, "flush_now": found, "not_in_redis": sorted(set(chosen) - set(found))},
-        [f"{verb} make {len(found)} of {len(chosen)} sessions due now"],
+        {"dry_run": dry_run, "flush_now": found, "not_in_redis": sorted(set(wanted) - set(found))},
+        [f"{verb} make {len(found)} of {len(wanted)} sessions due now"],
     )

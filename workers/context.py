@@ -27,7 +27,7 @@ class WorkerContext:
     def from_settings(
         cls, settings: Settings, clock: Callable[[], float] | None = None
     ) -> WorkerContext:
-        store = WorkerStore(redis_store.connect(settings.redis_url))
+        store = _store(settings)
         return cls(
             settings=settings,
             store=store,
@@ -47,11 +47,16 @@ class WorkerContext:
         )
 
 
+def _store(settings: Settings) -> WorkerStore:
+    client = redis_store.connect(settings.redis_url, cluster=settings.redis_cluster)
+    return WorkerStore(client, settings.due_shards)
+
+
 @functools.cache
 def redis_only_store() -> WorkerStore:
     """The fleet's Redis and nothing else (no bucket, no GCS credentials): for the
     operator commands and the metrics server of a worker's main process."""
-    return WorkerStore(redis_store.connect(Settings.from_env(role="fleet").redis_url))
+    return _store(Settings.from_env(role="fleet"))
 
 
 @functools.cache

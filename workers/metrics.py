@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -69,10 +70,19 @@ def prepare_worker() -> None:
         values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
-@functools.cache
+_MAKING = threading.Lock()
+
+
 def _metrics() -> SimpleNamespace:
     """The metric objects, made on first use in each process (after the pool forked, so
-    prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` as ``prepare_worker`` set it)."""
+    prometheus-client reads ``PROMETHEUS_MULTIPROC_DIR`` as ``prepare_worker`` set it).
+    A shard task's flush threads may all ask at once: made once, under a lock."""
+    with _MAKING:
+        return _make_metrics()
+
+
+@functools.cache
+def _make_metrics() -> SimpleNamespace:
     from prometheus_client import Counter, Histogram
 
     return SimpleNamespace(
@@ -101,6 +111,10 @@ def _metrics() -> SimpleNamespace:
             "Wall time of one create-only upload, retries included.",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         ),
+        shard_tasks=Counter(
+            "audiosync_shard_tasks_sent_total",
+            "Flush tasks sent, one per shard with due sessions and no task queued or running.",
+        ),
         flush_seconds=Histogram(
             "audiosync_flush_seconds",
             "Wall time of one flush.",
@@ -115,6 +129,10 @@ def record_error(exc: BaseException, seconds: float) -> None:
     m.flushes.labels(outcome="failed").inc()
     m.failures.labels(reason=type(exc).__name__[:60]).inc()
     m.flush_seconds.observe(seconds)
+
+
+def record_dispatch(sent: int) -> None:
+    _metrics().shard_tasks.inc(sent)
 
 
 def record_flush(result: Any, seconds: float) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from backend_hooks.redis_store import due_key, quarantine_key, stream_key
+from backend_hooks.redis_store import due_key
 from workers import quarantine
 from workers.store import QuarantinedEntry, WorkerStore
 
-DUE_SHARDS = 1  # one shard today (backend_hooks.redis_store.shard_of)
 SCAN_LIMIT = 100_000
 QUARANTINE_READ = 1000
 PIPELINE = 1000  # keys read per round trip
@@ -23,9 +22,16 @@ ENTRY_READ = 2000  # entries of one stream looked at to match a user or conversa
 PARKED_PREFIX = "parked after"
 
 
+class SessionRef(NamedTuple):
+    """A session where it lives: its shard (the hash tag of its keys) and its id."""
+
+    shard: int
+    session_id: str
+
+
 @dataclass(frozen=True)
 class ShardStatus:
-    shard: int
+    shard: int  # -1: the keys of the release before shards (upgrades)
     sessions: int  # in the due index: every session with entries in Redis
     due: int  # whose due time has come
     oldest_due_seconds: float  # how long the longest-waiting due session has waited
@@ -43,7 +49,7 @@ class FleetStatus:
     quarantined_entries: int = 0
     parked_sessions: int = 0
     oldest_entry_seconds: float = 0.0  # age of the oldest entry still in a stream
-    truncated: bool = False  # more keys than scan_limit: the counts are lower bounds
+    truncated: bool = False  # more sessions than scan_limit: the counts are lower bounds
     reasons: dict[str, int] = field(default_factory=dict)  # quarantine reasons, first words
 
     @property
@@ -58,33 +64,63 @@ class FleetStatus:
         return {**asdict(self), "lag_seconds": self.lag_seconds}
 
 
-def _scan(store: WorkerStore, pattern: str, limit: int) -> Iterator[bytes]:
-    for count, key in enumerate(store.client.scan_iter(match=pattern, count=1000)):
-        if count >= limit:
-            return
-        yield cast(bytes, key)
-
-
 def due_shards(store: WorkerStore, now: float) -> list[ShardStatus]:
-    """The lag per due shard: three cheap commands each (metrics read this every scrape)."""
-    client = store.client
-    shards = []
-    for shard in range(DUE_SHARDS):
+    """The lag per due shard: three cheap commands each, in one round trip (metrics read
+    this every scrape)."""
+    shards = store.all_shards()
+    pipe = store.client.pipeline(transaction=False)
+    for shard in shards:
         key = due_key(shard)
-        due = int(client.zcount(key, "-inf", now))
-        oldest = cast(list[tuple[bytes, float]], client.zrange(key, 0, 0, withscores=True))
+        pipe.zcard(key)
+        pipe.zcount(key, "-inf", now)
+        pipe.zrange(key, 0, 0, withscores=True)
+    answers = pipe.execute()
+    out = []
+    for i, shard in enumerate(shards):
+        count, due, oldest = answers[3 * i : 3 * i + 3]
+        oldest = cast(list[tuple[bytes, float]], oldest)
         waited = max(0.0, now - oldest[0][1]) if oldest and oldest[0][1] <= now else 0.0
-        shards.append(ShardStatus(shard, int(client.zcard(key)), due, waited))
-    return shards
+        out.append(ShardStatus(shard, int(count), int(due), waited))
+    return out
+
+
+def held_sessions(store: WorkerStore, limit: int) -> Iterator[SessionRef]:
+    """Sessions with entries in Redis: the members of every shard's due index (a session
+    with entries is always in its due index), at most ``limit``, read in pages."""
+    seen = 0
+    for shard in store.all_shards():
+        key = due_key(shard)
+        start = 0
+        while seen < limit:
+            page = cast(
+                list[bytes],
+                store.client.zrange(key, start, start + min(PIPELINE, limit - seen) - 1),
+            )
+            for member in page:
+                yield SessionRef(shard, member.decode())
+            seen += len(page)
+            start += len(page)
+            if len(page) < PIPELINE:
+                break
+
+
+def quarantined_refs(store: WorkerStore, limit: int) -> list[SessionRef]:
+    """Sessions in the quarantine indexes (they over-cover: some may be empty now)."""
+    out: list[SessionRef] = []
+    for shard in store.all_shards():
+        out += [SessionRef(shard, s) for s in store.quarantined_sessions(shard, limit - len(out))]
+        if len(out) >= limit:
+            break
+    return out
 
 
 def quarantined_count(store: WorkerStore, limit: int) -> int:
-    """Sessions of the quarantine index (its first ``limit``) whose quarantine is not empty
-    (the index over-covers: a refused quarantine still bumped it)."""
-    sessions = store.quarantined_sessions(limit)
+    """Sessions of the quarantine indexes (their first ``limit``) whose quarantine is not
+    empty (the index over-covers: a refused quarantine still bumped it)."""
+    refs = quarantined_refs(store, limit)
     pipe = store.client.pipeline(transaction=False)
-    for session_id in sessions:
-        pipe.xlen(quarantine_key(session_id))
+    for ref in refs:
+        pipe.xlen(store.in_shard(ref.shard).keys(ref.session_id).quarantine)
     return sum(1 for length in pipe.execute() if length)
 
 
@@ -92,30 +128,35 @@ def fleet_status(store: WorkerStore, *, scan_limit: int = SCAN_LIMIT) -> FleetSt
     now = store.time()
     client = store.client
     status = FleetStatus(now=now, shards=due_shards(store, now))
-    keys = list(_scan(store, "audiosync:{*}:chunks", scan_limit + 1))
-    status.truncated = len(keys) > scan_limit
-    for start in range(0, min(len(keys), scan_limit), PIPELINE):
-        batch = keys[start : min(start + PIPELINE, scan_limit)]
+    refs = list(held_sessions(store, scan_limit + 1))
+    status.truncated = len(refs) > scan_limit
+    refs = refs[:scan_limit]
+    for start in range(0, len(refs), PIPELINE):
         pipe = client.pipeline(transaction=False)
-        for stream in batch:
-            pipe.xlen(stream)
-            pipe.memory_usage(stream)
-            pipe.xrange(stream, count=1)
+        for ref in refs[start : start + PIPELINE]:
+            keys = store.in_shard(ref.shard).keys(ref.session_id)
+            pipe.xlen(keys.chunks)
+            pipe.memory_usage(keys.chunks)
+            pipe.xrange(keys.chunks, count=1)
+            pipe.exists(keys.plan)
         answers = pipe.execute()
-        for length, size, first in zip(answers[0::3], answers[1::3], answers[2::3], strict=True):
-            status.streams += 1
-            status.entries += int(length)
-            status.bytes_held += int(size or 0)
+        for i in range(0, len(answers), 4):
+            length, size, first, plan = answers[i : i + 4]
+            if length:
+                status.streams += 1
+                status.entries += int(length)
+                status.bytes_held += int(size or 0)
+            status.plans += int(plan)
             if first:
                 age = now - int(first[0][0].split(b"-", 1)[0]) / 1000
                 status.oldest_entry_seconds = max(status.oldest_entry_seconds, age)
-    status.plans = sum(1 for _ in _scan(store, "audiosync:{*}:plan", scan_limit))
-    for session_id in store.quarantined_sessions(scan_limit):
-        entries = store.read_quarantine(session_id, QUARANTINE_READ)
+    for ref in quarantined_refs(store, scan_limit):
+        view = store.in_shard(ref.shard)
+        entries = view.read_quarantine(ref.session_id, QUARANTINE_READ)
         if not entries:
             continue
         status.quarantined_sessions += 1
-        status.quarantined_entries += int(client.xlen(quarantine_key(session_id)))
+        status.quarantined_entries += int(client.xlen(view.keys(ref.session_id).quarantine))
         if any(e.reason.startswith(PARKED_PREFIX) for e in entries):
             status.parked_sessions += 1
         for entry in entries:
@@ -130,14 +171,32 @@ class ReplayItem:
     entries: int  # quarantined entries put back (or that would be, in a dry run)
 
 
+def locate(store: WorkerStore, session_id: str) -> list[SessionRef]:
+    """The shards where a session has entries or a quarantine (normally one; a session
+    can be in two only across an upgrade). Looks in every shard, in one round trip."""
+    shards = store.all_shards()
+    pipe = store.client.pipeline(transaction=False)
+    for shard in shards:
+        keys = store.in_shard(shard).keys(session_id)
+        pipe.zscore(keys.due, session_id)
+        pipe.zscore(keys.quarantine_index, session_id)
+    answers = pipe.execute()
+    return [
+        SessionRef(shard, session_id)
+        for i, shard in enumerate(shards)
+        if answers[2 * i] is not None or answers[2 * i + 1] is not None
+    ]
+
+
 def sessions_of(
     store: WorkerStore, uid: str, cid: str | None = None, *, scan_limit: int = SCAN_LIMIT
-) -> list[str]:
+) -> list[SessionRef]:
     """Sessions with entries in Redis of ``uid`` (and, if given, with an entry of ``cid``:
     a session that switched conversation holds several)."""
     out = []
     want_uid, want_cid = uid.encode(), None if cid is None else cid.encode()
-    for key in _scan(store, "audiosync:{*}:chunks", scan_limit):
+    for ref in held_sessions(store, scan_limit):
+        key = store.in_shard(ref.shard).keys(ref.session_id).chunks
         entries = cast(
             list[tuple[bytes, dict[bytes, bytes]]], store.client.xrange(key, count=ENTRY_READ)
         )
@@ -145,51 +204,52 @@ def sessions_of(
             f.get(b"uid") == want_uid and (want_cid is None or f.get(b"cid") == want_cid)
             for _, f in entries
         ):
-            out.append(_session_of_key(key))
+            out.append(ref)
     return out
 
 
 def quarantined_sessions_of(
     store: WorkerStore, uid: str, cid: str | None = None, *, scan_limit: int = SCAN_LIMIT
-) -> list[str]:
+) -> list[SessionRef]:
     """Sessions whose quarantine holds an entry of ``uid`` (and ``cid``)."""
     out = []
-    for session_id in store.quarantined_sessions(scan_limit):
-        for entry in store.read_quarantine(session_id, QUARANTINE_READ):
+    for ref in quarantined_refs(store, scan_limit):
+        for entry in store.in_shard(ref.shard).read_quarantine(ref.session_id, QUARANTINE_READ):
             f = entry.fields
             if f.get(b"uid") == uid.encode() and (cid is None or f.get(b"cid") == cid.encode()):
-                out.append(session_id)
+                out.append(ref)
                 break
     return out
 
 
-def _session_of_key(key: bytes) -> str:
-    return key.decode().split("{", 1)[1].split("}", 1)[0]
-
-
-def flush_now(store: WorkerStore, session_ids: list[str], *, dry_run: bool = False) -> list[str]:
+def flush_now(
+    store: WorkerStore, refs: list[SessionRef], *, dry_run: bool = False
+) -> list[SessionRef]:
     """Make sessions with entries in Redis due now (the next sweep flushes them)."""
     now = store.time()
-    found = [s for s in session_ids if store.client.exists(stream_key(s))]
+    found = [
+        r for r in refs if store.client.exists(store.in_shard(r.shard).keys(r.session_id).chunks)
+    ]
     if not dry_run:
-        for session_id in found:
-            store.schedule(session_id, now)
+        for ref in found:
+            store.in_shard(ref.shard).schedule(ref.session_id, now)
     return found
 
 
 def requeue_session(
-    store: WorkerStore, session_id: str, *, reason: str | None = None, dry_run: bool = False
+    store: WorkerStore, ref: SessionRef, *, reason: str | None = None, dry_run: bool = False
 ) -> int:
     """Put a session's quarantined entries back (those whose reason contains ``reason``,
     or all); it is due at once. Returns how many (would) move; a second run finds none."""
+    view = store.in_shard(ref.shard)
     if reason is None:
         if dry_run:
-            return int(store.client.xlen(quarantine_key(session_id)))
-        return quarantine.replay(store, session_id)
-    chosen = [e.quarantine_id for e in _all_quarantined(store, session_id) if reason in e.reason]
+            return int(store.client.xlen(view.keys(ref.session_id).quarantine))
+        return quarantine.replay(view, ref.session_id)
+    chosen = [e.quarantine_id for e in _all_quarantined(view, ref.session_id) if reason in e.reason]
     if dry_run or not chosen:
         return len(chosen)
-    return quarantine.replay(store, session_id, chosen)
+    return quarantine.replay(view, ref.session_id, chosen)
 
 
 def _all_quarantined(store: WorkerStore, session_id: str) -> Iterator[QuarantinedEntry]:
@@ -206,15 +266,15 @@ def _all_quarantined(store: WorkerStore, session_id: str) -> Iterator[Quarantine
 def requeue(
     store: WorkerStore,
     *,
-    sessions: list[str] | None = None,
+    sessions: list[SessionRef] | None = None,
     reason: str | None = None,
     dry_run: bool = False,
 ) -> list[ReplayItem]:
     """``requeue_session`` over ``sessions`` (default: every quarantined session)."""
-    targets = sessions if sessions is not None else store.quarantined_sessions(SCAN_LIMIT)
+    targets = sessions if sessions is not None else quarantined_refs(store, SCAN_LIMIT)
     out = []
-    for session_id in targets:
-        moved = requeue_session(store, session_id, reason=reason, dry_run=dry_run)
+    for ref in targets:
+        moved = requeue_session(store, ref, reason=reason, dry_run=dry_run)
         if moved:
-            out.append(ReplayItem(session_id, moved))
+            out.append(ReplayItem(ref.session_id, moved))
     return out

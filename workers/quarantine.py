@@ -12,29 +12,10 @@ comes straight back with its reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from workers.store import QuarantinedEntry, WorkerStore
+from workers.store import WorkerStore
 
 REPLAY_BATCH = 200
-
-
-@dataclass(frozen=True)
-class SessionQuarantine:
-    session_id: str
-    entries: list[QuarantinedEntry]
-
-
-def list_quarantine(store: WorkerStore, limit: int = 1000) -> list[SessionQuarantine]:
-    """Quarantined entries of up to ``limit`` sessions, oldest first in each."""
-    out = []
-    for session_id in store.quarantined_sessions(limit):
-        entries = store.read_quarantine(session_id, limit)
-        if entries:
-            out.append(SessionQuarantine(session_id, entries))
-        else:
-            store.forget_if_empty(session_id)
-    return out
 
 
 def replay(store: WorkerStore, session_id: str, quarantine_ids: Sequence[bytes] = ()) -> int:

@@ -14,26 +14,25 @@ Times are Redis server time (``TIME``), passed in as ``now`` by the flush (one c
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
 import redis
+import redis.cluster
 
 from backend_hooks.entries import MAX_SEQ
 from backend_hooks.redis_store import (
-    QUARANTINE_INDEX,
+    LEGACY_SHARD,
     STORED_SEQS_TTL_MS,
+    RedisClient,
+    SessionKeys,
+    dispatch_key,
     due_key,
-    failures_key,
-    lease_key,
-    legacy_intent_key,
-    plan_key,
-    quarantine_key,
+    quarantine_index_key,
     redis_time,
     shard_of,
-    stored_key,
-    stream_key,
 )
 
 LEASE_LOST = -1
@@ -300,8 +299,13 @@ class QuarantinedEntry:
 class WorkerStore:
     """The fleet's Redis operations; every write on a flush's behalf is fenced by its lease."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient, shards: int, *, pinned: int | None = None) -> None:
+        """``shards``: AUDIOSYNC_DUE_SHARDS. A store's session keys are in the shard the
+        session hashes to, unless ``pinned`` to one shard (``in_shard``)."""
         self.client = client
+        self.shards = shards
+        self.pinned = pinned
+        self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._quarantine = client.register_script(_QUARANTINE)
@@ -315,31 +319,70 @@ class WorkerStore:
         self._replay = client.register_script(_REPLAY)
         self._forget = client.register_script(_FORGET)
         self._claim = client.register_script(_CLAIM)
+        self._dispatch = client.register_script(_DISPATCH)
+        self._hold_dispatch = client.register_script(_HOLD_DISPATCH)
+
+    def in_shard(self, shard: int) -> WorkerStore:
+        """This store with every session's keys in ``shard``: a flush works on the shard it
+        claimed the session from, whatever AUDIOSYNC_DUE_SHARDS says now."""
+        view = copy.copy(self)
+        view.pinned = shard
+        return view
+
+    def keys(self, session_id: str) -> SessionKeys:
+        shard = shard_of(session_id, self.shards) if self.pinned is None else self.pinned
+        return SessionKeys(session_id, shard)
+
+    def all_shards(self) -> list[int]:
+        """The shards the fleet drains: 0 .. AUDIOSYNC_DUE_SHARDS - 1, and on a single
+        Redis also the release-before-shards keys (LEGACY_SHARD), which a rolling upgrade
+        may still hold."""
+        return [*range(self.shards), *([] if self.is_cluster else [LEGACY_SHARD])]
 
     def time(self) -> float:
         return redis_time(self.client)
 
     # -- the sweep -----------------------------------------------------------------------
-    def claim_due(self, now: float, limit: int, claim_until: float, shard: int = 0) -> list[str]:
-        """Due sessions, each rescheduled to ``claim_until`` so no other sweep takes it."""
+    def claim_due(self, now: float, limit: int, claim_until: float, shard: int) -> list[str]:
+        """Due sessions of ``shard``, each rescheduled to ``claim_until`` so no other task
+        takes it before its flush holds the lease."""
         members = cast(
             list[bytes], self._claim(keys=[due_key(shard)], args=[now, limit, claim_until])
         )
         return [m.decode() for m in members]
 
+    def dispatch(self, shard: int, token: str, now: float, hold_seconds: float) -> bool:
+        """Whether a flush task for ``shard`` should be sent: it has a due session and no
+        task of it is queued or running. If so, the shard is held for ``token``."""
+        keys = [due_key(shard), dispatch_key(shard)]
+        return bool(self._dispatch(keys=keys, args=[now, token, _ms(hold_seconds)]))
+
+    def hold_dispatch(self, shard: int, token: str, hold_seconds: float) -> bool:
+        """Keep (or take, when free) the shard's dispatch hold for a running task; False when
+        another task holds it."""
+        keys = [dispatch_key(shard)]
+        return bool(self._hold_dispatch(keys=keys, args=[token, _ms(hold_seconds)]))
+
+    def release_dispatch(self, shard: int, token: str) -> None:
+        self._release(keys=[dispatch_key(shard)], args=[token])
+
     def schedule(self, session_id: str, due: float) -> None:
         """Lower (or set, when absent) the session's due time."""
-        self.client.zadd(due_key(shard_of(session_id)), {session_id: due}, lt=True)
+        k = self.keys(session_id)
+        self.client.zadd(k.due, {session_id: due}, lt=True)
 
     # -- the lease -----------------------------------------------------------------------
     def acquire_lease(self, session_id: str, token: str, seconds: float) -> bool:
-        return bool(self.client.set(lease_key(session_id), token, nx=True, px=_ms(seconds)))
+        k = self.keys(session_id)
+        return bool(self.client.set(k.lease, token, nx=True, px=_ms(seconds)))
 
     def renew_lease(self, session_id: str, token: str, seconds: float) -> None:
-        _fenced(self._renew(keys=[lease_key(session_id)], args=[token, _ms(seconds)]))
+        k = self.keys(session_id)
+        _fenced(self._renew(keys=[k.lease], args=[token, _ms(seconds)]))
 
     def release_lease(self, session_id: str, token: str) -> None:
-        self._release(keys=[lease_key(session_id)], args=[token])
+        k = self.keys(session_id)
+        self._release(keys=[k.lease], args=[token])
 
     # -- reads (no fence needed) ---------------------------------------------------------
     def read_raw(
@@ -350,27 +393,28 @@ class WorkerStore:
         *,
         first_id: bytes | None = None,
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        k = self.keys(session_id)
         return cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            self.client.xrange(
-                stream_key(session_id), min=first_id or "-", max=last_id or "+", count=limit
-            ),
+            self.client.xrange(k.chunks, min=first_id or "-", max=last_id or "+", count=limit),
         )
 
     def read_plan(self, session_id: str) -> list[bytes]:
-        return cast(list[bytes], self.client.lrange(plan_key(session_id), 0, -1))
+        k = self.keys(session_id)
+        return cast(list[bytes], self.client.lrange(k.plan, 0, -1))
 
     def read_legacy_intent(self, session_id: str) -> bytes | None:
-        return cast(bytes | None, self.client.get(legacy_intent_key(session_id)))
+        k = self.keys(session_id)
+        return cast(bytes | None, self.client.get(k.legacy_intent))
 
     def last_entry_id(self, session_id: str) -> bytes | None:
-        last = cast(
-            list[tuple[bytes, object]], self.client.xrevrange(stream_key(session_id), count=1)
-        )
+        k = self.keys(session_id)
+        last = cast(list[tuple[bytes, object]], self.client.xrevrange(k.chunks, count=1))
         return last[0][0] if last else None
 
     def failures(self, session_id: str) -> Failures:
-        raw = cast(dict[bytes, bytes], self.client.hgetall(failures_key(session_id)))
+        k = self.keys(session_id)
+        raw = cast(dict[bytes, bytes], self.client.hgetall(k.failures))
         return Failures(
             int(raw.get(b"count", b"0")), raw.get(b"last_error", b"").decode(errors="replace")
         )
@@ -378,22 +422,24 @@ class WorkerStore:
     # -- fenced writes -------------------------------------------------------------------
     def quarantine(self, session_id: str, token: str, bad: Sequence[tuple[bytes, str]]) -> int:
         """Move ``(entry id, reason)`` entries to the session's quarantine, atomically."""
+        k = self.keys(session_id)
         if not bad:
             return 0
-        self.client.zincrby(QUARANTINE_INDEX, 1, session_id)  # first: the index over-covers
+        self.client.zincrby(k.quarantine_index, 1, session_id)  # first: the index over-covers
         args: list[str | bytes] = [token]
         for entry_id, reason in bad:
             args += [entry_id, reason]
         keys = [
-            lease_key(session_id),
-            stream_key(session_id),
-            quarantine_key(session_id),
-            plan_key(session_id),
+            k.lease,
+            k.chunks,
+            k.quarantine,
+            k.plan,
         ]
         return _fenced(self._quarantine(keys=keys, args=args))
 
     def record_plan(self, session_id: str, token: str, objects: Sequence[str]) -> None:
-        keys = [lease_key(session_id), plan_key(session_id), legacy_intent_key(session_id)]
+        k = self.keys(session_id)
+        keys = [k.lease, k.plan, k.legacy_intent]
         _fenced(self._record_plan(keys=keys, args=[token, *objects]))
 
     def commit_object(
@@ -406,11 +452,12 @@ class WorkerStore:
     ) -> int:
         """Delete a stored object's entries, mark its seqs stored and pop it off the plan;
         returns the number of objects left in the plan."""
+        k = self.keys(session_id)
         keys = [
-            lease_key(session_id),
-            plan_key(session_id),
-            stream_key(session_id),
-            stored_key(session_id),
+            k.lease,
+            k.plan,
+            k.chunks,
+            k.stored,
         ]
         args: list[str | bytes | int] = [
             token,
@@ -424,7 +471,8 @@ class WorkerStore:
 
     def stored_seqs(self, session_id: str) -> StoredSeqs:
         """Which seqs of the session objects have stored (within the bitmap's TTL)."""
-        return StoredSeqs(cast(bytes | None, self.client.get(stored_key(session_id))) or b"")
+        k = self.keys(session_id)
+        return StoredSeqs(cast(bytes | None, self.client.get(k.stored)) or b"")
 
     def finish(
         self,
@@ -437,12 +485,13 @@ class WorkerStore:
         now: float,
     ) -> None:
         """End a flush whose plan is done: drop ids, clear failures, set the due time."""
+        k = self.keys(session_id)
         keys = [
-            lease_key(session_id),
-            stream_key(session_id),
-            due_key(shard_of(session_id)),
-            failures_key(session_id),
-            plan_key(session_id),
+            k.lease,
+            k.chunks,
+            k.due,
+            k.failures,
+            k.plan,
         ]
         args: list[str | bytes] = [
             token,
@@ -456,19 +505,22 @@ class WorkerStore:
 
     def drop_legacy_intent(self, session_id: str, token: str) -> None:
         """Forget a first-release intent whose entry is no longer in the stream."""
-        keys = [lease_key(session_id), legacy_intent_key(session_id)]
+        k = self.keys(session_id)
+        keys = [k.lease, k.legacy_intent]
         _fenced(self._drop_intent(keys=keys, args=[token]))
 
     def hand_back(self, session_id: str, token: str, *, now: float) -> None:
         """Make the session due now and release the lease (the worker is shutting down)."""
-        keys = [lease_key(session_id), due_key(shard_of(session_id))]
+        k = self.keys(session_id)
+        keys = [k.lease, k.due]
         _fenced(self._hand_back(keys=keys, args=[token, session_id, repr(now)]))
 
     def record_failure(
         self, session_id: str, token: str, error: str, *, now: float, base: float, cap: float
     ) -> int:
         """Count a failed flush and push the session's due time back; returns the count."""
-        keys = [lease_key(session_id), failures_key(session_id), due_key(shard_of(session_id))]
+        k = self.keys(session_id)
+        keys = [k.lease, k.failures, k.due]
         return _fenced(
             self._fail(keys=keys, args=[token, session_id, error[:1000], repr(now), base, cap])
         )
@@ -477,14 +529,15 @@ class WorkerStore:
         self, session_id: str, token: str, reason: str, up_to_id: bytes, batch: int
     ) -> tuple[int, bool]:
         """Move up to ``batch`` of the oldest entries (to ``up_to_id``) to quarantine."""
-        self.client.zincrby(QUARANTINE_INDEX, 1, session_id)
+        k = self.keys(session_id)
+        self.client.zincrby(k.quarantine_index, 1, session_id)
         keys = [
-            lease_key(session_id),
-            stream_key(session_id),
-            quarantine_key(session_id),
-            plan_key(session_id),
-            failures_key(session_id),
-            legacy_intent_key(session_id),
+            k.lease,
+            k.chunks,
+            k.quarantine,
+            k.plan,
+            k.failures,
+            k.legacy_intent,
         ]
         result = self._park(keys=keys, args=[token, reason, up_to_id, batch])
         if not isinstance(result, list):
@@ -494,18 +547,21 @@ class WorkerStore:
         return moved, bool(done)
 
     # -- quarantine (operators) ----------------------------------------------------------
-    def quarantined_sessions(self, limit: int = 1000) -> list[str]:
-        members = cast(list[bytes], self.client.zrange(QUARANTINE_INDEX, 0, limit - 1))
+    def quarantined_sessions(self, shard: int, limit: int = 1000) -> list[str]:
+        """Sessions of ``shard``'s quarantine index (it over-covers: some may be empty)."""
+        key = quarantine_index_key(shard)
+        members = cast(list[bytes], self.client.zrange(key, 0, limit - 1))
         return [m.decode() for m in members]
 
     def read_quarantine(
         self, session_id: str, limit: int = 1000, *, after: bytes | None = None
     ) -> list[QuarantinedEntry]:
         """Up to ``limit`` quarantined entries, oldest first (after the id ``after``)."""
+        k = self.keys(session_id)
         start = b"(" + after if after is not None else "-"
         raw = cast(
             list[tuple[bytes, dict[bytes, bytes]]],
-            self.client.xrange(quarantine_key(session_id), min=start, count=limit),
+            self.client.xrange(k.quarantine, min=start, count=limit),
         )
         return [_quarantined(qid, fields) for qid, fields in raw]
 
@@ -513,7 +569,8 @@ class WorkerStore:
         self, session_id: str, batch: int, quarantine_ids: Sequence[bytes] = ()
     ) -> tuple[int, int]:
         """Put quarantined entries back into the session stream; returns (moved, left)."""
-        keys = [quarantine_key(session_id), stream_key(session_id), due_key(shard_of(session_id))]
+        k = self.keys(session_id)
+        keys = [k.quarantine, k.chunks, k.due]
         moved, left = (
             int(x) for x in self._replay(keys=keys, args=[session_id, batch, *quarantine_ids])
         )
@@ -521,10 +578,11 @@ class WorkerStore:
 
     def forget_if_empty(self, session_id: str) -> bool:
         """Drop the session from the quarantine index if its quarantine is empty."""
-        score = self.client.zscore(QUARANTINE_INDEX, session_id)
+        k = self.keys(session_id)
+        score = self.client.zscore(k.quarantine_index, session_id)
         if score is None:
             return True
-        keys = [QUARANTINE_INDEX, quarantine_key(session_id)]
+        keys = [k.quarantine_index, k.quarantine]
         return bool(self._forget(keys=keys, args=[session_id, _score_text(score)]))
 
 
@@ -546,6 +604,22 @@ def _quarantined(qid: bytes, fields: Mapping[bytes, bytes]) -> QuarantinedEntry:
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
+
+# KEYS: due index, dispatch hold. ARGV: now, token, hold (ms). Holds the shard for a new
+# task when one of its sessions is due and no task holds it.
+_DISPATCH = """
+if #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1) == 0 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
+"""
+
+# KEYS: dispatch hold. ARGV: token, hold (ms).
+_HOLD_DISPATCH = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 
 _CLAIM = """
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])

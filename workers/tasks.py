@@ -1,51 +1,113 @@
-"""Thin Celery tasks: they only deal with being tasks; the logic is in flush/planner."""
+"""Thin Celery tasks: they only deal with being tasks; the logic is in drain/flush/planner.
+
+Flow control (docs/ARCHITECTURE.md "Shards and flow control"):
+- ``audiosync.sweep`` (beat, every AUDIOSYNC_SWEEP_INTERVAL_SECONDS) sends one
+  ``audiosync.flush_shard`` per shard that has a due session and no task queued or running
+  (the shard's dispatch hold, workers/store.py). However long the backlog, a shard has at
+  most one task in the queue: a sweep never multiplies work, and a sweep that waited past
+  its interval expires (the next one does the same, from fresh state).
+- ``audiosync.flush_shard`` drains its shard with bounded concurrency for at most
+  AUDIOSYNC_SHARD_TASK_SECONDS, then runs the sweep's dispatch itself: a pool busy with
+  shard tasks keeps dispatching even while beat's sweeps wait behind them in the queue.
+- ``audiosync.flush_session`` flushes one session (operators, benchmarks, tests).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
-from workers import flush, metrics, shutdown
+from workers import drain, flush, metrics, shutdown
 from workers.celery_app import app
-from workers.context import get_context
+from workers.context import WorkerContext, get_context
+from workers.flush import FlushResult
 
 log = logging.getLogger(__name__)
-SWEEP_BATCH = 500  # sessions claimed per sweep and shard
+
+
+def dispatch_due(ctx: WorkerContext) -> int:
+    """Send a flush task for every shard that has a due session and no task; returns how
+    many were sent."""
+    now = ctx.clock()
+    hold = ctx.settings.shard_task_seconds + 2 * ctx.settings.lease_seconds
+    sent = 0
+    for shard in ctx.store.all_shards():
+        token = uuid.uuid4().hex
+        if ctx.store.dispatch(shard, token, now, hold):
+            flush_shard.apply_async((shard,), task_id=token)
+            sent += 1
+    metrics.record_dispatch(sent)
+    return sent
 
 
 @app.task(name="audiosync.sweep", ignore_result=True)  # type: ignore[untyped-decorator]
 def sweep() -> int:
-    """Dispatch a flush for every session whose due time has come."""
-    ctx = get_context()
-    now = ctx.clock()
-    sessions = ctx.store.claim_due(now, SWEEP_BATCH, now + ctx.settings.lease_seconds)
-    for session_id in sessions:
-        flush_session.delay(session_id)
-    if len(sessions) == SWEEP_BATCH:
-        sweep.delay()  # more are due: keep going without waiting for the next beat
-    return len(sessions)
+    """Send a flush task for every shard with due sessions (one per shard at most)."""
+    return dispatch_due(get_context())
 
 
-@app.task(
-    name="audiosync.flush_session", ignore_result=True, acks_late=True, reject_on_worker_lost=True
-)  # type: ignore[untyped-decorator]
-def flush_session(session_id: str) -> dict[str, Any]:
-    ctx = get_context()
+def _flush_one(ctx: WorkerContext, shard: int, session_id: str) -> FlushResult:
     started = time.monotonic()
     try:
         result = flush.flush_session(
             session_id,
-            store=ctx.store,
+            store=ctx.store.in_shard(shard),
             bucket=ctx.bucket,
             policy=ctx.policy,
             config=ctx.config,
             clock=ctx.clock,
             should_stop=shutdown.stop_requested,
         )
-    except Exception as exc:  # Redis refusing the lease, say: counted, then Celery's
+    except Exception as exc:  # Redis refusing the lease, say: counted, then raised
         metrics.record_error(exc, time.monotonic() - started)
         raise
     metrics.record_flush(result, time.monotonic() - started)
     log.info("flushed %s: %s", session_id, result)
-    return result.__dict__
+    return result
+
+
+@app.task(name="audiosync.flush_shard", ignore_result=True, bind=True)  # type: ignore[untyped-decorator]
+def flush_shard(self: Any, shard: int) -> dict[str, Any]:
+    """Flush the due sessions of one shard, several at a time (workers/drain.py)."""
+    ctx = get_context()
+    settings = ctx.settings
+    result = drain.drain_shard(
+        shard,
+        store=ctx.store,
+        token=self.request.id or uuid.uuid4().hex,
+        flush_one=lambda session_id: _flush_one(ctx, shard, session_id),
+        concurrency=settings.flush_concurrency,
+        budget_seconds=settings.shard_task_seconds,
+        lease_seconds=settings.lease_seconds,
+        clock=ctx.clock,
+        should_stop=shutdown.stop_requested,
+    )
+    log.info(
+        "shard %s: %d flushes, %d objects, %d errors, stopped: %s",
+        shard,
+        result.flushes,
+        result.objects,
+        result.errors,
+        "held by another task" if result.held_elsewhere else result.stopped,
+    )
+    if not shutdown.stop_requested():
+        dispatch_due(ctx)
+    return {
+        "shard": shard,
+        "flushes": result.flushes,
+        "objects": result.objects,
+        "errors": result.errors,
+        "stopped": result.stopped,
+    }
+
+
+@app.task(
+    name="audiosync.flush_session", ignore_result=True, acks_late=True, reject_on_worker_lost=True
+)  # type: ignore[untyped-decorator]
+def flush_session(session_id: str, shard: int | None = None) -> dict[str, Any]:
+    """Flush one session now (in ``shard``; default: the one its id hashes to)."""
+    ctx = get_context()
+    chosen = ctx.store.keys(session_id).shard if shard is None else shard
+    return _flush_one(ctx, chosen, session_id).__dict__

@@ -6,12 +6,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
-
 from backend_hooks import container, naming, storage
 from backend_hooks.entries import Entry, parse_entry
 from backend_hooks.gcs import GcsBucket, UploadOutcome
-from backend_hooks.redis_store import redis_time
+from backend_hooks.redis_store import RedisClient, SessionKeys, redis_time, shard_of
+from backend_hooks.settings import Settings
 from workers.context import WorkerContext
 from workers.flush import FlushResult, flush_session
 
@@ -23,7 +22,7 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
-    def sync(self, client: redis.Redis) -> None:
+    def sync(self, client: RedisClient) -> None:
         """Back to Redis server time: call after appending, so that ages count from the
         append however long it took (a loaded machine can take seconds to encode)."""
         self.now = redis_time(client)
@@ -102,7 +101,7 @@ def read_entries(ctx: WorkerContext, session_id: str) -> list[Entry]:
 
 def lease_expires(ctx: WorkerContext, session_id: str) -> None:
     """What the lease's TTL does to a flush that stalls past it."""
-    ctx.store.client.delete(f"audiosync:{{{session_id}}}:lease")
+    ctx.store.client.delete(keys(session_id).lease)
 
 
 def stored_seqs(ctx: WorkerContext, uid: str, cid: str) -> list[int]:
@@ -129,3 +128,8 @@ def overlapping_objects(ctx: WorkerContext, uid: str, cid: str) -> list[tuple[st
             if a.start_us < b.end_us and b.start_us < a.end_us:
                 pairs.append((a.filename, b.filename))
     return pairs
+
+
+def keys(session_id: str) -> SessionKeys:
+    """A session's keys where a pusher with the test environment's settings puts them."""
+    return SessionKeys(session_id, shard_of(session_id, Settings.from_env().due_shards))

@@ -28,8 +28,7 @@ import pytest
 
 from backend_hooks import AudioSyncClient
 from backend_hooks.entries import ChunkEntry
-from backend_hooks.redis_store import legacy_intent_key
-from tests.integration.flushing import FakeClock, flush, read_entries, stored_seqs
+from tests.integration.flushing import FakeClock, flush, keys, read_entries, stored_seqs
 from tests.integration.test_adversary_upgrade import _first_release_flush_died
 from tests.integration.test_exactly_once import CHUNK, RATE
 from workers.context import WorkerContext
@@ -91,6 +90,6 @@ def test_a_first_release_cut_the_new_checks_empty_does_not_stall_the_session(
     assert all(r.failed is None for r in results)
     # Observed: :intent still set after 5 flushes, each writing and deleting nothing after
     # the first (next_due = now every time), seq 1-3 and the end marker still in the stream.
-    assert ctx.store.client.get(legacy_intent_key(sid)) is None
+    assert ctx.store.client.get(keys(sid).legacy_intent) is None
     assert stored_seqs(ctx, uid, "conv") == [0, 1, 2, 3]
     assert read_entries(ctx, sid) == []

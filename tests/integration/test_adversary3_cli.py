@@ -16,9 +16,9 @@ import redis
 
 from audiosync_dev.localstack import StackInfo, free_port
 from backend_hooks import AudioSyncClient
-from backend_hooks.redis_store import QUARANTINE_INDEX, due_key, quarantine_key, stream_key
 from backend_hooks.settings import Settings
 from tests.integration.commands import as_json, celery
+from tests.integration.flushing import keys
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,9 @@ def test_replay_quarantined_for_one_user_touches_only_that_users_sessions(
     alice's entries and leave bob's alone."""
     env = stack.env()
     settings = Settings.from_env(env)
-    store = WorkerStore(redis.Redis.from_url(stack.redis_url))
+    store = WorkerStore(
+        redis.Redis.from_url(stack.redis_url), Settings.from_env(stack.env()).due_shards
+    )
     alice = pushed(settings, "alice")
     bob = pushed(settings, "bob")
     assert park(store, alice, "parked after 16 failed flushes; last: X") == 3
@@ -80,7 +82,7 @@ def test_replay_quarantined_for_one_user_touches_only_that_users_sessions(
     done = as_json(
         celery("audiosync", "replay", "--quarantined", "--user", "alice", "--json", env=env)
     )
-    assert redis_client.xlen(quarantine_key(bob)) == 3, f"bob's quarantine was requeued: {done}"
+    assert redis_client.xlen(keys(bob).quarantine) == 3, f"bob's quarantine was requeued: {done}"
     assert done["sessions"] == {alice: 3}, done
 
 
@@ -95,7 +97,7 @@ def test_replay_quarantined_with_reason_moves_every_matching_entry(
     pipe = redis_client.pipeline()
     for i in range(1205):
         pipe.xadd(
-            quarantine_key(sid),
+            keys(sid).quarantine,
             {
                 "reason": "rate 0 is not one of the Opus rates",
                 "entry_id": f"{i + 1}-0",
@@ -105,13 +107,13 @@ def test_replay_quarantined_with_reason_moves_every_matching_entry(
                 "f:n": str(i),
             },
         )
-    pipe.zadd(QUARANTINE_INDEX, {sid: 1})
+    pipe.zadd(keys(sid).quarantine_index, {sid: 1})
     pipe.execute()
 
     done = as_json(
         celery("audiosync", "replay", "--quarantined", "--reason", "rate 0", "--json", env=env)
     )
-    left = redis_client.xlen(quarantine_key(sid))
+    left = redis_client.xlen(keys(sid).quarantine)
     assert left == 0, f"reported {done['sessions']} requeued, {left} matching entries left"
     again = as_json(
         celery("audiosync", "replay", "--quarantined", "--reason", "rate 0", "--json", env=env)
@@ -127,7 +129,7 @@ def test_dry_run_reports_what_the_real_run_moves(
     pipe = redis_client.pipeline()
     for i in range(1205):
         pipe.xadd(
-            quarantine_key(sid),
+            keys(sid).quarantine,
             {
                 "reason": "parked after 16 failed flushes",
                 "entry_id": f"{i + 1}-0",
@@ -137,7 +139,7 @@ def test_dry_run_reports_what_the_real_run_moves(
                 "f:n": str(i),
             },
         )
-    pipe.zadd(QUARANTINE_INDEX, {sid: 1})
+    pipe.zadd(keys(sid).quarantine_index, {sid: 1})
     pipe.execute()
 
     dry = as_json(celery("audiosync", "replay", "--quarantined", "--dry-run", "--json", env=env))
@@ -153,15 +155,17 @@ def test_status_probe_sees_audio_held_by_a_failing_session(
     by the failure script). Its audio has waited in Redis for 10 minutes, but ``status``
     says lag 0.0 s, 0 due, and ``--max-lag 60`` passes: the probe cannot see an outage."""
     env = stack.env()
-    store = WorkerStore(redis.Redis.from_url(stack.redis_url))
+    store = WorkerStore(
+        redis.Redis.from_url(stack.redis_url), Settings.from_env(stack.env()).due_shards
+    )
     sid = "adv3-failing-" + uuid.uuid4().hex[:8]
     now = store.time()
     old_ms = int((now - 600) * 1000)
     for i in range(3):  # appended 10 minutes ago (stream ids are append times)
         redis_client.xadd(
-            stream_key(sid), {"v": "1", "kind": "end", "n": str(i)}, id=f"{old_ms + i}-0"
+            keys(sid).chunks, {"v": "1", "kind": "end", "n": str(i)}, id=f"{old_ms + i}-0"
         )
-    redis_client.zadd(due_key(), {sid: now - 540})
+    redis_client.zadd(keys(sid).due, {sid: now - 540})
     for _attempt in range(8):  # eight failed flushes so far, as a flush records them
         token = uuid.uuid4().hex
         assert store.acquire_lease(sid, token, 30)
@@ -226,7 +230,7 @@ def test_replay_user_conversation_finds_a_session_that_switched_to_it(
     session.push(bytes(2 * 8000 * 10), start + 10)
     client.close()
     sid = session.session_id
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], redis_client.xrange(stream_key(sid)))
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], redis_client.xrange(keys(sid).chunks))
     cids = {f.get(b"cid") for _, f in entries}
     assert cids == {b"c1", b"c2"}  # c2's chunks are in this session's stream
 

@@ -20,6 +20,7 @@ from audiosync_dev.localstack import StackInfo, free_port
 from backend_hooks import AudioSyncClient
 from backend_hooks.settings import Settings
 from tests.integration.commands import ROOT, celery, scrape
+from tests.integration.flushing import keys
 from workers import metrics, operations, tasks
 from workers.context import WorkerContext
 from workers.store import LeaseLostError, WorkerStore
@@ -142,7 +143,9 @@ def test_the_quarantined_sessions_gauge_agrees_with_status(
     session.push(bytes(2 * 8000 * 5), time.time() - 5)
     client.close()
     sid = session.session_id
-    store = WorkerStore(redis.Redis.from_url(stack.redis_url))
+    store = WorkerStore(
+        redis.Redis.from_url(stack.redis_url), Settings.from_env(stack.env()).due_shards
+    )
     [(entry_id, _)] = store.read_raw(sid, 1)
     assert store.acquire_lease(sid, "successor", 30)
     with pytest.raises(LeaseLostError):
@@ -154,10 +157,7 @@ def test_the_quarantined_sessions_gauge_agrees_with_status(
         for m in metrics.RedisCollector(lambda: store).collect()
         if m.name == "audiosync_quarantined_sessions"
     }
-    assert (
-        status.quarantined_sessions == 0
-        and redis_client.xlen(f"audiosync:{{{sid}}}:quarantine") == 0
-    )
+    assert status.quarantined_sessions == 0 and redis_client.xlen(keys(sid).quarantine) == 0
     assert gauges["audiosync_quarantined_sessions"] == status.quarantined_sessions, (
         f"gauge {gauges['audiosync_quarantined_sessions']} vs status "
         f"{status.quarantined_sessions}: an alert on the gauge never clears"

@@ -36,7 +36,7 @@ class FinishDies(WorkerStore):
     """The real store; its first ``finish`` call dies (the process is killed right there)."""
 
     def __init__(self, inner: WorkerStore) -> None:
-        super().__init__(inner.client)
+        super().__init__(inner.client, inner.shards, pinned=inner.pinned)
         self.died = False
 
     def finish(self, *args: object, **kwargs: object) -> None:

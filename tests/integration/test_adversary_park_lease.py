@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 class LeaseRunsOutWhileParking(WorkerStore):
     def __init__(self, inner: WorkerStore, ctx: WorkerContext, sid: str) -> None:
-        super().__init__(inner.client)
+        super().__init__(inner.client, inner.shards, pinned=inner.pinned)
         self.ctx, self.sid = ctx, sid
 
     def park_batch(self, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -29,7 +29,7 @@ from typing import cast
 
 import pytest
 
-from tests.integration.flushing import CueBucket, FakeClock, die, flush
+from tests.integration.flushing import CueBucket, FakeClock, die, flush, keys
 from tests.integration.test_exactly_once import CHUNK, assert_exactly_once, push_chunks
 from workers import quarantine
 from workers.context import WorkerContext
@@ -71,8 +71,9 @@ def test_parking_commits_a_stored_head_first_so_a_replay_stores_nothing_twice(
 
 
 def _session_keys(ctx: WorkerContext, sid: str) -> list[bytes]:
-    keys = cast(list[bytes], ctx.store.client.keys(f"audiosync:{{{sid}}}:*"))
-    return [*keys, b"audiosync:due:{0}"]
+    at = ctx.store.keys(sid)
+    found = cast(list[bytes], ctx.store.client.keys(at.prefix + "*"))
+    return [*found, at.due.encode()]
 
 
 @pytest.mark.xfail(
@@ -131,7 +132,7 @@ def test_parking_with_a_plan_that_does_not_parse_still_parks(
 ) -> None:
     ctx.config = replace(ctx.config, max_attempts=1)
     sid = push_chunks(ctx, clock, _uid("parked-garbled"), 3, close=True).session_id
-    ctx.store.client.rpush(f"audiosync:{{{sid}}}:plan", b"not json")
+    ctx.store.client.rpush(keys(sid).plan, b"not json")
     result = flush(ctx, sid)  # the garbled plan fails the flush; attempt 1 = max: park
     assert result.failed and "does not parse" in result.failed
     assert result.parked == 4 and not ctx.store.read_plan(sid)

@@ -159,7 +159,7 @@ def test_a_chunk_sent_again_after_its_original_was_stored_is_quarantined(
 
 
 def test_the_stored_seq_bitmap_reads_as_redis_writes_it(ctx: WorkerContext) -> None:
-    key = "audiosync:{bitmap-test}:stored"
+    key = ctx.store.keys("bitmap-test").stored
     for seq in (0, 9, 100, 2**21 - 1):
         ctx.store.client.setbit(key, seq, 1)
     stored = ctx.store.stored_seqs("bitmap-test")

@@ -29,12 +29,12 @@ from dataclasses import replace
 import pytest
 
 from backend_hooks.entries import ChunkEntry
-from backend_hooks.redis_store import legacy_intent_key
 from tests.integration.flushing import (
     CueBucket,
     FakeClock,
     die,
     flush,
+    keys,
     read_entries,
     stored_seqs,
 )
@@ -56,7 +56,7 @@ def _first_release_flush_died(
         ctx.bucket.create_only(
             obj.name(data), data, content_type=content_type(False), metadata=obj.metadata(sid)
         )
-    ctx.store.client.set(legacy_intent_key(sid), last_id)
+    ctx.store.client.set(keys(sid).legacy_intent, last_id)
 
 
 def _drain(ctx: WorkerContext, sid: str) -> None:
@@ -114,10 +114,10 @@ def test_a_stale_first_release_intent_is_dropped_and_the_session_flows(
     a pin past the stream's start would have kept every later flush reading nothing."""
     uid = f"upgrade-stale-{uuid.uuid4().hex[:8]}"
     sid = push_chunks(ctx, FakeClock(0), uid, 3).session_id
-    ctx.store.client.set(legacy_intent_key(sid), b"1-0")  # older than every entry
+    ctx.store.client.set(keys(sid).legacy_intent, b"1-0")  # older than every entry
     result = flush(ctx, sid)
     assert result.failed is None and result.objects_created == 1
-    assert not ctx.store.client.exists(legacy_intent_key(sid))
+    assert not ctx.store.client.exists(keys(sid).legacy_intent)
     assert_exactly_once(ctx, uid, sid, 3)
 
 

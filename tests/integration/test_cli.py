@@ -14,9 +14,9 @@ import redis
 
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import AudioSyncClient
-from backend_hooks.redis_store import due_key, quarantine_key, stream_key
 from backend_hooks.settings import Settings
 from tests.integration.commands import as_json, celery
+from tests.integration.flushing import keys
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +41,14 @@ def test_status_reports_lag_holdings_and_quarantine(
     env = stack.env()
     settings = Settings.from_env(env)
     sid = session_with_chunks(settings, "cli-status")
-    redis_client.zadd(due_key(), {sid: time.time() - 30})  # due for 30 s: a lagging fleet
-    redis_client.xadd(quarantine_key(sid), {"reason": "parked after 16 failed flushes"})
-    redis_client.zadd("audiosync:quarantined", {sid: 1})
+    redis_client.zadd(keys(sid).due, {sid: time.time() - 30})  # due for 30 s: a lagging fleet
+    redis_client.xadd(keys(sid).quarantine, {"reason": "parked after 16 failed flushes"})
+    redis_client.zadd(keys(sid).quarantine_index, {sid: 1})
 
     report = as_json(celery("audiosync", "status", "--json", env=env))
-    [shard] = report["shards"]
+    assert [s["shard"] for s in report["shards"]] == [*range(settings.due_shards), -1]
+    [shard] = [s for s in report["shards"] if s["sessions"]]
+    assert shard["shard"] == keys(sid).shard
     assert shard["sessions"] == 1 and shard["due"] == 1
     assert 25 < shard["oldest_due_seconds"] < 60 and report["lag_seconds"] > 25
     assert report["streams"] == 1 and report["entries"] == 2 and report["bytes_held"] > 0
@@ -64,31 +66,31 @@ def test_replay_flushes_now_and_requeues_quarantine_once(
     env = stack.env()
     settings = Settings.from_env(env)
     sid = session_with_chunks(settings, "cli-replay")
-    redis_client.zadd(due_key(), {sid: time.time() + 3600})
+    redis_client.zadd(keys(sid).due, {sid: time.time() + 3600})
     fields: dict[Any, Any] = {
         "reason": "rate 0 is not one of the Opus rates",
         "entry_id": "1-0",
         "at_ms": "1",
     }
-    redis_client.xadd(quarantine_key(sid), {**fields, "f:v": "1", "f:kind": "end"})
-    redis_client.xadd(quarantine_key(sid), {**fields, "reason": "seq 3 repeats", "f:v": "1"})
-    redis_client.zadd("audiosync:quarantined", {sid: 2})
+    redis_client.xadd(keys(sid).quarantine, {**fields, "f:v": "1", "f:kind": "end"})
+    redis_client.xadd(keys(sid).quarantine, {**fields, "reason": "seq 3 repeats", "f:v": "1"})
+    redis_client.zadd(keys(sid).quarantine_index, {sid: 2})
 
     dry = as_json(
         celery("audiosync", "replay", "--user", "cli-replay", "--dry-run", "--json", env=env)
     )
     assert dry["flush_now"] == [sid]
-    assert (redis_client.zscore(due_key(), sid) or 0) > time.time() + 3000  # dry: no change
+    assert (redis_client.zscore(keys(sid).due, sid) or 0) > time.time() + 3000  # dry: no change
     now = as_json(celery("audiosync", "replay", "--session", sid, "--json", env=env))
     assert now["flush_now"] == [sid]
-    assert (redis_client.zscore(due_key(), sid) or 0) <= time.time() + 1
+    assert (redis_client.zscore(keys(sid).due, sid) or 0) <= time.time() + 1
 
     args = ("audiosync", "replay", "--quarantined", "--reason", "rate 0", "--json")
     assert as_json(celery(*args, "--dry-run", env=env))["sessions"] == {sid: 1}
-    assert redis_client.xlen(quarantine_key(sid)) == 2
+    assert redis_client.xlen(keys(sid).quarantine) == 2
     assert as_json(celery(*args, env=env))["sessions"] == {sid: 1}
-    assert redis_client.xlen(quarantine_key(sid)) == 1  # the other reason stays
-    assert redis_client.xlen(stream_key(sid)) == 3  # 2 chunks + the entry put back
+    assert redis_client.xlen(keys(sid).quarantine) == 1  # the other reason stays
+    assert redis_client.xlen(keys(sid).chunks) == 3  # 2 chunks + the entry put back
     assert as_json(celery(*args, env=env))["sessions"] == {}  # twice: nothing new
 
     missing = celery("audiosync", "replay", env=env)

@@ -19,21 +19,14 @@ import redis
 
 from backend_hooks import AudioSyncClient, Session, container, storage
 from backend_hooks.entries import KIND_CHUNK, NewEntry
-from backend_hooks.redis_store import (
-    QUARANTINE_INDEX,
-    due_key,
-    failures_key,
-    legacy_intent_key,
-    plan_key,
-    redis_time,
-    stream_key,
-)
+from backend_hooks.redis_store import redis_time
 from backend_hooks.settings import Settings
 from tests.integration.flushing import (
     CueBucket,
     FakeClock,
     die,
     flush,
+    keys,
     lease_expires,
     overlapping_objects,
     read_entries,
@@ -72,7 +65,7 @@ def in_thread(target: Callable[[], FlushResult]) -> tuple[threading.Thread, list
 
 def raw_xadd(ctx: WorkerContext, session_id: str, fields: dict[bytes, bytes]) -> None:
     """An entry appended behind the pusher's back (a bug, an old pusher, an attacker)."""
-    ctx.store.client.xadd(stream_key(session_id), dict(fields.items()))
+    ctx.store.client.xadd(keys(session_id).chunks, dict(fields.items()))
 
 
 def assert_exactly_once(ctx: WorkerContext, uid: str, session_id: str, chunks: int) -> None:
@@ -120,7 +113,7 @@ def test_a_flush_that_outlived_its_lease_changes_nothing(ctx: WorkerContext) -> 
 
 def test_every_flush_write_is_fenced_by_the_lease(ctx: WorkerContext) -> None:
     sid = push_chunks(ctx, FakeClock(0), "fenced", 2).session_id
-    ctx.store.client.set(legacy_intent_key(sid), b"1-0")  # something for every script to hit
+    ctx.store.client.set(keys(sid).legacy_intent, b"1-0")  # something for every script to hit
     assert ctx.store.acquire_lease(sid, "holder", 30)
     before = {key: ctx.store.client.dump(key) for key in ctx.store.client.keys(f"*{sid}*")}
     entry_id = read_entries(ctx, sid)[0].entry_id
@@ -171,7 +164,7 @@ def test_two_failures_in_a_row_keep_the_recorded_cut(ctx: WorkerContext, clock: 
     session.close()
     assert flush(ctx, sid).objects_created == 1  # seq 10-11
     assert_exactly_once(ctx, "twice", sid, 12)
-    assert not ctx.store.client.exists(failures_key(sid))  # success clears the count
+    assert not ctx.store.client.exists(keys(sid).failures)  # success clears the count
 
 
 # -- 3. the read limit is a cut: no livelock ---------------------------------------------------
@@ -211,10 +204,19 @@ def test_an_append_sent_again_adds_nothing(ctx: WorkerContext) -> None:
         for i in range(3)
     ]
     appender = client.appender
-    assert appender.append("retry", entries[:2], first_n=0, urgent=False, max_age_seconds=60) == 2
+    assert (
+        appender.append(keys("retry"), entries[:2], first_n=0, urgent=False, max_age_seconds=60)
+        == 2
+    )
     # The reply was lost; the pusher sends the same batch again, then with the next entry.
-    assert appender.append("retry", entries[:2], first_n=0, urgent=False, max_age_seconds=60) == 0
-    assert appender.append("retry", entries[1:], first_n=1, urgent=False, max_age_seconds=60) == 1
+    assert (
+        appender.append(keys("retry"), entries[:2], first_n=0, urgent=False, max_age_seconds=60)
+        == 0
+    )
+    assert (
+        appender.append(keys("retry"), entries[1:], first_n=1, urgent=False, max_age_seconds=60)
+        == 1
+    )
     seqs = [int(f[b"seq"]) for _, f in ctx.store.read_raw("retry", 100)]
     assert seqs == [0, 1, 2]
 
@@ -286,8 +288,8 @@ def test_a_poison_entry_is_quarantined_and_its_session_flows(
     [entry] = ctx.store.read_quarantine(sid)
     assert reason in entry.reason
     assert entry.fields == _poison(fields, change)  # kept as it was, every field
-    assert ctx.store.client.zscore(due_key(), sid) is None  # nothing left to do
-    assert sid in ctx.store.quarantined_sessions()
+    assert ctx.store.client.zscore(keys(sid).due, sid) is None  # nothing left to do
+    assert sid in ctx.store.quarantined_sessions(keys(sid).shard)
     assert not any(r.exc_info for r in caplog.records)  # one line, no traceback
 
 
@@ -310,15 +312,16 @@ def test_a_pusher_clock_ahead_does_not_delay_a_closed_conversation(ctx: WorkerCo
     ahead = FakeClock(time.time() + 120)
     session = push_chunks(ctx, ahead, "ahead", 1)
     now = redis_time(ctx.store.client)
-    due = ctx.store.client.zscore(due_key(), session.session_id)
+    due = ctx.store.client.zscore(keys(session.session_id).due, session.session_id)
     assert due is not None and due <= now  # Redis time, not the pusher's
-    assert ctx.store.claim_due(now, 10, now + 30) == [session.session_id]
+    claimed = ctx.store.claim_due(now, 10, now + 30, session.redis_keys.shard)
+    assert claimed == [session.session_id]
 
 
 def test_a_young_chunk_is_due_after_max_age_of_redis_time(ctx: WorkerContext) -> None:
     behind = FakeClock(time.time() - 3600)
     session = push_chunks(ctx, behind, "behind", 1, close=False)
-    due = ctx.store.client.zscore(due_key(), session.session_id)
+    due = ctx.store.client.zscore(keys(session.session_id).due, session.session_id)
     now = redis_time(ctx.store.client)
     assert due == pytest.approx(now + ctx.settings.batch_max_age_seconds, abs=1)
 
@@ -337,7 +340,7 @@ def test_a_failing_session_backs_off_is_parked_and_replays(
         result = flush(ctx, sid, broken)
         assert result.failed == "Died: killed here" and result.parked == 0
         assert ctx.store.failures(sid).count == attempt
-        due = ctx.store.client.zscore(due_key(), sid)
+        due = ctx.store.client.zscore(keys(sid).due, sid)
         assert due == pytest.approx(clock.now + delay)
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and len(caplog.records) == 2  # a traceback only the first time
@@ -346,14 +349,14 @@ def test_a_failing_session_backs_off_is_parked_and_replays(
     assert parked.parked == 3  # two chunks and the end marker
     quarantined = ctx.store.read_quarantine(sid)
     assert all("parked after 3 failed flushes" in q.reason for q in quarantined)
-    for key in (stream_key(sid), plan_key(sid), failures_key(sid)):
+    for key in (keys(sid).chunks, keys(sid).plan, keys(sid).failures):
         assert not ctx.store.client.exists(key)
-    assert ctx.store.client.zscore(due_key(), sid) is None
+    assert ctx.store.client.zscore(keys(sid).due, sid) is None
 
     assert quarantine.replay(ctx.store, sid) == 3
     assert ctx.store.read_quarantine(sid) == []
-    assert sid not in ctx.store.quarantined_sessions()
-    assert ctx.store.client.zscore(due_key(), sid) is not None  # due again
+    assert sid not in ctx.store.quarantined_sessions(keys(sid).shard)
+    assert ctx.store.client.zscore(keys(sid).due, sid) is not None  # due again
     assert flush(ctx, sid).objects_created == 1
     assert_exactly_once(ctx, "failing", sid, 2)
 
@@ -369,4 +372,5 @@ def test_a_replayed_entry_that_is_still_bad_comes_back_with_its_reason(ctx: Work
     assert result.quarantined == 1 and result.failed is None
     [entry] = ctx.store.read_quarantine(sid)
     assert "v=b'7'" in entry.reason and entry.fields[b"poison"] == b"1"
-    assert ctx.store.client.zscore(QUARANTINE_INDEX, sid) == 1  # forgotten at replay, back
+    # forgotten at replay, back
+    assert ctx.store.client.zscore(keys(sid).quarantine_index, sid) == 1

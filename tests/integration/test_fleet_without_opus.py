@@ -86,7 +86,7 @@ def test_a_worker_without_libopus_flushes_standard_and_enhanced_sessions(
 
     with processes.worker({**env, **no_opus}, tmp_path, name="no-opus") as worker:
         deadline = time.monotonic() + 60
-        while redis_client.keys("audiosync:{*}:chunks"):
+        while redis_client.keys("audiosync:{*:chunks"):
             assert time.monotonic() < deadline, worker.tail()
             time.sleep(0.2)
         log = worker.log.read_text(errors="replace")

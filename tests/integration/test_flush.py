@@ -15,8 +15,8 @@ from audiosync_dev.legacy import legacy_opus_container
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, container, envelope, naming, storage
 from backend_hooks.errors import ConfigError, DecryptionError, UnsupportedFormatError
-from backend_hooks.redis_store import connect, due_key, stream_key
-from tests.integration.flushing import FakeClock, read_entries
+from backend_hooks.redis_store import connect, due_key
+from tests.integration.flushing import FakeClock, keys, read_entries
 from tests.integration.flushing import flush as run_flush
 from workers.context import WorkerContext
 from workers.flush import content_type, flush_session
@@ -68,7 +68,7 @@ def test_killed_between_upload_and_commit(ctx: WorkerContext, clock: FakeClock) 
         metadata=first.metadata(session.session_id),
     )
 
-    ctx.store.client.delete(f"audiosync:{{{session.session_id}}}:lease")  # it died: lease ends
+    ctx.store.client.delete(keys(session.session_id).lease)  # it died: lease ends
 
     # Meanwhile more audio arrives; then the sweep retries the session: the successor
     # carries out the recorded plan (412, checked equal), then the next flush the rest.
@@ -99,13 +99,13 @@ def test_young_audio_waits_and_is_rescheduled(ctx: WorkerContext, clock: FakeClo
     session.push(bytes(2 * 8000 * 20), T0)  # 4 chunks, enqueued "now"
     clock.sync(ctx.store.client)
     assert flush(ctx, session.session_id) == (0, 0)
-    due = ctx.store.client.zscore(due_key(), session.session_id)
+    due = ctx.store.client.zscore(keys(session.session_id).due, session.session_id)
     assert due == pytest.approx(clock.now + ctx.settings.batch_max_age_seconds, abs=1)
     clock.now += ctx.settings.batch_max_age_seconds - 1
     assert flush(ctx, session.session_id) == (0, 0)  # ages count from the append's Redis time
     clock.now += 2
     assert flush(ctx, session.session_id) == (1, 0)
-    assert ctx.store.client.zscore(due_key(), session.session_id) is None
+    assert ctx.store.client.zscore(keys(session.session_id).due, session.session_id) is None
 
 
 def test_a_held_lease_skips_the_flush(ctx: WorkerContext, clock: FakeClock) -> None:
@@ -129,14 +129,16 @@ def test_a_held_lease_skips_the_flush(ctx: WorkerContext, clock: FakeClock) -> N
 
 def test_sweep_claims_due_sessions_once(ctx: WorkerContext, clock: FakeClock) -> None:
     store: WorkerStore = ctx.store
+    store = store.in_shard(3)
     store.schedule("due-now", clock.now - 1)
     store.schedule("due-later", clock.now + 100)
-    assert store.claim_due(clock.now, 100, clock.now + 30) == ["due-now"]
-    assert store.claim_due(clock.now, 100, clock.now + 30) == []  # claimed, not due again
-    assert store.claim_due(clock.now + 31, 100, clock.now + 61) == ["due-now"]  # lease ran out
+    assert store.claim_due(clock.now, 100, clock.now + 30, 3) == ["due-now"]
+    assert store.claim_due(clock.now, 100, clock.now + 30, 3) == []  # claimed, not due again
+    assert store.claim_due(clock.now + 31, 100, clock.now + 61, 3) == ["due-now"]  # lease ended
     store.schedule("due-now", clock.now)  # a pusher lowers it (ZADD LT)
-    assert store.claim_due(clock.now, 100, clock.now + 30) == ["due-now"]
-    assert connect(ctx.settings.redis_url).zcard(due_key()) == 2
+    assert store.claim_due(clock.now, 100, clock.now + 30, 3) == ["due-now"]
+    assert store.claim_due(clock.now + 1000, 100, clock.now + 1030, 2) == []  # another shard
+    assert connect(ctx.settings.redis_url).zcard(due_key(3)) == 2
 
 
 def test_legacy_and_new_objects_merge_together(ctx: WorkerContext, clock: FakeClock) -> None:
@@ -223,7 +225,7 @@ def test_finish_sees_entries_appended_after_the_read(ctx: WorkerContext, clock: 
         next_due=None,
         now=clock.now,
     )
-    assert store.client.zscore(due_key(), sid) == clock.now
+    assert store.client.zscore(keys(sid).due, sid) == clock.now
     assert [e.entry_id for e in read_entries(ctx, sid)] != [read[0].entry_id]
 
     # Nothing new after the read: the computed due time is set as it is.
@@ -231,7 +233,7 @@ def test_finish_sees_entries_appended_after_the_read(ctx: WorkerContext, clock: 
     store.finish(
         sid, "t", drop_ids=[], last_read_id=read[-1].entry_id, next_due=clock.now + 42, now=0
     )
-    assert store.client.zscore(due_key(), sid) == clock.now + 42
+    assert store.client.zscore(keys(sid).due, sid) == clock.now + 42
 
     # Everything gone: the stream key and the due entry go together.
     store.finish(
@@ -242,5 +244,5 @@ def test_finish_sees_entries_appended_after_the_read(ctx: WorkerContext, clock: 
         next_due=None,
         now=clock.now,
     )
-    assert store.client.zscore(due_key(), sid) is None
-    assert not store.client.exists(stream_key(sid))
+    assert store.client.zscore(keys(sid).due, sid) is None
+    assert not store.client.exists(keys(sid).chunks)

@@ -33,7 +33,7 @@ def test_a_worker_logs_json_lines_when_asked(
     client.close()
     with processes.worker(env, tmp_path, name="json-logs") as worker:
         deadline = time.monotonic() + 30
-        while redis_client.keys("audiosync:{*}:chunks"):
+        while redis_client.keys("audiosync:{*:chunks"):
             assert time.monotonic() < deadline, worker.tail()
             time.sleep(0.2)
         time.sleep(0.3)

@@ -13,9 +13,9 @@ from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo, free_port
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient
-from backend_hooks.redis_store import due_key
 from backend_hooks.settings import Settings
 from tests.integration.commands import scrape
+from tests.integration.flushing import keys
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +40,11 @@ def test_a_worker_serves_its_flush_counters_and_the_lag(
     with processes.worker(env, tmp_path, name="metrics", concurrency=2, beat=False) as worker:
         with processes.beat(env, tmp_path):
             deadline = time.monotonic() + 60
-            while redis_client.keys("audiosync:{*}:chunks"):
+            while redis_client.keys("audiosync:{*:chunks"):
                 assert time.monotonic() < deadline, worker.tail()
                 time.sleep(0.2)
         time.sleep(1.0)  # the last flush's counters; no sweep is left to claim what follows
-        redis_client.zadd(due_key(), {"lagging-session": time.time() - 42})
+        redis_client.zadd(keys("lagging-session").due, {"lagging-session": time.time() - 42})
         samples = scrape(port)
 
     assert samples["audiosync_objects_flushed_total{outcome=created}"] == 3

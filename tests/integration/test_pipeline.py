@@ -85,7 +85,7 @@ def push_in_odd_pieces(session: Session, pcm: bytes, start: float, rate: int) ->
 def wait_drained(client: redis.Redis, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if client.zcard("audiosync:due:{0}") == 0 and not client.keys("audiosync:{*}:chunks"):
+        if not client.keys("audiosync:{s*}:due") and not client.keys("audiosync:{*:chunks"):
             return
         time.sleep(0.2)
     raise AssertionError(f"streams not drained after {timeout} s: {client.keys('audiosync:*')}")

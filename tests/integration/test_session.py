@@ -48,7 +48,7 @@ def one_chunk(rate: int = 16000) -> bytes:
 
 
 def entries(settings: Settings, session_id: str) -> list[tuple[str, int]]:
-    raw = WorkerStore(connect(settings.redis_url)).read_raw(session_id, 1000)
+    raw = WorkerStore(connect(settings.redis_url), settings.due_shards).read_raw(session_id, 1000)
     parsed = [parse_entry(entry_id, fields) for entry_id, fields in raw]
     return [(KIND_CHUNK, e.samples) if isinstance(e, ChunkEntry) else (KIND_END, 0) for e in parsed]
 

@@ -26,11 +26,12 @@ from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, container, storage
-from backend_hooks.redis_store import due_key, failures_key, lease_key, plan_key, redis_time
+from backend_hooks.redis_store import redis_time
 from backend_hooks.settings import Settings
 from tests.integration.flushing import (
     CueBucket,
     FakeClock,
+    keys,
     overlapping_objects,
     read_entries,
     stored_seqs,
@@ -65,7 +66,7 @@ def test_a_stopped_worker_hands_its_flush_back(
         session.push(pcm, time.time() - SECONDS)
         session.close()
         sid = session.session_id
-        lease, plan = f"audiosync:{{{sid}}}:lease", f"audiosync:{{{sid}}}:plan"
+        lease, plan = keys(sid).lease, keys(sid).plan
 
         worker = processes.worker(env, tmp_path, name=f"stopped-{mode}")
         deadline = time.monotonic() + 30
@@ -84,14 +85,14 @@ def test_a_stopped_worker_hands_its_flush_back(
         assert not redis_client.exists(lease)  # released by the flush, not by its 60 s TTL
         left = redis_client.llen(plan)
         assert 1 <= left <= 3, f"{left} of 4 planned objects left"  # stopped mid-plan
-        due = redis_client.zscore("audiosync:due:{0}", sid)
+        due = redis_client.zscore(keys(sid).due, sid)
         assert due is not None and due <= redis_time(redis_client)  # due now, not in 60 s
-        assert redis_client.hget(f"audiosync:{{{sid}}}:failures", "count") is None
+        assert redis_client.hget(keys(sid).failures, "count") is None
 
         proxy.pause_faults()
         with processes.worker(env, tmp_path, name=f"successor-{mode}") as successor:
             deadline = time.monotonic() + 30
-            while redis_client.exists(f"audiosync:{{{sid}}}:chunks"):
+            while redis_client.exists(keys(sid).chunks):
                 assert time.monotonic() < deadline, successor.tail()
                 time.sleep(0.1)
 
@@ -136,12 +137,12 @@ def test_a_flush_told_to_stop_before_it_starts_hands_the_session_back(
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
     sid = closed_session(ctx, clock, "stop-early", 4)
-    claimed = ctx.store.claim_due(clock(), 10, clock() + 60)  # as the sweep does
+    claimed = ctx.store.claim_due(clock(), 10, clock() + 60, keys(sid).shard)  # as a task does
     assert claimed == [sid]
     result = flush_told(ctx, sid, lambda: True)
     assert result.skipped and "handed back" in result.skipped
-    assert not ctx.store.client.exists(lease_key(sid))  # never taken
-    assert ctx.store.client.zscore(due_key(), sid) == pytest.approx(clock())  # not in 60 s
+    assert not ctx.store.client.exists(keys(sid).lease)  # never taken
+    assert ctx.store.client.zscore(keys(sid).due, sid) == pytest.approx(clock())  # not in 60 s
     assert len(read_entries(ctx, sid)) == 5  # 4 chunks and the end marker, untouched
 
     assert flush_told(ctx, sid, lambda: False).objects_created == 1
@@ -158,10 +159,10 @@ def test_a_flush_told_to_stop_mid_plan_commits_what_it_stored_and_hands_the_rest
     assert result.skipped and "handed back" in result.skipped
     assert result.failed is None
     assert result.objects_created == 1
-    assert ctx.store.client.llen(plan_key(sid)) == 2  # the rest of the plan, as recorded
-    assert not ctx.store.client.exists(lease_key(sid))
-    assert ctx.store.client.zscore(due_key(), sid) == pytest.approx(clock())
-    assert not ctx.store.client.exists(failures_key(sid))  # a hand-back is not a failure
+    assert ctx.store.client.llen(keys(sid).plan) == 2  # the rest of the plan, as recorded
+    assert not ctx.store.client.exists(keys(sid).lease)
+    assert ctx.store.client.zscore(keys(sid).due, sid) == pytest.approx(clock())
+    assert not ctx.store.client.exists(keys(sid).failures)  # a hand-back is not a failure
     assert stored_seqs(ctx, "stop-mid", "c") == list(range(12))
 
     successor = flush_told(ctx, sid, lambda: False)

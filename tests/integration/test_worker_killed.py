@@ -19,6 +19,7 @@ from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, container, envelope, naming, storage
 from backend_hooks.settings import Settings
+from tests.integration.flushing import keys
 
 pytestmark = pytest.mark.integration
 SECRET = "killed-worker-secret-0123456789abcdef"
@@ -65,7 +66,7 @@ def test_sigkilled_worker_loses_and_duplicates_nothing(
 
     with processes.worker(env, tmp_path, name="successor") as second:
         deadline = time.monotonic() + 60
-        while redis_client.zcard("audiosync:due:{0}") or redis_client.keys("audiosync:{*}:chunks"):
+        while redis_client.keys("audiosync:{s*}:due") or redis_client.keys("audiosync:{*:chunks"):
             assert time.monotonic() < deadline, second.tail()
             time.sleep(0.2)
 
@@ -103,7 +104,7 @@ def test_sigterm_to_the_worker_lets_its_running_flush_end_cleanly(
         session.push(speech_like(5, 8000, seed=1), time.time())
         session.close()
         sid = session.session_id
-        lease = f"audiosync:{{{sid}}}:lease"
+        lease = keys(sid).lease
 
         worker = processes.worker(env, tmp_path, name="terminated")
         deadline = time.monotonic() + 30
@@ -118,6 +119,6 @@ def test_sigterm_to_the_worker_lets_its_running_flush_end_cleanly(
     assert not redis_client.exists(lease)  # released by the flush itself, not by its TTL
     # Either the upload had begun (it times out: one failure counted) or the stop came
     # before it (the flush handed the session back): both end the flush cleanly.
-    failures = redis_client.hget(f"audiosync:{{{sid}}}:failures", "count")
+    failures = redis_client.hget(keys(sid).failures, "count")
     assert failures == b"1" or "handed back" in worker.log.read_text(errors="replace")
-    assert redis_client.xlen(f"audiosync:{{{sid}}}:chunks") == 2  # nothing lost
+    assert redis_client.xlen(keys(sid).chunks) == 2  # nothing lost

@@ -16,6 +16,8 @@ def test_defaults() -> None:
     settings = Settings.from_env({})
     assert settings == Settings(
         redis_url="redis://127.0.0.1:6379/0",
+        redis_cluster=False,
+        due_shards=16,
         broker_url="redis://127.0.0.1:6379/0",
         bucket="omi-private-cloud-sync",
         storage_emulator_host=None,
@@ -30,8 +32,32 @@ def test_defaults() -> None:
         flush_backoff_max_seconds=300.0,
         timestamp_window_seconds=604800.0,
         shutdown_seconds=20.0,
+        flush_concurrency=8,
+        shard_task_seconds=10.0,
     )
     assert isinstance(settings.batch_max_bytes, int)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("AUDIOSYNC_REDIS_CLUSTER", "yes", "must be 0 or 1"),
+        ("AUDIOSYNC_DUE_SHARDS", "0", "positive"),
+        ("AUDIOSYNC_DUE_SHARDS", "2.5", "whole number"),
+        ("AUDIOSYNC_DUE_SHARDS", "4097", "at most 4096"),
+        ("AUDIOSYNC_FLUSH_CONCURRENCY", "65", "at most 64"),
+        ("AUDIOSYNC_SHARD_TASK_SECONDS", "-1", "positive"),
+    ],
+)
+def test_scale_settings_are_bounded(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        Settings.from_env({name: value})
+    assert name in str(info.value)
+
+
+def test_cluster_flag_and_shards() -> None:
+    settings = Settings.from_env({"AUDIOSYNC_REDIS_CLUSTER": "1", "AUDIOSYNC_DUE_SHARDS": "64"})
+    assert settings.redis_cluster and settings.due_shards == 64
 
 
 def test_empty_values_mean_the_default() -> None:
@@ -56,10 +82,16 @@ def test_every_variable_is_read() -> None:
             "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS": "7",
             "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS": "3600",
             "AUDIOSYNC_SHUTDOWN_SECONDS": "12",
+            "AUDIOSYNC_REDIS_CLUSTER": "1",
+            "AUDIOSYNC_DUE_SHARDS": "3",
+            "AUDIOSYNC_FLUSH_CONCURRENCY": "5",
+            "AUDIOSYNC_SHARD_TASK_SECONDS": "4",
         }
     )
     assert settings == Settings(
         redis_url="redis://r:1/2",
+        redis_cluster=True,
+        due_shards=3,
         broker_url="redis://b:3/4",
         bucket="my-bucket",
         storage_emulator_host="http://127.0.0.1:4443",
@@ -74,6 +106,8 @@ def test_every_variable_is_read() -> None:
         flush_backoff_max_seconds=7.0,
         timestamp_window_seconds=3600.0,
         shutdown_seconds=12.0,
+        flush_concurrency=5,
+        shard_task_seconds=4.0,
     )
 
 
