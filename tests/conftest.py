@@ -1,4 +1,5 @@
-"""Shared fixtures: one local stack (valkey + fake-gcs-server) for the whole test session."""
+"""Shared fixtures: one local stack (valkey + fake-gcs-server) for the whole test session, and
+a second one with a 3-master Redis Cluster, started only if a test asks for it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack, StackInfo
 
@@ -31,5 +33,25 @@ def redis_client(stack: StackInfo) -> Iterator[redis.Redis]:
     """A client of the session's valkey, emptied (FLUSHALL) before the test."""
     client = redis.Redis.from_url(stack.redis_url)
     client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def cluster_stack() -> Iterator[LocalStack]:
+    """A second running LocalStack, with a 3-master Redis Cluster for the streams (plain
+    valkey as the broker). Its env is not in os.environ: pass ``cluster_stack.info.env()``."""
+    stack = LocalStack(cluster=True)
+    with stack:
+        yield stack
+
+
+@pytest.fixture
+def cluster_client(cluster_stack: LocalStack) -> Iterator[RedisCluster]:
+    """A RedisCluster client of ``cluster_stack``'s cluster, every primary emptied first."""
+    url = cluster_stack.info.redis_cluster_url
+    assert url is not None
+    client = RedisCluster.from_url(url)
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
     yield client
     client.close()
