@@ -22,6 +22,12 @@ class WorkerContext:
     policy: Policy
     config: FlushConfig
     clock: Callable[[], float]  # Redis server time unless a test injects another clock
+    redis_clock: bool = True  # False when a test injected ``clock``
+
+    def clock_of(self, shard: int) -> Callable[[], float]:
+        """The clock of a shard's flushes: Redis server time of the node holding the
+        shard (on a cluster each node has its own), or the injected test clock."""
+        return self.store.in_shard(shard).time if self.redis_clock else self.clock
 
     @classmethod
     def from_settings(
@@ -44,6 +50,7 @@ class WorkerContext:
                 backoff_cap_seconds=settings.flush_backoff_max_seconds,
             ),
             clock=clock or store.time,
+            redis_clock=clock is None,
         )
 
 

@@ -340,6 +340,13 @@ class WorkerStore:
         return [*range(self.shards), *([] if self.is_cluster else [LEGACY_SHARD])]
 
     def time(self) -> float:
+        """Redis server time. On a cluster, a store pinned to a shard asks the node that
+        holds the shard: the clock its scripts stamp entries and due times with."""
+        if self.is_cluster and self.pinned is not None:
+            cluster = cast(redis.cluster.RedisCluster, self.client)
+            node = cluster.get_node_from_key(due_key(self.pinned))  # type: ignore[no-untyped-call]
+            seconds, micros = cluster.execute_command("TIME", target_nodes=node)  # type: ignore[no-untyped-call]
+            return float(seconds) + int(micros) / 1_000_000
         return redis_time(self.client)
 
     # -- the sweep -----------------------------------------------------------------------
@@ -351,11 +358,12 @@ class WorkerStore:
         )
         return [m.decode() for m in members]
 
-    def dispatch(self, shard: int, token: str, now: float, hold_seconds: float) -> bool:
-        """Whether a flush task for ``shard`` should be sent: it has a due session and no
-        task of it is queued or running. If so, the shard is held for ``token``."""
+    def dispatch(self, shard: int, token: str, hold_seconds: float) -> bool:
+        """Whether a flush task for ``shard`` should be sent: it has a session due by the
+        shard's own clock and no task of it is queued or running. If so, the shard is
+        held for ``token``."""
         keys = [due_key(shard), dispatch_key(shard)]
-        return bool(self._dispatch(keys=keys, args=[now, token, _ms(hold_seconds)]))
+        return bool(self._dispatch(keys=keys, args=[token, _ms(hold_seconds)]))
 
     def hold_dispatch(self, shard: int, token: str, hold_seconds: float) -> bool:
         """Keep (or take, when free) the shard's dispatch hold for a running task; False when
@@ -605,11 +613,13 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-# KEYS: due index, dispatch hold. ARGV: now, token, hold (ms). Holds the shard for a new
-# task when one of its sessions is due and no task holds it.
+# KEYS: due index, dispatch hold. ARGV: token, hold (ms). Holds the shard for a new task
+# when one of its sessions is due (by this node's clock) and no task holds it.
 _DISPATCH = """
-if #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1) == 0 then return 0 end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return 1 end
+local t = redis.call('TIME')
+local now = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
+if #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1) == 0 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 

@@ -30,12 +30,11 @@ log = logging.getLogger(__name__)
 def dispatch_due(ctx: WorkerContext) -> int:
     """Send a flush task for every shard that has a due session and no task; returns how
     many were sent."""
-    now = ctx.clock()
     hold = ctx.settings.shard_task_seconds + 2 * ctx.settings.lease_seconds
     sent = 0
     for shard in ctx.store.all_shards():
         token = uuid.uuid4().hex
-        if ctx.store.dispatch(shard, token, now, hold):
+        if ctx.store.dispatch(shard, token, hold):
             flush_shard.apply_async((shard,), task_id=token)
             sent += 1
     metrics.record_dispatch(sent)
@@ -57,7 +56,7 @@ def _flush_one(ctx: WorkerContext, shard: int, session_id: str) -> FlushResult:
             bucket=ctx.bucket,
             policy=ctx.policy,
             config=ctx.config,
-            clock=ctx.clock,
+            clock=ctx.clock_of(shard),
             should_stop=shutdown.stop_requested,
         )
     except Exception as exc:  # Redis refusing the lease, say: counted, then raised
@@ -81,7 +80,7 @@ def flush_shard(self: Any, shard: int) -> dict[str, Any]:
         concurrency=settings.flush_concurrency,
         budget_seconds=settings.shard_task_seconds,
         lease_seconds=settings.lease_seconds,
-        clock=ctx.clock,
+        clock=ctx.clock_of(shard),
         should_stop=shutdown.stop_requested,
     )
     log.info(
