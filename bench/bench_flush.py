@@ -1,25 +1,36 @@
-"""Worker CPU per flushed object, and a burst of due sessions drained by one worker.
+"""Worker CPU per flushed object and a burst drain: shard tasks and one task per session,
+side by side in one run.
 
-Run: ``.venv/bin/python bench/bench_flush.py [--sessions N] [--chunks C]``.
+Run: ``.venv/bin/python bench/bench_flush.py [--sessions N] [--chunks C] [--paths shard,session]``.
 
-N closed sessions of C chunks (5 s, 16 kHz, standard) are appended straight into Redis
-with the pusher's append script (the chunks are built once per session from one set of
-Opus packets: encoding is the pusher's cost, measured by bench_pusher.py), all due at
-once. Then one ``celery -A workers worker --concurrency=2 -B`` drains them. Measured in
-this run: the wall time to drain, the CPU time (user + system) of every process of the
-worker's group from /proc (the emulator's and Redis's CPU are not counted), and the Redis
-commands of the store and broker (one server here) from ``INFO commandstats``.
+For each path, N closed sessions of C chunks (5 s, 16 kHz, standard) are appended straight
+into Redis with the pusher's append script (the chunks are built once per session from one
+set of Opus packets: encoding is the pusher's cost, measured by bench_pusher.py), all due
+at once. Then one ``celery -A workers worker --concurrency=2`` drains them:
+
+- ``shard``: the fleet as it runs, with its embedded beat (``-B``): the sweep sends one
+  ``audiosync.flush_shard`` per shard with due sessions; each flushes many sessions.
+- ``session``: the path before shard tasks, for comparison: this script claims the due
+  sessions as the old sweep did and sends one ``audiosync.flush_session`` task each.
+
+Measured in the same run, per path: the wall time to drain, the CPU time (user + system) of
+every process of the worker's group from /proc (the emulator's and Redis's CPU are not
+counted; the shard path's includes its embedded beat), and the commands of the stream
+store and of the broker, two separate valkeys, from ``INFO commandstats``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from celery import Celery
 
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
@@ -28,6 +39,7 @@ from backend_hooks import container, redis_store
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.entries import KIND_CHUNK, KIND_END, NewEntry
 from backend_hooks.redis_store import Appender
+from workers.store import WorkerStore
 
 RATE = 16000
 CHUNK_SECONDS = 5
@@ -90,44 +102,106 @@ def enqueue(client: redis.Redis, sessions: int, chunks: int, shards: int = 16) -
     return data_bytes / sessions
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sessions", type=int, default=2000)
-    parser.add_argument("--chunks", type=int, default=1, help="5 s chunks per session (12: 60 s)")
-    args = parser.parse_args()
+@dataclass
+class PathResult:
+    path: str
+    objects: int
+    drained: float
+    cpu: float
+    store_commands: int
+    broker_commands: int
+    tasks: int
+    memory_per_session: float  # Redis used_memory added per enqueued session, bytes
+
+
+def _drive_one_task_per_session(app: Celery, store: WorkerStore, lease: float) -> int:
+    """What the sweep did before shard tasks: claim due sessions, one task each."""
+    sent = 0
+    for shard in store.all_shards():
+        while True:
+            now = store.time()
+            claimed = store.claim_due(now, 500, now + lease, shard)
+            for session_id in claimed:
+                app.send_task("audiosync.flush_session", (session_id, shard), queue="audiosync")
+            sent += len(claimed)
+            if len(claimed) < 500:
+                break
+    return sent
+
+
+def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
     with (
-        tempfile.TemporaryDirectory(prefix="audiosync-bench-") as tmp,
-        LocalStack(workdir=Path(tmp) / "stack") as info,
+        LocalStack(workdir=tmp / f"{path}-stack") as info,
+        LocalStack(workdir=tmp / f"{path}-broker") as broker,
     ):
+        env = {
+            **info.env(),
+            "CELERY_BROKER_URL": broker.redis_url,
+            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "0.2",
+            "AUDIOSYNC_DUE_SHARDS": str(args.shards),
+        }
         client = redis.Redis.from_url(info.redis_url)
-        t0 = time.monotonic()
-        per_session = enqueue(client, args.sessions, args.chunks)
-        enqueue_s = time.monotonic() - t0
-        env = {**info.env(), "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "0.2"}
-        worker = processes.worker(env, Path(tmp), name="bench", concurrency=2)
+        broker_client = redis.Redis.from_url(broker.redis_url)
+        empty = int(client.info("memory")["used_memory"])
+        enqueue(client, args.sessions, args.chunks, args.shards)
+        held = (int(client.info("memory")["used_memory"]) - empty) / args.sessions
+        worker = processes.worker(
+            env, tmp, name=f"bench-{path}", concurrency=2, beat=path == "shard"
+        )
         assert worker.pid is not None
         try:
             idle_cpu = group_cpu_seconds(worker.pid)  # start-up, before any flush
-            before = commands(client)
+            store_before, broker_before = commands(client), commands(broker_client)
             started = time.monotonic()
+            tasks = 0
+            if path == "session":
+                app = Celery(broker=broker.redis_url)
+                store = WorkerStore(client, args.shards)
+                tasks = _drive_one_task_per_session(app, store, lease=30.0)
             streams = redis_store.session_key_pattern("chunks")
             while client.keys(redis_store.DUE_KEY_PATTERN) or client.keys(streams):
                 time.sleep(0.05)
             drained = time.monotonic() - started
             cpu = group_cpu_seconds(worker.pid) - idle_cpu
-            calls = commands(client) - before
+            store_calls = commands(client) - store_before
+            broker_calls = commands(broker_client) - broker_before
         finally:
             worker.stop()
-        objects = args.sessions
-        print(f"sessions / objects          {args.sessions:,} / {objects:,}")
-        print(f"audio per object            {args.chunks} x 5 s")
-        print(f"bytes per object            {per_session:,.0f}")
-        print(f"enqueued in                 {enqueue_s:.1f} s")
-        print(f"drained in                  {drained:.1f} s ({objects / drained:,.0f} objects/s)")
-        print(f"worker CPU                  {cpu:.1f} s = {1000 * cpu / objects:.2f} ms per object")
-        print(f"Redis commands (all)        {calls:,} = {calls / objects:.1f} per object")
-        at_60s = 60 / (cpu / objects)  # sessions one CPU second per second serves
-        print(f"sessions per worker vCPU    {at_60s:,.0f} at one object per 60 s each")
+        if path == "shard":
+            log = worker.log.read_text(errors="replace")
+            tasks = len(re.findall(r"shard -?\d+: \d+ flushes", log))
+        return PathResult(path, args.sessions, drained, cpu, store_calls, broker_calls, tasks, held)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--chunks", type=int, default=1, help="5 s chunks per session (12: 60 s)")
+    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--paths", default="shard,session", help="comma-separated: shard,session")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="audiosync-bench-") as tmp:
+        for path in args.paths.split(","):
+            results.append(run_path(path, args, Path(tmp)))
+    print(
+        f"{args.sessions:,} sessions of {args.chunks} x 5 s, {args.shards} shards, "
+        "one worker --concurrency=2"
+    )
+    print(
+        "| path | tasks | drained in | objects/s | worker CPU / object | store cmds / object "
+        "| broker cmds / object | sessions per worker vCPU at 60 s objects "
+        "| Redis memory / session held |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        per_object = r.cpu / r.objects
+        print(
+            f"| {r.path} | {r.tasks:,} | {r.drained:.1f} s | {r.objects / r.drained:,.0f} "
+            f"| {1000 * per_object:.2f} ms | {r.store_commands / r.objects:.1f} "
+            f"| {r.broker_commands / r.objects:.2f} | {60 / per_object:,.0f} "
+            f"| {r.memory_per_session:,.0f} B |"
+        )
 
 
 if __name__ == "__main__":

@@ -319,7 +319,6 @@ class WorkerStore:
         self._replay = client.register_script(_REPLAY)
         self._forget = client.register_script(_FORGET)
         self._claim = client.register_script(_CLAIM)
-        self._dispatch = client.register_script(_DISPATCH)
         self._hold_dispatch = client.register_script(_HOLD_DISPATCH)
 
     def in_shard(self, shard: int) -> WorkerStore:
@@ -358,12 +357,35 @@ class WorkerStore:
         )
         return [m.decode() for m in members]
 
-    def dispatch(self, shard: int, token: str, hold_seconds: float) -> bool:
-        """Whether a flush task for ``shard`` should be sent: it has a session due by the
-        shard's own clock and no task of it is queued or running. If so, the shard is
-        held for ``token``."""
-        keys = [due_key(shard), dispatch_key(shard)]
-        return bool(self._dispatch(keys=keys, args=[token, _ms(hold_seconds)]))
+    def dispatch(self, tokens: Mapping[int, str], hold_seconds: float) -> list[int]:
+        """The shards of ``tokens`` that should get a flush task now: a session of the
+        shard is due (by the clock of the node holding it) and no task of it is queued or
+        running. Each of them is held for its token. Two pipelined round trips whatever
+        the shard count (a cluster pipeline may not carry scripts)."""
+        shards = list(tokens)
+        nows = self._shard_times(shards)
+        pipe = self.client.pipeline(transaction=False)
+        for shard in shards:
+            pipe.zrangebyscore(due_key(shard), "-inf", repr(nows[shard]), start=0, num=1)
+        due = [shard for shard, found in zip(shards, pipe.execute(), strict=True) if found]
+        pipe = self.client.pipeline(transaction=False)
+        for shard in due:
+            pipe.set(dispatch_key(shard), tokens[shard], nx=True, px=_ms(hold_seconds))
+        return [shard for shard, took in zip(due, pipe.execute(), strict=True) if took]
+
+    def _shard_times(self, shards: Sequence[int]) -> dict[int, float]:
+        if not self.is_cluster:
+            now = self.time()
+            return dict.fromkeys(shards, now)
+        cluster = cast(redis.cluster.RedisCluster, self.client)
+        by_node: dict[str, float] = {}
+        out = {}
+        for shard in shards:
+            node = cluster.get_node_from_key(due_key(shard))  # type: ignore[no-untyped-call]
+            if node.name not in by_node:
+                by_node[node.name] = self.in_shard(shard).time()
+            out[shard] = by_node[node.name]
+        return out
 
     def hold_dispatch(self, shard: int, token: str, hold_seconds: float) -> bool:
         """Keep (or take, when free) the shard's dispatch hold for a running task; False when
@@ -612,16 +634,6 @@ def _quarantined(qid: bytes, fields: Mapping[bytes, bytes]) -> QuarantinedEntry:
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
-
-# KEYS: due index, dispatch hold. ARGV: token, hold (ms). Holds the shard for a new task
-# when one of its sessions is due (by this node's clock) and no task holds it.
-_DISPATCH = """
-local t = redis.call('TIME')
-local now = string.format('%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000)
-if #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1) == 0 then return 0 end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
 
 # KEYS: dispatch hold. ARGV: token, hold (ms).
 _HOLD_DISPATCH = """

@@ -31,14 +31,12 @@ def dispatch_due(ctx: WorkerContext) -> int:
     """Send a flush task for every shard that has a due session and no task; returns how
     many were sent."""
     hold = ctx.settings.shard_task_seconds + 2 * ctx.settings.lease_seconds
-    sent = 0
-    for shard in ctx.store.all_shards():
-        token = uuid.uuid4().hex
-        if ctx.store.dispatch(shard, token, hold):
-            flush_shard.apply_async((shard,), task_id=token)
-            sent += 1
-    metrics.record_dispatch(sent)
-    return sent
+    tokens = {shard: uuid.uuid4().hex for shard in ctx.store.all_shards()}
+    chosen = ctx.store.dispatch(tokens, hold)
+    for shard in chosen:
+        flush_shard.apply_async((shard,), task_id=tokens[shard])
+    metrics.record_dispatch(len(chosen))
+    return len(chosen)
 
 
 @app.task(name="audiosync.sweep", ignore_result=True)  # type: ignore[untyped-decorator]

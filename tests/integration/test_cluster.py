@@ -121,8 +121,9 @@ def test_the_fleets_scripts_each_touch_one_slot_on_a_cluster(
     store.hand_back(sid, token, now=now)
     assert store.replay_batch(sid, 10) == (1, 0)
     assert store.forget_if_empty(sid)
-    assert store.dispatch(4, "task", 5)
-    assert not store.dispatch(4, "other", 5)  # held: one task per shard
+    tokens = dict.fromkeys(range(SHARDS), "task")
+    assert store.dispatch(tokens, 5) == [4]  # the one shard with a due session
+    assert store.dispatch({4: "other"}, 5) == []  # held: one task per shard
     assert store.hold_dispatch(4, "task", 5) and not store.hold_dispatch(4, "other", 5)
     store.release_dispatch(4, "task")
     assert store.hold_dispatch(4, "other", 5)

@@ -110,8 +110,8 @@ def test_one_task_drains_its_shard_with_bounded_concurrency(
 def test_a_second_task_of_a_held_shard_does_nothing(ctx2: WorkerContext, clock: FakeClock) -> None:
     by_shard = push_closed(ctx2, clock, 4)
     shard = next(iter(by_shard))
-    assert ctx2.store.dispatch(shard, "first", 60)  # the sweep sent a task
-    assert not ctx2.store.dispatch(shard, "again", 60)  # and sends no second one
+    assert ctx2.store.dispatch({0: "first", 1: "first"}, 60) == sorted(by_shard)  # sent
+    assert ctx2.store.dispatch({shard: "again"}, 60) == []  # and no second one
     tracked = Tracked(ctx2, shard)
     late = drain(ctx2, shard, tracked, token="sent-after-the-hold-ran-out")
     assert late.held_elsewhere and tracked.flushed == []
@@ -129,7 +129,7 @@ def test_a_task_stops_claiming_at_its_budget_and_the_shard_is_sent_again(
     result = drain(ctx2, shard, tracked, concurrency=1, budget_seconds=0.5)
     assert result.stopped == "budget"
     assert 1 <= result.flushes < len(by_shard[shard])  # what it started, it finished
-    assert ctx2.store.dispatch(shard, "next", 60)  # still due, hold free: sent again
+    assert ctx2.store.dispatch({shard: "next"}, 60) == [shard]  # still due, hold free: again
 
 
 def test_a_task_stops_claiming_when_the_worker_shuts_down(
