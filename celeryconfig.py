@@ -43,6 +43,13 @@ worker_soft_shutdown_timeout = _settings.shutdown_seconds
 # upload within half the lease, and renews its lease before each. A task past this is
 # stuck; its pool process is killed and the session taken over when its lease ends.
 task_time_limit = 10 * _settings.lease_seconds
+# A shard task claims for AUDIOSYNC_SHARD_TASK_SECONDS, then waits for its last flushes
+# (each at most 8 uploads of half a lease): its backstop is that much longer.
+task_annotations = {
+    "audiosync.flush_shard": {
+        "time_limit": _settings.shard_task_seconds + 10 * _settings.lease_seconds
+    }
+}
 worker_send_task_events = True  # for Flower
 task_send_sent_event = True
 timezone = "UTC"

@@ -140,6 +140,14 @@ _FRAME_48K_CELT = (120, 240, 480, 960)  # 2.5, 5, 10, 20 ms
 
 
 _MAX_FRAME_BYTES = 1275
+_FRAME_48K = tuple(  # samples of one frame, by TOC config (0-31)
+    _FRAME_48K_SILK[c % 4]
+    if c < 12
+    else _FRAME_48K_HYBRID[c % 2]
+    if c < 16
+    else _FRAME_48K_CELT[c % 4]
+    for c in range(32)
+)
 
 
 def _frame_length(packet: bytes, pos: int) -> tuple[int, int]:
@@ -160,6 +168,10 @@ def opus_packet_samples(packet: bytes) -> int:
     raises ``FormatError``. No decoding: the fleet needs no libopus for this."""
     if not packet:
         raise FormatError("empty Opus packet")
+    if not packet[0] & 3:  # code 0, one frame: the common case, checked the same way
+        if len(packet) - 1 > _MAX_FRAME_BYTES:
+            raise FormatError(f"Opus frame of {len(packet) - 1} bytes")
+        return _FRAME_48K[packet[0] >> 3]
     config, code = packet[0] >> 3, packet[0] & 3
     if config < 12:
         frame = _FRAME_48K_SILK[config % 4]

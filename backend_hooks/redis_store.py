@@ -15,6 +15,7 @@ milliseconds are the server time of the append, the clock every age is measured 
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ def shard_of(session_id: str, shards: int) -> int:
     if shards < 1:
         raise ValueError(f"shards must be at least 1, got {shards}")
     return zlib.crc32(session_id.encode()) % shards
+
+
+#: The shard counts pushers have used (a set; each pusher process adds its own before its
+#: first append). The fleet sweeps up to the largest, so a session in a shard beyond the
+#: fleet's own AUDIOSYNC_DUE_SHARDS (pushers configured with more, or the count lowered)
+#: is still flushed.
+SHARD_COUNTS_KEY = "audiosync:shard-counts"
 
 
 def _shard_prefix(shard: int) -> str:
@@ -229,9 +237,13 @@ return added
 class Appender:
     """The pusher's append: one script call per batch of entries."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: RedisClient, shards: int | None = None) -> None:
+        """``shards``: the pusher's AUDIOSYNC_DUE_SHARDS, registered (``SHARD_COUNTS_KEY``)
+        before its first append so the fleet sweeps every shard this pusher writes."""
         self.client = client
         self._script = client.register_script(_APPEND)
+        self._unregistered = shards
+        self._lock = threading.Lock()
 
     def append(
         self,
@@ -243,6 +255,11 @@ class Appender:
         max_age_seconds: float,
     ) -> int:
         """Append ``entries`` (numbered from ``first_n``); returns how many were new."""
+        if self._unregistered is not None:
+            with self._lock:
+                if self._unregistered is not None:
+                    self.client.sadd(SHARD_COUNTS_KEY, self._unregistered)
+                    self._unregistered = None
         args: list[str | int | float | bytes] = [
             keys.session_id,
             1 if urgent else 0,

@@ -60,7 +60,7 @@ class AudioSyncClient:
         self.redis = redis_client or redis_store.connect(
             settings.redis_url, cluster=settings.redis_cluster
         )
-        self.appender = redis_store.Appender(self.redis)
+        self.appender = redis_store.Appender(self.redis, settings.due_shards)
         self.clock = clock
         self.keys = (
             envelope.UserKeys(settings.encryption_secret) if settings.encryption_secret else None

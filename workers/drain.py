@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ def drain_shard(
         result.held_elsewhere = True
         return result
     deadline = monotonic() + budget_seconds
+    renew_every = lease_seconds / 4
+    renewed = monotonic()
+    waiting: deque[str] = deque()  # claimed, not started: at most one batch
     running: set[Future[FlushResult]] = set()
     try:
         with ThreadPoolExecutor(concurrency, thread_name_prefix=f"shard{shard}") as pool:
@@ -71,25 +75,37 @@ def drain_shard(
                 elif monotonic() >= deadline:
                     result.stopped = "budget"
                 else:
-                    free = concurrency - len(running)
-                    if free > 0:
+                    if not waiting and len(running) < concurrency:
+                        # One claim a batch, not one a flush: what a batch's flushes wait
+                        # for is well inside the claim (one lease).
                         now = clock()
-                        claimed = store.claim_due(now, free, now + lease_seconds, shard)
-                        running |= {pool.submit(flush_one, s) for s in claimed}
-                        if not claimed and not running:
-                            result.stopped = "idle"
+                        waiting.extend(
+                            store.claim_due(now, concurrency, now + lease_seconds, shard)
+                        )
+                    while waiting and len(running) < concurrency:
+                        running.add(pool.submit(flush_one, waiting.popleft()))
+                    if not running:
+                        result.stopped = "idle"
                 if result.stopped:
                     break
                 # Wake when a flush ends, or after a while to claim what has come due and
                 # to keep the hold (it lasts one lease).
-                done, running = _wait(running, lease_seconds / 4)
+                done, running = _wait(running, renew_every)
                 _collect(done, result, keep_results)
-                if not store.hold_dispatch(shard, token, lease_seconds):
-                    log.warning("shard %s: another task took its hold; claiming no more", shard)
-                    result.stopped = "taken over"
-                    break
-            done, running = _wait(running, None)
-            _collect(done, result, keep_results)
+                if monotonic() - renewed >= renew_every:
+                    if not store.hold_dispatch(shard, token, lease_seconds):
+                        log.warning("shard %s: another task took its hold; claims stop", shard)
+                        result.stopped = "taken over"
+                        break
+                    renewed = monotonic()
+            for session_id in waiting:  # claimed but not started: due again at once
+                store.in_shard(shard).schedule(session_id, clock())
+            while running:  # the last flushes, the hold kept: no second task meanwhile
+                done, running = _wait(running, renew_every)
+                _collect(done, result, keep_results)
+                if running and monotonic() - renewed >= renew_every:
+                    store.hold_dispatch(shard, token, lease_seconds)
+                    renewed = monotonic()
     finally:
         store.release_dispatch(shard, token)
     return result

@@ -48,7 +48,7 @@ from workers.planner import (
     conflicting_repeats,
     plan_flush,
 )
-from workers.store import LeaseLostError, StoredSeqs, WorkerStore
+from workers.store import Begun, LeaseLostError, StoredSeqs, WorkerStore
 from workers.validate import Limits, parse_only, validate_entry
 
 log = logging.getLogger(__name__)
@@ -118,11 +118,12 @@ def flush_session(
         store.schedule(session_id, clock())
         return FlushResult(session_id, skipped="handed back: the worker is shutting down")
     token = uuid.uuid4().hex
-    if not store.acquire_lease(session_id, token, config.lease_seconds):
+    begun = store.begin(session_id, token, config.lease_seconds, config.read_limit)
+    if begun is None:
         return FlushResult(session_id, skipped="another flush holds the lease")
     flush = _Flush(session_id, token, store, bucket, policy, config, clock, should_stop)
     try:
-        return flush.run()
+        return flush.run(begun)
     except HandBack:
         return flush.hand_back()
     except LeaseLostError:
@@ -131,7 +132,8 @@ def flush_session(
     except Exception as exc:  # counted, backed off, parked at the limit: never a crash loop
         return flush.failed(exc)
     finally:
-        store.release_lease(session_id, token)
+        if not flush.released:
+            store.release_lease(session_id, token)
 
 
 class _Flush:
@@ -161,6 +163,9 @@ class _Flush:
         self.repeats = 0
         self.resumed = False
         self.next_due: float | None = None
+        self.released = False  # the finish gave the lease up with its last write
+        self.lease_fresh = False  # renewed by the plan's record: the first upload needs none
+        self.stored = StoredSeqs(b"")
 
     def result(self, **extra: object) -> FlushResult:
         c = self.counts
@@ -179,28 +184,26 @@ class _Flush:
             **extra,  # type: ignore[arg-type]
         )
 
-    def run(self) -> FlushResult:
+    def run(self, begun: Begun) -> FlushResult:
         now = self.clock()
-        recorded = self.store.read_plan(self.session_id)
+        self.stored = begun.stored
+        recorded = begun.plan
         if recorded:
             self.resumed = True
             self._resume(recorded)
             self.next_due = now
-            self.store.finish(
-                self.session_id, self.token, drop_ids=[], last_read_id=None, next_due=now, now=now
-            )
+            self._finish(drop_ids=[], last_read_id=None, next_due=now, now=now)
             return self.result()
 
-        pinned = self.store.read_legacy_intent(self.session_id)
-        raw: list[tuple[bytes, dict[bytes, bytes]]] = []
+        pinned = begun.intent
+        raw: list[tuple[bytes, dict[bytes, bytes]]] = begun.entries
         if pinned is not None:  # a first-release flush's cut: read up to it, as it did
             raw = self.store.read_raw(self.session_id, LEGACY_READ_LIMIT, pinned)
             if not raw or raw[-1][0] != pinned:  # its entry is gone: the cut is moot
                 log.warning("session %s: dropping a stale first-release intent", self.session_id)
                 self.store.drop_legacy_intent(self.session_id, self.token)
                 pinned = None
-        if pinned is None:
-            raw = self.store.read_raw(self.session_id, self.config.read_limit)
+                raw = self.store.read_raw(self.session_id, self.config.read_limit)
         complete = pinned is not None or len(raw) < self.config.read_limit
         good = self._checked(raw, legacy=pinned is not None)
         plan = plan_flush(good, now, self.policy, complete=complete, pinned_last_id=pinned)
@@ -209,9 +212,7 @@ class _Flush:
         self.repeats = plan.repeats
         self._carry_out(plan)
         self.next_due = plan.next_due
-        self.store.finish(
-            self.session_id,
-            self.token,
+        self._finish(
             drop_ids=plan.drop_ids,
             last_read_id=good[-1].entry_id if good else None,
             next_due=plan.next_due,
@@ -219,6 +220,25 @@ class _Flush:
         )
         self.counts["deleted"] += len(plan.drop_ids)
         return self.result()
+
+    def _finish(
+        self,
+        *,
+        drop_ids: list[bytes],
+        last_read_id: bytes | None,
+        next_due: float | None,
+        now: float,
+    ) -> None:
+        self.store.finish(
+            self.session_id,
+            self.token,
+            drop_ids=drop_ids,
+            last_read_id=last_read_id,
+            next_due=next_due,
+            now=now,
+            release=True,
+        )
+        self.released = True
 
     def _checked(
         self, raw: list[tuple[bytes, dict[bytes, bytes]]], *, legacy: bool = False
@@ -234,7 +254,7 @@ class _Flush:
         ]
         good: list[Entry] = [e for e in checked if not isinstance(e, BadEntry)]
         chunks = not legacy and any(isinstance(e, ChunkEntry) for e in good)
-        stored = self.store.stored_seqs(self.session_id) if chunks else StoredSeqs(b"")
+        stored = self.stored if chunks else StoredSeqs(b"")
         again = [
             BadEntry(
                 e.entry_id,
@@ -271,7 +291,10 @@ class _Flush:
             data = obj.data()
             record = obj.record(obj.name(data))
             prepared.append((obj, data, record, record.dumps()))
-        self.store.record_plan(self.session_id, self.token, [text for *_, text in prepared])
+        lease = self.config.lease_seconds
+        texts = [text for *_, text in prepared]
+        self.store.record_plan(self.session_id, self.token, texts, lease_seconds=lease)
+        self.lease_fresh = True
         for obj, data, record, text in prepared:
             self._store_object(obj, data, record, text)
 
@@ -308,7 +331,9 @@ class _Flush:
         if self.should_stop():
             raise HandBack
         lease = self.config.lease_seconds
-        self.store.renew_lease(self.session_id, self.token, lease)
+        if not self.lease_fresh:
+            self.store.renew_lease(self.session_id, self.token, lease)
+        self.lease_fresh = False
         started = time.monotonic()  # measured for metrics only; no decision uses it
         outcome: UploadOutcome = self.bucket.create_only(
             name,

@@ -25,6 +25,7 @@ import redis.cluster
 from backend_hooks.entries import MAX_SEQ
 from backend_hooks.redis_store import (
     LEGACY_SHARD,
+    SHARD_COUNTS_KEY,
     STORED_SEQS_TTL_MS,
     RedisClient,
     SessionKeys,
@@ -34,6 +35,7 @@ from backend_hooks.redis_store import (
     redis_time,
     shard_of,
 )
+from backend_hooks.settings import MAX_DUE_SHARDS
 
 LEASE_LOST = -1
 PLAN_MISMATCH = -2
@@ -117,16 +119,32 @@ return moved
 """
 )
 
-# KEYS: lease, plan, legacy intent. ARGV: token, then the recorded objects in order.
+# KEYS: lease, plan, legacy intent. ARGV: token, lease (ms, '' to leave it), then the
+# recorded objects in order. The lease is renewed in the same step (the first upload's).
 _RECORD_PLAN = (
     _FENCE
     + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 2))
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
 redis.call('DEL', KEYS[3])
+if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """
 )
+
+# KEYS: lease, plan, legacy intent, stream, stored seqs. ARGV: token, lease (ms), read
+# limit. Takes the lease (when free) and reads, in one step, what a flush starts from:
+# {1, plan, intent, entries (up to the limit), stored bitmap}; {0} when the lease is held.
+_BEGIN = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
+local plan = redis.call('LRANGE', KEYS[2], 0, -1)
+local intent = redis.call('GET', KEYS[3]) or ''
+local entries = {}
+if #plan == 0 and intent == '' then
+  entries = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', ARGV[3])
+end
+return {1, plan, intent, entries, redis.call('GET', KEYS[5]) or ''}
+"""
 
 # KEYS: lease, plan, stream, stored seqs. ARGV: token, the recorded object (exactly as
 # stored), bitmap TTL (ms), the number n of ids it deletes, those n ids, then the seqs of
@@ -148,15 +166,17 @@ return redis.call('LLEN', KEYS[2])
 )
 
 # KEYS: lease, stream, due index, failures, plan. ARGV: token, session id, next due ('' for
-# none), id of the last entry the flush read ('' for none), now, then ids to drop.
+# none), id of the last entry the flush read ('' for none), now, release ('1': the lease
+# goes too, the flush's last write), then ids to drop.
 # Entries appended after the flush's read make the session due now, so a pusher's own
 # "due now" is never overwritten; an empty stream takes its due entry with it.
 _FINISH = (
     _FENCE
     + """
 if redis.call('EXISTS', KEYS[5]) == 1 then return -2 end
-if #ARGV > 5 then redis.call('XDEL', KEYS[2], unpack(ARGV, 6)) end
+if #ARGV > 6 then redis.call('XDEL', KEYS[2], unpack(ARGV, 7)) end
 redis.call('DEL', KEYS[4])
+if ARGV[6] == '1' then redis.call('DEL', KEYS[1]) end
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 if #last == 0 then
   redis.call('DEL', KEYS[2])
@@ -282,6 +302,20 @@ class StoredSeqs:
 
 
 @dataclass(frozen=True)
+class Begun:
+    """What a flush starts from, read with its lease (``WorkerStore.begin``)."""
+
+    plan: list[bytes]
+    intent: bytes | None
+    entries: list[tuple[bytes, dict[bytes, bytes]]]
+    stored: StoredSeqs
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
+@dataclass(frozen=True)
 class Failures:
     count: int
     last_error: str
@@ -310,6 +344,7 @@ class WorkerStore:
         self._release = client.register_script(_RELEASE)
         self._quarantine = client.register_script(_QUARANTINE)
         self._record_plan = client.register_script(_RECORD_PLAN)
+        self._begin = client.register_script(_BEGIN)
         self._commit_object = client.register_script(_COMMIT_OBJECT)
         self._finish = client.register_script(_FINISH)
         self._fail = client.register_script(_FAIL)
@@ -332,11 +367,18 @@ class WorkerStore:
         shard = shard_of(session_id, self.shards) if self.pinned is None else self.pinned
         return SessionKeys(session_id, shard)
 
+    def shard_count(self) -> int:
+        """How many shards the fleet drains: its own AUDIOSYNC_DUE_SHARDS or the largest
+        count a pusher registered (``SHARD_COUNTS_KEY``), whichever is more."""
+        members = cast(set[bytes], self.client.smembers(SHARD_COUNTS_KEY))
+        counts = [int(m) for m in members if m.isdigit() and 0 < int(m) <= MAX_DUE_SHARDS]
+        return max([self.shards, *counts])
+
     def all_shards(self) -> list[int]:
-        """The shards the fleet drains: 0 .. AUDIOSYNC_DUE_SHARDS - 1, and on a single
-        Redis also the release-before-shards keys (LEGACY_SHARD), which a rolling upgrade
-        may still hold."""
-        return [*range(self.shards), *([] if self.is_cluster else [LEGACY_SHARD])]
+        """The shards the fleet drains: 0 .. ``shard_count() - 1``, and on a single Redis
+        also the release-before-shards keys (LEGACY_SHARD), which a rolling upgrade may
+        still hold."""
+        return [*range(self.shard_count()), *([] if self.is_cluster else [LEGACY_SHARD])]
 
     def time(self) -> float:
         """Redis server time. On a cluster, a store pinned to a shard asks the node that
@@ -414,6 +456,27 @@ class WorkerStore:
         k = self.keys(session_id)
         self._release(keys=[k.lease], args=[token])
 
+    def begin(self, session_id: str, token: str, seconds: float, limit: int) -> Begun | None:
+        """Take the lease and read what a flush starts from, in one round trip; None when
+        another flush holds the lease. The entries are read only when there is neither a
+        recorded plan nor a first-release intent (those read their own span)."""
+        k = self.keys(session_id)
+        keys = [k.lease, k.plan, k.legacy_intent, k.chunks, k.stored]
+        reply = cast(list[object], self._begin(keys=keys, args=[token, _ms(seconds), limit]))
+        if not int(cast(int, reply[0])):
+            return None
+        plan, intent, entries, stored = reply[1:]
+        raw = [
+            (cast(bytes, eid), _pairs(cast(list[bytes], fields)))
+            for eid, fields in cast(list[list[object]], entries)
+        ]
+        return Begun(
+            plan=cast(list[bytes], plan),
+            intent=cast(bytes, intent) or None,
+            entries=raw,
+            stored=StoredSeqs(cast(bytes, stored)),
+        )
+
     # -- reads (no fence needed) ---------------------------------------------------------
     def read_raw(
         self,
@@ -467,10 +530,19 @@ class WorkerStore:
         ]
         return _fenced(self._quarantine(keys=keys, args=args))
 
-    def record_plan(self, session_id: str, token: str, objects: Sequence[str]) -> None:
+    def record_plan(
+        self,
+        session_id: str,
+        token: str,
+        objects: Sequence[str],
+        *,
+        lease_seconds: float | None = None,
+    ) -> None:
+        """Record the plan (only when none is); with ``lease_seconds``, renew the lease."""
         k = self.keys(session_id)
         keys = [k.lease, k.plan, k.legacy_intent]
-        _fenced(self._record_plan(keys=keys, args=[token, *objects]))
+        renew = "" if lease_seconds is None else str(_ms(lease_seconds))
+        _fenced(self._record_plan(keys=keys, args=[token, renew, *objects]))
 
     def commit_object(
         self,
@@ -513,8 +585,10 @@ class WorkerStore:
         last_read_id: bytes | None,
         next_due: float | None,
         now: float,
+        release: bool = False,
     ) -> None:
-        """End a flush whose plan is done: drop ids, clear failures, set the due time."""
+        """End a flush whose plan is done: drop ids, clear failures, set the due time (and,
+        with ``release``, give up the lease in the same step)."""
         k = self.keys(session_id)
         keys = [
             k.lease,
@@ -529,6 +603,7 @@ class WorkerStore:
             "" if next_due is None else repr(next_due),
             last_read_id or b"",
             repr(now),
+            "1" if release else "0",
             *drop_ids,
         ]
         _fenced(self._finish(keys=keys, args=args))

@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any
 
+from backend_hooks import redis_store
 from workers import drain, flush, metrics, shutdown
 from workers.celery_app import app
 from workers.context import WorkerContext, get_context
@@ -89,8 +90,8 @@ def flush_shard(self: Any, shard: int) -> dict[str, Any]:
         result.errors,
         "held by another task" if result.held_elsewhere else result.stopped,
     )
-    if not shutdown.stop_requested():
-        dispatch_due(ctx)
+    if not shutdown.stop_requested() and not result.held_elsewhere:
+        dispatch_due(ctx)  # a late duplicate leaves that to the task holding the shard
     return {
         "shard": shard,
         "flushes": result.flushes,
@@ -106,5 +107,15 @@ def flush_shard(self: Any, shard: int) -> dict[str, Any]:
 def flush_session(session_id: str, shard: int | None = None) -> dict[str, Any]:
     """Flush one session now (in ``shard``; default: the one its id hashes to)."""
     ctx = get_context()
-    chosen = ctx.store.keys(session_id).shard if shard is None else shard
-    return _flush_one(ctx, chosen, session_id).__dict__
+    if shard is None:  # a message of the release before shards, or an operator's
+        shard = _shard_of_message(ctx, session_id)
+    return _flush_one(ctx, shard, session_id).__dict__
+
+
+def _shard_of_message(ctx: WorkerContext, session_id: str) -> int:
+    """The release before shards sent ``flush_session(S)`` for sessions with its keys:
+    those, when they hold S; otherwise the shard S hashes to."""
+    legacy = ctx.store.in_shard(redis_store.LEGACY_SHARD)
+    if not ctx.store.is_cluster and ctx.store.client.exists(legacy.keys(session_id).chunks):
+        return redis_store.LEGACY_SHARD
+    return ctx.store.keys(session_id).shard

@@ -107,6 +107,12 @@ def migration(cluster_client: RedisCluster, env: dict[str, str]) -> Iterator[_Mi
         moving.abort()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit (docs/ARCHITECTURE.md, 'Shards and flow control'): while a shard's "
+    "slot migrates, its new sessions' appends get TRYAGAIN; pushers keep the chunks and "
+    "send them after the move, nothing is lost",
+)
 def test_a_new_session_appends_while_its_shards_slot_migrates(
     migration: _Migration, env: dict[str, str]
 ) -> None:

@@ -24,6 +24,7 @@ import json
 import threading
 import time
 from dataclasses import replace
+from typing import cast
 
 import pytest
 import redis
@@ -85,7 +86,7 @@ def test_the_hold_is_kept_while_a_task_waits_for_its_last_flushes(
         time.sleep(2.0)  # budget spent; the first task waits for its flush in flight
         assert first.is_alive()
         holder = redis_client.get(redis_store.dispatch_key(0))
-        second = ctx.store.dispatch(0, "second-task", 60)
+        second = ctx.store.dispatch({0: "second-task"}, 60)
         assert not second, (
             f"the hold is {holder!r} while task 'first-task' still runs: the sweep sent a "
             "second task of shard 0"
@@ -106,20 +107,34 @@ def _queued_shard_tasks(broker: redis.Redis) -> list[tuple[str, str]]:
     return out
 
 
-def test_a_backed_up_queue_holds_one_task_per_shard(
+def test_a_backed_up_queue_holds_at_most_one_more_task_per_shard_and_hold_period(
     stack: StackInfo, redis_client: redis.Redis, clock: FakeClock
 ) -> None:
-    """Finding 5 (medium: work multiplies under backlog, the oldest task is a no-op).
-    A shard task waits in the queue (every pool process busy) longer than its hold
-    (here 0.1 + 2 x 0.2 s; by default 10 + 2 x 30 s, far less than a backlog of 4096
-    shards on a few processes). A later dispatch must not queue a second task for the
-    shard: the first is still there to run."""
+    """Finding 5, bounded (docs/ARCHITECTURE.md, "Flow control"). A shard task waits in the
+    queue (every pool process busy) longer than its hold (here 0.1 + 2 x 0.2 s; by
+    default 10 + 2 x 30 s): the next dispatch may queue a second task of the shard, never
+    more than one a hold period, and the late one, run, does nothing at all (not even the
+    walk over every shard's dispatch)."""
     ctx = _one_shard(
         stack, clock, AUDIOSYNC_LEASE_SECONDS="0.2", AUDIOSYNC_SHARD_TASK_SECONDS="0.1"
     )
     push_closed(ctx, clock, 1)
     assert tasks.dispatch_due(ctx) == 1
     time.sleep(0.8)  # the task is still in the queue: no worker takes it yet
-    tasks.dispatch_due(ctx)
+    assert tasks.dispatch_due(ctx) == 1  # the hold ran out: one more
+    assert tasks.dispatch_due(ctx) == 0  # and no third within the new hold
     queued = _queued_shard_tasks(redis_client)
-    assert len(queued) == 1, f"the queue holds {len(queued)} tasks of shard 0: {queued}"
+    assert len(queued) == 2, queued
+    holder = cast(bytes, redis_client.get(redis_store.dispatch_key(0))).decode()
+    [older] = [task_id for _, task_id in queued if task_id != holder]
+    late = drain_shard(
+        0,
+        store=ctx.store,
+        token=older,  # the older task, run after the newer took the hold
+        flush_one=lambda session_id: run_flush(ctx, session_id),
+        concurrency=1,
+        budget_seconds=1.0,
+        lease_seconds=0.2,
+        clock=ctx.store.time,
+    )
+    assert late.held_elsewhere and late.flushes == 0
