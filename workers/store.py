@@ -399,17 +399,21 @@ class WorkerStore:
         )
         return [m.decode() for m in members]
 
-    def dispatch(self, tokens: Mapping[int, str], hold_seconds: float) -> list[int]:
+    def dispatch(
+        self, tokens: Mapping[int, str], hold_seconds: float, *, limit: int | None = None
+    ) -> list[int]:
         """The shards of ``tokens`` that should get a flush task now: a session of the
         shard is due (by the clock of the node holding it) and no task of it is queued or
-        running. Each of them is held for its token. Two pipelined round trips whatever
-        the shard count (a cluster pipeline may not carry scripts)."""
+        running, at most ``limit`` of them, in the order of ``tokens``. Each of them is held
+        for its token. Two pipelined round trips whatever the shard count (a cluster
+        pipeline may not carry scripts)."""
         shards = list(tokens)
         nows = self._shard_times(shards)
         pipe = self.client.pipeline(transaction=False)
         for shard in shards:
             pipe.zrangebyscore(due_key(shard), "-inf", repr(nows[shard]), start=0, num=1)
         due = [shard for shard, found in zip(shards, pipe.execute(), strict=True) if found]
+        due = due[:limit]  # in the order of ``tokens``
         pipe = self.client.pipeline(transaction=False)
         for shard in due:
             pipe.set(dispatch_key(shard), tokens[shard], nx=True, px=_ms(hold_seconds))

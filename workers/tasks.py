@@ -15,6 +15,7 @@ Flow control (docs/ARCHITECTURE.md "Shards and flow control"):
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from typing import Any
@@ -26,16 +27,22 @@ from workers.context import WorkerContext, get_context
 from workers.flush import FlushResult
 
 log = logging.getLogger(__name__)
+#: Shard tasks one sweep sends at most (about 2 ms of broker work each): more than a fleet
+#: can start in one interval; the shards left are sent by the next sweep or task end.
+DISPATCH_LIMIT = 1024
 
 
 def dispatch_due(ctx: WorkerContext) -> int:
     """Send a flush task for every shard that has a due session and no task; returns how
     many were sent."""
     hold = ctx.settings.shard_task_seconds + 2 * ctx.settings.lease_seconds
-    tokens = {shard: uuid.uuid4().hex for shard in ctx.store.all_shards()}
-    chosen = ctx.store.dispatch(tokens, hold)
-    for shard in chosen:
-        flush_shard.apply_async((shard,), task_id=tokens[shard])
+    shards = ctx.store.all_shards()
+    start = random.randrange(len(shards))  # a capped sweep favours no shard
+    tokens = {shard: uuid.uuid4().hex for shard in shards[start:] + shards[:start]}
+    chosen = ctx.store.dispatch(tokens, hold, limit=DISPATCH_LIMIT)
+    with app.producer_or_acquire() as producer:  # one connection for the whole batch
+        for shard in chosen:
+            flush_shard.apply_async((shard,), task_id=tokens[shard], producer=producer)
     metrics.record_dispatch(len(chosen))
     return len(chosen)
 

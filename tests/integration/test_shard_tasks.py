@@ -182,3 +182,16 @@ def test_a_fleet_drains_many_sessions_per_task_and_the_legacy_keys(
     context = storage.StorageContext.from_settings(Settings.from_env(env, role="reader"))
     merged = storage.download_merged_audio("legacy-user", "legacy-conv", context=context)
     assert merged.sample_count == len(CHUNK)  # two chunks of samples, from the legacy keys
+
+
+def test_a_capped_dispatch_holds_only_the_shards_it_sends(
+    stack: StackInfo, redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    settings = Settings.from_env({**stack.env(), "AUDIOSYNC_DUE_SHARDS": "6"})
+    ctx = WorkerContext.from_settings(settings, clock=clock)
+    now = ctx.store.time()
+    for shard in range(6):
+        redis_client.zadd(redis_store.due_key(shard), {f"s-{shard}": now - 1})
+    order = {shard: f"t{shard}" for shard in (4, 1, 5, 0, 2, 3)}
+    assert ctx.store.dispatch(order, 60, limit=2) == [4, 1]  # the first due, in that order
+    assert ctx.store.dispatch(order, 60) == [5, 0, 2, 3]  # the others were left free
