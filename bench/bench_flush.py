@@ -60,6 +60,11 @@ def group_cpu_seconds(pgid: int) -> float:
     return total
 
 
+def server_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def commands(client: redis.Redis) -> int:
     stats = client.info("commandstats")
     return sum(int(v["calls"]) for v in stats.values())
@@ -112,6 +117,7 @@ class PathResult:
     broker_commands: int
     tasks: int
     memory_per_session: float  # Redis used_memory added per enqueued session, bytes
+    store_cpu: float  # CPU seconds of the store's valkey while draining
 
 
 def _drive_one_task_per_session(app: Celery, store: WorkerStore, lease: float) -> int:
@@ -152,6 +158,7 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
         try:
             idle_cpu = group_cpu_seconds(worker.pid)  # start-up, before any flush
             store_before, broker_before = commands(client), commands(broker_client)
+            store_cpu_before = server_cpu(client)
             started = time.monotonic()
             tasks = 0
             if path == "session":
@@ -164,13 +171,16 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
             drained = time.monotonic() - started
             cpu = group_cpu_seconds(worker.pid) - idle_cpu
             store_calls = commands(client) - store_before
+            store_cpu = server_cpu(client) - store_cpu_before
             broker_calls = commands(broker_client) - broker_before
         finally:
             worker.stop()
         if path == "shard":
             log = worker.log.read_text(errors="replace")
             tasks = len(re.findall(r"shard -?\d+: \d+ flushes", log))
-        return PathResult(path, args.sessions, drained, cpu, store_calls, broker_calls, tasks, held)
+        return PathResult(
+            path, args.sessions, drained, cpu, store_calls, broker_calls, tasks, held, store_cpu
+        )
 
 
 def main() -> None:
@@ -191,16 +201,16 @@ def main() -> None:
     print(
         "| path | tasks | drained in | objects/s | worker CPU / object | store cmds / object "
         "| broker cmds / object | sessions per worker vCPU at 60 s objects "
-        "| Redis memory / session held |"
+        "| Redis memory / session held | store valkey CPU / object |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         per_object = r.cpu / r.objects
         print(
             f"| {r.path} | {r.tasks:,} | {r.drained:.1f} s | {r.objects / r.drained:,.0f} "
             f"| {1000 * per_object:.2f} ms | {r.store_commands / r.objects:.1f} "
             f"| {r.broker_commands / r.objects:.2f} | {60 / per_object:,.0f} "
-            f"| {r.memory_per_session:,.0f} B |"
+            f"| {r.memory_per_session:,.0f} B | {1e6 * r.store_cpu / r.objects:,.0f} µs |"
         )
 
 

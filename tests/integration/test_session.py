@@ -207,6 +207,8 @@ def test_one_round_trip_per_chunk_and_nothing_per_frame(
         calls.pop(connection_setup, None)  # this test's own, and the pool's handshake
     # 6 chunk appends and 1 close, each one script call (EVALSHA; the first one loads the
     # script); inside it: XADDs for 6 chunks + 1 end marker, and per call one GET and SET of
-    # the append mark, one TIME and one ZADD of the due time.
+    # the append mark, one TIME and one ZADD of the due time. Once per pusher process,
+    # before its first append: the SADD of its shard count.
     calls.pop("script|load", None)
-    assert calls == {"evalsha": 7, "xadd": 7, "get": 7, "set": 7, "time": 7, "zadd": 7}
+    want = {"evalsha": 7, "xadd": 7, "get": 7, "set": 7, "time": 7, "zadd": 7, "sadd": 1}
+    assert calls == want

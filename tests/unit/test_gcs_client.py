@@ -1,5 +1,5 @@
 """backend_hooks.gcs.make_client: requests reads no environment per request unless the
-environment has something for it (proxies, a CA bundle)."""
+environment has proxies for it; a CA bundle is read once."""
 
 from __future__ import annotations
 
@@ -20,11 +20,25 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_without_proxy_variables_requests_skips_the_environment() -> None:
-    assert make_client(SETTINGS)._http.trust_env is False
+    session = make_client(SETTINGS)._http
+    assert session.trust_env is False and session.verify is True
 
 
-@pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE"])
-def test_a_proxy_or_ca_variable_keeps_requests_reading_it(
+@pytest.mark.parametrize(
+    ("name", "other"), [("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"), ("CURL_CA_BUNDLE", "")]
+)
+def test_a_ca_bundle_is_read_once_with_requests_precedence(
+    monkeypatch: pytest.MonkeyPatch, name: str, other: str
+) -> None:
+    monkeypatch.setenv(name, "/etc/ssl/first.pem")
+    if other:
+        monkeypatch.setenv(other, "/etc/ssl/second.pem")
+    session = make_client(SETTINGS)._http
+    assert session.trust_env is False and session.verify == "/etc/ssl/first.pem"
+
+
+@pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "NO_PROXY", "all_proxy"])
+def test_a_proxy_variable_keeps_requests_reading_it(
     monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     monkeypatch.setenv(name, "http://proxy.example:3128")
