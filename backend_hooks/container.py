@@ -29,6 +29,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from operator import itemgetter
 
 from backend_hooks import ogg
 from backend_hooks.audio_format import OPUS_RATE, SUPPORTED_RATES, frame_samples
@@ -120,7 +121,9 @@ class ParsedChunk:
         """Samples (at the chunk's rate) its packets decode to after the pre-skip, counted
         from their TOC bytes without decoding; at least ``info.sample_count`` in a sound
         chunk (the end may be trimmed, never padded). Raises ``FormatError``."""
-        total_48k = sum(opus_packet_samples(p) for p in self.packets)
+        total_48k = _single_frame_samples(self.packets)
+        if total_48k is None:
+            total_48k = sum(opus_packet_samples(p) for p in self.packets)
         return total_48k // (OPUS_RATE // self.info.sample_rate) - self.pre_skip
 
     def decode(self) -> bytes:
@@ -148,6 +151,22 @@ _FRAME_48K = tuple(  # samples of one frame, by TOC config (0-31)
     else _FRAME_48K_CELT[c % 4]
     for c in range(32)
 )
+
+
+#: TOC byte -> 1 if its code (the low two bits) is not 0 (one frame).
+_NOT_CODE_0 = bytes(1 if toc & 3 else 0 for toc in range(256))
+
+
+def _single_frame_samples(packets: list[bytes]) -> int | None:
+    """The 48 kHz samples of ``packets`` when every one is a code-0 (one frame) packet that
+    ``opus_packet_samples`` accepts, counted at C speed (one pass per check, no Python
+    loop per packet); None otherwise (count them one by one)."""
+    if not packets or not all(packets) or max(map(len, packets)) > _MAX_FRAME_BYTES + 1:
+        return None
+    tocs = bytes(map(itemgetter(0), packets))
+    if 1 in tocs.translate(_NOT_CODE_0):
+        return None
+    return sum(tocs.count(toc) * _FRAME_48K[toc >> 3] for toc in set(tocs))
 
 
 def _frame_length(packet: bytes, pos: int) -> tuple[int, int]:

@@ -20,6 +20,7 @@ import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from backend_hooks.errors import FormatError
 
@@ -181,13 +182,18 @@ def read_chained_streams(data: bytes) -> list[LogicalStream]:
         expected_sequence += 1
         if bool(page.flags & FLAG_CONTINUED) != bool(partial):
             raise FormatError(f"Ogg continuation flag mismatch at byte {page.offset}")
-        position = 0
-        for lacing in page.segments:
-            partial += page.body[position : position + lacing]
-            position += lacing
-            if lacing < 255:
-                current.packets.append(partial)
-                partial = b""
+        body, start, position = page.body, 0, 0
+        if not partial and 255 not in page.segments:  # each packet one segment: C speed
+            ends = list(accumulate(page.segments))
+            current.packets += map(body.__getitem__, map(slice, [0, *ends[:-1]], ends))
+        else:
+            for lacing in page.segments:  # a packet ends at the first lacing below 255
+                position += lacing
+                if lacing < 255:
+                    current.packets.append(partial + body[start:position])
+                    partial, start = b"", position
+            if start < position:  # the last packet goes on in the next page
+                partial += body[start:position]
         if page.granule != -1:
             current.last_granule = page.granule
         if page.flags & FLAG_EOS:
