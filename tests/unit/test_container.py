@@ -6,6 +6,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from audiosync_dev.legacy import legacy_opus_container
 from backend_hooks import codec, container, ogg
@@ -568,3 +570,28 @@ def test_opus_packet_framing_agrees_with_libopus_on_random_packets() -> None:
         except opuslib.OpusError:
             theirs = None
         assert ours == theirs, packet.hex()
+
+
+def _packets() -> st.SearchStrategy[list[bytes]]:
+    toc = st.integers(0, 255)
+    body = st.integers(0, 1400).map(lambda n: b"\x01" * n)
+    packet = st.tuples(toc, body).map(lambda t: bytes([t[0]]) + t[1])
+    code0 = st.tuples(st.integers(0, 31), st.integers(0, 1280)).map(
+        lambda t: bytes([t[0] << 3]) + b"\x02" * t[1]
+    )
+    return st.lists(st.one_of(code0, code0, packet, st.just(b"")), max_size=40)
+
+
+@given(_packets())
+def test_held_samples_counts_exactly_as_packet_by_packet(packets: list[bytes]) -> None:
+    """The C-speed count of code-0 packets agrees with opus_packet_samples, refusals too."""
+    chunk = container.ParsedChunk(ChunkInfo("s", 0, 0, 48000, 960), 0, packets)
+    try:
+        want: int | None = sum(container.opus_packet_samples(p) for p in packets)
+    except FormatError:
+        want = None
+    if want is None:
+        with pytest.raises(FormatError):
+            chunk.held_samples()
+    else:
+        assert chunk.held_samples() == want
