@@ -15,6 +15,7 @@ Times are Redis server time (``TIME``), passed in as ``now`` by the flush (one c
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -37,6 +38,7 @@ from backend_hooks.redis_store import (
 )
 from backend_hooks.settings import MAX_DUE_SHARDS
 
+log = logging.getLogger(__name__)
 LEASE_LOST = -1
 PLAN_MISMATCH = -2
 BAD_ARGUMENT = -3
@@ -370,7 +372,18 @@ class WorkerStore:
     def shard_count(self) -> int:
         """How many shards the fleet drains: its own AUDIOSYNC_DUE_SHARDS or the largest
         count a pusher registered (``SHARD_COUNTS_KEY``), whichever is more."""
-        members = cast(set[bytes], self.client.smembers(SHARD_COUNTS_KEY))
+        try:
+            members = cast(set[bytes], self.client.smembers(SHARD_COUNTS_KEY))
+        except redis.RedisError as exc:
+            if not self.is_cluster:
+                raise
+            log.warning(
+                "the node of %s does not answer (%s): sweeping %d shards",
+                SHARD_COUNTS_KEY,
+                exc,
+                self.shards,
+            )
+            return self.shards
         counts = [int(m) for m in members if m.isdigit() and 0 < int(m) <= MAX_DUE_SHARDS]
         return max([self.shards, *counts])
 
@@ -404,34 +417,51 @@ class WorkerStore:
     ) -> list[int]:
         """The shards of ``tokens`` that should get a flush task now: a session of the
         shard is due (by the clock of the node holding it) and no task of it is queued or
-        running, at most ``limit`` of them, in the order of ``tokens``. Each of them is held
-        for its token. Two pipelined round trips whatever the shard count (a cluster
-        pipeline may not carry scripts)."""
-        shards = list(tokens)
-        nows = self._shard_times(shards)
+        running, at most ``limit`` of them, in the order of ``tokens`` (on a cluster, node
+        by node). Each of them is held for its token. Two pipelined round trips per node
+        whatever the shard count (a cluster pipeline may not carry scripts). On a cluster
+        a node that does not answer stops only its own shards."""
+        chosen: list[int] = []
+        for group in self._node_groups(list(tokens)):
+            left = None if limit is None else limit - len(chosen)
+            if left is not None and left <= 0:
+                break
+            try:
+                chosen += self._dispatch_group(group, tokens, hold_seconds, left)
+            except redis.RedisError as exc:
+                if not self.is_cluster:
+                    raise
+                log.warning(
+                    "dispatch: %d shards on a node that does not answer: %s", len(group), exc
+                )
+        return chosen
+
+    def _dispatch_group(
+        self, shards: list[int], tokens: Mapping[int, str], hold_seconds: float, limit: int | None
+    ) -> list[int]:
+        now = repr(self.in_shard(shards[0]).time())  # one node: one clock
         pipe = self.client.pipeline(transaction=False)
         for shard in shards:
-            pipe.zrangebyscore(due_key(shard), "-inf", repr(nows[shard]), start=0, num=1)
+            pipe.zrangebyscore(due_key(shard), "-inf", now, start=0, num=1)
         due = [shard for shard, found in zip(shards, pipe.execute(), strict=True) if found]
-        due = due[:limit]  # in the order of ``tokens``
+        due = due[:limit]
+        if not due:
+            return []
         pipe = self.client.pipeline(transaction=False)
         for shard in due:
             pipe.set(dispatch_key(shard), tokens[shard], nx=True, px=_ms(hold_seconds))
         return [shard for shard, took in zip(due, pipe.execute(), strict=True) if took]
 
-    def _shard_times(self, shards: Sequence[int]) -> dict[int, float]:
-        if not self.is_cluster:
-            now = self.time()
-            return dict.fromkeys(shards, now)
+    def _node_groups(self, shards: list[int]) -> list[list[int]]:
+        """``shards`` grouped by the node that holds them (one group on a single Redis)."""
+        if not self.is_cluster or not shards:
+            return [shards] if shards else []
         cluster = cast(redis.cluster.RedisCluster, self.client)
-        by_node: dict[str, float] = {}
-        out = {}
+        groups: dict[str, list[int]] = {}
         for shard in shards:
             node = cluster.get_node_from_key(due_key(shard))  # type: ignore[no-untyped-call]
-            if node.name not in by_node:
-                by_node[node.name] = self.in_shard(shard).time()
-            out[shard] = by_node[node.name]
-        return out
+            groups.setdefault(node.name, []).append(shard)
+        return list(groups.values())
 
     def hold_dispatch(self, shard: int, token: str, hold_seconds: float) -> bool:
         """Keep (or take, when free) the shard's dispatch hold for a running task; False when
