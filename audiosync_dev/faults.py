@@ -20,6 +20,12 @@ forwards it, waits until Redis has answered everything sent so far (at most
 command ran, but the client never learns it, so it (or its retry policy) sends it again.
 The proxy parses RESP on both directions only to count commands and replies.
 
+``RedisClusterReplyDropProxies`` puts one ``RedisReplyDropProxy`` in front of every node
+of a Redis Cluster. A cluster client learns the nodes' addresses from ``CLUSTER SLOTS``
+and connects to each itself, so a single proxy in front of the seed would only ever see
+topology queries; redis-py's ``RedisCluster(address_remap=proxies.address_remap)`` maps
+each node's own address to its proxy, so every command reaches its node through one.
+
 Both are context managers::
 
     with GcsFaultProxy(gcs_url, error_rate=0.1, seed=1) as proxy:
@@ -39,7 +45,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -50,6 +56,7 @@ __all__ = [
     "FAULT_KINDS",
     "GcsFaultProxy",
     "GcsFaultStats",
+    "RedisClusterReplyDropProxies",
     "RedisDropStats",
     "RedisReplyDropProxy",
     "command_name",
@@ -872,3 +879,85 @@ class RedisReplyDropProxy:
             self._counters.drops += 1
             if answered < sent:
                 self._counters.reply_timeouts += 1
+
+
+class RedisClusterReplyDropProxies:
+    """A ``RedisReplyDropProxy`` in front of each node of a Redis Cluster.
+
+    ``nodes`` are the nodes' own (host, port), as ``CLUSTER SLOTS`` gives them; node ``i``
+    gets ``seed + i`` as its proxy's seed. Give a ``redis.cluster.RedisCluster``
+    ``url`` as its seed and ``address_remap``: it then reaches every node through that
+    node's proxy (its topology queries too, which never match). An address that is not
+    one of ``nodes`` (a node added later) is left alone: that node would be reached
+    directly.
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[tuple[str, int]],
+        *,
+        drop_rate: float,
+        seed: int,
+        match: Callable[[bytes], bool] = is_append_command,
+        reply_wait: float = 2.0,
+    ) -> None:
+        if not nodes:
+            raise ValueError("a cluster has at least one node")
+        self.nodes = [(host, int(port)) for host, port in nodes]
+        self.proxies = [
+            RedisReplyDropProxy(
+                host, port, drop_rate=drop_rate, seed=seed + i, match=match, reply_wait=reply_wait
+            )
+            for i, (host, port) in enumerate(self.nodes)
+        ]
+        self._remap: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def start(self) -> RedisClusterReplyDropProxies:
+        for proxy in self.proxies:
+            proxy.start()
+        self._remap = {
+            node: ("127.0.0.1", proxy.port)
+            for node, proxy in zip(self.nodes, self.proxies, strict=True)
+        }
+        return self
+
+    def close(self) -> None:
+        for proxy in self.proxies:
+            proxy.close()
+
+    def __enter__(self) -> RedisClusterReplyDropProxies:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT``: the first node's proxy, a seed for a cluster client."""
+        return f"redis://127.0.0.1:{self.proxies[0].port}"
+
+    def address_remap(self, address: tuple[str, int]) -> tuple[str, int]:
+        """Where a cluster client reaches the node at ``address``: its proxy."""
+        return self._remap.get((address[0], int(address[1])), address)
+
+    @property
+    def stats(self) -> RedisDropStats:
+        """The proxies' stats, added up."""
+        each = [proxy.stats for proxy in self.proxies]
+        return RedisDropStats(
+            connections=sum(s.connections for s in each),
+            commands=sum(s.commands for s in each),
+            matched=sum(s.matched for s in each),
+            drops=sum(s.drops for s in each),
+            reply_timeouts=sum(s.reply_timeouts for s in each),
+            upstream_failures=sum(s.upstream_failures for s in each),
+        )
+
+    def set_drop_rate(self, drop_rate: float) -> None:
+        for proxy in self.proxies:
+            proxy.set_drop_rate(drop_rate)

@@ -207,6 +207,15 @@ class LocalStack:
         a cluster "valkey-cluster-1" to "valkey-cluster-3")."""
         return {s.name: s.proc.pid for s in self._servers() if s.proc}
 
+    @property
+    def cluster_node_urls(self) -> dict[int, str]:
+        """``redis://127.0.0.1:PORT`` of each running cluster node, by number (1 to 3, as
+        ``restart_redis_cluster_node`` takes them); empty without a cluster."""
+        return {
+            number: f"redis://127.0.0.1:{_server_port(server)}"
+            for number, server in sorted(self._cluster_nodes.items())
+        }
+
     def _servers(self) -> list[_Server]:
         servers = [self._valkey, *self._cluster_nodes.values(), self._gcs]
         return [s for s in servers if s is not None]

@@ -2,7 +2,9 @@
 
 GcsFaultProxy in front of fake-gcs-server, driven by google-cloud-storage; each fault at
 rate 1.0 must do exactly what the chaos run relies on. RedisReplyDropProxy in front of
-valkey, driven by redis-py: the command runs, the client never sees its reply.
+valkey, driven by redis-py: the command runs, the client never sees its reply; and
+RedisClusterReplyDropProxies, one in front of each node of a Redis Cluster, driven by
+redis-py's RedisCluster through its address_remap.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from audiosync_dev.faults import (
     GcsFaultProxy,
+    RedisClusterReplyDropProxies,
     RedisReplyDropProxy,
     command_name,
     is_append_command,
     is_object_upload,
 )
-from audiosync_dev.localstack import StackInfo
+from audiosync_dev.localstack import LocalStack, StackInfo
 
 pytestmark = pytest.mark.integration
 DATA = bytes(range(256)) * 40
@@ -326,3 +330,67 @@ def test_hold_next_upload_gives_up_after_its_timeout(stack: StackInfo) -> None:
         started = time.monotonic()
         assert proxy.hold_next_upload(lambda address: True, 0.3) is None
         assert time.monotonic() - started < 2
+
+
+# -- Redis Cluster: one proxy per node -------------------------------------------------
+
+
+def _cluster_through(proxies: RedisClusterReplyDropProxies, retries: int) -> RedisCluster:
+    return RedisCluster.from_url(
+        proxies.url,
+        socket_timeout=5,
+        address_remap=proxies.address_remap,
+        retry=Retry(NoBackoff(), retries),
+    )
+
+
+def _key_per_node(client: RedisCluster) -> dict[str, str]:
+    """A key on each primary, by node name (host:port)."""
+    keys: dict[str, str] = {}
+    for i in range(1000):
+        node = client.get_node_from_key(f"{{faults-{i}}}:k")  # type: ignore[no-untyped-call]
+        keys.setdefault(node.name, f"{{faults-{i}}}:k")
+    assert len(keys) == len(client.get_primaries()) == 3  # type: ignore[no-untyped-call]
+    return keys
+
+
+def test_cluster_proxies_carry_every_command_to_its_node(
+    cluster_stack: LocalStack, cluster_client: RedisCluster
+) -> None:
+    nodes = [(n.host, n.port) for n in cluster_client.get_primaries()]  # type: ignore[no-untyped-call]
+    with RedisClusterReplyDropProxies(nodes, drop_rate=1.0, seed=3) as proxies:
+        client = _cluster_through(proxies, 0)
+        keys = _key_per_node(cluster_client)
+        # The client knows the nodes by their proxies' addresses, none by its own.
+        proxy_names = {f"127.0.0.1:{p.port}" for p in proxies.proxies}
+        assert {n.name for n in client.get_primaries()} == proxy_names  # type: ignore[no-untyped-call]
+        for name, key in keys.items():
+            client.set(key, name)  # nothing that matches: nothing dropped
+        for name, key in keys.items():
+            assert cluster_client.get(key) == name.encode()  # on its node, read directly
+        each = [p.stats for p in proxies.proxies]
+        assert all(s.commands >= 1 for s in each), each  # every node through its proxy
+        assert proxies.stats.drops == 0 and proxies.stats.commands == sum(s.commands for s in each)
+        client.close()
+
+
+def test_cluster_proxies_drop_an_evalsha_on_every_node_and_the_client_retries_it(
+    cluster_stack: LocalStack, cluster_client: RedisCluster
+) -> None:
+    """A dropped reply is a connection error to RedisCluster, which retries the command
+    (after a topology refresh, through the proxies too): every attempt runs."""
+    script = "return redis.call('INCR', KEYS[1])"
+    cluster_client.script_load(script)  # on every primary: each proxied call is one EVALSHA
+    nodes = [(n.host, n.port) for n in cluster_client.get_primaries()]  # type: ignore[no-untyped-call]
+    with RedisClusterReplyDropProxies(nodes, drop_rate=1.0, seed=3) as proxies:
+        client = _cluster_through(proxies, 2)
+        keys = _key_per_node(cluster_client)
+        for key in keys.values():
+            with pytest.raises(redis.ConnectionError):
+                client.register_script(script)(keys=[key])
+            assert cluster_client.get(key) == b"3"  # one try and two retries, all applied
+        assert proxies.stats.drops == 3 * len(keys)
+        assert all(p.stats.drops == 3 for p in proxies.proxies)
+        proxies.set_drop_rate(0.0)
+        assert [int(client.incr(key)) for key in keys.values()] == [4, 4, 4]
+        client.close()

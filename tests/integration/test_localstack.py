@@ -247,6 +247,10 @@ def test_cluster_stack_env_and_processes(cluster_stack: LocalStack) -> None:
     assert set(pids) == {"valkey", "fake-gcs-server", *CLUSTER_NAMES}
     assert all(alive(pid) for pid in pids.values())
     assert cluster_stack.check() is None
+    urls = cluster_stack.cluster_node_urls
+    assert list(urls) == [1, 2, 3] and urls[1] == seed
+    assert {("127.0.0.1", int(u.rsplit(":", 1)[1])) for u in urls.values()} == set(masters(seed))
+    assert LocalStack().cluster_node_urls == {}  # no cluster
     # The broker is the plain valkey, not a cluster node.
     broker = redis.Redis.from_url(info.redis_url)
     assert broker.info("server")["process_id"] == pids["valkey"]
