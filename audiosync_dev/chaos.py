@@ -1,7 +1,8 @@
 """The chaos run: the whole pipeline under faults, audited chunk by chunk.
 
-    python -m audiosync_dev.chaos [--short | --long] [--sessions N] [--workers K] [--kills N]
-        [--redis-restarts N] [--fault-rate F] [--poison N] [--seconds S] [--seed S] [--keep]
+    python -m audiosync_dev.chaos [--short | --long] [--cluster] [--sessions N] [--workers K]
+        [--kills N] [--redis-restarts N] [--fault-rate F] [--poison N] [--seconds S] [--seed S]
+        [--keep]
 
 It starts its own valkey and fake-gcs-server (``LocalStack``), a ``GcsFaultProxy`` in front
 of fake-gcs-server (the fleet's only way to GCS) and a ``RedisReplyDropProxy`` in front of
@@ -19,6 +20,13 @@ accounted for by identity (session, seq): stored exactly once, nothing lost, not
 unexpected, no overlap; every poison entry quarantined with a reason and none stored.
 The verdict is one table; the exit code is 0 only when every line passes. docs/CHAOS.md
 explains each line.
+
+``--cluster`` (``ChaosConfig.short_cluster()``): the stream store is a 3-master valkey Redis
+Cluster (``LocalStack(cluster=True)``) and the plain valkey only the Celery broker; the
+pusher reaches each node through its own reply-drop proxy (``RedisClusterReplyDropProxies``),
+a "Redis restart" restarts one cluster node (each restart another), and everything the run
+reads or writes in the store goes through a ``RedisCluster`` client, its scans over every
+primary.
 """
 
 from __future__ import annotations
@@ -50,16 +58,24 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from audiosync_dev import processes
-from audiosync_dev.faults import GcsFaultProxy, GcsFaultStats, RedisDropStats, RedisReplyDropProxy
+from audiosync_dev.faults import (
+    GcsFaultProxy,
+    GcsFaultStats,
+    RedisClusterReplyDropProxies,
+    RedisDropStats,
+    RedisReplyDropProxy,
+)
 from audiosync_dev.localstack import LocalStack, StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, container, envelope, naming, redis_store
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.errors import AudioSyncError, EnqueueError
+from backend_hooks.redis_store import RedisClient
 from backend_hooks.session import Session
 from backend_hooks.settings import Settings
 
@@ -90,11 +106,36 @@ def session_of_key(key: bytes | str) -> str:
     return where[1]
 
 
-def due_members(r: redis.Redis) -> int:
+def scan_keys(r: RedisClient, pattern: str) -> list[bytes]:
+    """Every key matching ``pattern``: on a Redis Cluster, of every primary."""
+    if isinstance(r, RedisCluster):
+        found = r.scan_iter(match=pattern, count=1000, target_nodes=RedisCluster.PRIMARIES)
+    else:
+        found = r.scan_iter(match=pattern, count=1000)
+    return [cast(bytes, key) for key in found]
+
+
+def due_members(r: RedisClient) -> int:
     """Sessions in any shard's due index (the legacy one included)."""
     legacy = redis_store.due_key(redis_store.LEGACY_SHARD)
-    keys = [*r.scan_iter(match=redis_store.DUE_KEY_PATTERN, count=1000), legacy]
+    keys: list[bytes | str] = [*scan_keys(r, redis_store.DUE_KEY_PATTERN), legacy]
     return sum(int(r.zcard(k)) for k in keys)
+
+
+def restart_order(rng: random.Random, nodes: int, restarts: int) -> list[int]:
+    """Which cluster node (1 to ``nodes``) each of ``restarts`` restarts stops: a random
+    order in which every node comes once before any comes again, and none twice in a row
+    (when there are two or more)."""
+    if nodes < 1:
+        raise ValueError(f"a cluster has at least one node, got {nodes}")
+    order: list[int] = []
+    while len(order) < restarts:
+        batch = list(range(1, nodes + 1))
+        rng.shuffle(batch)
+        if order and len(batch) > 1 and batch[0] == order[-1]:
+            batch[0], batch[-1] = batch[-1], batch[0]
+        order += batch
+    return order[:restarts]
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -102,7 +143,8 @@ def due_members(r: redis.Redis) -> int:
 
 @dataclass(frozen=True)
 class ChaosConfig:
-    """One chaos run. ``short()`` and ``long()`` are the documented presets."""
+    """One chaos run. ``short()``, ``long()`` and their ``..._cluster()`` twins (the stream
+    store on a 3-master Redis Cluster) are the documented presets."""
 
     name: str = "short"
     sessions: int = 16
@@ -127,6 +169,7 @@ class ChaosConfig:
     min_fault_fraction: float = 0.10
     require_stalls_past_lease: bool = True
     seed: int = 1
+    cluster: bool = False  # the streams on a 3-master Redis Cluster, the broker a plain valkey
     workdir: Path | None = None  # default: a temp dir, removed after a passing run
     keep_workdir: bool = False
 
@@ -155,6 +198,15 @@ class ChaosConfig:
             stall_seconds=(5.0, 10.0),
             drain_timeout=300.0,
         )
+
+    @classmethod
+    def short_cluster(cls) -> ChaosConfig:
+        """The short run on a Redis Cluster; two node restarts (two different nodes)."""
+        return replace(cls.short(), name="short-cluster", cluster=True, redis_restarts=2)
+
+    @classmethod
+    def long_cluster(cls) -> ChaosConfig:
+        return replace(cls.long(), name="long-cluster", cluster=True)
 
     def gcs_proxy(self, upstream_url: str) -> GcsFaultProxy:
         """The fault proxy of this run: ``fault_rate`` split over the four faults."""
@@ -530,6 +582,8 @@ class ChaosLog:
     lease_lost_lines: int = 0  # "lost its lease" in the worker logs: zombie writes refused
     duplicates: list[tuple[str, int]] = field(default_factory=list)  # (session, seq)
     redis_restarts: int = 0
+    # (cluster node, sessions of it being pushed then), one per restart, in order
+    restarted_nodes: list[tuple[int, int]] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: int = 0
@@ -608,7 +662,7 @@ def _keys(live: LiveSession) -> redis_store.SessionKeys:
     return redis_store.SessionKeys(live.session_id, live.shard)
 
 
-def _last_real_chunk(r: redis.Redis, live: LiveSession) -> dict[bytes, bytes] | None:
+def _last_real_chunk(r: RedisClient, live: LiveSession) -> dict[bytes, bytes] | None:
     raw = cast(
         list[tuple[bytes, dict[bytes, bytes]]],
         r.xrevrange(_keys(live).chunks, count=50),
@@ -620,7 +674,7 @@ def _last_real_chunk(r: redis.Redis, live: LiveSession) -> dict[bytes, bytes] | 
 
 
 def inject_poison(
-    r: redis.Redis,
+    r: RedisClient,
     k: int,
     kind: str,
     registry: LiveRegistry,
@@ -692,7 +746,7 @@ def pause_mid_upload(
 
 
 def inject_duplicate(
-    r: redis.Redis, registry: LiveRegistry, rng: random.Random, give_up_at: float
+    r: RedisClient, registry: LiveRegistry, rng: random.Random, give_up_at: float
 ) -> tuple[str, int] | None:
     """XADD an exact copy of a live session's latest real chunk entry (as a pusher whose
     append mark was lost would) and make the session due now; (session, seq) of it. Tries
@@ -744,7 +798,7 @@ def run_chaos(
     stop: threading.Event,
     fleet: Fleet,
     stack: LocalStack,
-    r: redis.Redis,
+    r: RedisClient,
     registry: LiveRegistry,
     keys: envelope.UserKeys,
     record: ChaosLog,
@@ -753,6 +807,13 @@ def run_chaos(
 ) -> None:
     rng = random.Random(config.seed + 11)
     late_limit = config.seconds + 60.0
+    order: list[int] = []  # the cluster nodes to restart, in turn
+    if config.cluster:
+        nodes = len(stack.cluster_node_urls)
+        if not nodes:
+            raise ValueError("a cluster run needs a LocalStack with a cluster")
+        order = restart_order(random.Random(config.seed + 13), nodes, config.redis_restarts)
+    restarts = iter(order)
     for event in events:
         delay = phase_start + event.at - time.monotonic()
         if delay > 0 and stop.wait(delay):
@@ -802,6 +863,21 @@ def run_chaos(
                 else:
                     record.duplicates.append(dup)
                     say(f"appended again: chunk {dup[0][:8]}/{dup[1]}")
+            elif event.kind == "restart" and config.cluster:
+                # One primary (SIGTERM, its AOF complete); back with its slots from its
+                # nodes file, writable ~2 s later: its shards' commands fail meanwhile.
+                number = next(restarts)
+                assert isinstance(r, RedisCluster)
+                live = [s.shard for s in registry.snapshot()]
+                on_node = sessions_by_node(r, stack.cluster_node_urls, live)[number]
+                begun = time.monotonic()
+                stack.restart_redis_cluster_node(number)
+                record.redis_restarts += 1
+                record.restarted_nodes.append((number, on_node))
+                say(
+                    f"restarted cluster node {number} ({on_node} sessions of it being pushed; "
+                    f"SIGTERM, AOF); cluster ok again after {time.monotonic() - begun:.1f} s"
+                )
             elif event.kind == "restart":
                 stack.restart_redis()
                 record.redis_restarts += 1
@@ -840,12 +916,12 @@ class RedisLeft:
         return (self.streams, self.entries, self.plans, self.intents, self.due)
 
 
-def _count(r: redis.Redis, pattern: str) -> int:
-    return sum(1 for _ in r.scan_iter(match=pattern, count=1000))
+def _count(r: RedisClient, pattern: str) -> int:
+    return len(scan_keys(r, pattern))
 
 
-def redis_left(r: redis.Redis, *, with_ids: bool = False) -> RedisLeft:
-    streams = list(r.scan_iter(match=redis_store.session_key_pattern("chunks"), count=1000))
+def redis_left(r: RedisClient, *, with_ids: bool = False) -> RedisLeft:
+    streams = scan_keys(r, redis_store.session_key_pattern("chunks"))
     entries = 0
     ids: set[tuple[str, int]] = set()
     for key in streams:
@@ -866,7 +942,7 @@ def redis_left(r: redis.Redis, *, with_ids: bool = False) -> RedisLeft:
     )
 
 
-def wait_drained(r: redis.Redis, timeout: float) -> tuple[bool, float]:
+def wait_drained(r: RedisClient, timeout: float) -> tuple[bool, float]:
     """Until nothing is left in Redis; False after ``timeout`` or once stuck (no change)."""
     started = time.monotonic()
     last: tuple[int, ...] | None = None
@@ -1113,7 +1189,7 @@ def audit_run(
     expected: dict[tuple[str, int], ExpectedChunk],
     poisons: list[Poison],
     objects: dict[str, bytes],
-    r: redis.Redis,
+    r: RedisClient,
     keys: envelope.UserKeys,
     duplicates: Sequence[tuple[str, int]] = (),
 ) -> Audit:
@@ -1188,15 +1264,15 @@ def audit_run(
 
     # quarantine
     quarantined: set[tuple[str, int]] = set()
-    for key in r.scan_iter(match=redis_store.session_key_pattern("quarantine"), count=1000):
-        located = redis_store.session_of_key(key)
+    for qkey in scan_keys(r, redis_store.session_key_pattern("quarantine")):
+        located = redis_store.session_of_key(qkey)
         assert located is not None
         shard, session_id = located
         index_key = redis_store.quarantine_index_key(shard)
         if r.zscore(index_key, session_id) is None:
             a.quarantine_unindexed += 1
             a.note(f"quarantine of {session_id[:8]} is not in {index_key}")
-        raw = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(key))
+        raw = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(qkey))
         for qid, fields in raw:
             reason = fields.get(b"reason", b"").strip()
             well_formed = bool(reason) and b"entry_id" in fields and b"at_ms" in fields
@@ -1321,7 +1397,11 @@ def build_verdict(
     push_seconds: float,
     total_seconds: float,
     pushes: int,
+    sessions_by_node: dict[int, int] | None = None,
+    drops_by_node: Sequence[RedisDropStats] = (),
 ) -> Verdict:
+    """On a cluster, ``sessions_by_node``: the sessions that lived on each node (by number);
+    ``drops_by_node``: the stats of each node's reply-drop proxy (``drops`` adds them up)."""
     a, left = audit, audit.left
     lease = config.lease_seconds
     long_stalls = gcs.stalls_longer_than(lease)
@@ -1333,6 +1413,22 @@ def build_verdict(
     min_fraction = min(config.min_fault_fraction, config.fault_rate / 2)
     kinds = len({p.kind for p in chaos.poison})
     longest = max(gcs.stall_durations, default=0.0)
+    by_node = sessions_by_node or {}
+    restarted = ""
+    if chaos.restarted_nodes:
+        restarted = ": cluster node " + ", ".join(
+            f"{n} ({live} live sessions)" for n, live in chaos.restarted_nodes
+        )
+    cluster_checks = []
+    if config.cluster:
+        spread = sum(1 for count in by_node.values() if count)
+        cluster_checks.append(
+            Check(
+                "sessions by cluster node",
+                ", ".join(f"node {n}: {c}" for n, c in sorted(by_node.items())) or "unknown",
+                spread >= min(2, len(by_node), config.sessions) and spread > 0,
+            )
+        )
     checks = [
         Check(
             "chunks expected",
@@ -1436,14 +1532,20 @@ def build_verdict(
         ),
         Check(
             "Redis restarts",
-            f"{chaos.redis_restarts} of {config.redis_restarts}",
+            f"{chaos.redis_restarts} of {config.redis_restarts}" + restarted,
             _required(config.redis_restarts, chaos.redis_restarts == config.redis_restarts),
         ),
         Check(
             "append replies dropped",
-            f"{drops.drops} of {drops.matched} appends",
+            f"{drops.drops} of {drops.matched} appends"
+            + (
+                " (by node: " + ", ".join(f"{d.drops} of {d.matched}" for d in drops_by_node) + ")"
+                if drops_by_node
+                else ""
+            ),
             _required(config.drop_rate, drops.drops > 0),
         ),
+        *cluster_checks,
         Check(
             "pusher / chaos errors",
             f"{len(pusher_errors)} / {len(chaos.errors) + chaos.skipped}",
@@ -1480,6 +1582,8 @@ def build_verdict(
         "wrong_audio": a.wrong_audio,
         "out_of_order": a.out_of_order,
         "redis_restarts": chaos.redis_restarts,
+        "cluster_nodes_restarted": len({n for n, _ in chaos.restarted_nodes}),
+        "cluster_nodes_with_sessions": sum(1 for count in by_node.values() if count),
         "drops": drops.drops,
         "left_entries": left.entries,
         "total_seconds": total_seconds,
@@ -1492,6 +1596,63 @@ def build_verdict(
 
 
 # -- the run ------------------------------------------------------------------------------
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None, url
+    return parts.hostname, parts.port
+
+
+def store_client(info: StackInfo) -> RedisClient:
+    """The chaos thread's and the audit's own client of the stream store: straight to it
+    (to every node of a cluster), and patient across the restarts the run causes itself."""
+    if info.redis_cluster_url is not None:
+        # RedisCluster retries without backoff: a refused connection at once, a
+        # CLUSTERDOWN (a restarted node is not writable for ~2 s) after 0.25 s; 30 tries
+        # outlast a node restart.
+        return RedisCluster.from_url(
+            info.redis_cluster_url,
+            socket_timeout=10,
+            socket_connect_timeout=10,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 30),
+        )
+    return redis.Redis.from_url(
+        info.redis_url,
+        socket_timeout=10,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 8),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def pusher_cluster_client(proxies: RedisClusterReplyDropProxies) -> RedisCluster:
+    """The pusher's client on a cluster: what ``redis_store.connect(url, cluster=True)``
+    makes (the same options), but reaching every node through its reply-drop proxy."""
+    client = RedisCluster.from_url(
+        proxies.url,
+        decode_responses=False,
+        socket_timeout=redis_store.SOCKET_TIMEOUT,
+        socket_connect_timeout=redis_store.SOCKET_TIMEOUT,
+        address_remap=proxies.address_remap,
+    )
+    known = {(n.host, int(n.port)) for n in client.get_primaries()}  # type: ignore[no-untyped-call]
+    wanted = {("127.0.0.1", proxy.port) for proxy in proxies.proxies}
+    if known != wanted:  # a node reached directly would lose no reply
+        client.close()
+        raise RuntimeError(f"the pusher's cluster client knows {known}, not the proxies {wanted}")
+    return client
+
+
+def sessions_by_node(
+    r: RedisCluster, node_urls: dict[int, str], shards: Iterable[int]
+) -> dict[int, int]:
+    """How many of the sessions (by their shards) live on each cluster node (by number)."""
+    number_of = {_host_port(url): number for number, url in node_urls.items()}
+    counts = dict.fromkeys(node_urls, 0)
+    for shard in shards:
+        node = r.get_node_from_key(redis_store.due_key(shard))  # type: ignore[no-untyped-call]
+        counts[number_of[(node.host, int(node.port))]] += 1
+    return counts
 
 
 def _stderr(text: str) -> None:
@@ -1565,22 +1726,29 @@ def run(config: ChaosConfig, *, say: Callable[[str], None] = _stderr) -> Verdict
     own_workdir = config.workdir is None
     workdir = config.workdir or Path(tempfile.mkdtemp(prefix="audiosync-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(workdir=workdir / "stack")
+    stack = LocalStack(workdir=workdir / "stack", cluster=config.cluster)
     gcs_proxy: GcsFaultProxy | None = None
-    redis_proxy: RedisReplyDropProxy | None = None
+    redis_proxy: RedisReplyDropProxy | RedisClusterReplyDropProxies | None = None
     fleet: Fleet | None = None
     client: AudioSyncClient | None = None
+    pusher_redis: RedisClient | None = None  # None: the pusher connects by its settings
     stop = threading.Event()
     threads: list[threading.Thread] = []
     passed = False
     try:
         info: StackInfo = stack.start()
         gcs_proxy = config.gcs_proxy(info.gcs_url).start()
-        parts = urlsplit(info.redis_url)
-        assert parts.hostname is not None and parts.port is not None
-        redis_proxy = RedisReplyDropProxy(
-            parts.hostname, parts.port, drop_rate=config.drop_rate, seed=config.seed + 1
-        ).start()
+        if config.cluster:
+            # One proxy per node: a cluster client connects to every node it learns of.
+            nodes = [_host_port(url) for url in stack.cluster_node_urls.values()]
+            redis_proxy = RedisClusterReplyDropProxies(
+                nodes, drop_rate=config.drop_rate, seed=config.seed + 1
+            ).start()
+            pusher_redis = pusher_cluster_client(redis_proxy)
+        else:
+            redis_proxy = RedisReplyDropProxy(
+                *_host_port(info.redis_url), drop_rate=config.drop_rate, seed=config.seed + 1
+            ).start()
         fleet_env = {
             **info.env(),
             "STORAGE_EMULATOR_HOST": gcs_proxy.url,
@@ -1590,26 +1758,28 @@ def run(config: ChaosConfig, *, say: Callable[[str], None] = _stderr) -> Verdict
             "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": f"{config.sweep_interval_seconds:g}",
         }
         pusher_env = {**fleet_env, "AUDIOSYNC_REDIS_URL": redis_proxy.url}
+        if isinstance(redis_proxy, RedisClusterReplyDropProxies):
+            ports = ", ".join(str(port) for _, port in redis_proxy.nodes)
+            proxies = ", ".join(str(proxy.port) for proxy in redis_proxy.proxies)
+            where = (
+                f"a valkey cluster on ports {ports} (pusher via {proxies}), the broker "
+                f"{info.redis_url}"
+            )
+        else:
+            where = f"valkey {info.redis_url} (pusher via {redis_proxy.url})"
         log(
-            f"stack up in {workdir}: valkey {info.redis_url} (pusher via {redis_proxy.url}), "
-            f"fake-gcs-server {info.gcs_url} (fleet via {gcs_proxy.url})"
+            f"stack up in {workdir}: {where}, fake-gcs-server {info.gcs_url} "
+            f"(fleet via {gcs_proxy.url})"
         )
         fleet = Fleet(fleet_env, workdir, config.worker_concurrency)
         fleet.start(config.workers)
         log(f"{config.workers} workers and beat ready")
 
-        # The chaos thread's and the audit's own client: straight to valkey, and patient
-        # across the Redis restarts it causes itself.
-        r = redis.Redis.from_url(
-            info.redis_url,
-            socket_timeout=10,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 8),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        )
+        r = store_client(info)
         settings = Settings.from_env(pusher_env)
         keys = envelope.UserKeys(SECRET.encode())
         registry = LiveRegistry()
-        client = AudioSyncClient(settings)
+        client = AudioSyncClient(settings, redis_client=pusher_redis)
         pushers = [
             SessionPusher(p, client, settings.chunk_seconds, config.speed, registry)
             for p in make_plans(config)
@@ -1671,6 +1841,10 @@ def run(config: ChaosConfig, *, say: Callable[[str], None] = _stderr) -> Verdict
         log("fleet stopped; auditing")
 
         expected = {(e.session_id, e.seq): e for p in pushers for e in p.expected}
+        by_node = None
+        if isinstance(r, RedisCluster):
+            shards = [p.session.redis_keys.shard for p in pushers if p.session is not None]
+            by_node = sessions_by_node(r, stack.cluster_node_urls, shards)
         objects = list_bucket(info.gcs_url, info.bucket)
         audit = audit_run(expected, chaos.poison, objects, r, keys, chaos.duplicates)
         chaos.lease_lost_lines = count_in_logs(workdir, "lost its lease")
@@ -1691,6 +1865,12 @@ def run(config: ChaosConfig, *, say: Callable[[str], None] = _stderr) -> Verdict
             push_seconds=push_seconds,
             total_seconds=time.monotonic() - started,
             pushes=sum(p.pushes for p in pushers),
+            sessions_by_node=by_node,
+            drops_by_node=(
+                [p.stats for p in redis_proxy.proxies]
+                if isinstance(redis_proxy, RedisClusterReplyDropProxies)
+                else ()
+            ),
         )
         passed = verdict.passed
         if not passed or config.keep_workdir or not own_workdir:
@@ -1709,6 +1889,9 @@ def run(config: ChaosConfig, *, say: Callable[[str], None] = _stderr) -> Verdict
                 client.executor.shutdown(wait=False)
         if fleet is not None:
             fleet.stop()
+        if pusher_redis is not None:
+            with contextlib.suppress(Exception):
+                pusher_redis.close()
         if redis_proxy is not None:
             redis_proxy.close()
         if gcs_proxy is not None:
@@ -1729,6 +1912,12 @@ def parse_args(argv: list[str] | None = None) -> ChaosConfig:
     preset = parser.add_mutually_exclusive_group()
     preset.add_argument("--short", action="store_true", help="~2 minutes (default)")
     preset.add_argument("--long", action="store_true", help="200+ sessions, 20+ kills")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the streams on a 3-master valkey Redis Cluster (the broker a plain valkey); "
+        "each Redis restart restarts one cluster node",
+    )
     parser.add_argument("--sessions", type=int)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--kills", type=int)
@@ -1742,7 +1931,10 @@ def parse_args(argv: list[str] | None = None) -> ChaosConfig:
     parser.add_argument("--workdir", type=Path, help="keep servers' data and logs here")
     parser.add_argument("--keep", action="store_true", help="keep the work dir after a pass")
     args = parser.parse_args(argv)
-    config = ChaosConfig.long() if args.long else ChaosConfig.short()
+    if args.cluster:
+        config = ChaosConfig.long_cluster() if args.long else ChaosConfig.short_cluster()
+    else:
+        config = ChaosConfig.long() if args.long else ChaosConfig.short()
     overrides: dict[str, Any] = {
         "sessions": args.sessions,
         "workers": args.workers,
