@@ -44,6 +44,10 @@ def shard_of(session_id: str, shards: int) -> int:
     return zlib.crc32(session_id.encode()) % shards
 
 
+#: Set (with a TTL of one sweep interval) by whoever last walked every shard's dispatch:
+#: a shard task's end walks them only when no one did within the interval.
+SWEPT_KEY = "audiosync:swept"
+
 #: The shard counts pushers have used (a set; each pusher process adds its own before its
 #: first append). The fleet sweeps up to the largest, so a session in a shard beyond the
 #: fleet's own AUDIOSYNC_DUE_SHARDS (pushers configured with more, or the count lowered)
@@ -70,7 +74,7 @@ def quarantine_index_key(shard: int) -> str:
 
 
 def dispatch_key(shard: int) -> str:
-    """Held while a flush task of the shard is queued or running (workers/dispatch.py)."""
+    """Held while a flush task of the shard is queued or running (workers/drain.py)."""
     if shard == LEGACY_SHARD:
         return "audiosync:dispatch:{0}"
     return _shard_prefix(shard) + "dispatch"

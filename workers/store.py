@@ -28,6 +28,7 @@ from backend_hooks.redis_store import (
     LEGACY_SHARD,
     SHARD_COUNTS_KEY,
     STORED_SEQS_TTL_MS,
+    SWEPT_KEY,
     RedisClient,
     SessionKeys,
     dispatch_key,
@@ -380,6 +381,7 @@ class WorkerStore:
             log.warning(
                 "the node of %s does not answer (%s): sweeping %d shards",
                 SHARD_COUNTS_KEY,
+                SWEPT_KEY,
                 exc,
                 self.shards,
             )
@@ -462,6 +464,16 @@ class WorkerStore:
             node = cluster.get_node_from_key(due_key(shard))  # type: ignore[no-untyped-call]
             groups.setdefault(node.name, []).append(shard)
         return list(groups.values())
+
+    def take_sweep(self, seconds: float) -> bool:
+        """True for the first caller within ``seconds`` (fleet-wide): it walks every
+        shard's dispatch. On a cluster whose node of that key does not answer: True."""
+        try:
+            return bool(self.client.set(SWEPT_KEY, "1", nx=True, px=_ms(seconds)))
+        except redis.RedisError:
+            if not self.is_cluster:
+                raise
+            return True
 
     def hold_dispatch(self, shard: int, token: str, hold_seconds: float) -> bool:
         """Keep (or take, when free) the shard's dispatch hold for a running task; False when

@@ -7,7 +7,8 @@ Flow control (docs/ARCHITECTURE.md "Shards and flow control"):
   most one task in the queue: a sweep never multiplies work, and a sweep that waited past
   its interval expires (the next one does the same, from fresh state).
 - ``audiosync.flush_shard`` drains its shard with bounded concurrency for at most
-  AUDIOSYNC_SHARD_TASK_SECONDS, then runs the sweep's dispatch itself: a pool busy with
+  AUDIOSYNC_SHARD_TASK_SECONDS, then sends its own shard again if it is still due, and
+  runs the sweep's dispatch itself when no one did within the interval: a pool busy with
   shard tasks keeps dispatching even while beat's sweeps wait behind them in the queue.
 - ``audiosync.flush_session`` flushes one session (operators, benchmarks, tests).
 """
@@ -32,11 +33,13 @@ log = logging.getLogger(__name__)
 DISPATCH_LIMIT = 1024
 
 
-def dispatch_due(ctx: WorkerContext) -> int:
-    """Send a flush task for every shard that has a due session and no task; returns how
-    many were sent."""
+def dispatch_due(ctx: WorkerContext, shards: list[int] | None = None) -> int:
+    """Send a flush task for every shard (of ``shards``; default all) that has a due
+    session and no task; returns how many were sent."""
     hold = ctx.settings.shard_task_seconds + 2 * ctx.settings.lease_seconds
-    shards = ctx.store.all_shards()
+    if shards is None:
+        ctx.store.take_sweep(ctx.settings.sweep_interval_seconds)
+        shards = ctx.store.all_shards()
     start = random.randrange(len(shards))  # a capped sweep favours no shard
     tokens = {shard: uuid.uuid4().hex for shard in shards[start:] + shards[:start]}
     chosen = ctx.store.dispatch(tokens, hold, limit=DISPATCH_LIMIT)
@@ -98,7 +101,13 @@ def flush_shard(self: Any, shard: int) -> dict[str, Any]:
         "held by another task" if result.held_elsewhere else result.stopped,
     )
     if not shutdown.stop_requested() and not result.held_elsewhere:
-        dispatch_due(ctx)  # a late duplicate leaves that to the task holding the shard
+        # Its own shard, if still due (its budget ran out: behind the shards queued); every
+        # shard when no sweep walked them within the interval (beat's sweeps may be stuck
+        # behind shard tasks in the queue). A late duplicate does neither.
+        if ctx.store.take_sweep(settings.sweep_interval_seconds):
+            dispatch_due(ctx, ctx.store.all_shards())
+        elif result.stopped == "budget":
+            dispatch_due(ctx, [shard])
     return {
         "shard": shard,
         "flushes": result.flushes,

@@ -195,3 +195,12 @@ def test_a_capped_dispatch_holds_only_the_shards_it_sends(
     order = {shard: f"t{shard}" for shard in (4, 1, 5, 0, 2, 3)}
     assert ctx.store.dispatch(order, 60, limit=2) == [4, 1]  # the first due, in that order
     assert ctx.store.dispatch(order, 60) == [5, 0, 2, 3]  # the others were left free
+
+
+def test_one_walk_over_every_shard_per_sweep_interval(ctx2: WorkerContext) -> None:
+    """Beat's sweep and the end of each shard task share it: a task that ends within the
+    interval of another walk sends only its own shard again (workers/tasks.py)."""
+    assert ctx2.store.take_sweep(0.3)
+    assert not ctx2.store.take_sweep(0.3)
+    time.sleep(0.4)
+    assert ctx2.store.take_sweep(0.3)
