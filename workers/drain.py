@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from workers.flush import FlushResult
 from workers.store import WorkerStore
@@ -40,7 +40,6 @@ class DrainResult:
     errors: int = 0  # flushes that raised (each is counted in Redis and backed off)
     held_elsewhere: bool = False  # another task of the shard held it: nothing done
     stopped: str = ""  # why it stopped claiming: "idle", "budget", "shutdown"
-    results: list[FlushResult] = field(default_factory=list, repr=False)
 
 
 def drain_shard(
@@ -55,7 +54,6 @@ def drain_shard(
     clock: Callable[[], float],
     should_stop: Callable[[], bool] = lambda: False,
     monotonic: Callable[[], float] = time.monotonic,
-    keep_results: bool = False,
 ) -> DrainResult:
     """Flush the due sessions of ``shard`` (see the module docstring)."""
     result = DrainResult(shard)
@@ -91,7 +89,7 @@ def drain_shard(
                 # Wake when a flush ends, or after a while to claim what has come due and
                 # to keep the hold (it lasts one lease).
                 done, running = _wait(running, renew_every)
-                _collect(done, result, keep_results)
+                _collect(done, result)
                 if monotonic() - renewed >= renew_every:
                     if not store.hold_dispatch(shard, token, lease_seconds):
                         log.warning("shard %s: another task took its hold; claims stop", shard)
@@ -102,7 +100,7 @@ def drain_shard(
                 store.in_shard(shard).schedule(session_id, clock())
             while running:  # the last flushes, the hold kept: no second task meanwhile
                 done, running = _wait(running, renew_every)
-                _collect(done, result, keep_results)
+                _collect(done, result)
                 if running and monotonic() - renewed >= renew_every:
                     store.hold_dispatch(shard, token, lease_seconds)
                     renewed = monotonic()
@@ -123,7 +121,7 @@ def _wait(
     return set(done), set(pending)
 
 
-def _collect(done: set[Future[FlushResult]], result: DrainResult, keep: bool) -> None:
+def _collect(done: set[Future[FlushResult]], result: DrainResult) -> None:
     for future in done:
         try:
             flushed = future.result()
@@ -133,5 +131,3 @@ def _collect(done: set[Future[FlushResult]], result: DrainResult, keep: bool) ->
             continue
         result.flushes += 1
         result.objects += flushed.objects_created + flushed.objects_already_stored
-        if keep:
-            result.results.append(flushed)
