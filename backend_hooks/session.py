@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
-from backend_hooks import container, envelope, redis_store
+from backend_hooks import container, envelope, redis_store, usage
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
 from backend_hooks.codec import ChunkEncoder, validate_rate
 from backend_hooks.entries import (
@@ -67,6 +67,7 @@ class AudioSyncClient:
         )
         self.executor = ThreadPoolExecutor(max_threads, thread_name_prefix="audiosync")
         self._sessions: set[Session] = set()
+        self._counters: list[usage.UsageCounter] = []
         self._lock = threading.Lock()
 
     @classmethod
@@ -85,6 +86,37 @@ class AudioSyncClient:
             self._sessions.add(session)
         return session
 
+    def usage_counter(
+        self,
+        uid: str,
+        *,
+        enabled: bool,
+        limit_ms: int,
+        redis_client: redis_store.RedisClient | None = None,
+    ) -> usage.UsageCounter:
+        """A batched speech-to-text usage counter for ``uid`` (backend_hooks/usage.py), on
+        the backend's Redis (default: this client's); ``close()`` flushes it once more."""
+        client = redis_client if redis_client is not None else self.redis
+        counter = usage.UsageCounter(
+            client, uid, enabled=enabled, limit_ms=limit_ms, clock=self.clock
+        )
+        with self._lock:
+            self._counters.append(counter)
+        return counter
+
+    def _flush_counters(self) -> None:
+        with self._lock:
+            counters, self._counters = self._counters, []
+        kept = []
+        for counter in counters:
+            try:
+                counter.flush()
+            except redis.RedisError as exc:
+                log.warning("usage of %s not written at shutdown: %s", counter.uid, exc)
+                kept.append(counter)
+        with self._lock:
+            self._counters += kept  # a retried close() writes them
+
     def _forget(self, session: Session) -> None:
         with self._lock:
             self._sessions.discard(session)
@@ -99,6 +131,7 @@ class AudioSyncClient:
                 session.close()
             except EnqueueError as exc:
                 errors.append(exc)
+        self._flush_counters()
         self.executor.shutdown(wait=True)
         if errors:
             raise EnqueueError(f"{len(errors)} sessions could not enqueue their tail: {errors[0]}")
