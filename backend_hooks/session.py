@@ -67,7 +67,7 @@ class AudioSyncClient:
         )
         self.executor = ThreadPoolExecutor(max_threads, thread_name_prefix="audiosync")
         self._sessions: set[Session] = set()
-        self._counters: list[usage.UsageCounter] = []
+        self._counters: set[usage.UsageCounter] = set()  # until their final flush wrote
         self._lock = threading.Lock()
 
     @classmethod
@@ -98,24 +98,33 @@ class AudioSyncClient:
         the backend's Redis (default: this client's); ``close()`` flushes it once more."""
         client = redis_client if redis_client is not None else self.redis
         counter = usage.UsageCounter(
-            client, uid, enabled=enabled, limit_ms=limit_ms, clock=self.clock
+            client,
+            uid,
+            enabled=enabled,
+            limit_ms=limit_ms,
+            clock=self.clock,
+            on_done=self._counter_done,
         )
         with self._lock:
-            self._counters.append(counter)
+            self._counters.add(counter)
         return counter
+
+    def _counter_done(self, counter: usage.UsageCounter) -> None:
+        with self._lock:
+            self._counters.discard(counter)
 
     def _flush_counters(self) -> None:
         with self._lock:
-            counters, self._counters = self._counters, []
-        kept = []
+            counters, self._counters = self._counters, set()
+        kept = set()
         for counter in counters:
             try:
                 counter.flush()
             except redis.RedisError as exc:
                 log.warning("usage of %s not written at shutdown: %s", counter.uid, exc)
-                kept.append(counter)
+                kept.add(counter)
         with self._lock:
-            self._counters += kept  # a retried close() writes them
+            self._counters |= kept  # a retried close() writes them
 
     def _forget(self, session: Session) -> None:
         with self._lock:

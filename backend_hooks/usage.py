@@ -65,9 +65,13 @@ class UsageCounter:
         enabled: bool,
         limit_ms: int,
         clock: Callable[[], float] = time.time,
+        on_done: Callable[[UsageCounter], None] | None = None,
     ) -> None:
+        """``on_done`` is called once its final flush (``periodic``'s end) wrote
+        everything: its owner (``AudioSyncClient``) stops holding it."""
         self.client, self.uid = client, validate_id(uid, "uid")
         self.enabled, self.limit_ms, self.clock = enabled, limit_ms, clock
+        self.on_done = on_done
         self._pending = 0
         self._lock = threading.Lock()  # held for additions only, never across I/O
 
@@ -146,3 +150,6 @@ async def periodic(
                 exc,
                 counter.pending,
             )
+        else:
+            if counter.on_done is not None:
+                counter.on_done(counter)

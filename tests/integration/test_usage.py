@@ -153,3 +153,20 @@ def test_client_shutdown_flushes_its_counters(stack: StackInfo, redis_client: re
     c.add(42)
     client.close()
     assert int(redis_client.get(KEY) or 0) == 42 and c.pending == 0
+
+
+def test_the_client_holds_a_counter_only_until_its_final_flush_wrote(
+    stack: StackInfo, redis_client: redis.Redis
+) -> None:
+    client = AudioSyncClient(Settings.from_env(stack.env()), clock=lambda: NOW)
+
+    async def session() -> None:
+        c = client.usage_counter("u1", enabled=True, limit_ms=10)
+        async with usage.periodic(c):
+            c.add(5)
+
+    for _ in range(3):
+        asyncio.run(session())
+    assert client._counters == set()  # no counter per finished session held forever
+    client.close()
+    assert int(redis_client.get(KEY) or 0) == 15
