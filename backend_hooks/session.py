@@ -341,9 +341,14 @@ class Session:
                 max_age_seconds=settings.batch_max_age_seconds,
             )
         except redis.RedisError as exc:
+            then = (
+                "they are kept: call close() again once Redis answers"
+                if raise_errors
+                else "they go with the next append"
+            )
             message = (
                 f"session {self.session_id}: {self.unsent_chunks} chunks wait for "
-                f"Redis ({exc}); they go with the next append"
+                f"Redis ({exc}); {then}"
             )
             if raise_errors:
                 raise EnqueueError(message) from exc

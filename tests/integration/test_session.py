@@ -132,8 +132,9 @@ def test_chunks_wait_for_redis_and_nothing_is_dropped(settings: Settings) -> Non
     session.push(one_chunk(), T0)  # Redis refuses: kept, no exception on the push path
     session.push(one_chunk(), T0 + 5)
     assert session.unsent_chunks == 2
-    with pytest.raises(EnqueueError, match="2 chunks wait"):
+    with pytest.raises(EnqueueError, match="2 chunks wait") as refused:
         session.close()
+    assert "call close() again" in str(refused.value)  # not "the next append": it closes
     assert not session.closed
     client.appender = Appender(connect(settings.redis_url))  # Redis is back
     session.close()
