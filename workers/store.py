@@ -542,10 +542,6 @@ class WorkerStore:
         k = self.keys(session_id)
         return cast(list[bytes], self.client.lrange(k.plan, 0, -1))
 
-    def read_legacy_intent(self, session_id: str) -> bytes | None:
-        k = self.keys(session_id)
-        return cast(bytes | None, self.client.get(k.legacy_intent))
-
     def last_entry_id(self, session_id: str) -> bytes | None:
         k = self.keys(session_id)
         last = cast(list[tuple[bytes, object]], self.client.xrevrange(k.chunks, count=1))
