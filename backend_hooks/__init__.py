@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from backend_hooks.errors import (
     AudioSyncError,
+    BufferFullError,
     ConfigError,
     DecryptionError,
     EnqueueError,
     FormatError,
     InvalidInputError,
     SessionClosedError,
+    SpoolFullError,
     StorageError,
     UnsupportedFormatError,
 )
@@ -35,6 +37,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AudioSyncClient",
     "AudioSyncError",
+    "BufferFullError",
     "ConfigError",
     "DecryptionError",
     "EnqueueError",
@@ -42,6 +45,7 @@ __all__ = [
     "InvalidInputError",
     "Session",
     "SessionClosedError",
+    "SpoolFullError",
     "StorageError",
     "UnsupportedFormatError",
 ]

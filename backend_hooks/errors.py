@@ -39,6 +39,15 @@ class EnqueueError(AudioSyncError):
     """Chunks could not be appended to Redis. They are kept and retried; nothing is dropped."""
 
 
+class BufferFullError(EnqueueError):
+    """A session already holds ``AUDIOSYNC_SESSION_BUFFER_SECONDS`` of audio that Redis has
+    not taken and the spool could not (off, or full): this push was refused, not taken."""
+
+
+class SpoolFullError(BufferFullError):
+    """As ``BufferFullError``, and the disk spool is full (``AUDIOSYNC_SPOOL_MAX_BYTES``)."""
+
+
 class StorageError(AudioSyncError):
     """Cloud storage refused or failed an operation."""
 

@@ -2,29 +2,56 @@
 
 Per chunk (every ``AUDIOSYNC_CHUNK_SECONDS`` of audio, or earlier at a gap, a switch or
 the end): Opus-encode, seal for ``enhanced``, and append to the session's Redis stream in
-one round trip (XADD + due-time bookkeeping, one MULTI). Nothing touches Redis per frame.
+one round trip (XADD + due-time bookkeeping, one script). Nothing touches Redis per frame.
 
-If Redis fails, the chunks stay in the session, in order, and go with the next chunk; a
-``close`` that still cannot reach Redis raises ``EnqueueError`` and keeps them
-(ROADMAP 1 replaces this with a local disk spool that survives the process).
+**Threads.** The caller's side (``push``/``apush``) only cuts PCM into chunks in memory
+and hands them to the session's ``SerialQueue`` (backend_hooks/handoff.py); encoding,
+sealing, the Redis append and the spool run on the client's pool of
+``AUDIOSYNC_PUSHER_THREADS`` threads, one task per session at a time, so a session's
+entries keep their order. On the event loop nothing waits on a lock held across I/O, a
+socket or a sleep: ``apush`` returns as soon as its chunks are handed over, and awaits
+(never blocks) only when the session's unencoded audio exceeds
+``AUDIOSYNC_SESSION_BUFFER_SECONDS``.
 
-The ``a*`` methods are for the pusher's event loop: pushing only buffers bytes on the
-loop; encoding, sealing and the Redis round trip run on the client's thread pool.
+**Redis away.** One failed append opens the client's circuit breaker
+(backend_hooks/breaker.py) for ``AUDIOSYNC_BREAKER_SECONDS``: appends skip Redis meanwhile.
+A session's entries that Redis did not take go to the disk spool
+(``AUDIOSYNC_SPOOL_DIR``, backend_hooks/spool.py) and, once a session has spooled, all its
+later entries follow them there until the client's maintenance thread has appended the
+spooled ones, in order. Without a spool (or with the spool full) they wait in memory, up to
+``AUDIOSYNC_SESSION_BUFFER_SECONDS`` of audio a session; beyond that a push is refused with
+``BufferFullError`` (``SpoolFullError``), never dropped silently.
+
+**Exactly once.** Every entry has a per-session append number ``n``; the append script
+skips numbers at or below the highest it has appended (backend_hooks/redis_store.py), so
+an append repeated after a lost reply, or a spooled file appended again after a crash
+between its append and its rename, adds nothing.
+
+**Closing.** ``close``/``aclose`` hand the tail and an end marker over and wait until they
+are in Redis or in the spool, at most ``AUDIOSYNC_CLOSE_SECONDS``; otherwise they raise
+``EnqueueError`` and keep everything: call them again. ``AudioSyncClient.close``/``aclose``
+close every session concurrently within the same budget; the pool is shut down only once
+all succeeded, so a failed close can be retried from the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 
-from backend_hooks import container, envelope, redis_store, usage
+from backend_hooks import container, envelope, redis_store, spool, usage
+from backend_hooks.breaker import BreakerStats, CircuitBreaker
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
 from backend_hooks.codec import ChunkEncoder, validate_rate
 from backend_hooks.entries import (
@@ -35,18 +62,43 @@ from backend_hooks.entries import (
     STANDARD,
     NewEntry,
 )
-from backend_hooks.errors import ConfigError, EnqueueError, InvalidInputError, SessionClosedError
+from backend_hooks.errors import (
+    BufferFullError,
+    ConfigError,
+    EnqueueError,
+    InvalidInputError,
+    SessionClosedError,
+    SpoolFullError,
+)
+from backend_hooks.handoff import SerialQueue
 from backend_hooks.ids import validate_id
 from backend_hooks.settings import Settings
+from backend_hooks.spool import SpoolStats
+from backend_hooks.spool_format import SpoolRecord
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENHANCED", "PROTECTION_LEVELS", "STANDARD", "AudioSyncClient", "Session"]
-_CLOSE_ATTEMPTS = 3
+__all__ = ["ENHANCED", "PROTECTION_LEVELS", "STANDARD", "AudioSyncClient", "PusherStats", "Session"]
+_DRAIN_BATCH = 32  # spooled entries per append
+_MAINTENANCE_SECONDS = 1.0  # heartbeat, spool drain and retries of entries held in memory
+
+
+@dataclass(frozen=True)
+class PusherStats:
+    """A snapshot for metrics: what waits where."""
+
+    sessions: int
+    queued_chunks: int  # handed over, not yet encoded (the pool's backlog)
+    held_entries: int  # encoded, waiting in memory for Redis (no spool, or spool full)
+    spooled_entries: int  # in this process's sessions' spool files, waiting for Redis
+    refused_pushes: int  # BufferFullError / SpoolFullError raised
+    breaker: BreakerStats
+    spool: SpoolStats | None
 
 
 class AudioSyncClient:
-    """One per pusher process: settings, the Redis connection pool, user keys, a thread pool."""
+    """One per pusher process: settings, the Redis connection pool, user keys, a thread
+    pool, the circuit breaker, the disk spool and its maintenance thread."""
 
     def __init__(
         self,
@@ -54,7 +106,7 @@ class AudioSyncClient:
         *,
         redis_client: redis_store.RedisClient | None = None,
         clock: Callable[[], float] = time.time,
-        max_threads: int = 4,
+        max_threads: int | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis_client or redis_store.connect(
@@ -65,10 +117,31 @@ class AudioSyncClient:
         self.keys = (
             envelope.UserKeys(settings.encryption_secret) if settings.encryption_secret else None
         )
-        self.executor = ThreadPoolExecutor(max_threads, thread_name_prefix="audiosync")
-        self._sessions: set[Session] = set()
-        self._counters: set[usage.UsageCounter] = set()  # until their final flush wrote
-        self._lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(
+            max_threads or settings.pusher_threads, thread_name_prefix="audiosync"
+        )
+        self.breaker = CircuitBreaker(settings.breaker_seconds, time.monotonic)
+        self._breaker_lock = threading.Lock()  # pool threads only, never across I/O
+        self.spool = (
+            spool.Spool(
+                settings.spool_dir,
+                max_bytes=settings.spool_max_bytes,
+                lease_seconds=settings.spool_lease_seconds,
+            )
+            if settings.spool_dir
+            else None
+        )
+        # Registries: dict/set operations are atomic under the GIL, so the event loop adds
+        # and removes without a lock; the maintenance thread iterates over copies.
+        self._sessions: dict[str, Session] = {}
+        self._counters: dict[int, usage.UsageCounter] = {}  # until their final flush wrote
+        self.refused_pushes = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._maintenance = threading.Thread(
+            target=self._maintain, name="audiosync-maintenance", daemon=True
+        )
+        self._maintenance.start()
 
     @classmethod
     def from_env(cls) -> AudioSyncClient:
@@ -81,9 +154,10 @@ class AudioSyncClient:
         sample_rate: int = 16000,
         protection_level: str = ENHANCED,
     ) -> Session:
+        if self._stop.is_set():
+            raise SessionClosedError("this AudioSyncClient is closed; make a new one")
         session = Session(self, uid, conversation_id, sample_rate, protection_level)
-        with self._lock:
-            self._sessions.add(session)
+        self._sessions[session.session_id] = session
         return session
 
     def usage_counter(
@@ -105,52 +179,222 @@ class AudioSyncClient:
             clock=self.clock,
             on_done=self._counter_done,
         )
-        with self._lock:
-            self._counters.add(counter)
+        self._counters[id(counter)] = counter
         return counter
 
     def _counter_done(self, counter: usage.UsageCounter) -> None:
-        with self._lock:
-            self._counters.discard(counter)
+        self._counters.pop(id(counter), None)
 
     def _flush_counters(self) -> None:
-        with self._lock:
-            counters, self._counters = self._counters, set()
-        kept = set()
-        for counter in counters:
+        for key, counter in list(self._counters.items()):
             try:
                 counter.flush()
             except redis.RedisError as exc:
                 log.warning("usage of %s not written at shutdown: %s", counter.uid, exc)
-                kept.add(counter)
-        with self._lock:
-            self._counters |= kept  # a retried close() writes them
+            else:
+                self._counters.pop(key, None)  # a retried close() writes the others
 
-    def _forget(self, session: Session) -> None:
-        with self._lock:
-            self._sessions.discard(session)
+    def stats(self) -> PusherStats:
+        sessions = list(self._sessions.values())
+        with self._breaker_lock:
+            breaker = self.breaker.stats()
+        return PusherStats(
+            sessions=sum(1 for s in sessions if not s.closed),
+            queued_chunks=sum(s.queued_chunks for s in sessions),
+            held_entries=sum(s.held_entries for s in sessions),
+            spooled_entries=sum(s.spooled_entries for s in sessions),
+            refused_pushes=self.refused_pushes,
+            breaker=breaker,
+            spool=self.spool.stats() if self.spool else None,
+        )
 
-    def close(self) -> None:
-        """Close every open session (pusher shutdown): their tails are enqueued."""
-        with self._lock:
-            sessions = list(self._sessions)
-        errors = []
-        for session in sessions:
+    # -- Redis through the breaker (pool and maintenance threads) -------------------------
+    def _may_try_redis(self, *, force: bool = False) -> bool:
+        with self._breaker_lock:
+            return self.breaker.allow() or force
+
+    def _redis_answered(self) -> None:
+        with self._breaker_lock:
+            self.breaker.record_success()
+        self._wake.set()  # spooled entries can go now
+
+    def _redis_failed(self, exc: Exception) -> None:
+        with self._breaker_lock:
+            was = self.breaker.state
+            self.breaker.record_failure()
+        if was != "open":
+            log.warning(
+                "Redis did not take an append (%s): appends skip it for %g s "
+                "(AUDIOSYNC_BREAKER_SECONDS); chunks go to %s meanwhile",
+                exc,
+                self.settings.breaker_seconds,
+                "the spool" if self.spool else "memory",
+            )
+
+    def _append_spooled(self, records: list[SpoolRecord]) -> None:
+        """Append one session's spooled records (consecutive runs of ``n``)."""
+        now_us = round(self.clock() * 1_000_000)
+        max_age_us = self.settings.batch_max_age_seconds * 1_000_000
+        start = 0
+        while start < len(records):
+            end = start + 1
+            while end < len(records) and records[end].n == records[end - 1].n + 1:
+                end += 1
+            run = records[start:end]
+            first = run[0]
+            urgent = any(r.urgent for r in run) or now_us - first.entry.enq_us >= max_age_us
             try:
-                session.close()
-            except EnqueueError as exc:
-                errors.append(exc)
-        self._flush_counters()
-        self.executor.shutdown(wait=True)
-        if errors:
-            raise EnqueueError(f"{len(errors)} sessions could not enqueue their tail: {errors[0]}")
+                self.appender.append(
+                    redis_store.SessionKeys(first.session_id, first.shard),
+                    [r.entry for r in run],
+                    first_n=first.n,
+                    urgent=urgent,
+                    max_age_seconds=self.settings.batch_max_age_seconds,
+                )
+            except redis.RedisError as exc:
+                self._redis_failed(exc)
+                raise
+            self._redis_answered()
+            start = end
+
+    # -- the maintenance thread ---------------------------------------------------------
+    def _maintain(self) -> None:
+        last_adoption = float("-inf")
+        while not self._stop.is_set():
+            self._wake.wait(_MAINTENANCE_SECONDS)
+            self._wake.clear()
+            try:
+                if self.spool is not None:
+                    self.spool.heartbeat()
+                    self._drain_sessions()
+                    now = time.monotonic()
+                    if now - last_adoption >= self.settings.spool_lease_seconds / 2:
+                        last_adoption = now
+                        self._drain_dead_owners()
+                for session in list(self._sessions.values()):
+                    if session.held_entries:
+                        session._retry()  # entries held in memory: try Redis again
+                    elif session.closed and not session.spooled_entries:
+                        self._sessions.pop(session.session_id, None)
+            except RuntimeError:
+                if self.executor._shutdown:  # the pool was shut down under us: stop too
+                    return
+                log.exception("audiosync maintenance pass failed; retrying")
+            except Exception:  # never let the thread die: log, try again next time
+                log.exception("audiosync maintenance pass failed; retrying")
+
+    def _drain_sessions(self, deadline: float | None = None) -> None:
+        for session in list(self._sessions.values()):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if session.spooled_entries and self._may_try_redis():
+                try:
+                    session._drain_spooled()
+                except redis.RedisError:
+                    return  # the breaker is open again; next pass
+
+    def _drain_dead_owners(self, deadline: float | None = None) -> int:
+        """Append what dead pusher processes left in the spool; returns entries appended."""
+        assert self.spool is not None
+        drained = 0
+        for directory in self.spool.dead_directories():
+            if not self._may_try_redis():
+                return drained
+            adopted = self.spool.adopt(directory)
+            if adopted is None:
+                continue
+            for files in self.spool.pending(adopted).values():
+                if deadline is not None and time.monotonic() >= deadline:
+                    return drained
+                try:
+                    drained += spool.drain_files(
+                        self.spool, files, self._append_spooled, _DRAIN_BATCH
+                    )
+                except redis.RedisError:
+                    return drained
+            self.spool.remove_if_empty(adopted)
+        return drained
+
+    # -- shutdown -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Pusher shutdown: every session's tail goes to Redis or the spool, concurrently,
+        within ``AUDIOSYNC_CLOSE_SECONDS``; then the usage counters are flushed. If some
+        session could not, ``EnqueueError``: nothing is dropped and ``close()`` may be
+        called again. Do not call it on an event loop that drives sessions: ``aclose()``."""
+        deadline = time.monotonic() + self.settings.close_seconds
+        waits: list[tuple[Session, concurrent.futures.Future[int]]] = []
+        for session in list(self._sessions.values()):
+            if not session.closed:
+                waits.append((session, session._start_close()))
+        errors = [exc for s, f in waits if (exc := s._finish_close(f, deadline)) is not None]
+        self._finish(errors, deadline)
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        """``close()`` for the event loop: sessions close concurrently, nothing blocks it."""
+        deadline = time.monotonic() + self.settings.close_seconds
+        sessions = [s for s in list(self._sessions.values()) if not s.closed]
+        results = await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, EnqueueError)]
+        unexpected = [r for r in results if isinstance(r, BaseException) and r not in errors]
+        if unexpected:
+            raise unexpected[0]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._finish, errors, deadline)
+
+    def _finish(self, errors: list[EnqueueError], deadline: float) -> None:
+        self._flush_counters()
+        if self.spool is not None:  # best effort: what Redis takes now need not wait
+            self._drain_sessions(deadline)
+            self._drain_dead_owners(deadline)
+        if errors:
+            raise EnqueueError(
+                f"{len(errors)} sessions could not enqueue their tail: {errors[0]}; "
+                "call close() again"
+            )
+        self._stop.set()
+        self._wake.set()
+        self._maintenance.join()
+        self.executor.shutdown(wait=True)
+        if self.spool is not None:
+            self.spool.close()  # files left stay for the next process (it adopts them)
+
+
+@dataclass
+class _Work:
+    """A hand-over from the caller to the session's sender."""
+
+    chunks: list[RawChunk]
+    cid: str
+    end_of: str | None = None  # a conversation end marker after the chunks
+    retry: bool = False  # try Redis even if the breaker is open (an explicit close)
+    done: concurrent.futures.Future[int] = field(default_factory=concurrent.futures.Future)
+
+    @property
+    def samples(self) -> int:
+        return sum(c.sample_count for c in self.chunks)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    n: int
+    entry: NewEntry
+
+
+def _resolve(future: concurrent.futures.Future[int], value: int | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(value, BaseException):
+        future.set_exception(value)
+    else:
+        future.set_result(value)
 
 
 class Session:
-    """One live audio session of one user; conversations may change along the way."""
+    """One live audio session of one user; conversations may change along the way.
+
+    Use either the synchronous methods (from threads) or the ``a*`` methods (from one
+    event loop) for a session, not both at once.
+    """
 
     def __init__(
         self,
@@ -181,101 +425,243 @@ class Session:
         )
         self._client = client
         settings = client.settings
+        self._buffer_samples = round(settings.session_buffer_seconds * sample_rate)
+        self._spool = client.spool
+        # The caller's side (the event loop, or the sync caller under _sync_lock).
         self._chunker = Chunker(sample_rate, round(settings.chunk_seconds * sample_rate))
-        self._encoder = ChunkEncoder(sample_rate)
-        self._unsent: list[NewEntry] = []
-        self._next_n = 0  # append number of the first unsent entry (redis_store docstring)
-        self._bytes_since_bump = 0
-        self._samples_since_bump = 0
+        self._queue: SerialQueue[_Work] = SerialQueue(client.executor, self._process)
+        self._queued_samples = 0  # written by the caller only
+        self._handed_chunks = 0  # written by the caller only
         self._closed = False
         self._tail_staged = False
-        self._lock = threading.Lock()
-        self._alock = asyncio.Lock()
+        self._tail: concurrent.futures.Future[int] | None = None
+        self._sync_lock = threading.Lock()
+        # The sender's side (one pool task at a time).
+        self._encoder = ChunkEncoder(sample_rate)
+        self._processed_samples = 0  # written by the sender only
+        self._settled_chunks = 0  # in Redis or in the spool; written by the sender only
+        self._next_n = 0  # append number of the next entry (redis_store docstring)
+        self._held: deque[_Pending] = deque()  # encoded, neither in Redis nor spooled
+        self._bytes_since_bump = 0
+        self._samples_since_bump = 0
+        self._logged_waiting = False
+        # Shared by the sender and the maintenance thread (never the loop).
+        self._spooled: deque[Path] = deque()
+        self._spool_lock = threading.Lock()
 
     # -- the synchronous API -------------------------------------------------------------
     def push(self, pcm: bytes, timestamp: float) -> None:
-        """Add PCM16LE mono audio at the session rate; ``timestamp`` = its first sample."""
-        with self._lock:
+        """Add PCM16LE mono audio at the session rate; ``timestamp`` = its first sample.
+
+        Returns once its chunks are in Redis, in the spool or held in memory."""
+        with self._sync_lock:
             self._check_open()
+            self._check_room()
             chunks = self._chunker.push(pcm, timestamp_to_us(timestamp))
-            if chunks:
-                self._ship(chunks, end_of=None)
+            work = self._hand_over(chunks) if chunks else None
+        if work is not None:
+            work.done.result()
 
     def switch_conversation(self, new_conversation_id: str) -> None:
         """Later audio belongs to ``new_conversation_id``; the old one's tail is flushed."""
         new_id = validate_id(new_conversation_id, "conversation_id")
-        with self._lock:
+        with self._sync_lock:
             self._check_open()
             if new_id == self.conversation_id:
                 return
-            self._ship(self._chunker.flush(), end_of=self.conversation_id)
+            work = self._hand_over(self._chunker.flush(), end_of=self.conversation_id)
             self.conversation_id = new_id
+        work.done.result()
 
     def close(self) -> None:
-        """End of the conversation: the tail is enqueued and flushed promptly. Idempotent."""
-        with self._lock:
+        """End of the conversation: the tail is enqueued and flushed promptly. Idempotent.
+
+        ``EnqueueError`` if the tail is neither in Redis nor in the spool within
+        ``AUDIOSYNC_CLOSE_SECONDS``: it is kept; call ``close()`` again."""
+        deadline = time.monotonic() + self._client.settings.close_seconds
+        with self._sync_lock:
             if self._closed:
                 return
-            if not self._tail_staged:  # a retried close must not add a second end marker
-                if self._chunker.dangling_byte:
-                    log.warning(
-                        "session %s closes with half a sample pending; it is not audio and "
-                        "is dropped",
-                        self.session_id,
-                    )
-                self._stage(self._chunker.flush(), end_of=self.conversation_id)
-                self._tail_staged = True
-            for attempt in range(_CLOSE_ATTEMPTS):
-                try:
-                    self._send(urgent=True, raise_errors=True)
-                    break
-                except EnqueueError:
-                    if attempt == _CLOSE_ATTEMPTS - 1:
-                        raise
-                    time.sleep(0.2 * (attempt + 1))
-            self._closed = True
-        self._client._forget(self)
+            future = self._start_close()
+        error = self._finish_close(future, deadline)
+        if error is not None:
+            raise error
 
     # -- the asyncio API -----------------------------------------------------------------
     async def apush(self, pcm: bytes, timestamp: float) -> None:
-        async with self._alock:
-            with self._lock:
-                self._check_open()
-                chunks = self._chunker.push(pcm, timestamp_to_us(timestamp))
-            if chunks:
-                await self._in_thread(self._ship_locked, chunks)
+        """As ``push``, for the event loop: returns once the chunks are handed over."""
+        self._check_open()
+        self._check_room()
+        chunks = self._chunker.push(pcm, timestamp_to_us(timestamp))
+        if not chunks:
+            return
+        work = self._hand_over(chunks)
+        if self._queued_samples - self._processed_samples > self._buffer_samples:
+            # The encoders are behind (a huge push, a slow pool): wait for ours, not block.
+            # Cancelling this wait leaves the chunks handed over (shield).
+            await asyncio.shield(asyncio.wrap_future(work.done))
 
     async def aswitch_conversation(self, new_conversation_id: str) -> None:
-        async with self._alock:
-            await self._in_thread(self.switch_conversation, new_conversation_id)
+        new_id = validate_id(new_conversation_id, "conversation_id")
+        self._check_open()
+        if new_id == self.conversation_id:
+            return
+        self._hand_over(self._chunker.flush(), end_of=self.conversation_id)
+        self.conversation_id = new_id
 
     async def aclose(self) -> None:
-        async with self._alock:
-            await self._in_thread(self.close)
+        """As ``close``, for the event loop. A failed ``aclose`` may be awaited again."""
+        if self._closed:
+            return
+        deadline = time.monotonic() + self._client.settings.close_seconds
+        future = self._start_close()
+        try:
+            left = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(future)),
+                max(0.0, deadline - time.monotonic()),
+            )
+        except TimeoutError:
+            raise self._close_error(None) from None
+        except EnqueueError:
+            raise
+        if left:
+            raise self._close_error(left)
+        self._closed = True
 
-    async def _in_thread(self, func: Callable[..., None], *args: object) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._client.executor, func, *args)
-
-    # -- internals -----------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
         return self._closed
 
     @property
     def unsent_chunks(self) -> int:
-        return sum(1 for e in self._unsent if e.kind == KIND_CHUNK)
+        """Chunks neither in Redis nor in the spool (handed over, or held in memory)."""
+        return self._handed_chunks - self._settled_chunks
 
+    @property
+    def queued_chunks(self) -> int:
+        return sum(len(w.chunks) for w in self._queue.snapshot())
+
+    @property
+    def held_entries(self) -> int:
+        return len(self._held)
+
+    @property
+    def spooled_entries(self) -> int:
+        return len(self._spooled)
+
+    # -- the caller's side ---------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed or self._tail_staged:
             raise SessionClosedError(
                 f"session {self.session_id} is closed; open a new one with open_session()"
             )
 
-    def _ship_locked(self, chunks: list[RawChunk]) -> None:
-        with self._lock:
-            self._ship(chunks, end_of=None)
+    def _check_room(self) -> None:
+        held = sum(p.entry.samples for p in list(self._held))
+        if held <= self._buffer_samples:
+            return
+        self._client.refused_pushes += 1
+        seconds = held / self.sample_rate
+        limit = self._client.settings.session_buffer_seconds
+        if self._spool is not None:
+            raise SpoolFullError(
+                f"session {self.session_id}: {seconds:.0f} s of audio wait in memory for "
+                f"Redis (limit AUDIOSYNC_SESSION_BUFFER_SECONDS={limit:g}) and the spool "
+                "is full (AUDIOSYNC_SPOOL_MAX_BYTES); this push was refused: keep it on "
+                "the old path, or retry once Redis answers"
+            )
+        raise BufferFullError(
+            f"session {self.session_id}: {seconds:.0f} s of audio wait in memory for Redis "
+            f"(limit AUDIOSYNC_SESSION_BUFFER_SECONDS={limit:g}) and no spool is set "
+            "(AUDIOSYNC_SPOOL_DIR); this push was refused: keep it on the old path, or "
+            "retry once Redis answers"
+        )
 
-    def _entry(self, chunk: RawChunk, now_us: int) -> NewEntry:
+    def _hand_over(
+        self, chunks: list[RawChunk], *, end_of: str | None = None, retry: bool = False
+    ) -> _Work:
+        work = _Work(chunks=chunks, cid=self.conversation_id, end_of=end_of, retry=retry)
+        self._queued_samples += work.samples
+        self._handed_chunks += len(chunks)
+        self._queue.put(work)
+        return work
+
+    def _start_close(self) -> concurrent.futures.Future[int]:
+        """Hand the tail and the end marker over (once). A repeated close tries Redis even
+        while the breaker is open: the caller asks for it explicitly."""
+        if not self._tail_staged:
+            if self._chunker.dangling_byte:
+                log.warning(
+                    "session %s closes with half a sample pending; it is not audio and is dropped",
+                    self.session_id,
+                )
+            self._tail_staged = True
+            return self._hand_over(self._chunker.flush(), end_of=self.conversation_id).done
+        return self._hand_over([], retry=True).done
+
+    def _finish_close(
+        self, future: concurrent.futures.Future[int], deadline: float
+    ) -> EnqueueError | None:
+        try:
+            left = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            return self._close_error(None)
+        except EnqueueError as exc:
+            return exc
+        if left:
+            return self._close_error(left)
+        self._closed = True
+        return None
+
+    def _close_error(self, left: int | None) -> EnqueueError:
+        if left is None:
+            what = (
+                f"did not reach Redis or the spool within {self._client.settings.close_seconds:g} s"
+            )
+        else:
+            what = f"has {self.unsent_chunks} chunks waiting for Redis in memory"
+        return EnqueueError(
+            f"session {self.session_id} {what} (AUDIOSYNC_CLOSE_SECONDS); they are "
+            "kept: call close() again once Redis answers"
+        )
+
+    def _retry(self) -> None:
+        """Maintenance: try the entries held in memory again (on the pool)."""
+        self._queue.put(_Work(chunks=[], cid=self.conversation_id))
+
+    # -- the sender's side (pool thread, one at a time per session) ------------------------
+    def _process(self, batch: list[_Work]) -> None:
+        try:
+            now_us = round(self._client.clock() * 1_000_000)
+            urgent = False
+            for work in batch:
+                for chunk in work.chunks:
+                    self._hold(self._entry(chunk, work.cid, now_us))
+                if work.end_of is not None:
+                    self._hold(
+                        NewEntry(kind=KIND_END, uid=self.uid, cid=work.end_of, enq_us=now_us)
+                    )
+                    urgent = True
+                self._processed_samples += work.samples
+            self._deliver(urgent=urgent, force=any(w.retry for w in batch))
+            left = len(self._held)
+        except BaseException as exc:  # a bug or a codec failure: every waiter learns it
+            log.exception("session %s: handing chunks over failed", self.session_id)
+            failure = EnqueueError(f"session {self.session_id}: {exc!r}")
+            for work in batch:
+                _resolve(work.done, failure)
+            return
+        for work in batch:
+            _resolve(work.done, left)
+
+    def _hold(self, entry: NewEntry) -> None:
+        self._held.append(_Pending(self._next_n, entry))
+        self._next_n += 1
+        self._bytes_since_bump += len(entry.data)
+        self._samples_since_bump += entry.samples
+
+    def _entry(self, chunk: RawChunk, cid: str, now_us: int) -> NewEntry:
         info = container.ChunkInfo(
             session_id=self.session_id,
             seq=chunk.seq,
@@ -290,7 +676,7 @@ class Session:
         return NewEntry(
             kind=KIND_CHUNK,
             uid=self.uid,
-            cid=self.conversation_id,
+            cid=cid,
             enq_us=now_us,
             level=self.protection_level,
             rate=self.sample_rate,
@@ -300,31 +686,14 @@ class Session:
             data=data,
         )
 
-    def _ship(self, chunks: list[RawChunk], *, end_of: str | None) -> None:
-        self._stage(chunks, end_of=end_of)
-        self._send(urgent=end_of is not None, raise_errors=False)
+    def _deliver(self, *, urgent: bool, force: bool) -> None:
+        """Held entries to Redis in one round trip, else to the spool, else kept.
 
-    def _stage(self, chunks: list[RawChunk], *, end_of: str | None) -> None:
-        """Encode and seal ``chunks`` (and an end marker) into the unsent queue."""
-        now_us = round(self._client.clock() * 1_000_000)
-        for chunk in chunks:
-            entry = self._entry(chunk, now_us)
-            self._unsent.append(entry)
-            self._bytes_since_bump += len(entry.data)
-            self._samples_since_bump += chunk.sample_count
-        if end_of is not None:
-            self._unsent.append(NewEntry(kind=KIND_END, uid=self.uid, cid=end_of, enq_us=now_us))
-
-    def _send(self, *, urgent: bool, raise_errors: bool) -> None:
-        """Append the unsent queue in one round trip; keep it on failure.
-
-        The entries keep their append numbers until Redis has them, so resending a batch
-        whose reply was lost adds nothing twice (redis_store.Appender). The due time is
-        computed by Redis from its own clock: ``urgent`` (a conversation end, or an
-        object's worth of audio or bytes since the last urgent append) makes it now,
-        otherwise now + ``AUDIOSYNC_BATCH_MAX_AGE_SECONDS``.
+        The due time is computed by Redis from its own clock: ``urgent`` (a conversation
+        end, or an object's worth of audio or bytes since the last urgent append) makes it
+        now, otherwise now + ``AUDIOSYNC_BATCH_MAX_AGE_SECONDS``.
         """
-        if not self._unsent:
+        if not self._held:
             return
         settings = self._client.settings
         due_now = (
@@ -332,29 +701,80 @@ class Session:
             or self._bytes_since_bump >= settings.batch_max_bytes
             or self._samples_since_bump >= settings.object_seconds * self.sample_rate
         )
-        try:
-            self._client.appender.append(
-                self.redis_keys,
-                self._unsent,
-                first_n=self._next_n,
-                urgent=due_now,
-                max_age_seconds=settings.batch_max_age_seconds,
-            )
-        except redis.RedisError as exc:
-            then = (
-                "they are kept: call close() again once Redis answers"
-                if raise_errors
-                else "they go with the next append"
-            )
-            message = (
-                f"session {self.session_id}: {self.unsent_chunks} chunks wait for "
-                f"Redis ({exc}); {then}"
-            )
-            if raise_errors:
-                raise EnqueueError(message) from exc
-            log.warning(message)
+        with self._spool_lock:
+            behind_spool = bool(self._spooled)  # order: spooled entries go first
+        if not behind_spool and self._client._may_try_redis(force=force):
+            try:
+                self._client.appender.append(
+                    self.redis_keys,
+                    [p.entry for p in self._held],
+                    first_n=self._held[0].n,
+                    urgent=due_now,
+                    max_age_seconds=settings.batch_max_age_seconds,
+                )
+            except redis.RedisError as exc:
+                self._client._redis_failed(exc)
+            else:
+                self._client._redis_answered()
+                self._settled_chunks += sum(1 for p in self._held if p.entry.kind == KIND_CHUNK)
+                self._held.clear()
+                self._logged_waiting = False
+                if due_now:
+                    self._bytes_since_bump = self._samples_since_bump = 0
+                return
+        if self._spool is not None and self._to_spool(due_now):
+            if due_now:
+                self._bytes_since_bump = self._samples_since_bump = 0
             return
-        self._next_n += len(self._unsent)
-        self._unsent.clear()
-        if due_now:
-            self._bytes_since_bump = self._samples_since_bump = 0
+        if not self._logged_waiting:
+            self._logged_waiting = True
+            log.warning(
+                "session %s: %d entries wait in memory for Redis%s",
+                self.session_id,
+                len(self._held),
+                " (the spool is full)" if self._spool is not None else "",
+            )
+
+    def _to_spool(self, urgent: bool) -> bool:
+        """Spool every held entry, in order; False if some stay (spool full or failing)."""
+        assert self._spool is not None
+        with self._spool_lock:
+            while self._held:
+                pending = self._held[0]
+                record = SpoolRecord(
+                    session_id=self.session_id,
+                    shard=self.redis_keys.shard,
+                    n=pending.n,
+                    urgent=urgent or pending.entry.kind == KIND_END,
+                    entry=pending.entry,
+                )
+                try:
+                    path = self._spool.write(record)
+                except SpoolFullError as exc:
+                    log.error("%s", exc)
+                    return False
+                except OSError as exc:
+                    log.error(
+                        "session %s: the spool failed (%s); kept in memory", self.session_id, exc
+                    )
+                    return False
+                self._spooled.append(path)
+                self._held.popleft()
+                self._settled_chunks += pending.entry.kind == KIND_CHUNK
+        return True
+
+    # -- the maintenance thread's side -----------------------------------------------------
+    def _drain_spooled(self) -> None:
+        """Append this session's spooled entries in order; ``RedisError`` stops it."""
+        assert self._spool is not None
+        while True:
+            with self._spool_lock:
+                files = list(self._spooled)[:_DRAIN_BATCH]
+            if not files:
+                break
+            spool.drain_files(self._spool, files, self._client._append_spooled, _DRAIN_BATCH)
+            with self._spool_lock:
+                for _ in files:
+                    self._spooled.popleft()
+        if self._held:
+            self._retry()  # held behind the spool (it was full): their turn now

@@ -34,6 +34,13 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_SHUTDOWN_SECONDS": "20",
     "AUDIOSYNC_FLUSH_CONCURRENCY": "8",
     "AUDIOSYNC_SHARD_TASK_SECONDS": "10",
+    "AUDIOSYNC_SPOOL_DIR": None,  # unset: no disk spool (chunks wait in memory)
+    "AUDIOSYNC_SPOOL_MAX_BYTES": "1073741824",
+    "AUDIOSYNC_SPOOL_LEASE_SECONDS": "30",
+    "AUDIOSYNC_PUSHER_THREADS": "4",
+    "AUDIOSYNC_BREAKER_SECONDS": "5",
+    "AUDIOSYNC_SESSION_BUFFER_SECONDS": "120",
+    "AUDIOSYNC_CLOSE_SECONDS": "10",
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -50,6 +57,13 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_OBJECT_SECONDS",
             "AUDIOSYNC_BATCH_MAX_AGE_SECONDS",
             "AUDIOSYNC_BATCH_MAX_BYTES",
+            "AUDIOSYNC_SPOOL_DIR",
+            "AUDIOSYNC_SPOOL_MAX_BYTES",
+            "AUDIOSYNC_SPOOL_LEASE_SECONDS",
+            "AUDIOSYNC_PUSHER_THREADS",
+            "AUDIOSYNC_BREAKER_SECONDS",
+            "AUDIOSYNC_SESSION_BUFFER_SECONDS",
+            "AUDIOSYNC_CLOSE_SECONDS",
         }
     ),
     "reader": frozenset(
@@ -81,6 +95,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
 MIN_SECRET_BYTES = 32
 MAX_DUE_SHARDS = 4096  # each is a key the sweep reads every interval
 MAX_FLUSH_CONCURRENCY = 64  # flushes in flight per shard task (threads)
+MAX_PUSHER_THREADS = 256  # encoders and Redis appends in flight per pusher process
 FRAME_SECONDS = 0.02
 
 
@@ -105,6 +120,13 @@ class Settings:
     shutdown_seconds: float
     flush_concurrency: int
     shard_task_seconds: float
+    spool_dir: str | None
+    spool_max_bytes: int
+    spool_lease_seconds: float
+    pusher_threads: int
+    breaker_seconds: float
+    session_buffer_seconds: float
+    close_seconds: float
 
     @classmethod
     def from_env(
@@ -198,12 +220,38 @@ class Settings:
             shard_task_seconds=_positive(
                 "AUDIOSYNC_SHARD_TASK_SECONDS", raw("AUDIOSYNC_SHARD_TASK_SECONDS")
             ),
+            spool_dir=_spool_dir(raw("AUDIOSYNC_SPOOL_DIR")),
+            spool_max_bytes=_whole("AUDIOSYNC_SPOOL_MAX_BYTES", raw("AUDIOSYNC_SPOOL_MAX_BYTES")),
+            spool_lease_seconds=_positive(
+                "AUDIOSYNC_SPOOL_LEASE_SECONDS", raw("AUDIOSYNC_SPOOL_LEASE_SECONDS")
+            ),
+            pusher_threads=_at_most(
+                "AUDIOSYNC_PUSHER_THREADS",
+                _whole("AUDIOSYNC_PUSHER_THREADS", raw("AUDIOSYNC_PUSHER_THREADS")),
+                MAX_PUSHER_THREADS,
+            ),
+            breaker_seconds=_positive(
+                "AUDIOSYNC_BREAKER_SECONDS", raw("AUDIOSYNC_BREAKER_SECONDS")
+            ),
+            session_buffer_seconds=_positive(
+                "AUDIOSYNC_SESSION_BUFFER_SECONDS", raw("AUDIOSYNC_SESSION_BUFFER_SECONDS")
+            ),
+            close_seconds=_positive("AUDIOSYNC_CLOSE_SECONDS", raw("AUDIOSYNC_CLOSE_SECONDS")),
         )
 
 
 def _url(name: str, value: str | None) -> str:
     if not value or "://" not in value:
         raise ConfigError(f"{name} must be a URL such as redis://host:6379/0, got {value!r}")
+    return value
+
+
+def _spool_dir(value: str | None) -> str | None:
+    if value is not None and (not os.path.isabs(value) or "\0" in value):
+        raise ConfigError(
+            f"AUDIOSYNC_SPOOL_DIR must be an absolute directory path, got {value!r} "
+            "(unset it to run without a spool)"
+        )
     return value
 
 

@@ -167,6 +167,6 @@ def test_the_client_holds_a_counter_only_until_its_final_flush_wrote(
 
     for _ in range(3):
         asyncio.run(session())
-    assert client._counters == set()  # no counter per finished session held forever
+    assert client._counters == {}  # no counter per finished session held forever
     client.close()
     assert int(redis_client.get(KEY) or 0) == 15

@@ -34,6 +34,13 @@ def test_defaults() -> None:
         shutdown_seconds=20.0,
         flush_concurrency=8,
         shard_task_seconds=10.0,
+        spool_dir=None,
+        spool_max_bytes=1 << 30,
+        spool_lease_seconds=30.0,
+        pusher_threads=4,
+        breaker_seconds=5.0,
+        session_buffer_seconds=120.0,
+        close_seconds=10.0,
     )
     assert isinstance(settings.batch_max_bytes, int)
 
@@ -47,6 +54,13 @@ def test_defaults() -> None:
         ("AUDIOSYNC_DUE_SHARDS", "4097", "at most 4096"),
         ("AUDIOSYNC_FLUSH_CONCURRENCY", "65", "at most 64"),
         ("AUDIOSYNC_SHARD_TASK_SECONDS", "-1", "positive"),
+        ("AUDIOSYNC_PUSHER_THREADS", "257", "at most 256"),
+        ("AUDIOSYNC_PUSHER_THREADS", "0", "positive"),
+        ("AUDIOSYNC_SPOOL_MAX_BYTES", "1.5", "whole number"),
+        ("AUDIOSYNC_SPOOL_LEASE_SECONDS", "0", "positive"),
+        ("AUDIOSYNC_BREAKER_SECONDS", "nan", "positive"),
+        ("AUDIOSYNC_SESSION_BUFFER_SECONDS", "-5", "positive"),
+        ("AUDIOSYNC_CLOSE_SECONDS", "x", "a number"),
     ],
 )
 def test_scale_settings_are_bounded(name: str, value: str, message: str) -> None:
@@ -86,6 +100,13 @@ def test_every_variable_is_read() -> None:
             "AUDIOSYNC_DUE_SHARDS": "3",
             "AUDIOSYNC_FLUSH_CONCURRENCY": "5",
             "AUDIOSYNC_SHARD_TASK_SECONDS": "4",
+            "AUDIOSYNC_SPOOL_DIR": "/var/spool/audiosync",
+            "AUDIOSYNC_SPOOL_MAX_BYTES": "4096",
+            "AUDIOSYNC_SPOOL_LEASE_SECONDS": "3",
+            "AUDIOSYNC_PUSHER_THREADS": "16",
+            "AUDIOSYNC_BREAKER_SECONDS": "1.5",
+            "AUDIOSYNC_SESSION_BUFFER_SECONDS": "30",
+            "AUDIOSYNC_CLOSE_SECONDS": "8",
         }
     )
     assert settings == Settings(
@@ -108,6 +129,13 @@ def test_every_variable_is_read() -> None:
         shutdown_seconds=12.0,
         flush_concurrency=5,
         shard_task_seconds=4.0,
+        spool_dir="/var/spool/audiosync",
+        spool_max_bytes=4096,
+        spool_lease_seconds=3.0,
+        pusher_threads=16,
+        breaker_seconds=1.5,
+        session_buffer_seconds=30.0,
+        close_seconds=8.0,
     )
 
 

@@ -1,0 +1,345 @@
+"""The pusher's local disk spool: where chunks wait while Redis is away (``AUDIOSYNC_SPOOL_DIR``).
+
+One file per stream entry (backend_hooks/spool_format.py), in a directory of its own per
+pusher process (its *owner* directory)::
+
+    <AUDIOSYNC_SPOOL_DIR>/<owner>/<session>.<n>.open       being written
+                                  <session>.<n>.ready      durable: fsynced, renamed, dir fsynced
+                                  <session>.<n>.uploading  being appended to Redis
+                                  <session>.<n>.done       appended; removed next
+                         <owner>/lease                     touched every second by its owner
+                         <owner>/.lock                     flock held by its owner while it lives
+
+Every state change is an atomic ``rename``. An owner is *dead* when its lease is older
+than ``AUDIOSYNC_SPOOL_LEASE_SECONDS`` and its ``.lock`` is not held (the kernel drops a
+dead process's flock, so a process that is only slow is never taken over on a local
+disk). A live process adopts a dead owner's directory by renaming it to
+``<dead>~<adopter>`` (one adopter wins), then appends its files session by session in
+``n`` order: ``.ready``, ``.uploading`` (its append may or may not have landed; the
+stream's append mark makes a second append add nothing) and whole ``.open`` files; a torn
+``.open`` file (the process died mid-write, before the chunk was durable anywhere) and any
+file that does not decode go to ``<AUDIOSYNC_SPOOL_DIR>/quarantine/`` with a log line.
+
+The spool holds at most ``AUDIOSYNC_SPOOL_MAX_BYTES`` (every owner's files together, as
+this process counts them): a write beyond it raises ``SpoolFullError``.
+
+This module owns the spool's files; it never talks to Redis (the caller passes an
+``append`` function).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend_hooks import spool_format
+from backend_hooks.errors import FormatError, SpoolFullError
+from backend_hooks.spool_format import SpoolRecord
+
+log = logging.getLogger(__name__)
+
+OPEN, READY, UPLOADING, DONE = ".open", ".ready", ".uploading", ".done"
+QUARANTINE_DIR = "quarantine"
+LEASE_FILE = "lease"
+LOCK_FILE = ".lock"
+ADOPTED = "~"  # <dead owner>~<adopter>: the adopter's liveness is the directory's
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    files: int
+    bytes: int
+    max_bytes: int
+    full_refusals: int
+    adopted_owners: int
+    quarantined_files: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _file_name(session_id: str, n: int, state: str) -> str:
+    return f"{session_id}.{n:012d}{state}"
+
+
+def _parse_name(name: str) -> tuple[str, int, str] | None:
+    stem, dot, state = name.rpartition(".")
+    session_id, dot2, number = stem.rpartition(".")
+    if (
+        not dot
+        or not dot2
+        or not number.isdigit()
+        or f".{state}"
+        not in (
+            OPEN,
+            READY,
+            UPLOADING,
+            DONE,
+        )
+    ):
+        return None
+    return session_id, int(number), f".{state}"
+
+
+class Spool:
+    """One process's spool: its owner directory under ``root``, and adoption of dead ones."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        max_bytes: int,
+        lease_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.lease_seconds = lease_seconds
+        self._clock = clock
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.directory = self.root / self.owner
+        self.directory.mkdir(parents=True, exist_ok=False)
+        (self.root / QUARANTINE_DIR).mkdir(exist_ok=True)
+        self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (self.directory / LEASE_FILE).touch()
+        _fsync_dir(self.root)
+        self._counter_lock = threading.Lock()
+        self._files, self._bytes = self._scan()
+        self.full_refusals = 0
+        self.adopted_owners = 0
+        self.quarantined_files = 0
+
+    # -- writing (the session's sender thread) ------------------------------------------
+    def write(self, record: SpoolRecord) -> Path:
+        """Write ``record`` durably; its ``.ready`` path. ``SpoolFullError`` when full."""
+        data = spool_format.encode(record)
+        with self._counter_lock:
+            if self._bytes + len(data) > self.max_bytes:
+                self.full_refusals += 1
+                raise SpoolFullError(
+                    f"the spool {self.root} holds {self._bytes} of AUDIOSYNC_SPOOL_MAX_BYTES="
+                    f"{self.max_bytes} bytes; entry {record.n} of session {record.session_id} "
+                    "was not spooled (raise the limit or bring Redis back)"
+                )
+            self._bytes += len(data)
+            self._files += 1
+        path = self.directory / _file_name(record.session_id, record.n, OPEN)
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            ready = path.with_name(_file_name(record.session_id, record.n, READY))
+            os.rename(path, ready)
+            _fsync_dir(self.directory)
+        except OSError:
+            with self._counter_lock:
+                self._bytes -= len(data)
+                self._files -= 1
+            path.unlink(missing_ok=True)
+            raise
+        return ready
+
+    # -- draining -----------------------------------------------------------------------
+    def claim(self, ready: Path) -> tuple[Path, SpoolRecord]:
+        """Rename a ``.ready`` (or adopted ``.open``/``.uploading``) file to ``.uploading``
+        and read it; ``FormatError`` if it does not decode (the caller quarantines it)."""
+        session_id, n, state = _parse_name(ready.name) or ("", 0, "")
+        uploading = ready.with_name(_file_name(session_id, n, UPLOADING))
+        if state != UPLOADING:
+            os.rename(ready, uploading)
+        return uploading, spool_format.decode(uploading.read_bytes())
+
+    def unclaim(self, uploading: Path) -> None:
+        """Its append failed: back to ``.ready``, appended again later."""
+        session_id, n, _ = _parse_name(uploading.name) or ("", 0, "")
+        os.rename(uploading, uploading.with_name(_file_name(session_id, n, READY)))
+
+    def done(self, uploading: Path) -> None:
+        """Appended: ``.done``, then removed."""
+        session_id, n, _ = _parse_name(uploading.name) or ("", 0, "")
+        size = uploading.stat().st_size
+        done = uploading.with_name(_file_name(session_id, n, DONE))
+        os.rename(uploading, done)
+        done.unlink()
+        with self._counter_lock:
+            self._bytes = max(0, self._bytes - size)
+            self._files = max(0, self._files - 1)
+
+    def quarantine(self, path: Path, reason: str) -> None:
+        target = self.root / QUARANTINE_DIR / f"{path.parent.name}.{path.name}"
+        size = path.stat().st_size if path.exists() else 0
+        os.replace(path, target)
+        target.with_name(target.name + ".reason").write_text(reason + "\n")
+        with self._counter_lock:
+            self._bytes = max(0, self._bytes - size)
+            self._files = max(0, self._files - 1)
+            self.quarantined_files += 1
+        log.error("spool file %s quarantined in %s: %s", path, target.parent, reason)
+
+    # -- liveness and adoption ----------------------------------------------------------
+    def heartbeat(self) -> None:
+        os.utime(self.directory / LEASE_FILE)
+
+    def _alive(self, owner: str) -> bool:
+        directory = self.root / owner
+        if owner == self.owner:
+            return True
+        try:
+            lease_age = self._clock() - (directory / LEASE_FILE).stat().st_mtime
+        except FileNotFoundError:
+            return False
+        if lease_age < self.lease_seconds:
+            return True
+        try:
+            fd = os.open(directory / LOCK_FILE, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True  # its process lives (only slow): never take its files
+        finally:
+            os.close(fd)  # closing drops our probe lock
+        return False
+
+    def dead_directories(self) -> list[Path]:
+        """Owner directories (and adopted ones) whose owner is dead."""
+        out = []
+        for child in sorted(self.root.iterdir()):
+            if not child.is_dir() or child.name == QUARANTINE_DIR or child == self.directory:
+                continue
+            owner = child.name.rpartition(ADOPTED)[2]
+            if not self._alive(owner):
+                out.append(child)
+        return out
+
+    def adopt(self, directory: Path) -> Path | None:
+        """Take a dead owner's directory; its new path, or None if another process won."""
+        base = directory.name.partition(ADOPTED)[0]
+        target = self.root / f"{base}{ADOPTED}{self.owner}"
+        try:
+            os.rename(directory, target)
+        except (FileNotFoundError, OSError):
+            return None
+        _fsync_dir(self.root)
+        files, size = self._scan()  # its files count from now on (recounted from disk)
+        with self._counter_lock:
+            self.adopted_owners += 1
+            self._files, self._bytes = files, size
+        log.warning("spool: adopted the files of dead owner %s", directory.name)
+        return target
+
+    def pending(self, directory: Path) -> dict[str, list[Path]]:
+        """An adopted directory's entry files by session, in ``n`` order."""
+        by_session: dict[str, list[tuple[int, Path]]] = {}
+        for path in directory.iterdir():
+            parsed = _parse_name(path.name)
+            if parsed is None:
+                continue
+            session_id, n, state = parsed
+            if state == DONE:
+                path.unlink()
+                continue
+            by_session.setdefault(session_id, []).append((n, path))
+        return {s: [p for _, p in sorted(files)] for s, files in by_session.items()}
+
+    def remove_if_empty(self, directory: Path) -> bool:
+        if any(_parse_name(p.name) is not None for p in directory.iterdir()):
+            return False
+        for leftover in (LEASE_FILE, LOCK_FILE):
+            (directory / leftover).unlink(missing_ok=True)
+        try:
+            directory.rmdir()
+        except OSError:
+            return False
+        return True
+
+    # -- accounting ---------------------------------------------------------------------
+    def _scan(self) -> tuple[int, int]:
+        """(files, bytes) of every owner's entry files, as on disk now."""
+        files = total = 0
+        for path in self._entry_files():
+            try:
+                total += path.stat().st_size
+                files += 1
+            except FileNotFoundError:
+                pass
+        return files, total
+
+    def _entry_files(self) -> Iterator[Path]:
+        for child in self.root.iterdir():
+            if child.is_dir() and child.name != QUARANTINE_DIR:
+                try:
+                    names = list(child.iterdir())
+                except FileNotFoundError:
+                    continue  # adopted (renamed) by another process meanwhile
+                yield from (p for p in names if _parse_name(p.name) is not None)
+
+    def stats(self) -> SpoolStats:
+        with self._counter_lock:
+            return SpoolStats(
+                files=self._files,
+                bytes=self._bytes,
+                max_bytes=self.max_bytes,
+                full_refusals=self.full_refusals,
+                adopted_owners=self.adopted_owners,
+                quarantined_files=self.quarantined_files,
+            )
+
+    def close(self) -> None:
+        """Release the owner lock; an empty owner directory is removed."""
+        self.remove_if_empty(self.directory)
+        os.close(self._lock_fd)
+
+
+AppendFn = Callable[[list[SpoolRecord]], None]
+
+
+def drain_files(spool: Spool, files: list[Path], append: AppendFn, batch: int = 32) -> int:
+    """Append one session's ``files`` in order, ``batch`` per call; returns how many.
+
+    Stops at the first failed append (the files stay, ``.ready``) and raises its error.
+    A file that does not decode is quarantined; the session's later files still go
+    (their append numbers are higher, so the stream's mark does not skip them).
+    """
+    drained = 0
+    pos = 0
+    while pos < len(files):
+        claimed: list[tuple[Path, SpoolRecord]] = []
+        while pos < len(files) and len(claimed) < batch:
+            path = files[pos]
+            pos += 1
+            try:
+                claimed.append(spool.claim(path))
+            except FileNotFoundError:
+                continue  # taken by another process (it adopted first)
+            except FormatError as exc:
+                uploading = path.with_name(path.name.rsplit(".", 1)[0] + UPLOADING)
+                spool.quarantine(uploading if uploading.exists() else path, str(exc))
+        if not claimed:
+            continue
+        try:
+            append([record for _, record in claimed])
+        except Exception:
+            for uploading, _ in claimed:
+                spool.unclaim(uploading)
+            raise
+        for uploading, _ in claimed:
+            spool.done(uploading)
+        drained += len(claimed)
+    return drained
