@@ -585,3 +585,39 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class StandaloneValkey:
+    """One more valkey of its own, for runs that stop, stall or restart it (the pusher's
+    spool and breaker tests, bench/bench_pusher_loop.py) without touching the stack's."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        log = workdir / "valkey.log"
+        self._server = _Server("valkey", LocalStack._valkey_argv(self.port, workdir, log), log)
+
+    def start(self) -> None:
+        self._server.start(LocalStack._valkey_ready(self._server))
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel and never answered (a stall)."""
+        assert self._server.proc is not None
+        self._server.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._server.proc is not None
+        self._server.proc.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> StandaloneValkey:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server.proc is not None:
+            self._server.proc.send_signal(signal.SIGCONT)
+        self.stop()

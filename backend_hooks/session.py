@@ -81,6 +81,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ENHANCED", "PROTECTION_LEVELS", "STANDARD", "AudioSyncClient", "PusherStats", "Session"]
 _DRAIN_BATCH = 32  # spooled entries per append
 _MAINTENANCE_SECONDS = 1.0  # heartbeat, spool drain and retries of entries held in memory
+_CLOSE_RETRY_SECONDS = 0.2  # a close whose tail is still held tries Redis again this often
 
 
 @dataclass(frozen=True)
@@ -296,24 +297,13 @@ class AudioSyncClient:
     def _drain_dead_owners(self, deadline: float | None = None) -> int:
         """Append what dead pusher processes left in the spool; returns entries appended."""
         assert self.spool is not None
-        drained = 0
-        for directory in self.spool.dead_directories():
-            if not self._may_try_redis():
-                return drained
-            adopted = self.spool.adopt(directory)
-            if adopted is None:
-                continue
-            for files in self.spool.pending(adopted).values():
-                if deadline is not None and time.monotonic() >= deadline:
-                    return drained
-                try:
-                    drained += spool.drain_files(
-                        self.spool, files, self._append_spooled, _DRAIN_BATCH
-                    )
-                except redis.RedisError:
-                    return drained
-            self.spool.remove_if_empty(adopted)
-        return drained
+        return spool.drain_dead_owners(
+            self.spool,
+            self._append_spooled,
+            may_try=self._may_try_redis,
+            deadline=deadline,
+            batch=_DRAIN_BATCH,
+        )
 
     # -- shutdown -----------------------------------------------------------------------
     def close(self) -> None:
@@ -448,6 +438,7 @@ class Session:
         # Shared by the sender and the maintenance thread (never the loop).
         self._spooled: deque[Path] = deque()
         self._spool_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
 
     # -- the synchronous API -------------------------------------------------------------
     def push(self, pcm: bytes, timestamp: float) -> None:
@@ -515,18 +506,21 @@ class Session:
             return
         deadline = time.monotonic() + self._client.settings.close_seconds
         future = self._start_close()
-        try:
-            left = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(future)),
-                max(0.0, deadline - time.monotonic()),
-            )
-        except TimeoutError:
-            raise self._close_error(None) from None
-        except EnqueueError:
-            raise
-        if left:
-            raise self._close_error(left)
-        self._closed = True
+        while True:
+            try:
+                left = await asyncio.wait_for(
+                    asyncio.shield(asyncio.wrap_future(future)),
+                    max(0.0, deadline - time.monotonic()),
+                )
+            except TimeoutError:
+                raise self._close_error(None) from None
+            if not left:
+                self._closed = True
+                return
+            if time.monotonic() + _CLOSE_RETRY_SECONDS >= deadline:
+                raise self._close_error(left)
+            await asyncio.sleep(_CLOSE_RETRY_SECONDS)
+            future = self._hand_over([], retry=True).done
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -603,16 +597,21 @@ class Session:
     def _finish_close(
         self, future: concurrent.futures.Future[int], deadline: float
     ) -> EnqueueError | None:
-        try:
-            left = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            return self._close_error(None)
-        except EnqueueError as exc:
-            return exc
-        if left:
-            return self._close_error(left)
-        self._closed = True
-        return None
+        """Wait for the tail; while entries are still held and time is left, try again."""
+        while True:
+            try:
+                left = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                return self._close_error(None)
+            except EnqueueError as exc:
+                return exc
+            if not left:
+                self._closed = True
+                return None
+            if time.monotonic() + _CLOSE_RETRY_SECONDS >= deadline:
+                return self._close_error(left)
+            time.sleep(_CLOSE_RETRY_SECONDS)
+            future = self._hand_over([], retry=True).done
 
     def _close_error(self, left: int | None) -> EnqueueError:
         if left is None:
@@ -703,7 +702,15 @@ class Session:
         )
         with self._spool_lock:
             behind_spool = bool(self._spooled)  # order: spooled entries go first
-        if not behind_spool and self._client._may_try_redis(force=force):
+        may_try = self._client._may_try_redis(force=force)
+        if behind_spool and may_try:
+            try:  # Redis answers again: our spooled entries first, from here
+                self._drain_spooled(retry_held=False)
+            except redis.RedisError:
+                may_try = False
+            with self._spool_lock:
+                behind_spool = bool(self._spooled)
+        if not behind_spool and may_try:
             try:
                 self._client.appender.append(
                     self.redis_keys,
@@ -750,13 +757,11 @@ class Session:
                 )
                 try:
                     path = self._spool.write(record)
-                except SpoolFullError as exc:
-                    log.error("%s", exc)
-                    return False
-                except OSError as exc:
-                    log.error(
-                        "session %s: the spool failed (%s); kept in memory", self.session_id, exc
-                    )
+                except (SpoolFullError, OSError) as exc:
+                    if not self._logged_waiting:  # once per outage, not per retry
+                        log.error(
+                            "session %s: not spooled, kept in memory: %s", self.session_id, exc
+                        )
                     return False
                 self._spooled.append(path)
                 self._held.popleft()
@@ -764,17 +769,21 @@ class Session:
         return True
 
     # -- the maintenance thread's side -----------------------------------------------------
-    def _drain_spooled(self) -> None:
-        """Append this session's spooled entries in order; ``RedisError`` stops it."""
+    def _drain_spooled(self, *, retry_held: bool = True) -> None:
+        """Append this session's spooled entries in order; ``RedisError`` stops it.
+
+        The maintenance thread and the sender both drain (the sender when Redis answers
+        again while entries wait behind the spool); ``_drain_lock`` lets one at a time."""
         assert self._spool is not None
-        while True:
-            with self._spool_lock:
-                files = list(self._spooled)[:_DRAIN_BATCH]
-            if not files:
-                break
-            spool.drain_files(self._spool, files, self._client._append_spooled, _DRAIN_BATCH)
-            with self._spool_lock:
-                for _ in files:
-                    self._spooled.popleft()
-        if self._held:
+        with self._drain_lock:
+            while True:
+                with self._spool_lock:
+                    files = list(self._spooled)[:_DRAIN_BATCH]
+                if not files:
+                    break
+                spool.drain_files(self._spool, files, self._client._append_spooled, _DRAIN_BATCH)
+                with self._spool_lock:
+                    for _ in files:
+                        self._spooled.popleft()
+        if retry_held and self._held:
             self._retry()  # held behind the spool (it was full): their turn now

@@ -343,3 +343,53 @@ def drain_files(spool: Spool, files: list[Path], append: AppendFn, batch: int = 
             spool.done(uploading)
         drained += len(claimed)
     return drained
+
+
+def drain_dead_owners(
+    spool: Spool,
+    append: AppendFn,
+    *,
+    may_try: Callable[[], bool] = lambda: True,
+    deadline: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch: int = 32,
+) -> int:
+    """Adopt every dead owner's directory and append its files, session by session in
+    ``n`` order; returns the entries appended. Stops early (files kept) when ``may_try``
+    says no, at ``deadline`` (monotonic), or at the first append that fails."""
+    drained = 0
+    for directory in spool.dead_directories():
+        if not may_try():
+            return drained
+        adopted = spool.adopt(directory)
+        if adopted is None:
+            continue
+        for files in spool.pending(adopted).values():
+            if deadline is not None and time.monotonic() >= deadline:
+                return drained
+            try:
+                count = drain_files(spool, files, append, batch)
+            except Exception as exc:
+                log.warning("spool: %s stays for a later drain: %s", adopted.name, exc)
+                return drained
+            drained += count
+            if progress is not None:
+                progress(count)
+        spool.remove_if_empty(adopted)
+    return drained
+
+
+def count_files(root: Path | str) -> int:
+    """Entry files under a spool root (every owner, the quarantine excluded)."""
+    return sum(
+        count_files_of(child)
+        for child in Path(root).iterdir()
+        if child.is_dir() and child.name != QUARANTINE_DIR
+    )
+
+
+def count_files_of(directory: Path) -> int:
+    try:
+        return sum(1 for p in directory.iterdir() if _parse_name(p.name) is not None)
+    except FileNotFoundError:
+        return 0

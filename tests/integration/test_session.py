@@ -33,7 +33,10 @@ T0 = float(int(time.time()))  # synthetic pushes start now: the worker refuses f
 
 @pytest.fixture
 def settings(stack: StackInfo, redis_client: redis.Redis) -> Settings:
-    return Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": SECRET})
+    # A close that cannot reach Redis keeps trying for AUDIOSYNC_CLOSE_SECONDS: 1 s here.
+    return Settings.from_env(
+        {**stack.env(), "ENCRYPTION_SECRET": SECRET, "AUDIOSYNC_CLOSE_SECONDS": "1"}
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,83 @@
+"""Shared helpers of the pusher outage tests: a Redis of their own, a client on it with
+short timeouts, and a read of a session's stream by identity."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from backend_hooks.entries import ChunkEntry, parse_entry
+from backend_hooks.redis_store import SessionKeys
+from backend_hooks.settings import Settings
+
+SECRET = "outage-test-secret-0123456789abcdef"
+
+
+def quick_client(url: str) -> redis.Redis:
+    """No retries, 1 s timeouts: a stopped or stalled Redis is an error at once."""
+    return redis.Redis.from_url(
+        url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+
+
+def settings_for(env: dict[str, str], url: str, spool: Path | None, **extra: str) -> Settings:
+    values = {
+        **env,
+        "AUDIOSYNC_REDIS_URL": url,
+        "ENCRYPTION_SECRET": SECRET,
+        "AUDIOSYNC_SPOOL_LEASE_SECONDS": "1",
+        "AUDIOSYNC_BREAKER_SECONDS": "0.3",
+        "AUDIOSYNC_CLOSE_SECONDS": "5",
+        **extra,
+    }
+    if spool is not None:
+        values["AUDIOSYNC_SPOOL_DIR"] = str(spool)
+    return Settings.from_env(values)
+
+
+def stream(url: str, keys: SessionKeys) -> list[tuple[str, int, int]]:
+    """(kind, seq, samples) of every entry of the session's stream, in stream order."""
+    client = redis.Redis.from_url(url)
+    try:
+        raw = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(keys.chunks))
+    finally:
+        client.close()
+    out = []
+    for entry_id, fields in raw:
+        entry = parse_entry(entry_id, fields)
+        if isinstance(entry, ChunkEntry):
+            out.append(("chunk", entry.seq, entry.samples))
+        else:
+            out.append(("end", -1, 0))
+    return out
+
+
+def wait_for(what: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(0.05)
+    return what()
+
+
+def noise(samples: int, seed: int = 1) -> bytes:
+    """Random PCM: Opus cannot squeeze it, so each chunk has a realistic size."""
+    return random.Random(seed).randbytes(2 * samples)
+
+
+def spool_files(root: Path) -> list[Path]:
+    return [
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.parent.name != "quarantine"
+        and p.suffix in (".open", ".ready", ".uploading", ".done")
+    ]
