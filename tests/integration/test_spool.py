@@ -325,3 +325,51 @@ def test_a_kill_between_the_append_and_the_rename_duplicates_nothing(
     assert "40/40" in done.stderr  # the progress bar
     assert stream(own_redis.url, keys) == [("chunk", seq, CHUNK) for seq in range(40)]
     assert not spool_files(spool_dir)
+
+
+def test_cancelled_pushes_and_a_racing_aclose_never_hold_the_loop(
+    stack: StackInfo, own_redis: StandaloneValkey
+) -> None:
+    """Finding 4: with Redis stalled, a cancelled apush followed by another held the loop
+    4.6 s (a thread lock taken on the loop), and an apush racing client.aclose() fired a
+    10 ms timer 15.3 s late. Here both happen while a 10 ms timer measures the loop."""
+    settings = settings_for(stack.env(), own_redis.url, None, AUDIOSYNC_CLOSE_SECONDS="3")
+    client = AudioSyncClient(settings, redis_client=quick_client(own_redis.url))
+
+    session = client.open_session("u1", "c1", RATE, "standard")
+
+    async def scenario() -> tuple[float, type[BaseException] | None]:
+        await session.apush(noise(CHUNK), T0)
+        own_redis.pause()
+        late = 0.0
+        stop = False
+
+        async def timer() -> None:
+            nonlocal late
+            while not stop:
+                before = time.monotonic()
+                await asyncio.sleep(0.01)
+                late = max(late, time.monotonic() - before - 0.01)
+
+        tick = asyncio.create_task(timer())
+        first = asyncio.create_task(session.apush(noise(CHUNK, 2), T0 + 5))
+        await asyncio.sleep(0)
+        first.cancel()
+        await session.apush(noise(CHUNK, 3), T0 + 10)
+        racing = asyncio.create_task(session.apush(noise(CHUNK, 4), T0 + 15))
+        closing = asyncio.create_task(client.aclose())
+        await asyncio.sleep(1.5)  # the appends are stuck in the pool meanwhile
+        own_redis.resume()
+        await asyncio.gather(racing, return_exceptions=True)
+        outcome = (await asyncio.gather(closing, return_exceptions=True))[0]
+        stop = True
+        await tick
+        return late, type(outcome) if isinstance(outcome, BaseException) else None
+
+    late, outcome = asyncio.run(scenario())
+    assert late < 0.5, f"a 10 ms timer fired {late:.3f} s late"
+    if outcome is not None:  # the close may have run out of budget during the stall ...
+        assert issubclass(outcome, EnqueueError)
+        client.close()  # ... and is retried
+    assert session.closed  # every push was taken: 4 chunks and the end, once each
+    assert stream(own_redis.url, session.redis_keys) == expected(4)
