@@ -17,9 +17,17 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
-from backend_hooks import AudioSyncClient, BufferFullError, EnqueueError, SpoolFullError
+from backend_hooks import (
+    AudioSyncClient,
+    BufferFullError,
+    EnqueueError,
+    SpoolFullError,
+    pusher_metrics,
+)
 from backend_hooks.redis_store import SessionKeys
 
 from .commands import ROOT, run_python
@@ -146,6 +154,18 @@ def test_spool_full_refuses_with_a_clear_error_and_keeps_what_it_took(
     assert stats.spool.full_refusals >= 1
     # What fitted is spooled; then 15 s (> 10 s) held in memory; the next push refused.
     assert stats.held_entries == 3 and accepted == stats.spooled_entries + 3
+    registry = CollectorRegistry()
+    pusher_metrics.register(client, registry)
+    scraped = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for sample in family.samples
+    }
+    assert scraped["audiosync_pusher_held_entries"] == 3
+    assert scraped["audiosync_pusher_spooled_entries"] == stats.spooled_entries
+    assert scraped["audiosync_pusher_refused_pushes_total"] == 1
+    assert scraped["audiosync_pusher_spool_full_total"] >= 1
+    assert scraped["audiosync_pusher_breaker_trips_total"] >= 1
     own_redis.start()
     session.close()
     assert wait_for(lambda: stream(own_redis.url, session.redis_keys) == expected(accepted))
