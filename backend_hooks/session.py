@@ -42,6 +42,7 @@ import logging
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -139,10 +140,10 @@ class AudioSyncClient:
         self.refused_pushes = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._maintenance = threading.Thread(
-            target=self._maintain, name="audiosync-maintenance", daemon=True
-        )
-        self._maintenance.start()
+        self._maintenance: threading.Thread | None = None
+        self._maintenance_lock = threading.Lock()
+        if self.spool is not None:  # drain what an earlier process left, from the start
+            self._ensure_maintenance()
 
     @classmethod
     def from_env(cls) -> AudioSyncClient:
@@ -259,30 +260,36 @@ class AudioSyncClient:
             start = end
 
     # -- the maintenance thread ---------------------------------------------------------
-    def _maintain(self) -> None:
-        last_adoption = float("-inf")
-        while not self._stop.is_set():
-            self._wake.wait(_MAINTENANCE_SECONDS)
-            self._wake.clear()
-            try:
-                if self.spool is not None:
-                    self.spool.heartbeat()
-                    self._drain_sessions()
-                    now = time.monotonic()
-                    if now - last_adoption >= self.settings.spool_lease_seconds / 2:
-                        last_adoption = now
-                        self._drain_dead_owners()
-                for session in list(self._sessions.values()):
-                    if session.held_entries:
-                        session._retry()  # entries held in memory: try Redis again
-                    elif session.closed and not session.spooled_entries:
-                        self._sessions.pop(session.session_id, None)
-            except RuntimeError:
-                if self.executor._shutdown:  # the pool was shut down under us: stop too
-                    return
-                log.exception("audiosync maintenance pass failed; retrying")
-            except Exception:  # never let the thread die: log, try again next time
-                log.exception("audiosync maintenance pass failed; retrying")
+    def _ensure_maintenance(self) -> None:
+        """Start the maintenance thread (with a spool: at once; without: when a session
+        first holds entries in memory). It holds the client weakly: a client dropped
+        without close() does not keep a thread alive."""
+        with self._maintenance_lock:
+            if self._maintenance is None and not self._stop.is_set():
+                self._maintenance = threading.Thread(
+                    target=_maintenance_loop,
+                    args=(weakref.ref(self), self._stop, self._wake),
+                    name="audiosync-maintenance",
+                    daemon=True,
+                )
+                self._maintenance.start()
+
+    def _maintain_once(self, state: dict[str, float]) -> None:
+        if self.spool is not None:
+            self.spool.heartbeat()
+            self._drain_sessions()
+            now = time.monotonic()
+            if (
+                now - state.get("last_adoption", float("-inf"))
+                >= self.settings.spool_lease_seconds / 2
+            ):
+                state["last_adoption"] = now
+                self._drain_dead_owners()
+        for session in list(self._sessions.values()):
+            if session.held_entries:
+                session._retry()  # entries held in memory: try Redis again
+            elif session.closed and not session.spooled_entries:
+                self._sessions.pop(session.session_id, None)
 
     def _drain_sessions(self, deadline: float | None = None) -> None:
         for session in list(self._sessions.values()):
@@ -343,10 +350,33 @@ class AudioSyncClient:
             )
         self._stop.set()
         self._wake.set()
-        self._maintenance.join()
+        if self._maintenance is not None:
+            self._maintenance.join()
         self.executor.shutdown(wait=True)
         if self.spool is not None:
             self.spool.close()  # files left stay for the next process (it adopts them)
+
+
+def _maintenance_loop(
+    ref: weakref.ref[AudioSyncClient], stop: threading.Event, wake: threading.Event
+) -> None:
+    state: dict[str, float] = {}
+    while not stop.is_set():
+        wake.wait(_MAINTENANCE_SECONDS)
+        wake.clear()
+        client = ref()
+        if client is None:
+            return
+        try:
+            client._maintain_once(state)
+        except RuntimeError:
+            if client.executor._shutdown:  # the pool was shut down under us: stop too
+                return
+            log.exception("audiosync maintenance pass failed; retrying")
+        except Exception:  # never let the thread die: log, try again next time
+            log.exception("audiosync maintenance pass failed; retrying")
+        finally:
+            del client
 
 
 @dataclass
@@ -515,7 +545,7 @@ class Session:
             except TimeoutError:
                 raise self._close_error(None) from None
             if not left:
-                self._closed = True
+                self._mark_closed()
                 return
             if time.monotonic() + _CLOSE_RETRY_SECONDS >= deadline:
                 raise self._close_error(left)
@@ -606,12 +636,17 @@ class Session:
             except EnqueueError as exc:
                 return exc
             if not left:
-                self._closed = True
+                self._mark_closed()
                 return None
             if time.monotonic() + _CLOSE_RETRY_SECONDS >= deadline:
                 return self._close_error(left)
             time.sleep(_CLOSE_RETRY_SECONDS)
             future = self._hand_over([], retry=True).done
+
+    def _mark_closed(self) -> None:
+        self._closed = True
+        if not self._spooled:  # else the maintenance thread forgets it once drained
+            self._client._sessions.pop(self.session_id, None)
 
     def _close_error(self, left: int | None) -> EnqueueError:
         if left is None:
@@ -733,6 +768,7 @@ class Session:
             if due_now:
                 self._bytes_since_bump = self._samples_since_bump = 0
             return
+        self._client._ensure_maintenance()  # it retries what is held here
         if not self._logged_waiting:
             self._logged_waiting = True
             log.warning(

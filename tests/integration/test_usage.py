@@ -17,8 +17,11 @@ from backend_hooks.errors import InvalidInputError
 from backend_hooks.settings import Settings
 
 pytestmark = pytest.mark.integration
-NOW = dt.datetime(2026, 12, 1, 23, 59, 30, tzinfo=dt.UTC).timestamp()
-KEY = "fair_use:dg_budget:u1:20261201"
+# 30 s before the end of today (UTC): the keys' EXPIREAT (the next midnight + 1 h) is then
+# always in the future for the real Redis, whatever day the suite runs.
+TODAY = dt.datetime.now(dt.UTC).date()
+NOW = dt.datetime.combine(TODAY, dt.time(23, 59, 30), tzinfo=dt.UTC).timestamp()
+KEY = f"fair_use:dg_budget:u1:{TODAY:%Y%m%d}"
 
 
 def counter(client: redis.Redis, **kwargs: object) -> usage.UsageCounter:
@@ -29,8 +32,9 @@ def counter(client: redis.Redis, **kwargs: object) -> usage.UsageCounter:
 
 def test_keys_and_expiry_follow_the_utc_day() -> None:
     assert usage.budget_key("u1", NOW) == KEY
-    assert usage.budget_key("u1", NOW + 31) == "fair_use:dg_budget:u1:20261202"
-    midnight = dt.datetime(2026, 12, 2, tzinfo=dt.UTC).timestamp()
+    tomorrow = TODAY + dt.timedelta(days=1)
+    assert usage.budget_key("u1", NOW + 31) == f"fair_use:dg_budget:u1:{tomorrow:%Y%m%d}"
+    midnight = dt.datetime.combine(tomorrow, dt.time(), tzinfo=dt.UTC).timestamp()
     assert usage.expires_at(NOW) == midnight + 3600
 
 
