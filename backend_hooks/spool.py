@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend_hooks import spool_format
-from backend_hooks.errors import FormatError, SpoolFullError
+from backend_hooks.errors import ConfigError, FormatError, SpoolFullError
 from backend_hooks.spool_format import SpoolRecord
 
 log = logging.getLogger(__name__)
@@ -111,12 +111,18 @@ class Spool:
         self._clock = clock
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.directory = self.root / self.owner
-        self.directory.mkdir(parents=True, exist_ok=False)
-        (self.root / QUARANTINE_DIR).mkdir(exist_ok=True)
-        self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        (self.directory / LEASE_FILE).touch()
-        _fsync_dir(self.root)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=False)
+            (self.root / QUARANTINE_DIR).mkdir(exist_ok=True)
+            self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            (self.directory / LEASE_FILE).touch()
+            _fsync_dir(self.root)
+        except OSError as exc:
+            raise ConfigError(
+                f"AUDIOSYNC_SPOOL_DIR {self.root} cannot hold a spool ({exc}); give the pusher "
+                "a writable directory on a local filesystem, or unset it to run without one"
+            ) from exc
         self._counter_lock = threading.Lock()
         self._files, self._bytes = self._scan()
         self.full_refusals = 0

@@ -24,6 +24,7 @@ from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import (
     AudioSyncClient,
     BufferFullError,
+    ConfigError,
     EnqueueError,
     SpoolFullError,
     pusher_metrics,
@@ -393,3 +394,12 @@ def test_cancelled_pushes_and_a_racing_aclose_never_hold_the_loop(
         client.close()  # ... and is retried
     assert session.closed  # every push was taken: 4 chunks and the end, once each
     assert stream(own_redis.url, session.redis_keys) == expected(4)
+
+
+def test_a_spool_directory_that_cannot_be_written_is_a_config_error(
+    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.raises(ConfigError, match="AUDIOSYNC_SPOOL_DIR"):
+        AudioSyncClient(settings_for(stack.env(), own_redis.url, blocked / "spool"))
