@@ -149,6 +149,18 @@ class AudioSyncClient:
     def from_env(cls) -> AudioSyncClient:
         return cls(Settings.from_env(role="pusher"))
 
+    # -- rollout flags (issue 7; backend_hooks/rollout.py) ---------------------------------
+    def enabled_for(self, uid: str) -> bool:
+        """Whether ``uid``'s audio goes through audiosync (``AUDIOSYNC_ROLLOUT_*``); if not,
+        the backend keeps its old upload path for that user. Stable per uid."""
+        return self.settings.rollout.includes(uid)
+
+    def spool_enabled_for(self, uid: str) -> bool:
+        """Whether ``uid``'s sessions may use the disk spool: ``AUDIOSYNC_SPOOL_DIR`` is set
+        and ``AUDIOSYNC_SPOOL_*`` includes the uid."""
+        included = self.settings.spool_rollout.includes(uid)  # validates uid either way
+        return self.settings.spool_dir is not None and included
+
     def open_session(
         self,
         uid: str,
@@ -446,7 +458,8 @@ class Session:
         self._client = client
         settings = client.settings
         self._buffer_samples = round(settings.session_buffer_seconds * sample_rate)
-        self._spool = client.spool
+        # The spool if this user's sessions may use it (AUDIOSYNC_SPOOL_* rollout flags).
+        self._spool = client.spool if client.spool_enabled_for(self.uid) else None
         # The caller's side (the event loop, or the sync caller under _sync_lock).
         self._chunker = Chunker(sample_rate, round(settings.chunk_seconds * sample_rate))
         self._queue: SerialQueue[_Work] = SerialQueue(client.executor, self._process)

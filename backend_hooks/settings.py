@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from backend_hooks.errors import ConfigError
+from backend_hooks.rollout import EVERYBODY, NOBODY, Rollout
 
 #: Default value of every setting (``None``: unset unless given).
 ENV_DEFAULTS: dict[str, str | None] = {
@@ -41,6 +42,13 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_BREAKER_SECONDS": "5",
     "AUDIOSYNC_SESSION_BUFFER_SECONDS": "120",
     "AUDIOSYNC_CLOSE_SECONDS": "10",
+    # -- rollout flags (issue 7; backend_hooks/rollout.py) --
+    "AUDIOSYNC_ROLLOUT_PERCENT": "0",  # a new path: nobody until the operator raises it
+    "AUDIOSYNC_ROLLOUT_ALLOW_UIDS": None,
+    "AUDIOSYNC_ROLLOUT_DENY_UIDS": None,
+    "AUDIOSYNC_SPOOL_PERCENT": "100",  # setting AUDIOSYNC_SPOOL_DIR is what turns it on
+    "AUDIOSYNC_SPOOL_ALLOW_UIDS": None,
+    "AUDIOSYNC_SPOOL_DENY_UIDS": None,
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -64,6 +72,13 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_BREAKER_SECONDS",
             "AUDIOSYNC_SESSION_BUFFER_SECONDS",
             "AUDIOSYNC_CLOSE_SECONDS",
+            # -- rollout flags (issue 7) --
+            "AUDIOSYNC_ROLLOUT_PERCENT",
+            "AUDIOSYNC_ROLLOUT_ALLOW_UIDS",
+            "AUDIOSYNC_ROLLOUT_DENY_UIDS",
+            "AUDIOSYNC_SPOOL_PERCENT",
+            "AUDIOSYNC_SPOOL_ALLOW_UIDS",
+            "AUDIOSYNC_SPOOL_DENY_UIDS",
         }
     ),
     "reader": frozenset(
@@ -127,6 +142,9 @@ class Settings:
     breaker_seconds: float
     session_buffer_seconds: float
     close_seconds: float
+    # -- rollout flags (issue 7; backend_hooks/rollout.py) --
+    rollout: Rollout = NOBODY  # AUDIOSYNC_ROLLOUT_PERCENT's default
+    spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
 
     @classmethod
     def from_env(
@@ -237,6 +255,9 @@ class Settings:
                 "AUDIOSYNC_SESSION_BUFFER_SECONDS", raw("AUDIOSYNC_SESSION_BUFFER_SECONDS")
             ),
             close_seconds=_positive("AUDIOSYNC_CLOSE_SECONDS", raw("AUDIOSYNC_CLOSE_SECONDS")),
+            # -- rollout flags (issue 7) --
+            rollout=_rollout("AUDIOSYNC_ROLLOUT", raw),
+            spool_rollout=_rollout("AUDIOSYNC_SPOOL", raw),
         )
 
 
@@ -253,6 +274,14 @@ def _spool_dir(value: str | None) -> str | None:
             "(unset it to run without a spool)"
         )
     return value
+
+
+def _rollout(prefix: str, raw: Callable[[str], str | None]) -> Rollout:
+    """``{prefix}_PERCENT``, ``{prefix}_ALLOW_UIDS`` and ``{prefix}_DENY_UIDS``."""
+    percent, allow, deny = f"{prefix}_PERCENT", f"{prefix}_ALLOW_UIDS", f"{prefix}_DENY_UIDS"
+    return Rollout.parse(
+        percent=(percent, raw(percent)), allow=(allow, raw(allow)), deny=(deny, raw(deny))
+    )
 
 
 def _flag(name: str, value: str | None) -> bool:

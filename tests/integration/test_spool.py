@@ -403,3 +403,24 @@ def test_a_spool_directory_that_cannot_be_written_is_a_config_error(
     blocked.write_text("not a directory")
     with pytest.raises(ConfigError, match="AUDIOSYNC_SPOOL_DIR"):
         AudioSyncClient(settings_for(stack.env(), own_redis.url, blocked / "spool"))
+
+
+def test_the_spool_rollout_flag_keeps_a_denied_user_in_memory(
+    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    settings = settings_for(
+        stack.env(), own_redis.url, spool_dir, AUDIOSYNC_SPOOL_DENY_UIDS="u-denied"
+    )
+    client = AudioSyncClient(settings, redis_client=quick_client(own_redis.url))
+    spooled = client.open_session("u-ok", "c", RATE, "enhanced")
+    in_memory = client.open_session("u-denied", "c", RATE, "enhanced")
+    own_redis.stop()
+    spooled.push(noise(CHUNK), T0)
+    in_memory.push(noise(CHUNK), T0)
+    assert (spooled.spooled_entries, spooled.held_entries) == (1, 0)
+    assert (in_memory.spooled_entries, in_memory.held_entries) == (0, 1)
+    own_redis.start()
+    client.close()
+    assert stream(own_redis.url, spooled.redis_keys) == expected(1)
+    assert stream(own_redis.url, in_memory.redis_keys) == expected(1)
