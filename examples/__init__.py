@@ -1,0 +1,1 @@
+"""Runnable examples of wiring audiosync into a backend (docs/INTEGRATION.md)."""
