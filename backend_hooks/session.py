@@ -144,6 +144,7 @@ class AudioSyncClient:
         self._maintenance_lock = threading.Lock()
         if self.spool is not None:  # drain what an earlier process left, from the start
             self._ensure_maintenance()
+        self._adoption_lock = threading.Lock()  # one drain of adopted directories at a time
 
     @classmethod
     def from_env(cls) -> AudioSyncClient:
@@ -316,13 +317,14 @@ class AudioSyncClient:
     def _drain_dead_owners(self, deadline: float | None = None) -> int:
         """Append what dead pusher processes left in the spool; returns entries appended."""
         assert self.spool is not None
-        return spool.drain_dead_owners(
-            self.spool,
-            self._append_spooled,
-            may_try=self._may_try_redis,
-            deadline=deadline,
-            batch=_DRAIN_BATCH,
-        )
+        with self._adoption_lock:  # the maintenance thread and a closing thread
+            return spool.drain_dead_owners(
+                self.spool,
+                self._append_spooled,
+                may_try=self._may_try_redis,
+                deadline=deadline,
+                batch=_DRAIN_BATCH,
+            )
 
     # -- shutdown -----------------------------------------------------------------------
     def close(self) -> None:

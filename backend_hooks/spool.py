@@ -234,6 +234,16 @@ class Spool:
                 out.append(child)
         return out
 
+    def adopted_directories(self) -> list[Path]:
+        """Directories this process adopted and has not emptied yet (an append failed)."""
+        return [
+            child
+            for child in sorted(self.root.iterdir())
+            if child.is_dir()
+            and child.name.rpartition(ADOPTED)[2] == self.owner
+            and child != self.directory
+        ]
+
     def adopt(self, directory: Path) -> Path | None:
         """Take a dead owner's directory; its new path, or None if another process won."""
         base = directory.name.partition(ADOPTED)[0]
@@ -361,13 +371,16 @@ def drain_dead_owners(
     batch: int = 32,
 ) -> int:
     """Adopt every dead owner's directory and append its files, session by session in
-    ``n`` order; returns the entries appended. Stops early (files kept) when ``may_try``
-    says no, at ``deadline`` (monotonic), or at the first append that fails."""
+    ``n`` order, after what is left of directories this process adopted earlier (their
+    append failed); the caller runs one drain at a time per ``spool``. Returns the entries
+    appended. Stops early (files kept) when ``may_try`` says no, at ``deadline``
+    (monotonic), or at the first append that fails."""
     drained = 0
-    for directory in spool.dead_directories():
+    ours = spool.adopted_directories()  # adopted earlier, an append failed: theirs first
+    for directory in ours + spool.dead_directories():
         if not may_try():
             return drained
-        adopted = spool.adopt(directory)
+        adopted = directory if directory in ours else spool.adopt(directory)
         if adopted is None:
             continue
         for files in spool.pending(adopted).values():
