@@ -167,7 +167,13 @@ class Spool:
         session_id, n, state = _parse_name(ready.name) or ("", 0, "")
         uploading = ready.with_name(_file_name(session_id, n, UPLOADING))
         if state != UPLOADING:
-            os.rename(ready, uploading)
+            try:
+                os.rename(ready, uploading)
+            except FileNotFoundError:
+                # Claimed by an earlier drain of ours whose read failed (EMFILE, EIO):
+                # still ours, in its place in the order. Gone too: another process has it.
+                if not uploading.exists():
+                    raise
         return uploading, spool_format.decode(uploading.read_bytes())
 
     def unclaim(self, uploading: Path) -> None:
