@@ -139,6 +139,7 @@ class AudioSyncClient:
         self._counters: dict[int, usage.UsageCounter] = {}  # until their final flush wrote
         self.refused_pushes = 0
         self._stop = threading.Event()
+        self._closing = False  # close()/aclose() began: no new sessions (they'd be left open)
         self._wake = threading.Event()
         self._maintenance: threading.Thread | None = None
         self._maintenance_lock = threading.Lock()
@@ -169,8 +170,10 @@ class AudioSyncClient:
         sample_rate: int = 16000,
         protection_level: str = ENHANCED,
     ) -> Session:
-        if self._stop.is_set():
-            raise SessionClosedError("this AudioSyncClient is closed; make a new one")
+        if self._stop.is_set() or self._closing:
+            raise SessionClosedError(
+                "this AudioSyncClient is closed or closing (close() was called); make a new one"
+            )
         session = Session(self, uid, conversation_id, sample_rate, protection_level)
         self._sessions[session.session_id] = session
         return session
@@ -333,6 +336,7 @@ class AudioSyncClient:
         session could not, ``EnqueueError``: nothing is dropped and ``close()`` may be
         called again. Do not call it on an event loop that drives sessions: ``aclose()``."""
         deadline = time.monotonic() + self.settings.close_seconds
+        self._closing = True
         waits: list[tuple[Session, concurrent.futures.Future[int]]] = []
         for session in list(self._sessions.values()):
             if not session.closed:
@@ -343,6 +347,7 @@ class AudioSyncClient:
     async def aclose(self) -> None:
         """``close()`` for the event loop: sessions close concurrently, nothing blocks it."""
         deadline = time.monotonic() + self.settings.close_seconds
+        self._closing = True
         sessions = [s for s in list(self._sessions.values()) if not s.closed]
         results = await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
         errors = [r for r in results if isinstance(r, EnqueueError)]
@@ -357,6 +362,8 @@ class AudioSyncClient:
         if self.spool is not None:  # best effort: what Redis takes now need not wait
             self._drain_sessions(deadline)
             self._drain_dead_owners(deadline)
+        if not errors and any(not s.closed for s in list(self._sessions.values())):
+            errors = [EnqueueError("a session was opened while the client closed")]
         if errors:
             raise EnqueueError(
                 f"{len(errors)} sessions could not enqueue their tail: {errors[0]}; "
