@@ -1,0 +1,80 @@
+"""Adversary 7 (issue 7): ``client.close()`` from another thread while the loop pushes.
+
+``AudioSyncClient.close`` says only "do not call it on an event loop that drives
+sessions"; a shutdown thread (a signal-handling thread, a supervisor) calling it while the
+loop is inside ``apush`` races the loop on the session's chunker and hand-over: the loop's
+``_check_open`` passed, the closer flushed the chunker, handed the tail over, closed the
+session and shut the pool down, and the loop's hand-over then raised ``RuntimeError:
+cannot schedule new futures after shutdown`` (with ``session.close()`` instead, the chunk
+lands after the end marker). The interleaving is forced at one exact line: the loop's
+chunker waits, after cutting its chunk, until the closer is done. Real valkey."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from audiosync_dev.localstack import StackInfo, StandaloneValkey
+from backend_hooks import AudioSyncClient, SessionClosedError
+from backend_hooks.chunker import RawChunk
+
+from .pusher_outage import noise, quick_client, settings_for, stream
+from .test_spool import CHUNK, RATE, T0
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[StandaloneValkey]:
+    with StandaloneValkey(tmp_path / "valkey") as server:
+        yield server
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="adversary 7: client.close() from a foreign thread races apush on the session's "
+    "chunker and hand-over (no lock may be taken on the loop); the push is neither taken "
+    "nor refused with SessionClosedError",
+)
+def test_client_close_from_another_thread_while_the_loop_pushes(
+    stack: StackInfo, own_redis: StandaloneValkey
+) -> None:
+    settings = settings_for(stack.env(), own_redis.url, None)
+    client = AudioSyncClient(settings, redis_client=quick_client(own_redis.url))
+    session = client.open_session("u1", "c1", RATE, "standard")
+    closed = threading.Event()
+    real_push = session._chunker.push
+
+    def close() -> None:
+        client.close()
+        closed.set()
+
+    def push(pcm: bytes, timestamp_us: int) -> list[RawChunk]:
+        chunks = real_push(pcm, timestamp_us)
+        if chunks:  # the loop has passed _check_open and holds its chunk: the closer runs
+            closer = threading.Thread(target=close)
+            closer.start()
+            closer.join(10)
+        return chunks
+
+    session._chunker.push = push  # type: ignore[method-assign]
+
+    async def scenario() -> BaseException | None:
+        try:
+            await session.apush(noise(CHUNK), T0)
+        except BaseException as exc:
+            return exc
+        return None
+
+    outcome = asyncio.run(scenario())
+    assert closed.is_set() and session.closed
+    entries = stream(own_redis.url, session.redis_keys)
+    if outcome is None:  # taken: then it is in the stream, before the end marker
+        assert entries == [("chunk", 0, CHUNK), ("end", -1, 0)]
+    else:  # refused: with the error that says so, and nothing of it in the stream
+        assert isinstance(outcome, SessionClosedError), repr(outcome)
+        assert entries == [("end", -1, 0)]
