@@ -173,6 +173,13 @@ def session_of_key(key: bytes | str) -> tuple[int, str] | None:
     return None
 
 
+#: What a Redis that is away raises: a cluster client whose every node is unreachable
+#: raises ``RedisClusterException`` ("Redis Cluster cannot be connected"), not a RedisError.
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    redis.RedisError,
+    redis.exceptions.RedisClusterException,
+)
+
 SOCKET_TIMEOUT = 5.0  # seconds; a stalled Redis is an error, never a hang
 #: How long the highest appended ``n`` of a session is kept after its last append: a
 #: pusher retrying an append whose reply was lost later than this would add it again.

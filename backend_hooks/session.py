@@ -49,8 +49,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from backend_hooks import container, envelope, redis_store, spool, usage
 from backend_hooks.breaker import BreakerStats, CircuitBreaker
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
@@ -207,7 +205,7 @@ class AudioSyncClient:
         for key, counter in list(self._counters.items()):
             try:
                 counter.flush()
-            except redis.RedisError as exc:
+            except redis_store.REDIS_ERRORS as exc:
                 log.warning("usage of %s not written at shutdown: %s", counter.uid, exc)
             else:
                 self._counters.pop(key, None)  # a retried close() writes the others
@@ -269,7 +267,7 @@ class AudioSyncClient:
                     urgent=urgent,
                     max_age_seconds=self.settings.batch_max_age_seconds,
                 )
-            except redis.RedisError as exc:
+            except redis_store.REDIS_ERRORS as exc:
                 self._redis_failed(exc)
                 raise
             self._redis_answered()
@@ -314,7 +312,7 @@ class AudioSyncClient:
             if session.spooled_entries and self._may_try_redis():
                 try:
                     session._drain_spooled()
-                except redis.RedisError:
+                except redis_store.REDIS_ERRORS:
                     return  # the breaker is open again; next pass
 
     def _drain_dead_owners(self, deadline: float | None = None) -> int:
@@ -763,7 +761,7 @@ class Session:
         if behind_spool and may_try:
             try:  # Redis answers again: our spooled entries first, from here
                 self._drain_spooled(retry_held=False)
-            except redis.RedisError:
+            except redis_store.REDIS_ERRORS:
                 may_try = False
             with self._spool_lock:
                 behind_spool = bool(self._spooled)
@@ -776,7 +774,7 @@ class Session:
                     urgent=due_now,
                     max_age_seconds=settings.batch_max_age_seconds,
                 )
-            except redis.RedisError as exc:
+            except redis_store.REDIS_ERRORS as exc:
                 self._client._redis_failed(exc)
             else:
                 self._client._redis_answered()
