@@ -485,6 +485,7 @@ class Session:
         self._bytes_since_bump = 0
         self._samples_since_bump = 0
         self._logged_waiting = False
+        self._spool_error = ""  # why the last spool write failed, for the refusal
         # Shared by the sender and the maintenance thread (never the loop).
         self._spooled: deque[Path] = deque()
         self._spool_lock = threading.Lock()
@@ -612,8 +613,8 @@ class Session:
             raise SpoolFullError(
                 f"session {self.session_id}: {seconds:.0f} s of audio wait in memory for "
                 f"Redis (limit AUDIOSYNC_SESSION_BUFFER_SECONDS={limit:g}) and the spool "
-                "is full (AUDIOSYNC_SPOOL_MAX_BYTES); this push was refused: keep it on "
-                "the old path, or retry once Redis answers"
+                f"takes no more ({self._spool_error or 'AUDIOSYNC_SPOOL_MAX_BYTES'}); this "
+                "push was refused: keep it on the old path, or retry once Redis answers"
             )
         raise BufferFullError(
             f"session {self.session_id}: {seconds:.0f} s of audio wait in memory for Redis "
@@ -814,11 +815,13 @@ class Session:
                 try:
                     path = self._spool.write(record)
                 except (SpoolFullError, OSError) as exc:
+                    self._spool_error = str(exc)
                     if not self._logged_waiting:  # once per outage, not per retry
                         log.error(
                             "session %s: not spooled, kept in memory: %s", self.session_id, exc
                         )
                     return False
+                self._spool_error = ""
                 self._spooled.append(path)
                 self._held.popleft()
                 self._settled_chunks += pending.entry.kind == KIND_CHUNK
