@@ -332,14 +332,31 @@ class AudioSyncClient:
         """Pusher shutdown: every session's tail goes to Redis or the spool, concurrently,
         within ``AUDIOSYNC_CLOSE_SECONDS``; then the usage counters are flushed. If some
         session could not, ``EnqueueError``: nothing is dropped and ``close()`` may be
-        called again. Do not call it on an event loop that drives sessions: ``aclose()``."""
+        called again.
+
+        A session driven by an event loop running in another thread is closed on that loop
+        (``aclose`` scheduled there), so this thread never races the loop on it; on the
+        loop's own thread, ``await client.aclose()`` instead (RuntimeError)."""
         deadline = time.monotonic() + self.settings.close_seconds
         self._closing = True
         waits: list[tuple[Session, concurrent.futures.Future[int]]] = []
+        on_loops: list[concurrent.futures.Future[None]] = []
         for session in list(self._sessions.values()):
-            if not session.closed:
+            if session.closed:
+                continue
+            loop = session._running_loop_elsewhere()
+            if loop is not None:
+                on_loops.append(asyncio.run_coroutine_threadsafe(session.aclose(), loop))
+            else:
                 waits.append((session, session._start_close()))
         errors = [exc for s, f in waits if (exc := s._finish_close(f, deadline)) is not None]
+        for future in on_loops:
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except EnqueueError as exc:
+                errors.append(exc)
+            except concurrent.futures.TimeoutError:
+                errors.append(EnqueueError("a session's close on its event loop ran out of time"))
         self._finish(errors, deadline)
 
     async def aclose(self) -> None:
@@ -476,6 +493,7 @@ class Session:
         self._tail_staged = False
         self._tail: concurrent.futures.Future[int] | None = None
         self._sync_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the a* methods
         # The sender's side (one pool task at a time).
         self._encoder = ChunkEncoder(sample_rate)
         self._processed_samples = 0  # written by the sender only
@@ -520,6 +538,10 @@ class Session:
 
         ``EnqueueError`` if the tail is neither in Redis nor in the spool within
         ``AUDIOSYNC_CLOSE_SECONDS``: it is kept; call ``close()`` again."""
+        loop = self._running_loop_elsewhere()
+        if loop is not None:  # driven by a loop in another thread: close it there
+            asyncio.run_coroutine_threadsafe(self.aclose(), loop).result()
+            return
         deadline = time.monotonic() + self._client.settings.close_seconds
         with self._sync_lock:
             if self._closed:
@@ -529,9 +551,28 @@ class Session:
         if error is not None:
             raise error
 
+    def _running_loop_elsewhere(self) -> asyncio.AbstractEventLoop | None:
+        """The running event loop that drives this session if it is not this thread's;
+        RuntimeError if this thread is that loop's (a blocking close there would stall
+        it: use the ``a*`` methods)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return None
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            return loop
+        if here is loop:
+            raise RuntimeError(
+                f"session {self.session_id} is driven by this event loop: "
+                "await session.aclose() / client.aclose() instead of the blocking close()"
+            )
+        return loop
+
     # -- the asyncio API -----------------------------------------------------------------
     async def apush(self, pcm: bytes, timestamp: float) -> None:
         """As ``push``, for the event loop: returns once the chunks are handed over."""
+        self._loop = self._loop or asyncio.get_running_loop()
         self._check_open()
         self._check_room()
         chunks = self._chunker.push(pcm, timestamp_to_us(timestamp))
@@ -544,6 +585,7 @@ class Session:
             await asyncio.shield(asyncio.wrap_future(work.done))
 
     async def aswitch_conversation(self, new_conversation_id: str) -> None:
+        self._loop = self._loop or asyncio.get_running_loop()
         new_id = validate_id(new_conversation_id, "conversation_id")
         self._check_open()
         if new_id == self.conversation_id:
@@ -555,6 +597,7 @@ class Session:
         """As ``close``, for the event loop. A failed ``aclose`` may be awaited again."""
         if self._closed:
             return
+        self._loop = self._loop or asyncio.get_running_loop()
         deadline = time.monotonic() + self._client.settings.close_seconds
         future = self._start_close()
         while True:

@@ -30,11 +30,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
-import redis
-
 from backend_hooks.errors import InvalidInputError
 from backend_hooks.ids import validate_id
-from backend_hooks.redis_store import RedisClient
+from backend_hooks.redis_store import REDIS_ERRORS, RedisClient
 
 log = logging.getLogger(__name__)
 FLUSH_INTERVAL_SECONDS = 60.0
@@ -102,7 +100,7 @@ class UsageCounter:
             pipe.incrby(key, amount)
             pipe.expireat(key, expires_at(now))
             pipe.execute()
-        except redis.RedisError:
+        except REDIS_ERRORS:
             with self._lock:
                 self._pending += amount
             raise
@@ -127,7 +125,7 @@ async def periodic(
             await asyncio.sleep(interval)
             try:
                 await counter.aflush()
-            except redis.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 log.warning(
                     "usage of %s not written yet (%s); kept for the next flush", counter.uid, exc
                 )
@@ -143,7 +141,7 @@ async def periodic(
         # cancellation cannot cut it off halfway.
         try:
             await asyncio.shield(counter.aflush())
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning(
                 "usage of %s not written at the end (%s); %d ms kept",
                 counter.uid,

@@ -136,9 +136,7 @@ def parse_query(params: Mapping[str, str]) -> Query:
     rate_text = params.get("sample_rate", "16000")
     if not rate_text.isdigit():
         raise BadFrame(POLICY_VIOLATION, f"query string: sample_rate {rate_text!r} is not Hz")
-    return Query(
-        uid, conversation_id, int(rate_text), params.get("protection_level", "enhanced")
-    )
+    return Query(uid, conversation_id, int(rate_text), params.get("protection_level", "enhanced"))
 
 
 class Milliseconds:

@@ -271,9 +271,7 @@ def test_a_bad_frame_closes_its_socket_with_a_reason(
     assert server.process.poll() is None  # the server goes on
 
 
-def test_audio_before_a_bad_frame_is_kept(
-    server: Uvicorn, context: storage.StorageContext
-) -> None:
+def test_audio_before_a_bad_frame_is_kept(server: Uvicorn, context: storage.StorageContext) -> None:
     t0 = time.time()
     pcm = speech_like(1.5, 16000, seed=21)
     with connect(server.url(uid="ws-bad", conversation_id="kept")) as ws:
