@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from backend_hooks.errors import ConfigError
 from backend_hooks.rollout import EVERYBODY, NOBODY, Rollout
@@ -49,6 +50,9 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_SPOOL_PERCENT": "100",  # setting AUDIOSYNC_SPOOL_DIR is what turns it on
     "AUDIOSYNC_SPOOL_ALLOW_UIDS": None,
     "AUDIOSYNC_SPOOL_DENY_UIDS": None,
+    # Pusher timestamps (docs/ARCHITECTURE.md, "Timestamps").
+    "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS": "200",
+    "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS": "86400",
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -79,6 +83,9 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_SPOOL_PERCENT",
             "AUDIOSYNC_SPOOL_ALLOW_UIDS",
             "AUDIOSYNC_SPOOL_DENY_UIDS",
+            "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS",
+            "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS",
+            "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS",  # its window must be inside the fleet's
         }
     ),
     "reader": frozenset(
@@ -107,11 +114,13 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
     ),
 }
 
+_N = TypeVar("_N", int, float)
 MIN_SECRET_BYTES = 32
 MAX_DUE_SHARDS = 4096  # each is a key the sweep reads every interval
 MAX_FLUSH_CONCURRENCY = 64  # flushes in flight per shard task (threads)
 MAX_PUSHER_THREADS = 256  # encoders and Redis appends in flight per pusher process
 FRAME_SECONDS = 0.02
+MAX_TIMESTAMP_TOLERANCE_MS = 10_000  # WebRTC's jitter buffer delay is capped there too
 
 
 @dataclass(frozen=True)
@@ -142,6 +151,8 @@ class Settings:
     breaker_seconds: float
     session_buffer_seconds: float
     close_seconds: float
+    timestamp_tolerance_ms: float
+    push_timestamp_window_seconds: float
     # -- rollout flags (issue 7; backend_hooks/rollout.py) --
     rollout: Rollout = NOBODY  # AUDIOSYNC_ROLLOUT_PERCENT's default
     spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
@@ -196,6 +207,30 @@ class Settings:
                 f"AUDIOSYNC_CHUNK_SECONDS ({chunk})"
             )
         max_bytes = _whole("AUDIOSYNC_BATCH_MAX_BYTES", raw("AUDIOSYNC_BATCH_MAX_BYTES"))
+        tolerance_ms = _at_most(
+            "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS",
+            _positive("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS", raw("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS")),
+            MAX_TIMESTAMP_TOLERANCE_MS,
+        )
+        window = _positive(
+            "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS", raw("AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS")
+        )
+        push_window = _positive(
+            "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS",
+            raw("AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS"),
+        )
+        if push_window * 1000 <= tolerance_ms:
+            raise ConfigError(
+                f"AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS ({push_window:g}) must be longer than "
+                f"AUDIOSYNC_TIMESTAMP_TOLERANCE_MS ({tolerance_ms:g} ms)"
+            )
+        windows = {"AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS", "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS"}
+        if (wanted is None or windows <= wanted) and push_window >= window:
+            raise ConfigError(
+                f"AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS ({push_window:g}) must be shorter than "
+                f"AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS ({window:g}): the fleet quarantines chunks "
+                "outside its window, so a pusher's re-anchored chunks must land inside it"
+            )
         return cls(
             redis_url=redis_url,
             redis_cluster=_flag("AUDIOSYNC_REDIS_CLUSTER", raw("AUDIOSYNC_REDIS_CLUSTER")),
@@ -224,9 +259,7 @@ class Settings:
             flush_backoff_max_seconds=_positive(
                 "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS", raw("AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS")
             ),
-            timestamp_window_seconds=_positive(
-                "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS", raw("AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS")
-            ),
+            timestamp_window_seconds=window,
             shutdown_seconds=_positive(
                 "AUDIOSYNC_SHUTDOWN_SECONDS", raw("AUDIOSYNC_SHUTDOWN_SECONDS")
             ),
@@ -258,6 +291,8 @@ class Settings:
             # -- rollout flags (issue 7) --
             rollout=_rollout("AUDIOSYNC_ROLLOUT", raw),
             spool_rollout=_rollout("AUDIOSYNC_SPOOL", raw),
+            timestamp_tolerance_ms=tolerance_ms,
+            push_timestamp_window_seconds=push_window,
         )
 
 
@@ -290,7 +325,7 @@ def _flag(name: str, value: str | None) -> bool:
     return value == "1"
 
 
-def _at_most(name: str, number: int, limit: int) -> int:
+def _at_most(name: str, number: _N, limit: int) -> _N:
     if number > limit:
         raise ConfigError(f"{name} must be at most {limit}, got {number}")
     return number

@@ -41,6 +41,8 @@ def test_defaults() -> None:
         breaker_seconds=5.0,
         session_buffer_seconds=120.0,
         close_seconds=10.0,
+        timestamp_tolerance_ms=200.0,
+        push_timestamp_window_seconds=86400.0,
     )
     assert isinstance(settings.batch_max_bytes, int)
 
@@ -107,6 +109,8 @@ def test_every_variable_is_read() -> None:
             "AUDIOSYNC_BREAKER_SECONDS": "1.5",
             "AUDIOSYNC_SESSION_BUFFER_SECONDS": "30",
             "AUDIOSYNC_CLOSE_SECONDS": "8",
+            "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS": "150",
+            "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS": "1800",
         }
     )
     assert settings == Settings(
@@ -136,6 +140,8 @@ def test_every_variable_is_read() -> None:
         breaker_seconds=1.5,
         session_buffer_seconds=30.0,
         close_seconds=8.0,
+        timestamp_tolerance_ms=150.0,
+        push_timestamp_window_seconds=1800.0,
     )
 
 
@@ -183,6 +189,17 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param("AUDIOSYNC_SWEEP_INTERVAL_SECONDS", "-inf", id="sweep-minus-inf"),
         pytest.param("AUDIOSYNC_LEASE_SECONDS", "-120", id="lease-negative"),
         pytest.param("AUDIOSYNC_LEASE_SECONDS", "2 min", id="lease-not-a-number"),
+        pytest.param("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS", "0", id="tolerance-zero"),
+        pytest.param("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS", "-200", id="tolerance-negative"),
+        pytest.param("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS", "nan", id="tolerance-nan"),
+        pytest.param("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS", "200ms", id="tolerance-with-unit"),
+        pytest.param("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS", "10001", id="tolerance-over-10-s"),
+        pytest.param("AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS", "0", id="push-window-zero"),
+        pytest.param("AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS", "inf", id="push-window-inf"),
+        pytest.param("AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS", "0.1", id="push-window-0.1s"),
+        pytest.param(
+            "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS", "604800", id="push-window-=-fleet-window"
+        ),
     ],
 )
 def test_invalid_value_names_its_variable(variable: str, value: str) -> None:
@@ -241,6 +258,42 @@ def test_a_role_still_refuses_what_it_reads(role: str) -> None:
             continue  # free text / checked as a URL below
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: "a/b\\0"}, role=role)
+
+
+@pytest.mark.parametrize("role", [None, "pusher"])
+@pytest.mark.parametrize(
+    ("push_window", "fleet_window", "ok"),
+    [
+        ("86400", "604800", True),
+        ("3599", "3600", True),
+        ("3600", "3600", False),
+        ("7200", "3600", False),
+    ],
+)
+def test_the_push_window_is_strictly_inside_the_fleet_window(
+    role: str | None, push_window: str, fleet_window: str, ok: bool
+) -> None:
+    """The fleet quarantines chunks outside its window; a pusher re-anchors chunks outside
+    its own, so its window must be shorter, checked wherever both are read."""
+    env = {
+        "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS": push_window,
+        "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS": fleet_window,
+    }
+    if ok:
+        settings = Settings.from_env(env, role=role)
+        assert settings.push_timestamp_window_seconds == float(push_window)
+    else:
+        with pytest.raises(ConfigError, match="AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS") as info:
+            Settings.from_env(env, role=role)
+        assert "must be shorter than AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS" in str(info.value)
+
+
+def test_the_fleet_does_not_read_the_pusher_timestamp_settings() -> None:
+    env = {
+        "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS": "9999999",
+        "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS": "0",
+    }
+    assert Settings.from_env(env, role="fleet") == Settings.from_env({}, role="fleet")
 
 
 def test_an_unknown_role_is_refused() -> None:
