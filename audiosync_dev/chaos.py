@@ -82,8 +82,10 @@ from backend_hooks.settings import Settings
 STANDARD = "standard"
 ENHANCED = "enhanced"
 SECRET = "chaos-run-secret-not-for-production-0123456789"
-AUDIO_START_AGO = 86_400.0  # the first session's audio starts a day before the run
-SESSION_SPACING = 300.0  # and each further session up to 5 minutes later (all in that day)
+# The first session's audio starts 12 h before the run, inside the pusher's one-day
+# AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS (farther, the pusher places it at its own clock).
+AUDIO_START_AGO = 43_200.0
+SESSION_SPACING = 300.0  # and each further session up to 5 minutes later (all in those 12 h)
 POISON_SEQ_BASE = 1_000_000  # poison chunks carry seq >= this, so the audit knows them
 POISON_KINDS = (
     "wrong_v",
@@ -264,7 +266,7 @@ class SessionPlan:
 
 
 def make_plans(config: ChaosConfig, now: float | None = None) -> list[SessionPlan]:
-    """The sessions of a run; their audio is timestamped in the day before ``now``.
+    """The sessions of a run; their audio is timestamped in the 12 h before ``now``.
 
     Timestamps are synthetic (the audio is pushed faster than real time) but recent, so a
     worker that refuses implausible timestamps accepts them.
@@ -350,7 +352,13 @@ class SessionPusher:
         self.client = client
         self.speed = speed
         self.registry = registry
-        self.chunker = Chunker(plan.rate, round(chunk_seconds * plan.rate))
+        settings = client.settings
+        self.chunker = Chunker(
+            plan.rate,
+            round(chunk_seconds * plan.rate),
+            tolerance_us=round(settings.timestamp_tolerance_ms * 1000),
+            window_us=round(settings.push_timestamp_window_seconds * 1_000_000),
+        )
         self.rng = random.Random(plan.seed)
         self.total = round(plan.audio_seconds * plan.rate)  # samples
         self.pcm = b""
@@ -427,7 +435,10 @@ class SessionPusher:
             piece = self.pcm[2 * self.pos : 2 * (self.pos + n)]
             timestamp = plan.t0 + at + self.shift
             self.session.push(piece, timestamp)
-            self._record(self.chunker.push(piece, timestamp_to_us(timestamp)), self.cid)
+            now_us = round(self.client.clock() * 1_000_000)  # plausible times: unused
+            self._record(
+                self.chunker.push(piece, timestamp_to_us(timestamp), now_us=now_us), self.cid
+            )
             self.pos += n
             self.pushes += 1
         if self.pos >= self.total:

@@ -2,10 +2,26 @@
 
 Pushes are a byte stream: a push of odd length leaves its last byte waiting for the next
 push, which completes that sample. A push's timestamp is the time of the first sample that
-*starts* in it. Audio is continuous while each push's timestamp is within one 20 ms frame
-of where the previous audio ended; otherwise (a gap, or a jump back) the current chunk is
-closed and a new one starts at the push's own timestamp. Inside a continuous run, sample
-``k`` is at ``anchor + k / rate``, so chunk timestamps never drift with push jitter.
+*starts* in it.
+
+**Continuity is by sample count.** A run of audio starts at its first push's timestamp
+(the anchor); sample ``k`` of the run is at ``anchor + k / rate`` (the sample clock), so
+chunk timestamps never move with push jitter. A pushed timestamp steers only when it
+disagrees with the sample clock by more than ``tolerance_us``
+(``AUDIOSYNC_TIMESTAMP_TOLERANCE_MS``): then the current chunk is closed and a new run
+starts at the push's own timestamp (a gap forward, a jump back). Because the anchor is
+itself a pushed timestamp, two honest pushes disagree by up to the *width* of their
+timing error (latest minus earliest), so the tolerance must cover that width, not half of
+it. A gap shorter than the tolerance is absorbed: the audio after it is stamped up to
+``tolerance_us`` early. docs/ARCHITECTURE.md ("Timestamps") has the rule and its effects.
+
+**Implausible timestamps are kept, not refused.** A timestamp more than ``window_us``
+(``AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS``) from the pusher's clock ``now_us``, or
+negative, is counted in ``implausible_timestamps`` and replaced by the pusher's clock:
+a run starts at ``now_us``; inside a run the audio continues it unless ``now_us`` is more
+than the tolerance past where the audio ends (the source paused), and it never jumps back
+(audio that arrives faster than real time is a backlog, not a rewind). The time is passed
+in: this module reads no clock.
 """
 
 from __future__ import annotations
@@ -13,7 +29,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from backend_hooks.audio_format import FRAME_MS
 from backend_hooks.errors import InvalidInputError
 
 
@@ -29,19 +44,38 @@ class RawChunk:
 
 
 def timestamp_to_us(timestamp: object) -> int:
+    """Unix seconds (any finite number, even absurd ones: the chunker judges them) to µs."""
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
         raise InvalidInputError(f"timestamp must be Unix seconds (a number), got {timestamp!r}")
-    if not math.isfinite(timestamp) or timestamp < 0:
-        raise InvalidInputError(f"timestamp must be finite Unix seconds >= 0, got {timestamp!r}")
-    return round(timestamp * 1_000_000)
+    if not math.isfinite(timestamp):
+        raise InvalidInputError(f"timestamp must be finite Unix seconds, got {timestamp!r}")
+    us = timestamp * 1_000_000
+    if not math.isfinite(us):  # beyond ~1.8e302 s: exact enough, and implausible anyway
+        return int(timestamp) * 1_000_000
+    return round(us)
 
 
 class Chunker:
-    def __init__(self, sample_rate: int, chunk_samples: int, first_seq: int = 0) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        chunk_samples: int,
+        first_seq: int = 0,
+        *,
+        tolerance_us: int,
+        window_us: int,
+    ) -> None:
+        if tolerance_us <= 0 or window_us <= tolerance_us:
+            raise ValueError(
+                f"need 0 < tolerance_us < window_us, got {tolerance_us} and {window_us}"
+            )
         self.sample_rate = sample_rate
         self.chunk_samples = chunk_samples
         self.next_seq = first_seq
-        self._tolerance_us = FRAME_MS * 1000
+        self.tolerance_us = tolerance_us
+        self.window_us = window_us
+        self.implausible_timestamps = 0  # pushes whose timestamp was replaced by now_us
+        self.runs = 0  # runs started: 1 + the re-anchors (gaps and jumps)
         self._anchor_us = 0  # time of sample 0 of the current continuous run
         self._run_samples = 0  # samples of the run before the current chunk
         self._buffer = bytearray()  # whole samples of the current chunk
@@ -60,7 +94,12 @@ class Chunker:
     def pending_samples(self) -> int:
         return len(self._buffer) // 2
 
-    def push(self, pcm: bytes, timestamp_us: int) -> list[RawChunk]:
+    def plausible(self, timestamp_us: int, now_us: int) -> bool:
+        return timestamp_us >= 0 and abs(timestamp_us - now_us) <= self.window_us
+
+    def push(self, pcm: bytes, timestamp_us: int, *, now_us: int) -> list[RawChunk]:
+        """Add ``pcm`` whose first new sample is at ``timestamp_us``; ``now_us`` is the
+        pusher's clock at the push. Returns the chunks completed."""
         if not isinstance(pcm, bytes | bytearray | memoryview):
             raise InvalidInputError(f"pcm must be bytes of PCM16LE, got {type(pcm).__name__}")
         data = bytes(pcm)
@@ -74,11 +113,16 @@ class Chunker:
             out += self._cut_full()
             if not data:
                 return out
-        if self._started and abs(timestamp_us - self.expected_us) > self._tolerance_us:
+        if not self.plausible(timestamp_us, now_us):
+            self.implausible_timestamps += 1
+            # The pusher's clock, never earlier than where the run's audio ends.
+            timestamp_us = max(now_us, self.expected_us) if self._started else now_us
+        if self._started and abs(timestamp_us - self.expected_us) > self.tolerance_us:
             out += self.flush()
             self._started = False
         if not self._started:
             self._anchor_us, self._run_samples, self._started = timestamp_us, 0, True
+            self.runs += 1
         whole = len(data) - len(data) % 2
         self._buffer += data[:whole]
         self._carry = data[whole:]

@@ -485,7 +485,12 @@ class Session:
         # The spool if this user's sessions may use it (AUDIOSYNC_SPOOL_* rollout flags).
         self._spool = client.spool if client.spool_enabled_for(self.uid) else None
         # The caller's side (the event loop, or the sync caller under _sync_lock).
-        self._chunker = Chunker(sample_rate, round(settings.chunk_seconds * sample_rate))
+        self._chunker = Chunker(
+            sample_rate,
+            round(settings.chunk_seconds * sample_rate),
+            tolerance_us=round(settings.timestamp_tolerance_ms * 1000),
+            window_us=round(settings.push_timestamp_window_seconds * 1_000_000),
+        )
         self._queue: SerialQueue[_Work] = SerialQueue(client.executor, self._process)
         self._queued_samples = 0  # written by the caller only
         self._handed_chunks = 0  # written by the caller only
@@ -517,7 +522,7 @@ class Session:
         with self._sync_lock:
             self._check_open()
             self._check_room()
-            chunks = self._chunker.push(pcm, timestamp_to_us(timestamp))
+            chunks = self._chunk(pcm, timestamp)
             work = self._hand_over(chunks) if chunks else None
         if work is not None:
             work.done.result()
@@ -575,7 +580,7 @@ class Session:
         self._loop = self._loop or asyncio.get_running_loop()
         self._check_open()
         self._check_room()
-        chunks = self._chunker.push(pcm, timestamp_to_us(timestamp))
+        chunks = self._chunk(pcm, timestamp)
         if not chunks:
             return
         work = self._hand_over(chunks)
@@ -637,6 +642,30 @@ class Session:
     @property
     def spooled_entries(self) -> int:
         return len(self._spooled)
+
+    @property
+    def implausible_timestamps(self) -> int:
+        """Pushes whose timestamp was outside AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS of the
+        pusher's clock (or negative) and were placed by the pusher's clock instead."""
+        return self._chunker.implausible_timestamps
+
+    def _chunk(self, pcm: bytes, timestamp: float) -> list[RawChunk]:
+        """The chunker's push on the pusher's clock; warns at the first implausible time."""
+        seen = self._chunker.implausible_timestamps
+        now_us = round(self._client.clock() * 1_000_000)
+        chunks = self._chunker.push(pcm, timestamp_to_us(timestamp), now_us=now_us)
+        if not seen and self._chunker.implausible_timestamps:
+            log.warning(
+                "session %s: timestamp %r is negative or more than %g s from the pusher's "
+                "clock (%.6f); "
+                "its audio is placed by the pusher's clock instead (warned once a session; "
+                "Session.implausible_timestamps counts them)",
+                self.session_id,
+                timestamp,
+                self._client.settings.push_timestamp_window_seconds,
+                now_us / 1_000_000,
+            )
+        return chunks
 
     # -- the caller's side ---------------------------------------------------------------
     def _check_open(self) -> None:

@@ -36,9 +36,16 @@ from workers.context import WorkerContext
 pytestmark = pytest.mark.integration
 
 
-def _session(ctx: WorkerContext, uid: str):  # type: ignore[no-untyped-def]
-    client = AudioSyncClient(ctx.settings, clock=FakeClock(0))
+def _session(ctx: WorkerContext, uid: str, clock: FakeClock):  # type: ignore[no-untyped-def]
+    client = AudioSyncClient(ctx.settings, clock=clock)
     return client.open_session(uid, "conv", RATE, "standard")
+
+
+def _clock_in_1970() -> FakeClock:
+    """The first release stored a device's 1970 time as pushed; today's pusher places a
+    timestamp that far from its own clock at its clock (AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_
+    SECONDS), so to write such a chunk this pusher's clock says 1970 too, until NTP."""
+    return FakeClock(1.0)
 
 
 def test_a_first_release_cut_with_a_chunk_the_new_checks_refuse_is_rebuilt_whole(
@@ -51,8 +58,10 @@ def test_a_first_release_cut_with_a_chunk_the_new_checks_refuse_is_rebuilt_whole
     so seq 1-3 are in two objects.
     """
     uid = f"legacy-1970-{uuid.uuid4().hex[:8]}"
-    session = _session(ctx, uid)
+    clock = _clock_in_1970()
+    session = _session(ctx, uid, clock)
     session.push(CHUNK, 1.0)  # the device's clock: 1970-01-01T00:00:01
+    clock.now = time.time()
     session.push(CHUNK * 3, time.time())  # NTP synced: a gap, a new run, seq 1-3
     sid = session.session_id
     chunks = [e for e in read_entries(ctx, sid) if isinstance(e, ChunkEntry)]
@@ -78,11 +87,13 @@ def test_a_first_release_cut_the_new_checks_empty_does_not_stall_the_session(
     records no plan (``:intent`` stays) and finishes "due now". Seq 1-3 are never stored.
     """
     uid = f"legacy-stall-{uuid.uuid4().hex[:8]}"
-    session = _session(ctx, uid)
+    clock = _clock_in_1970()
+    session = _session(ctx, uid, clock)
     session.push(CHUNK, 1.0)
     sid = session.session_id
     [first] = [e for e in read_entries(ctx, sid) if isinstance(e, ChunkEntry)]
     _first_release_flush_died(ctx, sid, [[first]], first.entry_id)
+    clock.now = time.time()
     session.push(CHUNK * 3, time.time())
     session.close()
 

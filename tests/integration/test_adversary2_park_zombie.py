@@ -56,7 +56,7 @@ def test_a_zombie_upload_landing_after_parking_is_not_stored_again_on_replay(
 ) -> None:
     ctx.config = replace(ctx.config, max_attempts=1)
     uid = f"park-zombie-{uuid.uuid4().hex[:8]}"
-    session = push_chunks(ctx, FakeClock(0), uid, 6, close=False)  # seq 0-5, 30 s
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 6, close=False)  # seq 0-5, 30 s
     sid = session.session_id
     clock.sync(ctx.store.client)
     clock.now += 61  # the tail has aged: flush A plans [0..5]

@@ -18,6 +18,7 @@ exactly; the successor here stores a chunk twice.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
@@ -71,7 +72,7 @@ def test_a_repeat_after_the_last_object_is_deleted_by_its_commit_despite_a_kill(
 ) -> None:
     """Stream: seq 0-11, a retried append of seq 5, end. One object [0..11]; drop [5', end]."""
     uid = f"drop-ids-{uuid.uuid4().hex[:8]}"
-    session = push_chunks(ctx, FakeClock(0), uid, 12, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 12, close=False)
     sid = session.session_id
     raw_xadd(ctx, sid, ctx.store.read_raw(sid, 100)[5][1])  # identical: a retried append
     session.close()

@@ -11,6 +11,7 @@ cosmetic, but the one path where the flush does not return a result.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 
@@ -37,7 +38,8 @@ class LeaseRunsOutWhileParking(WorkerStore):
 
 def test_losing_the_lease_while_parking_returns_a_result(ctx: WorkerContext) -> None:
     ctx.config = replace(ctx.config, max_attempts=1)
-    sid = push_chunks(ctx, FakeClock(0), f"park-lease-{uuid.uuid4().hex[:8]}", 2).session_id
+    uid = f"park-lease-{uuid.uuid4().hex[:8]}"
+    sid = push_chunks(ctx, FakeClock(time.time()), uid, 2).session_id
     store = LeaseRunsOutWhileParking(ctx.store, ctx, sid)
     result = flush_session(  # raises LeaseLostError today
         sid,

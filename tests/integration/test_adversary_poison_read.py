@@ -49,7 +49,7 @@ def test_a_chunk_whose_packets_hold_too_few_samples_is_quarantined(
     ctx: WorkerContext,
 ) -> None:
     uid = f"short-{uuid.uuid4().hex[:8]}"
-    session = push_chunks(ctx, FakeClock(0), uid, 2, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 2, close=False)
     sid = session.session_id
     raw_xadd(ctx, sid, _short_chunk(sid, ctx.store.read_raw(sid, 10)[1][1], seq=2))
     session.close()  # the pusher's own tail: seq 2 is free (no audio left in its buffer)

@@ -20,6 +20,7 @@ raw XADD, exactly like test_exactly_once.test_a_chunk_appended_twice_is_stored_o
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 
@@ -53,7 +54,7 @@ def test_an_identical_repeat_behind_a_young_tail_goes_with_its_original(ctx: Wor
     and is stored again.
     """
     uid = _uid("behind-tail")
-    session = push_chunks(ctx, FakeClock(0), uid, 13, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 13, close=False)
     sid = session.session_id
     raw = ctx.store.read_raw(sid, 100)
     assert len(raw) == 13
@@ -79,7 +80,7 @@ def test_an_identical_repeat_behind_the_object_cap_goes_with_its_original(
     """
     ctx.policy = replace(ctx.policy, max_objects=1)
     uid = _uid("behind-cap")
-    session = push_chunks(ctx, FakeClock(0), uid, 25, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 25, close=False)
     sid = session.session_id
     raw_xadd(ctx, sid, ctx.store.read_raw(sid, 100)[3][1])
     session.close()
@@ -117,7 +118,7 @@ def test_a_replayed_conflicting_repeat_is_quarantined_again(
     two different chunks for (session, seq 1), overlapping in time.
     """
     uid = _uid("conflict-replay")
-    session = push_chunks(ctx, FakeClock(0), uid, 3, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 3, close=False)
     sid = session.session_id
     raw_xadd(ctx, sid, _other_content(sid, ctx.store.read_raw(sid, 10)[1][1]))
     session.close()
@@ -143,7 +144,7 @@ def test_a_chunk_sent_again_after_its_original_was_stored_is_quarantined(
     seq 1 arrives after the object holding seq 1 was committed and its entries deleted.
     The session's stored-seq bitmap catches it: quarantined with its reason, not stored."""
     uid = _uid("sent-again")
-    session = push_chunks(ctx, FakeClock(0), uid, 3, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 3, close=False)
     sid = session.session_id
     copy = ctx.store.read_raw(sid, 10)[1][1]
     session.close()
@@ -168,7 +169,7 @@ def test_the_stored_seq_bitmap_reads_as_redis_writes_it(ctx: WorkerContext) -> N
 
 
 def test_a_commit_with_a_seq_out_of_range_writes_nothing(ctx: WorkerContext) -> None:
-    sid = push_chunks(ctx, FakeClock(0), _uid("seq-range"), 2).session_id
+    sid = push_chunks(ctx, FakeClock(time.time()), _uid("seq-range"), 2).session_id
     entry_id = ctx.store.read_raw(sid, 1)[0][0]
     recorded = '{"name":"x","ids":["' + entry_id.decode() + '"]}'
     assert ctx.store.acquire_lease(sid, "t", 30)

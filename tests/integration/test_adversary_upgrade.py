@@ -23,6 +23,7 @@ objects are built here with the first release's formulas (its ``ObjectPlan.data`
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import replace
 
@@ -75,7 +76,7 @@ def test_a_first_release_cut_beyond_the_new_read_limit_is_kept(ctx: WorkerContex
     """
     ctx.config = replace(ctx.config, read_limit=20)
     uid = f"upgrade-limit-{uuid.uuid4().hex[:8]}"
-    sid = push_chunks(ctx, FakeClock(0), uid, 30).session_id
+    sid = push_chunks(ctx, FakeClock(time.time()), uid, 30).session_id
     chunks = [e for e in read_entries(ctx, sid) if isinstance(e, ChunkEntry)]
     _first_release_flush_died(
         ctx, sid, [chunks[0:12], chunks[12:24], chunks[24:30]], chunks[29].entry_id
@@ -93,7 +94,7 @@ def test_a_first_release_repeat_inside_the_pinned_object_keeps_its_name(
     bytes, other name, so seq 0 and 1 are stored again beside the first release's object.
     """
     uid = f"upgrade-repeat-{uuid.uuid4().hex[:8]}"
-    session = push_chunks(ctx, FakeClock(0), uid, 2, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 2, close=False)
     sid = session.session_id
     raw_xadd(ctx, sid, ctx.store.read_raw(sid, 10)[1][1])
     session.close()
@@ -113,7 +114,7 @@ def test_a_stale_first_release_intent_is_dropped_and_the_session_flows(
     read up to it, the flush finds nothing of it, forgets it and flushes normally. Before,
     a pin past the stream's start would have kept every later flush reading nothing."""
     uid = f"upgrade-stale-{uuid.uuid4().hex[:8]}"
-    sid = push_chunks(ctx, FakeClock(0), uid, 3).session_id
+    sid = push_chunks(ctx, FakeClock(time.time()), uid, 3).session_id
     ctx.store.client.set(keys(sid).legacy_intent, b"1-0")  # older than every entry
     result = flush(ctx, sid)
     assert result.failed is None and result.objects_created == 1
@@ -127,7 +128,7 @@ def test_a_legacy_plan_longer_than_two_reads_is_resumed(ctx: WorkerContext) -> N
     first upload; its successor reads the whole plan back (before: "entry ... is gone")."""
     ctx.config = replace(ctx.config, read_limit=10)
     uid = f"upgrade-long-{uuid.uuid4().hex[:8]}"
-    sid = push_chunks(ctx, FakeClock(0), uid, 60).session_id
+    sid = push_chunks(ctx, FakeClock(time.time()), uid, 60).session_id
     chunks = [e for e in read_entries(ctx, sid) if isinstance(e, ChunkEntry)]
     _first_release_flush_died(ctx, sid, [chunks[0:12]], chunks[59].entry_id)
     first = flush(ctx, sid, CueBucket(ctx.bucket, after={1: die}))

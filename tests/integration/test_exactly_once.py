@@ -80,7 +80,7 @@ def assert_exactly_once(ctx: WorkerContext, uid: str, session_id: str, chunks: i
 
 def test_a_flush_that_outlived_its_lease_changes_nothing(ctx: WorkerContext) -> None:
     """A stalls past its lease; B adopts A's plan and stalls; A wakes; C finishes; B wakes."""
-    sid = push_chunks(ctx, FakeClock(0), "zombie", 24).session_id  # two full objects
+    sid = push_chunks(ctx, FakeClock(time.time()), "zombie", 24).session_id  # two full objects
 
     a_stalled, a_resume = threading.Event(), threading.Event()
     bucket_a = CueBucket(ctx.bucket, before={0: stall_until(a_stalled, a_resume)})
@@ -112,7 +112,7 @@ def test_a_flush_that_outlived_its_lease_changes_nothing(ctx: WorkerContext) -> 
 
 
 def test_every_flush_write_is_fenced_by_the_lease(ctx: WorkerContext) -> None:
-    sid = push_chunks(ctx, FakeClock(0), "fenced", 2).session_id
+    sid = push_chunks(ctx, FakeClock(time.time()), "fenced", 2).session_id
     ctx.store.client.set(keys(sid).legacy_intent, b"1-0")  # something for every script to hit
     assert ctx.store.acquire_lease(sid, "holder", 30)
     before = {key: ctx.store.client.dump(key) for key in ctx.store.client.keys(f"*{sid}*")}
@@ -222,7 +222,7 @@ def test_an_append_sent_again_adds_nothing(ctx: WorkerContext) -> None:
 
 
 def test_a_chunk_appended_twice_is_stored_once(ctx: WorkerContext) -> None:
-    session = push_chunks(ctx, FakeClock(0), "repeat", 3, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), "repeat", 3, close=False)
     sid = session.session_id
     _, fields = ctx.store.read_raw(sid, 10)[1]
     raw_xadd(ctx, sid, fields)  # what a replay without the append mark does
@@ -275,7 +275,7 @@ def test_a_poison_entry_is_quarantined_and_its_session_flows(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     uid = f"poisoned-{uuid.uuid4().hex[:8]}"  # the bucket outlives each test
-    session = push_chunks(ctx, FakeClock(0), uid, 2, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), uid, 2, close=False)
     sid = session.session_id
     _, fields = ctx.store.read_raw(sid, 10)[1]
     raw_xadd(ctx, sid, _poison(fields, change))
@@ -294,7 +294,7 @@ def test_a_poison_entry_is_quarantined_and_its_session_flows(
 
 
 def test_metadata_counts_only_the_chunks_stored(ctx: WorkerContext) -> None:
-    session = push_chunks(ctx, FakeClock(0), "counted", 2, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), "counted", 2, close=False)
     sid = session.session_id
     _, fields = ctx.store.read_raw(sid, 10)[0]
     raw_xadd(ctx, sid, _poison(fields, {b"data": b"OggS" + bytes(100)}))
@@ -362,7 +362,7 @@ def test_a_failing_session_backs_off_is_parked_and_replays(
 
 
 def test_a_replayed_entry_that_is_still_bad_comes_back_with_its_reason(ctx: WorkerContext) -> None:
-    session = push_chunks(ctx, FakeClock(0), "replayed", 1, close=False)
+    session = push_chunks(ctx, FakeClock(time.time()), "replayed", 1, close=False)
     sid = session.session_id
     raw_xadd(ctx, sid, {b"v": b"7", b"poison": b"1"})
     session.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import socket
 import time
@@ -95,7 +96,6 @@ def test_enhanced_needs_the_secret(stack: StackInfo) -> None:
         pytest.param("text", T0, id="str-pcm"),
         pytest.param([1, 2], T0, id="list-pcm"),
         pytest.param(b"\0\0", math.nan, id="nan-timestamp"),
-        pytest.param(b"\0\0", -1.0, id="negative-timestamp"),
         pytest.param(b"\0\0", "now", id="str-timestamp"),
     ],
 )
@@ -103,6 +103,38 @@ def test_bad_push(client: AudioSyncClient, pcm: object, timestamp: object) -> No
     session = client.open_session("u", "c", 16000, "standard")
     with pytest.raises(InvalidInputError):
         session.push(pcm, timestamp)  # type: ignore[arg-type]
+
+
+def start_times(settings: Settings, session_id: str) -> list[int]:
+    raw = WorkerStore(connect(settings.redis_url), settings.due_shards).read_raw(session_id, 1000)
+    parsed = [parse_entry(entry_id, fields) for entry_id, fields in raw]
+    return [e.start_us for e in parsed if isinstance(e, ChunkEntry)]
+
+
+def test_implausible_timestamps_are_kept_at_the_pushers_clock(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 7, finding 2: 0.0, 1e12 (ms as s), 1e300, negative. Not refused (a websocket
+    handler's exception would lose the frame or the session): the audio is placed at the
+    pusher's clock, counted, and one WARNING a session names the first value."""
+    now = T0 + 0.5
+    client = AudioSyncClient(settings, clock=lambda: now)
+    session = client.open_session("u", "c", 8000, "standard")
+    with caplog.at_level(logging.WARNING, logger="backend_hooks.session"):
+        for stray in (0.0, 1e12, 1e300, -1.0):
+            session.push(bytes(2 * 8000 * 5), stray)  # 5 s each, arriving all at once
+        session.close()
+    client.executor.shutdown()
+    assert session.implausible_timestamps == 4
+    # One run from the pusher's clock: a backlog arriving at once is not a jump back.
+    assert start_times(settings, session.session_id) == [
+        round(now * 1_000_000) + k * 5_000_000 for k in range(4)
+    ]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert session.session_id in message and "timestamp 0.0 " in message
+    assert "more than 86400 s from the pusher's clock" in message
 
 
 def test_after_close(client: AudioSyncClient, settings: Settings) -> None:
