@@ -50,8 +50,8 @@ def test_client_close_from_another_thread_while_the_loop_pushes(
 
     closers: list[threading.Thread] = []
 
-    def push(pcm: bytes, timestamp_us: int) -> list[RawChunk]:
-        chunks = real_push(pcm, timestamp_us)
+    def push(pcm: bytes, timestamp_us: int, *, now_us: int) -> list[RawChunk]:
+        chunks = real_push(pcm, timestamp_us, now_us=now_us)
         if chunks:  # the loop has passed _check_open and holds its chunk: the closer starts
             closer = threading.Thread(target=close)
             closer.start()
