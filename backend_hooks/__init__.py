@@ -23,14 +23,15 @@ from backend_hooks.errors import (
 )
 
 if TYPE_CHECKING:
-    from backend_hooks.session import AudioSyncClient, Session
+    from backend_hooks.client import AudioSyncClient
+    from backend_hooks.session import Session
 
 
 def __getattr__(name: str) -> Any:
     if name in ("AudioSyncClient", "Session"):
-        from backend_hooks import session
+        from backend_hooks import client, session
 
-        return getattr(session, name)
+        return getattr(client if name == "AudioSyncClient" else session, name)
     raise AttributeError(f"module 'backend_hooks' has no attribute {name!r}")
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from backend_hooks.breaker import CLOSED
 
 if TYPE_CHECKING:
-    from backend_hooks.session import AudioSyncClient
+    from backend_hooks.client import AudioSyncClient
 
 
 class PusherCollector:

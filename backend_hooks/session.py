@@ -42,15 +42,12 @@ import logging
 import threading
 import time
 import uuid
-import weakref
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from backend_hooks import container, envelope, redis_store, spool, usage
-from backend_hooks.breaker import BreakerStats, CircuitBreaker
+from backend_hooks import container, envelope, redis_store, spool
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
 from backend_hooks.codec import ChunkEncoder, validate_rate
 from backend_hooks.entries import (
@@ -71,348 +68,16 @@ from backend_hooks.errors import (
 )
 from backend_hooks.handoff import SerialQueue
 from backend_hooks.ids import validate_id
-from backend_hooks.settings import Settings
-from backend_hooks.spool import SpoolStats
 from backend_hooks.spool_format import SpoolRecord
+
+if TYPE_CHECKING:
+    from backend_hooks.client import AudioSyncClient
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENHANCED", "PROTECTION_LEVELS", "STANDARD", "AudioSyncClient", "PusherStats", "Session"]
-_DRAIN_BATCH = 32  # spooled entries per append
-_MAINTENANCE_SECONDS = 1.0  # heartbeat, spool drain and retries of entries held in memory
+__all__ = ["ENHANCED", "PROTECTION_LEVELS", "STANDARD", "Session"]
+DRAIN_BATCH = 32  # spooled entries per append
 _CLOSE_RETRY_SECONDS = 0.2  # a close whose tail is still held tries Redis again this often
-
-
-@dataclass(frozen=True)
-class PusherStats:
-    """A snapshot for metrics: what waits where."""
-
-    sessions: int
-    queued_chunks: int  # handed over, not yet encoded (the pool's backlog)
-    held_entries: int  # encoded, waiting in memory for Redis (no spool, or spool full)
-    spooled_entries: int  # in this process's sessions' spool files, waiting for Redis
-    refused_pushes: int  # BufferFullError / SpoolFullError raised
-    breaker: BreakerStats
-    spool: SpoolStats | None
-
-
-class AudioSyncClient:
-    """One per pusher process: settings, the Redis connection pool, user keys, a thread
-    pool, the circuit breaker, the disk spool and its maintenance thread."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        redis_client: redis_store.RedisClient | None = None,
-        clock: Callable[[], float] = time.time,
-        max_threads: int | None = None,
-    ) -> None:
-        self.settings = settings
-        self.redis = redis_client or redis_store.connect(
-            settings.redis_url, cluster=settings.redis_cluster
-        )
-        self.appender = redis_store.Appender(self.redis, settings.due_shards)
-        self.clock = clock
-        self.keys = (
-            envelope.UserKeys(settings.encryption_secret) if settings.encryption_secret else None
-        )
-        self.executor = ThreadPoolExecutor(
-            max_threads or settings.pusher_threads, thread_name_prefix="audiosync"
-        )
-        self.breaker = CircuitBreaker(settings.breaker_seconds, time.monotonic)
-        self._breaker_lock = threading.Lock()  # pool threads only, never across I/O
-        self.spool = (
-            spool.Spool(
-                settings.spool_dir,
-                max_bytes=settings.spool_max_bytes,
-                lease_seconds=settings.spool_lease_seconds,
-            )
-            if settings.spool_dir
-            else None
-        )
-        # Registries: dict/set operations are atomic under the GIL, so the event loop adds
-        # and removes without a lock; the maintenance thread iterates over copies.
-        self._sessions: dict[str, Session] = {}
-        self._counters: dict[int, usage.UsageCounter] = {}  # until their final flush wrote
-        self.refused_pushes = 0
-        self._stop = threading.Event()
-        self._closing = False  # close()/aclose() began: no new sessions (they'd be left open)
-        self._wake = threading.Event()
-        self._maintenance: threading.Thread | None = None
-        self._maintenance_lock = threading.Lock()
-        if self.spool is not None:  # drain what an earlier process left, from the start
-            self._ensure_maintenance()
-        self._adoption_lock = threading.Lock()  # one drain of adopted directories at a time
-
-    @classmethod
-    def from_env(cls) -> AudioSyncClient:
-        return cls(Settings.from_env(role="pusher"))
-
-    # -- rollout flags (issue 7; backend_hooks/rollout.py) ---------------------------------
-    def enabled_for(self, uid: str) -> bool:
-        """Whether ``uid``'s audio goes through audiosync (``AUDIOSYNC_ROLLOUT_*``); if not,
-        the backend keeps its old upload path for that user. Stable per uid."""
-        return self.settings.rollout.includes(uid)
-
-    def spool_enabled_for(self, uid: str) -> bool:
-        """Whether ``uid``'s sessions may use the disk spool: ``AUDIOSYNC_SPOOL_DIR`` is set
-        and ``AUDIOSYNC_SPOOL_*`` includes the uid."""
-        included = self.settings.spool_rollout.includes(uid)  # validates uid either way
-        return self.settings.spool_dir is not None and included
-
-    def open_session(
-        self,
-        uid: str,
-        conversation_id: str,
-        sample_rate: int = 16000,
-        protection_level: str = ENHANCED,
-    ) -> Session:
-        if self._stop.is_set() or self._closing:
-            raise SessionClosedError(
-                "this AudioSyncClient is closed or closing (close() was called); make a new one"
-            )
-        session = Session(self, uid, conversation_id, sample_rate, protection_level)
-        self._sessions[session.session_id] = session
-        return session
-
-    def usage_counter(
-        self,
-        uid: str,
-        *,
-        enabled: bool,
-        limit_ms: int,
-        redis_client: redis_store.RedisClient | None = None,
-    ) -> usage.UsageCounter:
-        """A batched speech-to-text usage counter for ``uid`` (backend_hooks/usage.py), on
-        the backend's Redis (default: this client's); ``close()`` flushes it once more."""
-        client = redis_client if redis_client is not None else self.redis
-        counter = usage.UsageCounter(
-            client,
-            uid,
-            enabled=enabled,
-            limit_ms=limit_ms,
-            clock=self.clock,
-            on_done=self._counter_done,
-        )
-        self._counters[id(counter)] = counter
-        return counter
-
-    def _counter_done(self, counter: usage.UsageCounter) -> None:
-        self._counters.pop(id(counter), None)
-
-    def _flush_counters(self) -> None:
-        for key, counter in list(self._counters.items()):
-            try:
-                counter.flush()
-            except redis_store.REDIS_ERRORS as exc:
-                log.warning("usage of %s not written at shutdown: %s", counter.uid, exc)
-            else:
-                self._counters.pop(key, None)  # a retried close() writes the others
-
-    def stats(self) -> PusherStats:
-        sessions = list(self._sessions.values())
-        with self._breaker_lock:
-            breaker = self.breaker.stats()
-        return PusherStats(
-            sessions=sum(1 for s in sessions if not s.closed),
-            queued_chunks=sum(s.queued_chunks for s in sessions),
-            held_entries=sum(s.held_entries for s in sessions),
-            spooled_entries=sum(s.spooled_entries for s in sessions),
-            refused_pushes=self.refused_pushes,
-            breaker=breaker,
-            spool=self.spool.stats() if self.spool else None,
-        )
-
-    # -- Redis through the breaker (pool and maintenance threads) -------------------------
-    def _may_try_redis(self, *, force: bool = False) -> bool:
-        with self._breaker_lock:
-            return self.breaker.allow() or force
-
-    def _redis_answered(self) -> None:
-        with self._breaker_lock:
-            self.breaker.record_success()
-        self._wake.set()  # spooled entries can go now
-
-    def _redis_failed(self, exc: Exception) -> None:
-        with self._breaker_lock:
-            was = self.breaker.state
-            self.breaker.record_failure()
-        if was != "open":
-            log.warning(
-                "Redis did not take an append (%s): appends skip it for %g s "
-                "(AUDIOSYNC_BREAKER_SECONDS); chunks go to %s meanwhile",
-                exc,
-                self.settings.breaker_seconds,
-                "the spool" if self.spool else "memory",
-            )
-
-    def _append_spooled(self, records: list[SpoolRecord]) -> None:
-        """Append one session's spooled records (consecutive runs of ``n``)."""
-        now_us = round(self.clock() * 1_000_000)
-        max_age_us = self.settings.batch_max_age_seconds * 1_000_000
-        start = 0
-        while start < len(records):
-            end = start + 1
-            while end < len(records) and records[end].n == records[end - 1].n + 1:
-                end += 1
-            run = records[start:end]
-            first = run[0]
-            urgent = any(r.urgent for r in run) or now_us - first.entry.enq_us >= max_age_us
-            try:
-                self.appender.append(
-                    redis_store.SessionKeys(first.session_id, first.shard),
-                    [r.entry for r in run],
-                    first_n=first.n,
-                    urgent=urgent,
-                    max_age_seconds=self.settings.batch_max_age_seconds,
-                )
-            except redis_store.REDIS_ERRORS as exc:
-                self._redis_failed(exc)
-                raise
-            self._redis_answered()
-            start = end
-
-    # -- the maintenance thread ---------------------------------------------------------
-    def _ensure_maintenance(self) -> None:
-        """Start the maintenance thread (with a spool: at once; without: when a session
-        first holds entries in memory). It holds the client weakly: a client dropped
-        without close() does not keep a thread alive."""
-        with self._maintenance_lock:
-            if self._maintenance is None and not self._stop.is_set():
-                self._maintenance = threading.Thread(
-                    target=_maintenance_loop,
-                    args=(weakref.ref(self), self._stop, self._wake),
-                    name="audiosync-maintenance",
-                    daemon=True,
-                )
-                self._maintenance.start()
-
-    def _maintain_once(self, state: dict[str, float]) -> None:
-        if self.spool is not None:
-            self.spool.heartbeat()
-            self._drain_sessions()
-            now = time.monotonic()
-            if (
-                now - state.get("last_adoption", float("-inf"))
-                >= self.settings.spool_lease_seconds / 2
-            ):
-                state["last_adoption"] = now
-                self._drain_dead_owners()
-        for session in list(self._sessions.values()):
-            if session.held_entries:
-                session._retry()  # entries held in memory: try Redis again
-            elif session.closed and not session.spooled_entries:
-                self._sessions.pop(session.session_id, None)
-
-    def _drain_sessions(self, deadline: float | None = None) -> None:
-        for session in list(self._sessions.values()):
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            if session.spooled_entries and self._may_try_redis():
-                try:
-                    session._drain_spooled()
-                except redis_store.REDIS_ERRORS:
-                    return  # the breaker is open again; next pass
-
-    def _drain_dead_owners(self, deadline: float | None = None) -> int:
-        """Append what dead pusher processes left in the spool; returns entries appended."""
-        assert self.spool is not None
-        with self._adoption_lock:  # the maintenance thread and a closing thread
-            return spool.drain_dead_owners(
-                self.spool,
-                self._append_spooled,
-                may_try=self._may_try_redis,
-                deadline=deadline,
-                batch=_DRAIN_BATCH,
-            )
-
-    # -- shutdown -----------------------------------------------------------------------
-    def close(self) -> None:
-        """Pusher shutdown: every session's tail goes to Redis or the spool, concurrently,
-        within ``AUDIOSYNC_CLOSE_SECONDS``; then the usage counters are flushed. If some
-        session could not, ``EnqueueError``: nothing is dropped and ``close()`` may be
-        called again.
-
-        A session driven by an event loop running in another thread is closed on that loop
-        (``aclose`` scheduled there), so this thread never races the loop on it; on the
-        loop's own thread, ``await client.aclose()`` instead (RuntimeError)."""
-        deadline = time.monotonic() + self.settings.close_seconds
-        self._closing = True
-        waits: list[tuple[Session, concurrent.futures.Future[int]]] = []
-        on_loops: list[concurrent.futures.Future[None]] = []
-        for session in list(self._sessions.values()):
-            if session.closed:
-                continue
-            loop = session._running_loop_elsewhere()
-            if loop is not None:
-                on_loops.append(asyncio.run_coroutine_threadsafe(session.aclose(), loop))
-            else:
-                waits.append((session, session._start_close()))
-        errors = [exc for s, f in waits if (exc := s._finish_close(f, deadline)) is not None]
-        for future in on_loops:
-            try:
-                future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except EnqueueError as exc:
-                errors.append(exc)
-            except concurrent.futures.TimeoutError:
-                errors.append(EnqueueError("a session's close on its event loop ran out of time"))
-        self._finish(errors, deadline)
-
-    async def aclose(self) -> None:
-        """``close()`` for the event loop: sessions close concurrently, nothing blocks it."""
-        deadline = time.monotonic() + self.settings.close_seconds
-        self._closing = True
-        sessions = [s for s in list(self._sessions.values()) if not s.closed]
-        results = await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, EnqueueError)]
-        unexpected = [r for r in results if isinstance(r, BaseException) and r not in errors]
-        if unexpected:
-            raise unexpected[0]
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._finish, errors, deadline)
-
-    def _finish(self, errors: list[EnqueueError], deadline: float) -> None:
-        self._flush_counters()
-        if self.spool is not None:  # best effort: what Redis takes now need not wait
-            self._drain_sessions(deadline)
-            self._drain_dead_owners(deadline)
-        if not errors and any(not s.closed for s in list(self._sessions.values())):
-            errors = [EnqueueError("a session was opened while the client closed")]
-        if errors:
-            raise EnqueueError(
-                f"{len(errors)} sessions could not enqueue their tail: {errors[0]}; "
-                "call close() again"
-            )
-        self._stop.set()
-        self._wake.set()
-        if self._maintenance is not None:
-            self._maintenance.join()
-        self.executor.shutdown(wait=True)
-        if self.spool is not None:
-            self.spool.close()  # files left stay for the next process (it adopts them)
-
-
-def _maintenance_loop(
-    ref: weakref.ref[AudioSyncClient], stop: threading.Event, wake: threading.Event
-) -> None:
-    state: dict[str, float] = {}
-    while not stop.is_set():
-        wake.wait(_MAINTENANCE_SECONDS)
-        wake.clear()
-        client = ref()
-        if client is None:
-            return
-        try:
-            client._maintain_once(state)
-        except RuntimeError:
-            if client.executor._shutdown:  # the pool was shut down under us: stop too
-                return
-            log.exception("audiosync maintenance pass failed; retrying")
-        except Exception:  # never let the thread die: log, try again next time
-            log.exception("audiosync maintenance pass failed; retrying")
-        finally:
-            del client
 
 
 @dataclass
@@ -909,10 +574,10 @@ class Session:
         with self._drain_lock:
             while True:
                 with self._spool_lock:
-                    files = list(self._spooled)[:_DRAIN_BATCH]
+                    files = list(self._spooled)[:DRAIN_BATCH]
                 if not files:
                     break
-                spool.drain_files(self._spool, files, self._client._append_spooled, _DRAIN_BATCH)
+                spool.drain_files(self._spool, files, self._client._append_spooled, DRAIN_BATCH)
                 with self._spool_lock:
                     for _ in files:
                         self._spooled.popleft()

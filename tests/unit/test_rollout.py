@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backend_hooks import rollout
+from backend_hooks.client import AudioSyncClient
 from backend_hooks.errors import ConfigError, InvalidInputError
 from backend_hooks.rollout import BUCKETS, Rollout
-from backend_hooks.session import AudioSyncClient
 from backend_hooks.settings import Settings
 
 UIDS = [f"user-{n}" for n in range(20_000)]
