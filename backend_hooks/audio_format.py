@@ -13,3 +13,27 @@ FRAME_MS = 20
 
 def frame_samples(sample_rate: int) -> int:
     return sample_rate * FRAME_MS // 1000
+
+
+#: The pusher's encoder defaults (``AUDIOSYNC_OPUS_BITRATES``, ``AUDIOSYNC_OPUS_COMPLEXITY``),
+#: here so that settings can name them without loading libopus; a decoder takes any.
+#: Provisional: ROADMAP item 1 picks them from a measured quality/CPU/bytes curve.
+#: Target bitrate per sample rate, bits/s (VBR).
+DEFAULT_BITRATES: dict[int, int] = {
+    8000: 12000,
+    12000: 14000,
+    16000: 16000,
+    24000: 20000,
+    48000: 24000,
+}
+#: libopus encoder complexity per sample rate, 0 (fastest) to 10 (9: libopus's default).
+DEFAULT_COMPLEXITIES: dict[int, int] = {
+    8000: 9,
+    12000: 9,
+    16000: 9,
+    24000: 9,
+    48000: 9,
+}
+MIN_BITRATE = 6000  # Opus's range: 6 kbit/s ...
+MAX_BITRATE = 510000  # ... to 510 kbit/s
+MAX_COMPLEXITY = 10

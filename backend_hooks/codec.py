@@ -11,20 +11,36 @@ from __future__ import annotations
 
 import opuslib
 
-from backend_hooks.audio_format import FRAME_MS, SUPPORTED_RATES, frame_samples
+from backend_hooks.audio_format import (
+    DEFAULT_BITRATES,
+    DEFAULT_COMPLEXITIES,
+    FRAME_MS,
+    MAX_BITRATE,
+    MAX_COMPLEXITY,
+    MIN_BITRATE,
+    SUPPORTED_RATES,
+    frame_samples,
+)
 from backend_hooks.errors import FormatError, InvalidInputError
+from backend_hooks.settings import Settings
 
 __all__ = [
+    "BITRATES",
+    "COMPLEXITIES",
     "FRAME_MS",
     "SUPPORTED_RATES",
     "ChunkEncoder",
     "decode_packets",
     "frame_samples",
+    "validate_bitrate",
+    "validate_complexity",
     "validate_rate",
 ]
-#: Target bitrate per sample rate (bits/s), VBR. Provisional: ROADMAP item 1 picks these
-#: from a measured quality/CPU/bytes curve.
-BITRATES = {8000: 12000, 12000: 14000, 16000: 16000, 24000: 20000, 48000: 24000}
+#: Default target bitrate (bits/s, VBR) and encoder complexity per sample rate, provisional
+#: (backend_hooks/audio_format.py); the pusher's come from ``AUDIOSYNC_OPUS_BITRATES`` and
+#: ``AUDIOSYNC_OPUS_COMPLEXITY`` (backend_hooks/settings.py), whose defaults these are.
+BITRATES = DEFAULT_BITRATES
+COMPLEXITIES = DEFAULT_COMPLEXITIES
 _MAX_FRAME_MS = 120  # the longest Opus packet
 
 
@@ -38,16 +54,55 @@ def validate_rate(sample_rate: object) -> int:
     return sample_rate
 
 
-class ChunkEncoder:
-    """One Opus encoder for a session; ``encode`` turns one chunk's PCM into packets."""
+def validate_bitrate(bitrate: object) -> int:
+    if isinstance(bitrate, bool) or not isinstance(bitrate, int):
+        raise InvalidInputError(f"bitrate must be an int (bits/s), got {bitrate!r}")
+    if not MIN_BITRATE <= bitrate <= MAX_BITRATE:
+        raise InvalidInputError(
+            f"bitrate {bitrate} bits/s is outside Opus's {MIN_BITRATE}-{MAX_BITRATE}"
+        )
+    return bitrate
 
-    def __init__(self, sample_rate: int) -> None:
+
+def validate_complexity(complexity: object) -> int:
+    if isinstance(complexity, bool) or not isinstance(complexity, int):
+        raise InvalidInputError(f"complexity must be an int, got {complexity!r}")
+    if not 0 <= complexity <= MAX_COMPLEXITY:
+        raise InvalidInputError(f"complexity must be 0 to {MAX_COMPLEXITY}, got {complexity}")
+    return complexity
+
+
+class ChunkEncoder:
+    """One Opus encoder for a session; ``encode`` turns one chunk's PCM into packets.
+
+    ``bitrate`` (bits/s, VBR target) defaults to ``BITRATES[sample_rate]`` and
+    ``complexity`` (0-10) to ``COMPLEXITIES[sample_rate]``; the pusher passes its settings
+    (``AUDIOSYNC_OPUS_BITRATES``, ``AUDIOSYNC_OPUS_COMPLEXITY``).
+    """
+
+    def __init__(
+        self, sample_rate: int, *, bitrate: int | None = None, complexity: int | None = None
+    ) -> None:
         self.sample_rate = validate_rate(sample_rate)
+        self.bitrate = validate_bitrate(BITRATES[sample_rate] if bitrate is None else bitrate)
+        self.complexity = validate_complexity(
+            COMPLEXITIES[sample_rate] if complexity is None else complexity
+        )
         self._encoder = opuslib.Encoder(sample_rate, 1, opuslib.APPLICATION_VOIP)
-        self._encoder.bitrate = BITRATES[sample_rate]
+        self._encoder.bitrate = self.bitrate
+        self._encoder.complexity = self.complexity
         self.frame = frame_samples(sample_rate)
         #: Pre-skip in samples at the session rate (the encoder's look-ahead).
         self.pre_skip: int = int(self._encoder.lookahead)
+
+    @classmethod
+    def from_settings(cls, sample_rate: int, settings: Settings) -> ChunkEncoder:
+        """The pusher's encoder: ``AUDIOSYNC_OPUS_BITRATES`` and ``AUDIOSYNC_OPUS_COMPLEXITY``
+        for ``sample_rate``."""
+        rate = validate_rate(sample_rate)
+        return cls(
+            rate, bitrate=settings.opus_bitrates[rate], complexity=settings.opus_complexities[rate]
+        )
 
     def encode(self, pcm: bytes) -> list[bytes]:
         """Packets of 20 ms covering ``pre_skip`` + all of ``pcm`` (PCM16LE mono)."""

@@ -165,7 +165,7 @@ class Session:
         self._sync_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the a* methods
         # The sender's side (one pool task at a time).
-        self._encoder = ChunkEncoder(sample_rate)
+        self._encoder = ChunkEncoder.from_settings(sample_rate, settings)
         self._processed_samples = 0  # written by the sender only
         self._settled_chunks = 0  # in Redis or in the spool; written by the sender only
         self._next_n = 0  # append number of the next entry (redis_store docstring)

@@ -12,6 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from backend_hooks.audio_format import (
+    DEFAULT_BITRATES,
+    DEFAULT_COMPLEXITIES,
+    MAX_BITRATE,
+    MAX_COMPLEXITY,
+    MIN_BITRATE,
+    SUPPORTED_RATES,
+)
 from backend_hooks.errors import ConfigError
 from backend_hooks.rollout import EVERYBODY, NOBODY, Rollout
 
@@ -53,6 +61,10 @@ ENV_DEFAULTS: dict[str, str | None] = {
     # Pusher timestamps (docs/ARCHITECTURE.md, "Timestamps").
     "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS": "200",
     "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS": "86400",
+    # The pusher's Opus encoder, per sample rate (docs/BENCHMARKS.md, "Codec"): rate:value
+    # pairs, a rate not named keeps its default; the complexity may be one number for all.
+    "AUDIOSYNC_OPUS_BITRATES": ",".join(f"{r}:{b}" for r, b in DEFAULT_BITRATES.items()),
+    "AUDIOSYNC_OPUS_COMPLEXITY": ",".join(f"{r}:{c}" for r, c in DEFAULT_COMPLEXITIES.items()),
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -86,6 +98,8 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS",
             "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS",
             "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS",  # its window must be inside the fleet's
+            "AUDIOSYNC_OPUS_BITRATES",
+            "AUDIOSYNC_OPUS_COMPLEXITY",
         }
     ),
     "reader": frozenset(
@@ -153,6 +167,8 @@ class Settings:
     close_seconds: float
     timestamp_tolerance_ms: float
     push_timestamp_window_seconds: float
+    opus_bitrates: dict[int, int]  # Opus target bits/s, for every supported rate
+    opus_complexities: dict[int, int]  # Opus encoder complexity (0-10), for every rate
     # -- rollout flags (issue 7; backend_hooks/rollout.py) --
     rollout: Rollout = NOBODY  # AUDIOSYNC_ROLLOUT_PERCENT's default
     spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
@@ -293,7 +309,78 @@ class Settings:
             spool_rollout=_rollout("AUDIOSYNC_SPOOL", raw),
             timestamp_tolerance_ms=tolerance_ms,
             push_timestamp_window_seconds=push_window,
+            opus_bitrates=_per_rate(
+                "AUDIOSYNC_OPUS_BITRATES",
+                raw("AUDIOSYNC_OPUS_BITRATES"),
+                DEFAULT_BITRATES,
+                (MIN_BITRATE, MAX_BITRATE),
+                what="bitrate",
+                note="bits per second",
+                example="8000:12000,16000:16000",
+                one_for_all=False,
+            ),
+            opus_complexities=_per_rate(
+                "AUDIOSYNC_OPUS_COMPLEXITY",
+                raw("AUDIOSYNC_OPUS_COMPLEXITY"),
+                DEFAULT_COMPLEXITIES,
+                (0, MAX_COMPLEXITY),
+                what="complexity",
+                note="0 fastest, 10 best",
+                example="8000:4,16000:6",
+                one_for_all=True,
+            ),
         )
+
+
+def _per_rate(
+    name: str,
+    value: str | None,
+    defaults: Mapping[int, int],
+    bounds: tuple[int, int],
+    *,
+    what: str,
+    note: str,
+    example: str,
+    one_for_all: bool,
+) -> dict[int, int]:
+    """``rate:value`` pairs, comma-separated, over ``defaults`` (a rate not named keeps its
+    default); with ``one_for_all`` a bare number sets every rate."""
+    low, high = bounds
+    text = (value or "").strip()
+    result = dict(defaults)
+    if one_for_all and _digits(text) is not None:
+        items = [(rate, text) for rate in result]
+    else:
+        items = []
+        for item in text.split(","):
+            rate_text, colon, number_text = item.strip().partition(":")
+            rate = _digits(rate_text.strip())
+            if not colon or rate is None or _digits(number_text.strip()) is None:
+                also = " or one number for every rate" if one_for_all else ""
+                raise ConfigError(
+                    f"{name} must be rate:{what} pairs separated by commas ({note}), such "
+                    f"as {example}{also}; got {value!r}"
+                )
+            if rate not in SUPPORTED_RATES:
+                raise ConfigError(
+                    f"{name} names {rate} Hz, not an Opus rate; use one of {SUPPORTED_RATES}"
+                )
+            if rate in dict(items):
+                raise ConfigError(f"{name} names {rate} Hz twice, got {value!r}")
+            items.append((rate, number_text.strip()))
+    for rate, number_text in items:
+        number = int(number_text)
+        if not low <= number <= high:
+            raise ConfigError(
+                f"{name}: {what} {number} for {rate} Hz is outside {low}-{high} ({note}); "
+                f"the default is {defaults[rate]}"
+            )
+        result[rate] = number
+    return result
+
+
+def _digits(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _url(name: str, value: str | None) -> str:

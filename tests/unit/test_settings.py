@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backend_hooks.audio_format import DEFAULT_BITRATES, DEFAULT_COMPLEXITIES
 from backend_hooks.errors import ConfigError
 from backend_hooks.settings import ENV_DEFAULTS, MIN_SECRET_BYTES, ROLE_VARIABLES, Settings
 
@@ -43,6 +44,8 @@ def test_defaults() -> None:
         close_seconds=10.0,
         timestamp_tolerance_ms=200.0,
         push_timestamp_window_seconds=86400.0,
+        opus_bitrates=DEFAULT_BITRATES,
+        opus_complexities=DEFAULT_COMPLEXITIES,
     )
     assert isinstance(settings.batch_max_bytes, int)
 
@@ -111,6 +114,8 @@ def test_every_variable_is_read() -> None:
             "AUDIOSYNC_CLOSE_SECONDS": "8",
             "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS": "150",
             "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS": "1800",
+            "AUDIOSYNC_OPUS_BITRATES": "8000:10000,16000:20000",
+            "AUDIOSYNC_OPUS_COMPLEXITY": "16000:3",
         }
     )
     assert settings == Settings(
@@ -142,6 +147,8 @@ def test_every_variable_is_read() -> None:
         close_seconds=8.0,
         timestamp_tolerance_ms=150.0,
         push_timestamp_window_seconds=1800.0,
+        opus_bitrates={**DEFAULT_BITRATES, 8000: 10000, 16000: 20000},
+        opus_complexities={**DEFAULT_COMPLEXITIES, 16000: 3},
     )
 
 
