@@ -16,8 +16,10 @@ def frame_samples(sample_rate: int) -> int:
 
 
 #: The pusher's encoder defaults (``AUDIOSYNC_OPUS_BITRATES``, ``AUDIOSYNC_OPUS_COMPLEXITY``),
-#: here so that settings can name them without loading libopus; a decoder takes any.
-#: Provisional: ROADMAP item 1 picks them from a measured quality/CPU/bytes curve.
+#: here so that settings can name them without loading libopus; a decoder takes any. 8 and
+#: 16 kHz: the cheapest settings (pusher CPU + storage + operations) that reach PESQ-NB 3.5
+#: and PESQ-WB 3.2 in bench/bench_codec.py (docs/BENCHMARKS.md, "Codec"). 12, 24 and
+#: 48 kHz are not measured: the earlier bitrates and libopus's own default complexity (9).
 #: Target bitrate per sample rate, bits/s (VBR).
 DEFAULT_BITRATES: dict[int, int] = {
     8000: 12000,
@@ -26,11 +28,11 @@ DEFAULT_BITRATES: dict[int, int] = {
     24000: 20000,
     48000: 24000,
 }
-#: libopus encoder complexity per sample rate, 0 (fastest) to 10 (9: libopus's default).
+#: libopus encoder complexity per sample rate, 0 (fastest) to 10.
 DEFAULT_COMPLEXITIES: dict[int, int] = {
-    8000: 9,
+    8000: 4,
     12000: 9,
-    16000: 9,
+    16000: 6,
     24000: 9,
     48000: 9,
 }

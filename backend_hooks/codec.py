@@ -36,8 +36,9 @@ __all__ = [
     "validate_complexity",
     "validate_rate",
 ]
-#: Default target bitrate (bits/s, VBR) and encoder complexity per sample rate, provisional
-#: (backend_hooks/audio_format.py); the pusher's come from ``AUDIOSYNC_OPUS_BITRATES`` and
+#: Default target bitrate (bits/s, VBR) and encoder complexity per sample rate, chosen by
+#: cost at a quality floor from bench/bench_codec.py at 8 and 16 kHz (docs/BENCHMARKS.md,
+#: "Codec"); the pusher's come from ``AUDIOSYNC_OPUS_BITRATES`` and
 #: ``AUDIOSYNC_OPUS_COMPLEXITY`` (backend_hooks/settings.py), whose defaults these are.
 BITRATES = DEFAULT_BITRATES
 COMPLEXITIES = DEFAULT_COMPLEXITIES

@@ -60,7 +60,7 @@ def test_complexity_range(value: str) -> None:
 
 
 def test_empty_means_default() -> None:
-    assert ENV_DEFAULTS[COMPLEXITY] == "8000:9,12000:9,16000:9,24000:9,48000:9"
+    assert ENV_DEFAULTS[COMPLEXITY] == "8000:4,12000:9,16000:6,24000:9,48000:9"
     settings = Settings.from_env({BITRATES: "", COMPLEXITY: ""})
     assert (settings.opus_bitrates, settings.opus_complexities) == (
         DEFAULT_BITRATES,
