@@ -2,8 +2,10 @@
 
 Run (the ``bench`` extra: ``.venv/bin/pip install -e '.[bench]'``, part of ``dev``)::
 
-    .venv/bin/python bench/bench_codec.py            # 8 and 16 kHz, every setting (~3 min)
+    .venv/bin/python bench/bench_codec.py            # 8 and 16 kHz, 121 settings (~10 min)
     .venv/bin/python bench/bench_codec.py --quick    # 16 kHz, 2 settings, 10 s of speech
+
+(also ``python -m bench.bench_codec`` from the repository's root).
 
 Speech: ``tests/data/speech_16k.wav`` (espeak-ng, two voices, 28 s; ``tests/data/README.md``),
 and the same resampled to 8 kHz here (scipy's polyphase ``resample_poly``, 1/2). For each
@@ -12,8 +14,9 @@ rate, bitrate and complexity 0-10 the sample goes through the pusher's own path:
 session's end), each chunk's packets into ``backend_hooks.container.build_chunk``.
 
 - **CPU**: process CPU time (``time.process_time``, the process pinned to one core) of the
-  encode and of the container per chunk, for the whole sample; the median of ``--repeats``
-  runs, scaled to ms per 5 s of audio.
+  encode and of the container per chunk, for the whole sample, scaled to ms per 5 s of
+  audio; ``--repeats`` rounds (default 7), each timing every setting once in a shuffled
+  order so that other load on the machine falls on all settings alike; the median.
 - **Bytes**: the stored container (Ogg pages with their headers and tags), per audio-hour.
   Sealing (``enhanced``) adds the same few dozen bytes to every chunk whatever the setting.
 - **PESQ**: the chunks decoded with ``backend_hooks.codec.decode_packets``, joined, against
