@@ -54,7 +54,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import redis
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from redis.backoff import ExponentialBackoff
@@ -613,7 +612,7 @@ def _container(live: LiveSession, seq: int, keys: envelope.UserKeys, seed: int) 
     )
     data = container.build_chunk(info, encoder.encode(pcm), encoder.pre_skip)
     if live.level == ENHANCED:
-        data = envelope.seal(keys.cipher(live.uid), data)
+        data = envelope.seal(keys, live.uid, info, data)
     return data
 
 
@@ -1058,25 +1057,29 @@ def _decode_into(audit: ObjectAudit, plaintext: bytes) -> None:
         )
 
 
-def _open_sealed(audit: ObjectAudit, cipher: AESGCM, data: bytes) -> None:
+def _open_sealed(audit: ObjectAudit, keys: envelope.UserKeys, uid: str, data: bytes) -> None:
     """Each record on its own, so one bad record does not hide the others before it."""
     pos = 0
+    index = 0
     while pos < len(data):
         try:
-            record_length = int.from_bytes(data[pos : pos + 4], "big")
-            end = pos + 4 + record_length
-            if data[pos] != 0 or pos + 4 > len(data) or end > len(data) or record_length < 28:
-                raise ValueError(f"broken record framing at byte {pos}")
-            plaintext = envelope.open_records(cipher, data[pos:end])[0]
-        except (AudioSyncError, ValueError, IndexError) as exc:
+            record = envelope.frame_at(data, pos, index=index, name=audit.name)
+        except AudioSyncError as exc:
+            audit.bad_chunks += 1
+            audit.undecodable = audit.undecodable or f"sealed record framing: {exc}"[:200]
+            return  # nothing after a broken frame can be found
+        pos, index = record.end, index + 1
+        try:
+            plaintext = envelope.open_record(keys, uid, record, name=audit.name)
+            if record.info is not None:  # v1: the chunk must say what the header says
+                [chunk] = container.parse_chunks(plaintext)
+                if chunk.info != record.info:
+                    raise ValueError(f"chunk {chunk.info} under header {record.info}")
+        except (AudioSyncError, ValueError) as exc:
             audit.bad_chunks += 1
             audit.undecodable = audit.undecodable or f"sealed record: {exc}"[:200]
-            if "framing" in str(exc):
-                return  # nothing after a broken frame can be found
-            pos = end
             continue
         _decode_into(audit, plaintext)
-        pos = end
 
 
 def _split_ogg_chain(data: bytes) -> list[bytes]:
@@ -1123,7 +1126,7 @@ def audit_object(name: str, data: bytes, keys: envelope.UserKeys) -> ObjectAudit
         if audit.uid is None:
             audit.undecodable = "sealed, but no uid in the name to open it with"
             return audit
-        _open_sealed(audit, keys.cipher(audit.uid), data)
+        _open_sealed(audit, keys, audit.uid, data)
     else:
         try:
             container.parse_chunks(data)

@@ -62,7 +62,9 @@ class AudioSyncClient:
         self.appender = redis_store.Appender(self.redis, settings.due_shards)
         self.clock = clock
         self.keys = (
-            envelope.UserKeys(settings.encryption_secret) if settings.encryption_secret else None
+            envelope.UserKeys(settings.encryption_secret, settings.encryption_secret_previous)
+            if settings.encryption_secret
+            else None
         )
         self.executor = ThreadPoolExecutor(
             max_threads or settings.pusher_threads, thread_name_prefix="audiosync"

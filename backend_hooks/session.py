@@ -464,7 +464,7 @@ class Session:
         data = container.build_chunk(info, self._encoder.encode(chunk.pcm), self._encoder.pre_skip)
         if self.protection_level == ENHANCED:
             assert self._client.keys is not None
-            data = envelope.seal(self._client.keys.cipher(self.uid), data)
+            data = envelope.seal(self._client.keys, self.uid, info, data)  # envelope v1
         return NewEntry(
             kind=KIND_CHUNK,
             uid=self.uid,

@@ -32,6 +32,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "BUCKET_PRIVATE_CLOUD_SYNC": "omi-private-cloud-sync",
     "STORAGE_EMULATOR_HOST": None,  # unset: real GCS with application default credentials
     "ENCRYPTION_SECRET": None,  # required (>= 32 bytes) for the `enhanced` level
+    "ENCRYPTION_SECRET_PREVIOUS": None,  # comma-separated older secrets that still open
     "AUDIOSYNC_CHUNK_SECONDS": "5",
     "AUDIOSYNC_OBJECT_SECONDS": "60",
     "AUDIOSYNC_BATCH_MAX_AGE_SECONDS": "60",
@@ -77,6 +78,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_REDIS_CLUSTER",
             "AUDIOSYNC_DUE_SHARDS",
             "ENCRYPTION_SECRET",
+            "ENCRYPTION_SECRET_PREVIOUS",
             "AUDIOSYNC_CHUNK_SECONDS",
             "AUDIOSYNC_OBJECT_SECONDS",
             "AUDIOSYNC_BATCH_MAX_AGE_SECONDS",
@@ -103,7 +105,12 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
         }
     ),
     "reader": frozenset(
-        {"BUCKET_PRIVATE_CLOUD_SYNC", "STORAGE_EMULATOR_HOST", "ENCRYPTION_SECRET"}
+        {
+            "BUCKET_PRIVATE_CLOUD_SYNC",
+            "STORAGE_EMULATOR_HOST",
+            "ENCRYPTION_SECRET",
+            "ENCRYPTION_SECRET_PREVIOUS",
+        }
     ),
     "fleet": frozenset(
         {
@@ -172,6 +179,8 @@ class Settings:
     # -- rollout flags (issue 7; backend_hooks/rollout.py) --
     rollout: Rollout = NOBODY  # AUDIOSYNC_ROLLOUT_PERCENT's default
     spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
+    #: ENCRYPTION_SECRET_PREVIOUS: older master secrets that still open (never seal)
+    encryption_secret_previous: tuple[bytes, ...] = ()
 
     @classmethod
     def from_env(
@@ -202,6 +211,7 @@ class Settings:
                 f"ENCRYPTION_SECRET must be at least {MIN_SECRET_BYTES} bytes of UTF-8 "
                 f"(got {len(secret)}); set a longer secret or unset it to disable `enhanced`"
             )
+        previous = _previous_secrets(raw("ENCRYPTION_SECRET_PREVIOUS"), current=secret)
         chunk = _positive("AUDIOSYNC_CHUNK_SECONDS", raw("AUDIOSYNC_CHUNK_SECONDS"))
         frames = chunk / FRAME_SECONDS
         if abs(frames - round(frames)) > 1e-9:
@@ -259,6 +269,7 @@ class Settings:
             bucket=bucket,
             storage_emulator_host=raw("STORAGE_EMULATOR_HOST"),
             encryption_secret=secret,
+            encryption_secret_previous=previous,
             chunk_seconds=chunk,
             object_seconds=object_seconds,
             batch_max_age_seconds=_positive(
@@ -381,6 +392,33 @@ def _per_rate(
 
 def _digits(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _previous_secrets(value: str | None, *, current: bytes | None) -> tuple[bytes, ...]:
+    """ENCRYPTION_SECRET_PREVIOUS: comma-separated secrets that open, never seal."""
+    if value is None:
+        return ()
+    if current is None:
+        raise ConfigError(
+            "ENCRYPTION_SECRET_PREVIOUS is set but ENCRYPTION_SECRET is not: set the current "
+            "secret (it seals) and keep the old ones in ENCRYPTION_SECRET_PREVIOUS"
+        )
+    out = []
+    for position, item in enumerate(value.split(","), start=1):
+        secret = item.encode("utf-8")
+        if item != item.strip():
+            raise ConfigError(
+                f"ENCRYPTION_SECRET_PREVIOUS item {position} starts or ends with whitespace; "
+                "separate the secrets with bare commas (no spaces around them)"
+            )
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"ENCRYPTION_SECRET_PREVIOUS item {position} is {len(secret)} bytes of UTF-8; "
+                f"each comma-separated secret must be at least {MIN_SECRET_BYTES} bytes "
+                "(no empty items)"
+            )
+        out.append(secret)
+    return tuple(out)
 
 
 def _url(name: str, value: str | None) -> str:

@@ -33,7 +33,7 @@ class StorageContext:
         return cls(
             settings=settings,
             bucket=gcs.GcsBucket.from_settings(settings),
-            keys=envelope.UserKeys(settings.encryption_secret)
+            keys=envelope.UserKeys(settings.encryption_secret, settings.encryption_secret_previous)
             if settings.encryption_secret
             else None,
         )
@@ -114,7 +114,8 @@ def _segments(ctx: StorageContext, uid: str, name: naming.ObjectName) -> list[co
     if name.sealed:
         if ctx.keys is None:
             raise ConfigError(f"{name.filename} is sealed: set ENCRYPTION_SECRET to read it")
-        data = b"".join(envelope.open_records(ctx.keys.cipher(uid), data))
+        records = envelope.open_records(ctx.keys, uid, data, name=name.path)
+        data = b"".join(r.plaintext for r in records)
     return container.decode_payload(data, name_start_us=name.start_us)
 
 

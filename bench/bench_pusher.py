@@ -22,7 +22,7 @@ def measure(rate: int, chunks: int) -> dict[str, float]:
     pcm = speech_like(CHUNK_SECONDS * chunks, rate, seed=rate)
     size = 2 * CHUNK_SECONDS * rate
     encoder = ChunkEncoder(rate)
-    cipher = UserKeys(b"b" * 32).cipher("bench-user")
+    keys = UserKeys(b"b" * 32)
     t_encode = t_container = t_seal = 0.0
     out_bytes = 0
     for i in range(chunks):
@@ -33,7 +33,7 @@ def measure(rate: int, chunks: int) -> dict[str, float]:
         info = container.ChunkInfo("0" * 32, i, 1_700_000_000_000_000, rate, size // 2)
         data = container.build_chunk(info, packets, encoder.pre_skip)
         t2 = time.process_time()
-        sealed = envelope.seal(cipher, data)
+        sealed = envelope.seal(keys, "bench-user", info, data)
         t3 = time.process_time()
         t_encode += t1 - t0
         t_container += t2 - t1

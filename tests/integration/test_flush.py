@@ -154,7 +154,7 @@ def test_legacy_and_new_objects_merge_together(ctx: WorkerContext, clock: FakeCl
         content_type="application/octet-stream",
         metadata={},
     )
-    sealed = envelope.seal(keys.cipher(uid), legacy_opus_container(second))
+    sealed = envelope.seal_v0(keys.cipher(uid), legacy_opus_container(second))
     ctx.bucket.create_only(
         f"{prefix}{T0 + 5:.3f}.opus.enc",
         sealed,

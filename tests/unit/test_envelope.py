@@ -1,4 +1,7 @@
-"""backend_hooks.envelope: per-user HKDF keys and AES-256-GCM records (envelope v0)."""
+"""backend_hooks.envelope: per-user HKDF keys and AES-256-GCM records, envelope v0 (legacy).
+
+Envelope v1 (header, key id, associated data, rotation) is tests/unit/test_envelope_v1.py.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ SECRET = b"0123456789abcdef0123456789abcdef"  # exactly 32 bytes
 OTHER_SECRET = b"fedcba9876543210fedcba9876543210"
 UID = "user-1"
 NONCE = bytes(range(12))
+
+
+def _open(data: bytes, secret: bytes = SECRET, uid: str = UID) -> list[bytes]:
+    return [r.plaintext for r in envelope.open_records(envelope.UserKeys(secret), uid, data)]
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
@@ -67,7 +74,7 @@ def test_user_keys_differ_by_uid_and_secret() -> None:
     assert len(keys) == 3
 
 
-# Produced once with seal(UserKeys(SECRET).cipher("user-1"), b"hello audiosync",
+# Produced once with seal_v0(UserKeys(SECRET).cipher("user-1"), b"hello audiosync",
 # nonce=bytes(range(12))).hex(); the test below also rebuilds it from first principles.
 GOLDEN_RECORD_HEX = (
     "0000002b"  # N = 12 + 15 + 16 = 43
@@ -79,7 +86,7 @@ GOLDEN_RECORD_HEX = (
 
 def test_golden_record() -> None:
     cipher = envelope.UserKeys(SECRET).cipher(UID)
-    assert envelope.seal(cipher, b"hello audiosync", nonce=NONCE).hex() == GOLDEN_RECORD_HEX
+    assert envelope.seal_v0(cipher, b"hello audiosync", nonce=NONCE).hex() == GOLDEN_RECORD_HEX
 
 
 def test_golden_record_from_first_principles() -> None:
@@ -89,8 +96,7 @@ def test_golden_record_from_first_principles() -> None:
 
 
 def test_golden_record_opens() -> None:
-    cipher = envelope.UserKeys(SECRET).cipher(UID)
-    assert envelope.open_records(cipher, bytes.fromhex(GOLDEN_RECORD_HEX)) == [b"hello audiosync"]
+    assert _open(bytes.fromhex(GOLDEN_RECORD_HEX)) == [b"hello audiosync"]
 
 
 @pytest.mark.parametrize(
@@ -104,32 +110,33 @@ def test_golden_record_opens() -> None:
 )
 def test_round_trip_of_records(plaintexts: list[bytes]) -> None:
     cipher = envelope.UserKeys(SECRET).cipher(UID)
-    records = [envelope.seal(cipher, p) for p in plaintexts]
+    records = [envelope.seal_v0(cipher, p) for p in plaintexts]
     for plaintext, record in zip(plaintexts, records, strict=True):
         (length,) = struct.unpack_from(">I", record)
         assert length == 12 + len(plaintext) + 16 == len(record) - 4
-    assert envelope.open_records(cipher, b"".join(records)) == plaintexts
+    assert _open(b"".join(records)) == plaintexts
 
 
 @settings(max_examples=50, deadline=None)
 @given(plaintexts=st.lists(st.binary(max_size=300), min_size=1, max_size=6))
 def test_round_trip_property(plaintexts: list[bytes]) -> None:
     cipher = envelope.UserKeys(SECRET).cipher(UID)
-    data = b"".join(envelope.seal(cipher, p) for p in plaintexts)
-    assert envelope.open_records(cipher, data) == plaintexts
-    assert [len(c) - 16 for _, c in envelope.split_records(data)] == [len(p) for p in plaintexts]
+    data = b"".join(envelope.seal_v0(cipher, p) for p in plaintexts)
+    assert _open(data) == plaintexts
+    sizes = [len(r.sealed) - 16 for r in envelope.split_records(data)]
+    assert sizes == [len(p) for p in plaintexts]
 
 
 def test_nonces_are_random() -> None:
     cipher = envelope.UserKeys(SECRET).cipher(UID)
-    nonces = {envelope.seal(cipher, b"same")[4:16] for _ in range(20)}
+    nonces = {envelope.seal_v0(cipher, b"same")[4:16] for _ in range(20)}
     assert len(nonces) == 20
 
 
 def test_seal_refuses_a_short_nonce() -> None:
     cipher = envelope.UserKeys(SECRET).cipher(UID)
     with pytest.raises(ValueError, match="12 bytes"):
-        envelope.seal(cipher, b"x", nonce=bytes(8))
+        envelope.seal_v0(cipher, b"x", nonce=bytes(8))
 
 
 def test_user_keys_cache_returns_the_same_cipher() -> None:
@@ -144,7 +151,7 @@ def test_user_keys_cache_returns_the_same_cipher() -> None:
 def _sealed(plaintexts: list[bytes] | None = None) -> bytes:
     cipher = envelope.UserKeys(SECRET).cipher(UID)
     return b"".join(
-        envelope.seal(cipher, p, nonce=bytes([i]) * 12)
+        envelope.seal_v0(cipher, p, nonce=bytes([i]) * 12)
         for i, p in enumerate(plaintexts or [b"first record", b"second record"])
     )
 
@@ -184,7 +191,7 @@ RECORD = 4 + 12 + len(b"first record") + 16  # byte length of the first record
             SECRET, UID, _sealed()[:RECORD] + b"\0\0\0\x1b", FormatError, "too short", id="n-27"
         ),
         pytest.param(SECRET, UID, b"", FormatError, "empty", id="empty"),
-        pytest.param(SECRET, UID, b"\x01" + bytes(40), FormatError, "version", id="version-1"),
+        pytest.param(SECRET, UID, b"\x02" + bytes(40), FormatError, "version", id="version-2"),
         pytest.param(
             SECRET, UID, b"\x80" + _sealed()[1:], FormatError, "version", id="version-0x80"
         ),
@@ -200,25 +207,22 @@ RECORD = 4 + 12 + len(b"first record") + 16  # byte length of the first record
 def test_bad_records_are_refused(
     secret: bytes, uid: str, data: bytes, error: type[Exception], message: str
 ) -> None:
-    cipher = envelope.UserKeys(secret).cipher(uid)
     with pytest.raises(error, match=message):
-        envelope.open_records(cipher, data)
+        _open(data, secret, uid)
 
 
 def test_the_refusal_table_starts_from_records_that_open() -> None:
-    cipher = envelope.UserKeys(SECRET).cipher(UID)
-    assert envelope.open_records(cipher, _sealed()) == [b"first record", b"second record"]
+    assert _open(_sealed()) == [b"first record", b"second record"]
 
 
 def test_every_single_bit_flip_is_refused() -> None:
-    cipher = envelope.UserKeys(SECRET).cipher(UID)
     data = _sealed([b"abc"])
     for index in range(len(data)):
         for bit in range(8):
             corrupted = bytearray(data)
             corrupted[index] ^= 1 << bit
             with pytest.raises(FormatError):  # DecryptionError is a FormatError
-                envelope.open_records(cipher, bytes(corrupted))
+                _open(bytes(corrupted))
 
 
 def test_decryption_error_is_a_format_error() -> None:

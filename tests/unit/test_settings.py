@@ -227,6 +227,40 @@ def test_secret_of_minimum_length_is_accepted() -> None:
     assert Settings.from_env({"ENCRYPTION_SECRET": secret}).encryption_secret == secret.encode()
 
 
+def test_previous_secrets_are_comma_separated() -> None:
+    old, older = "o" * 32, "ü" * 20
+    settings = Settings.from_env(
+        {"ENCRYPTION_SECRET": SECRET, "ENCRYPTION_SECRET_PREVIOUS": f"{old},{older}"}
+    )
+    assert settings.encryption_secret_previous == (old.encode(), older.encode())
+    for role in ("pusher", "reader"):
+        assert Settings.from_env(
+            {"ENCRYPTION_SECRET": SECRET, "ENCRYPTION_SECRET_PREVIOUS": old}, role=role
+        ).encryption_secret_previous == (old.encode(),)
+    assert Settings.from_env({"ENCRYPTION_SECRET": SECRET}).encryption_secret_previous == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param("x" * 31, "item 1 is 31 bytes", id="short"),
+        pytest.param("o" * 32 + ",short", "item 2 is 5 bytes", id="second-short"),
+        pytest.param("o" * 32 + ",", "item 2 is 0 bytes", id="trailing-comma"),
+        pytest.param("o" * 32 + ", " + "p" * 31, "item 2 starts or ends with", id="space"),
+    ],
+)
+def test_a_bad_previous_secret_is_refused(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"ENCRYPTION_SECRET_PREVIOUS.*({message})"):
+        Settings.from_env({"ENCRYPTION_SECRET": SECRET, "ENCRYPTION_SECRET_PREVIOUS": value})
+
+
+def test_previous_secrets_need_a_current_one() -> None:
+    with pytest.raises(
+        ConfigError, match="ENCRYPTION_SECRET_PREVIOUS is set but ENCRYPTION_SECRET"
+    ):
+        Settings.from_env({"ENCRYPTION_SECRET_PREVIOUS": "o" * 32})
+
+
 def test_object_seconds_equal_to_chunk_seconds_is_accepted() -> None:
     settings = Settings.from_env({"AUDIOSYNC_CHUNK_SECONDS": "5", "AUDIOSYNC_OBJECT_SECONDS": "5"})
     assert settings.object_seconds == settings.chunk_seconds == 5.0
@@ -247,6 +281,7 @@ def test_any_whole_number_of_frames_is_a_valid_chunk(frames: int) -> None:
         ("pusher", "AUDIOSYNC_LEASE_SECONDS", "abc"),  # the fleet's
         ("pusher", "BUCKET_PRIVATE_CLOUD_SYNC", "a/b"),  # the reader's and the fleet's
         ("fleet", "ENCRYPTION_SECRET", "short"),  # the fleet holds no key
+        ("fleet", "ENCRYPTION_SECRET_PREVIOUS", "short"),  # nor an old one
         ("fleet", "AUDIOSYNC_CHUNK_SECONDS", "5.01"),  # the pusher cuts chunks
         ("reader", "AUDIOSYNC_REDIS_URL", "localhost"),  # a reader never talks to Redis
     ],
