@@ -18,7 +18,9 @@ conversation unreadable.
   entry and whose Opus packets hold at least that many samples (counted from their TOC
   bytes, RFC 6716 §3.1, without decoding: the fleet needs no libopus); for ``enhanced``
   exactly one sealed record (envelope framing: the worker never holds a key, so the
-  ciphertext itself is the reader's to authenticate).
+  ciphertext itself is the reader's to authenticate) whose cleartext v1 header (session,
+  seq, start_us, samples, rate) matches the entry, so the object's name and the reader's
+  authenticated placement agree; a legacy v0 record (no header) is accepted as it is.
 
 The checks depend only on the entry and its id, so a successor that re-reads the entries
 of a recorded plan reaches the same verdict.
@@ -110,18 +112,29 @@ def _check_chunk(session_id: str, entry: ChunkEntry, limits: Limits) -> None:
     if len(name.encode()) > naming.MAX_NAME_BYTES:
         raise EntryError(f"its object name would be {len(name.encode())} bytes, over the limit")
     if entry.sealed:
-        _check_sealed(entry.data)
+        _check_sealed(session_id, entry)
     else:
         _check_standard(session_id, entry)
 
 
-def _check_sealed(data: bytes) -> None:
+def _check_sealed(session_id: str, entry: ChunkEntry) -> None:
     try:
-        records = envelope.split_records(data)
+        records = envelope.split_records(entry.data, name="data")
     except AudioSyncError as exc:
         raise EntryError(f"data is not a sealed record: {exc}") from None
     if len(records) != 1:
         raise EntryError(f"data holds {len(records)} sealed records; a chunk is exactly one")
+    header = records[0].info
+    if header is None:
+        return  # envelope v0 (a pusher before v1): nothing in clear to compare
+    said = (session_id, entry.seq, entry.start_us, entry.samples, entry.rate)
+    h = header
+    sealed = (h.session_id, h.seq, h.start_us, h.sample_count, h.sample_rate)
+    if said != sealed:
+        raise EntryError(
+            f"the sealed record's header (session, seq, start_us, samples, rate) = {sealed} "
+            f"does not match the entry's {said}"
+        )
 
 
 def _check_standard(session_id: str, entry: ChunkEntry) -> None:

@@ -1,0 +1,98 @@
+"""The fleet's check of a sealed entry (workers/validate.py): a v1 record's cleartext
+header must match the entry's own fields, or the entry is quarantined with the reason;
+a legacy v0 record (no header) is still accepted, exactly one per chunk.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from backend_hooks import container, envelope
+from backend_hooks.codec import ChunkEncoder
+from backend_hooks.entries import ENHANCED, KIND_CHUNK, BadEntry, ChunkEntry, NewEntry
+from workers.validate import Limits, validate_entry
+
+KEYS = envelope.UserKeys(b"validate-sealed-secret-0123456789abcdef")
+UID = "fleet-user"
+RATE = 8000
+SAMPLES = 1600
+SESSION, OTHER_SESSION = "a" * 32, "b" * 32
+NOW_US = int(time.time()) * 1_000_000
+INFO = container.ChunkInfo(SESSION, 3, NOW_US, RATE, SAMPLES)
+
+
+def plain(chunk: container.ChunkInfo) -> bytes:
+    encoder = ChunkEncoder(RATE)
+    return container.build_chunk(chunk, encoder.encode(bytes(2 * SAMPLES)), encoder.pre_skip)
+
+
+def fields(
+    data: bytes, *, rate: int = RATE, seq: int = 3, start_us: int = NOW_US, samples: int = SAMPLES
+) -> dict[bytes, bytes]:
+    """The raw fields of an enhanced chunk entry carrying ``data``."""
+    new = NewEntry(
+        kind=KIND_CHUNK,
+        uid=UID,
+        cid="conv",
+        enq_us=NOW_US,
+        level=ENHANCED,
+        rate=rate,
+        seq=seq,
+        start_us=start_us,
+        samples=samples,
+        data=data,
+    )
+    return {
+        k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in new.fields().items()
+    }
+
+
+SEALED_NOW = envelope.seal(KEYS, UID, INFO, plain(INFO))
+ENTRY_ID = f"{NOW_US // 1000}-0".encode()
+LIMITS = Limits(timestamp_window_seconds=3600)
+
+
+def test_the_fleet_accepts_a_v1_record_whose_header_matches_the_entry() -> None:
+    raw = fields(SEALED_NOW)
+    assert isinstance(validate_entry(SESSION, ENTRY_ID, raw, LIMITS), ChunkEntry)
+
+
+@pytest.mark.parametrize(
+    ("session", "overrides"),
+    [
+        pytest.param(OTHER_SESSION, {}, id="another-session"),
+        pytest.param(SESSION, {"seq": 4}, id="seq"),
+        pytest.param(SESSION, {"start_us": NOW_US + 5_000_000}, id="start_us"),
+        pytest.param(SESSION, {"samples": SAMPLES - 1}, id="samples"),
+        pytest.param(SESSION, {"rate": 16000}, id="rate"),
+    ],
+)
+def test_the_fleet_quarantines_a_sealed_entry_whose_header_disagrees(
+    session: str, overrides: dict[str, int]
+) -> None:
+    raw = fields(SEALED_NOW, **overrides)
+    verdict = validate_entry(session, ENTRY_ID, raw, LIMITS)
+    assert isinstance(verdict, BadEntry)
+    assert "the sealed record's header (session, seq, start_us, samples, rate)" in verdict.reason
+
+
+def test_the_fleet_still_accepts_exactly_one_v0_record() -> None:
+    v0 = envelope.seal_v0(KEYS.cipher(UID), plain(INFO))
+    assert isinstance(validate_entry(SESSION, ENTRY_ID, fields(v0), LIMITS), ChunkEntry)
+    two = validate_entry(SESSION, ENTRY_ID, fields(v0 + v0), LIMITS)
+    assert isinstance(two, BadEntry) and "2 sealed records" in two.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        pytest.param(b"\x02" + SEALED_NOW[1:], "unknown envelope version byte 0x02", id="version"),
+        pytest.param(SEALED_NOW[:-1], "truncated", id="truncated"),
+        pytest.param(SEALED_NOW + SEALED_NOW, "2 sealed records", id="two-v1-records"),
+    ],
+)
+def test_the_fleet_quarantines_sealed_data_it_cannot_frame(data: bytes, reason: str) -> None:
+    verdict = validate_entry(SESSION, ENTRY_ID, fields(data), LIMITS)
+    assert isinstance(verdict, BadEntry) and reason in verdict.reason
