@@ -1,0 +1,150 @@
+"""Envelope v1 end to end: a real pusher seals, the real flush stores into the GCS
+emulator, the reader opens; then the bucket is tampered with as an attacker or a bug
+would (issue 7, finding 6), and key rotation is done as an operator would.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import cast
+
+import pytest
+
+from audiosync_dev.speech import speech_like
+from backend_hooks import AudioSyncClient, envelope, naming, storage
+from backend_hooks.errors import DecryptionError
+from backend_hooks.merge import MissingChunks
+from backend_hooks.settings import Settings
+from tests.integration.flushing import FakeClock, flush, keys
+from workers.context import WorkerContext
+
+pytestmark = pytest.mark.integration
+T0 = float(int(time.time()))
+RATE = 8000
+OLD = b"the-secret-before-the-rotation-0123456789"
+NEW = b"the-secret-after-the-rotation-9876543210"
+
+
+def _settings(ctx: WorkerContext, secret: bytes, previous: tuple[bytes, ...] = ()) -> Settings:
+    return replace(
+        ctx.settings,
+        encryption_secret=secret,
+        encryption_secret_previous=previous,
+        chunk_seconds=1.0,
+    )
+
+
+def _record(
+    ctx: WorkerContext,
+    clock: FakeClock,
+    settings: Settings,
+    uid: str,
+    cid: str,
+    seconds: float,
+    start: float,
+) -> str:
+    """Push ``seconds`` of enhanced audio, close, flush; the session id."""
+    client = AudioSyncClient(settings, clock=clock)
+    session = client.open_session(uid, cid, RATE, "enhanced")
+    session.push(speech_like(seconds, RATE, seed=int(start) % 1000), start)
+    session.close()
+    result = flush(ctx, session.session_id)
+    assert result.failed is None and result.objects_created == 1, result
+    client.close()
+    return session.session_id
+
+
+def _only_object(sctx: storage.StorageContext, uid: str, cid: str) -> naming.ObjectName:
+    [item] = storage.list_audio_chunks(uid, cid, context=sctx)
+    return naming.parse_object_name(item["path"])
+
+
+def _rewrite(ctx: WorkerContext, path: str, data: bytes) -> None:
+    ctx.bucket.delete(path)
+    ctx.bucket.create_only(path, data, content_type="application/octet-stream", metadata={})
+
+
+def test_a_dropped_record_is_reported_and_logged(
+    ctx: WorkerContext, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _settings(ctx, NEW)
+    session_id = _record(ctx, clock, settings, "seal-user", "seal-conv", 6, T0)
+    sctx = storage.StorageContext.from_settings(settings)
+    name = _only_object(sctx, "seal-user", "seal-conv")
+    data = ctx.bucket.download(name.path)
+    records = envelope.split_records(data)
+    assert [r.version for r in records] == [1] * 6  # the pusher writes v1
+    assert [r.info.seq for r in records if r.info] == list(range(6))
+    whole = storage.download_merged_audio("seal-user", "seal-conv", context=sctx)
+    assert whole.missing == () and whole.sample_count == 6 * RATE
+
+    third = records[2]
+    _rewrite(ctx, name.path, data[: third.offset] + data[third.end :])
+    with caplog.at_level(logging.WARNING, logger="backend_hooks.storage"):
+        merged = storage.download_merged_audio("seal-user", "seal-conv", context=sctx)
+    before, after = records[1].info, records[3].info
+    assert before is not None and after is not None
+    assert merged.missing == (
+        MissingChunks(session_id, 2, 2, before.end_us, after.start_us, "sequence"),
+    )
+    assert merged.sample_count == 6 * RATE  # filled with zeros, and reported
+    assert f"session {session_id} chunks 2..2" in caplog.text
+
+    _rewrite(ctx, name.path, data[: records[5].offset])  # the last record dropped
+    merged = storage.download_merged_audio("seal-user", "seal-conv", context=sctx)
+    assert [(m.first_seq, m.last_seq, m.found_by) for m in merged.missing] == [(5, None, name.path)]
+
+
+def test_an_object_copied_under_another_user_does_not_open(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    settings = _settings(ctx, NEW)
+    _record(ctx, clock, settings, "victim", "conv", 2, T0)
+    sctx = storage.StorageContext.from_settings(settings)
+    name = _only_object(sctx, "victim", "conv")
+    copied = naming.conversation_prefix("thief", "conv") + name.filename
+    ctx.bucket.create_only(copied, ctx.bucket.download(name.path), content_type="x", metadata={})
+    with pytest.raises(DecryptionError, match=rf"{copied}: sealed record 0 .*'thief'"):
+        storage.download_merged_audio("thief", "conv", context=sctx)
+
+
+def test_rotation_old_objects_open_new_ones_are_sealed_with_the_new_secret(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    _record(ctx, clock, _settings(ctx, OLD), "rot-user", "rot-conv", 2, T0)
+    rotated = _settings(ctx, NEW, (OLD,))
+    _record(ctx, clock, rotated, "rot-user", "rot-conv", 2, T0 + 10)
+
+    sctx = storage.StorageContext.from_settings(rotated)
+    ids: list[bytes | None] = []
+    for item in storage.list_audio_chunks("rot-user", "rot-conv", context=sctx):
+        ids += {r.key_id for r in envelope.split_records(ctx.bucket.download(item["path"]))}
+    assert ids == [envelope.key_id(OLD), envelope.key_id(NEW)]
+    merged = storage.download_merged_audio("rot-user", "rot-conv", context=sctx, fill_gaps=False)
+    assert merged.sample_count == 4 * RATE and merged.missing == ()
+
+    without_previous = storage.StorageContext.from_settings(_settings(ctx, NEW))
+    with pytest.raises(DecryptionError, match="ENCRYPTION_SECRET_PREVIOUS"):
+        storage.download_merged_audio("rot-user", "rot-conv", context=without_previous)
+
+
+def test_the_worker_quarantines_a_sealed_entry_whose_header_disagrees(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    client = AudioSyncClient(_settings(ctx, NEW), clock=clock)
+    session = client.open_session("q-user", "q-conv", RATE, "enhanced")
+    session.push(speech_like(3, RATE, seed=3), T0)
+    session.close()
+    stream = keys(session.session_id)
+    r = ctx.store.client
+    [(_, real)] = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(stream.chunks, count=1))
+    forged = {**real, b"seq": b"40"}  # the entry says seq 40, its sealed header says 0
+    r.xadd(stream.chunks, forged)  # type: ignore[arg-type]
+    result = flush(ctx, session.session_id)
+    assert result.failed is None and result.objects_created == 1, result
+    [(_, moved)] = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(stream.quarantine))
+    assert moved[b"f:seq"] == b"40"
+    assert b"the sealed record's header (session, seq, start_us, samples, rate)" in moved[b"reason"]
+    client.close()
