@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["AudioSyncClient", "PusherStats"]
 _MAINTENANCE_SECONDS = 1.0  # heartbeat, spool drain and retries of entries held in memory
+_REFUSAL_LOG_SECONDS = 60.0  # a session's append refused (not an outage): logged this often
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class AudioSyncClient:
         self._sessions: dict[str, Session] = {}
         self._counters: dict[int, usage.UsageCounter] = {}  # until their final flush wrote
         self.refused_pushes = 0
+        self._refusal_logged_at = float("-inf")
         self._stop = threading.Event()
         self._closing = False  # close()/aclose() began: no new sessions (they'd be left open)
         self._wake = threading.Event()
@@ -184,6 +186,16 @@ class AudioSyncClient:
         self._wake.set()  # spooled entries can go now
 
     def _redis_failed(self, exc: Exception) -> None:
+        if not redis_store.is_outage(exc):  # one session's trouble, not Redis's
+            now = time.monotonic()
+            if now - self._refusal_logged_at >= _REFUSAL_LOG_SECONDS:  # not once a second
+                self._refusal_logged_at = now
+                log.error(
+                    "Redis refused an append (%s); that session's entries are kept (spool "
+                    "or memory) and retried, the other sessions go on",
+                    exc,
+                )
+            return
         with self._breaker_lock:
             was = self.breaker.state
             self.breaker.record_failure()
@@ -261,8 +273,10 @@ class AudioSyncClient:
             if session.spooled_entries and self._may_try_redis():
                 try:
                     session._drain_spooled()
-                except redis_store.REDIS_ERRORS:
-                    return  # the breaker is open again; next pass
+                except redis_store.REDIS_ERRORS as exc:
+                    if redis_store.is_outage(exc):
+                        return  # the breaker is open again; next pass
+                    # that session's own refusal: the others' turn
 
     def _drain_dead_owners(self, deadline: float | None = None) -> int:
         """Append what dead pusher processes left in the spool; returns entries appended."""

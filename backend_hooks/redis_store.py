@@ -180,6 +180,41 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.RedisClusterException,
 )
 
+#: Replies that mean the server as a whole cannot take writes now (full, loading, a
+#: replica, a cluster reconfiguring), as opposed to a refusal of one command on one key.
+_OUTAGE_REPLIES = (
+    "OOM",
+    "LOADING",
+    "MASTERDOWN",
+    "READONLY",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "MISCONF",
+    "BUSY",
+    "MOVED",
+    "ASK",
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis is away (unreachable, stalled, full, loading) rather than
+    that it refused one command on one key (``WRONGTYPE``, a script error): the pusher's
+    breaker opens only for the former, so one poisoned session cannot stop the others."""
+    outage_classes = (
+        redis.exceptions.OutOfMemoryError,
+        redis.exceptions.ReadOnlyError,
+        redis.exceptions.ClusterDownError,
+        redis.exceptions.TryAgainError,
+        redis.exceptions.MovedError,
+        redis.exceptions.AskError,
+    )
+    if isinstance(exc, outage_classes):
+        return True
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return str(exc).split(" ", 1)[0].upper() in _OUTAGE_REPLIES
+    return isinstance(exc, REDIS_ERRORS)
+
+
 SOCKET_TIMEOUT = 5.0  # seconds; a stalled Redis is an error, never a hang
 #: How long the highest appended ``n`` of a session is kept after its last append: a
 #: pusher retrying an append whose reply was lost later than this would add it again.

@@ -424,3 +424,28 @@ def test_the_spool_rollout_flag_keeps_a_denied_user_in_memory(
     client.close()
     assert stream(own_redis.url, spooled.redis_keys) == expected(1)
     assert stream(own_redis.url, in_memory.redis_keys) == expected(1)
+
+
+def test_one_session_refused_by_redis_does_not_trip_the_breaker_for_the_others(
+    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+) -> None:
+    """A permanent refusal of one session's append (here WRONGTYPE: its stream key holds a
+    string) keeps that session's entries in the spool; the others still append directly."""
+    spool_dir = tmp_path / "spool"
+    settings = settings_for(stack.env(), own_redis.url, spool_dir)
+    client = AudioSyncClient(settings, redis_client=quick_client(own_redis.url))
+    poisoned = client.open_session("u1", "c", RATE, "enhanced")
+    healthy = client.open_session("u2", "c", RATE, "enhanced")
+    raw = quick_client(own_redis.url)
+    raw.set(poisoned.redis_keys.chunks, b"not a stream")
+    poisoned.push(noise(CHUNK), T0)
+    for k in range(3):
+        healthy.push(noise(CHUNK, seed=k), T0 + 5 * k)
+    assert poisoned.spooled_entries == 1  # kept, not lost
+    assert healthy.spooled_entries == 0 and client.stats().breaker.trips == 0
+    assert stream(own_redis.url, healthy.redis_keys)[:3] == expected(3)[:3]
+    raw.delete(poisoned.redis_keys.chunks)  # the operator clears the collision
+    healthy.close()
+    poisoned.close()
+    assert wait_for(lambda: stream(own_redis.url, poisoned.redis_keys) == expected(1))
+    client.close()

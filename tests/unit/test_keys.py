@@ -75,3 +75,27 @@ def test_shard_keys_are_not_session_keys() -> None:
     assert session_of_key(due_key(3)) is None
     assert session_of_key("audiosync:due:{0}") is None
     assert session_of_key("other:{x}:chunks") is None
+
+
+def test_what_counts_as_redis_away() -> None:
+    """The pusher's breaker opens for an outage, not for one command refused on one key."""
+    import redis
+
+    from backend_hooks.redis_store import is_outage
+
+    for away in (
+        redis.ConnectionError("refused"),
+        redis.TimeoutError("timed out"),
+        redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+        redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+        redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+        redis.exceptions.ResponseError("MISCONF Errors writing to the AOF file"),
+        redis.exceptions.RedisClusterException("Redis Cluster cannot be connected"),
+    ):
+        assert is_outage(away), away
+    for one_key in (
+        redis.exceptions.ResponseError("WRONGTYPE Operation against a key holding the wrong kind"),
+        redis.exceptions.ResponseError("ERR Error running script"),
+        ValueError("not Redis at all"),
+    ):
+        assert not is_outage(one_key), one_key
