@@ -161,7 +161,6 @@ class Session:
         self._handed_chunks = 0  # written by the caller only
         self._closed = False
         self._tail_staged = False
-        self._tail: concurrent.futures.Future[int] | None = None
         self._sync_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the a* methods
         # The sender's side (one pool task at a time).
