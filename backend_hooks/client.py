@@ -22,7 +22,7 @@ from backend_hooks.errors import EnqueueError, SessionClosedError
 from backend_hooks.session import DRAIN_BATCH, Session
 from backend_hooks.settings import Settings
 from backend_hooks.spool import SpoolStats
-from backend_hooks.spool_format import SpoolRecord
+from backend_hooks.spool_format import SpoolRecord, consecutive_runs
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +212,7 @@ class AudioSyncClient:
         """Append one session's spooled records (consecutive runs of ``n``)."""
         now_us = round(self.clock() * 1_000_000)
         max_age_us = self.settings.batch_max_age_seconds * 1_000_000
-        start = 0
-        while start < len(records):
-            end = start + 1
-            while end < len(records) and records[end].n == records[end - 1].n + 1:
-                end += 1
-            run = records[start:end]
+        for run in consecutive_runs(records):
             first = run[0]
             urgent = any(r.urgent for r in run) or now_us - first.entry.enq_us >= max_age_us
             try:
@@ -232,7 +227,6 @@ class AudioSyncClient:
                 self._redis_failed(exc)
                 raise
             self._redis_answered()
-            start = end
 
     # -- the maintenance thread ---------------------------------------------------------
     def _ensure_maintenance(self) -> None:

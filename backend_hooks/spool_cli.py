@@ -17,7 +17,7 @@ from pathlib import Path
 from backend_hooks import redis_store, spool
 from backend_hooks.errors import ConfigError
 from backend_hooks.settings import Settings
-from backend_hooks.spool_format import SpoolRecord
+from backend_hooks.spool_format import SpoolRecord, consecutive_runs
 
 
 def _bar(total: int) -> Callable[[int], None]:
@@ -65,12 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def append(records: list[SpoolRecord]) -> None:
-        start = 0
-        while start < len(records):
-            end = start + 1
-            while end < len(records) and records[end].n == records[end - 1].n + 1:
-                end += 1
-            run = records[start:end]
+        for run in consecutive_runs(records):
             appender.append(
                 redis_store.SessionKeys(run[0].session_id, run[0].shard),
                 [r.entry for r in run],
@@ -78,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
                 urgent=True,  # late already: flush promptly
                 max_age_seconds=settings.batch_max_age_seconds,
             )
-            start = end
 
     try:
         total = spool.count_files(root)

@@ -130,3 +130,15 @@ def decode(data: bytes) -> SpoolRecord:
         data=payload,
     )
     return SpoolRecord(session_id=session_id, shard=shard, n=n, urgent=bool(flags & 1), entry=entry)
+
+
+def consecutive_runs(records: list[SpoolRecord]) -> list[list[SpoolRecord]]:
+    """``records`` (of one session, in ``n`` order) split where ``n`` skips a number: each
+    run is one append (its entries are numbered from its first ``n``)."""
+    runs: list[list[SpoolRecord]] = []
+    for record in records:
+        if runs and record.n == runs[-1][-1].n + 1:
+            runs[-1].append(record)
+        else:
+            runs.append([record])
+    return runs

@@ -8,7 +8,6 @@ itself skips directories whose adopter is alive, itself included. Audited by ide
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,6 @@ from .pusher_outage import quick_client, settings_for, spool_files, stream, wait
 from .test_spool import CHUNK, _child, _env
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[StandaloneValkey]:
-    with StandaloneValkey(tmp_path / "valkey") as server:
-        yield server
 
 
 def test_a_directory_adopted_while_redis_was_away_is_drained_once_it_is_back(

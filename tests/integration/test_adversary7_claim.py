@@ -10,7 +10,6 @@ the failing read, at its exact line; Redis is a real valkey, stopped and restart
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,6 @@ from .pusher_outage import noise, quick_client, settings_for, spool_files, strea
 from .test_spool import CHUNK, RATE, T0, expected
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[StandaloneValkey]:
-    with StandaloneValkey(tmp_path / "valkey") as server:
-        yield server
 
 
 def test_a_failed_read_of_a_claimed_file_loses_no_entry(

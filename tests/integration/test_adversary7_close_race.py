@@ -9,8 +9,6 @@ schedule new futures after shutdown``. Real valkey, SIGSTOPped and resumed."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,12 +19,6 @@ from .pusher_outage import noise, quick_client, settings_for, stream, wait_for
 from .test_spool import RATE, T0
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[StandaloneValkey]:
-    with StandaloneValkey(tmp_path / "valkey") as server:
-        yield server
 
 
 def test_a_session_opened_during_close_is_refused_or_closed(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from .pusher_outage import noise, quick_client, settings_for, stream, wait_for
 from .test_spool import CHUNK, RATE, T0, expected
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[StandaloneValkey]:
-    with StandaloneValkey(tmp_path / "valkey") as server:
-        yield server
 
 
 def test_a_full_disk_is_named_in_the_refusal_and_loses_nothing(

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -27,12 +25,6 @@ from .pusher_outage import noise, quick_client, settings_for, stream
 from .test_spool import CHUNK, RATE, T0
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[StandaloneValkey]:
-    with StandaloneValkey(tmp_path / "valkey") as server:
-        yield server
 
 
 def test_client_close_from_another_thread_while_the_loop_pushes(

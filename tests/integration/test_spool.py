@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -38,12 +37,6 @@ pytestmark = pytest.mark.integration
 RATE = 8000
 CHUNK = 5 * RATE  # samples of one 5 s chunk
 T0 = float(int(time.time()))
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[StandaloneValkey]:
-    with StandaloneValkey(tmp_path / "valkey") as server:
-        yield server
 
 
 def expected(chunks: int, tail: int = 0) -> list[tuple[str, int, int]]:
