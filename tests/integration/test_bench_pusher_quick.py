@@ -1,0 +1,56 @@
+"""The pusher benches' ``--quick`` modes run and print their figures (no timing asserted:
+speed goals live in the benches and docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def run_quick(script: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_cpu_quick_prints_a_row_per_configuration() -> None:
+    out = run_quick("bench_pusher_cpu.py")
+    rows = re.findall(r"^\s*(16000|8000)\s+(enhanced|standard)\s+([\d.]+)\s+([\d.]+)\s", out, re.M)
+    assert {(rate, level) for rate, level, _, _ in rows} == {
+        ("16000", "enhanced"),
+        ("16000", "standard"),
+        ("8000", "enhanced"),
+        ("8000", "standard"),
+    }, out
+    assert all(float(pusher) > 0 and float(bare) > 0 for _, _, pusher, bare in rows), out
+
+
+def test_commands_quick_counts_match_commandstats() -> None:
+    out = run_quick("bench_pusher_commands.py")
+    # 2 sessions x 61 s: 13 appends each (12 chunks, then the tail with the end marker),
+    # one more for the first call's NOSCRIPT; two usage flushes each (60 s, the end).
+    assert re.search(r"^\s*EVALSHA APPEND\s+27\s", out, re.M), out
+    assert re.search(r"^\s*INCRBY\s+4\s", out, re.M), out
+    assert re.search(r"^\s*XADD\s+28\s", out, re.M), out
+    assert "equal, command by command" in out, out
+
+
+def test_loop_quick_audits_every_chunk_after_the_outage() -> None:
+    out = run_quick("bench_pusher_loop.py")
+    for phase in ("idle", "ramp", "normal", "outage", "after"):
+        assert re.search(rf"^\s*{phase}\s+[\d.]+ s \| stall max\s+[\d.]+ ms", out, re.M), out
+    assert "NO AUDIO LOST" in out, out
+    assert re.search(r"missing 0, duplicates 0", out), out
