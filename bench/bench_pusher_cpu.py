@@ -24,7 +24,9 @@ frames through the pusher (until the chunk is in Redis) and the same 250 frames 
 the bare encoder, in alternating order (pusher first for even chunks, bare first for odd
 ones, the other way round in odd rounds); the session's ``open_session`` and ``aclose``
 count for the pusher. A round is one session of S seconds; the figures are medians over
-the rounds, the overhead the median of each round's pusher / bare - 1.
+the rounds, the overhead the median of each round's pusher / bare - 1. "apush us/frame"
+is the loop thread's CPU in ``apush`` per 20 ms frame (``time.thread_time``; the encoding
+runs on the pool, so this is what the event loop itself pays per frame).
 
 The pusher encodes one 20 ms frame more per 5 s chunk than the bare encoder (each chunk is
 its own Opus stream, padded to cover the 6.5 ms look-ahead: 251 frames instead of 250),
@@ -47,6 +49,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,6 +85,14 @@ def bare_encoder(session: Session) -> opuslib.Encoder:
     return encoder
 
 
+@dataclass(frozen=True)
+class Round:
+    pusher: float  # CPU seconds, every thread
+    bare: float
+    waits: float  # the loop thread's CPU while it waited for chunks (in ``pusher``)
+    apush_per_frame: float  # the loop thread's CPU in ``apush``, seconds per frame
+
+
 async def _settled(session: Session) -> float:
     """Wait until the session's chunks are in Redis; returns this thread's CPU for it."""
     c0 = time.thread_time()
@@ -107,15 +118,13 @@ async def push_session(
 
 async def paired_round(
     client: AudioSyncClient, frames: list[bytes], rate: int, level: str, flip: bool
-) -> tuple[float, float, float]:
-    """(pusher, bare, waits) CPU seconds of one session over ``frames``, measured chunk by
-    chunk in alternating order, so both see the same machine (its load changes by the
-    second); ``waits``: the loop thread's CPU while it waited for chunks to settle (bench
-    overhead, included in ``pusher``)."""
+) -> Round:
+    """CPU of one session over ``frames``, pusher and bare measured chunk by chunk in
+    alternating order, so both see the same machine (its load changes by the second)."""
     per_chunk = round(client.settings.chunk_seconds / FRAME_SECONDS)
     samples = frame_samples(rate)
     t0 = time.time()
-    pusher = bare = waits = 0.0
+    pusher = bare = waits = apush = 0.0
 
     c0 = time.process_time()
     session = client.open_session("bench-user", "bench-conversation", rate, level)
@@ -126,8 +135,10 @@ async def paired_round(
         for side in ("pusher", "bare") if (k % 2 == 0) != flip else ("bare", "pusher"):
             c0 = time.process_time()
             if side == "pusher":
+                l0 = time.thread_time()
                 for i, frame in enumerate(piece, start):
                     await session.apush(frame, t0 + i * FRAME_SECONDS)
+                apush += time.thread_time() - l0
                 waits += await _settled(session)
                 pusher += time.process_time() - c0
             else:
@@ -137,7 +148,7 @@ async def paired_round(
     c0 = time.process_time()
     await session.aclose()
     pusher += time.process_time() - c0
-    return pusher, bare, waits
+    return Round(pusher, bare, waits, apush / len(frames))
 
 
 def settings_for(url: str) -> Settings:
@@ -151,7 +162,8 @@ def measure(url: str, rounds: int, seconds: float) -> None:
     print(f"{rounds} rounds x {seconds:g} s of audio per configuration, order alternating")
     print(
         f"{'rate':>6} {'level':>9} {'pusher ms/min':>14} {'bare ms/min':>12} "
-        f"{'overhead':>9} {'min..max':>15} {'waits ms/min':>13} {'overhead w/o waits':>19}"
+        f"{'overhead':>9} {'min..max':>15} {'waits ms/min':>13} {'overhead w/o waits':>19} "
+        f"{'apush us/frame':>14}"
     )
     loop = asyncio.new_event_loop()
     client = AudioSyncClient(settings_for(url))
@@ -160,25 +172,23 @@ def measure(url: str, rounds: int, seconds: float) -> None:
             frames = frames_of(speech_like(seconds, rate, seed=rate), rate)
             # a warm-up (first script load, first connections, caches)
             loop.run_until_complete(paired_round(client, frames[:500], rate, level, False))
-            pusher: list[float] = []
-            bare: list[float] = []
-            waits: list[float] = []
-            for r in range(rounds):
-                p, b, w = loop.run_until_complete(
-                    paired_round(client, frames, rate, level, flip=r % 2 == 1)
-                )
-                pusher.append(p)
-                bare.append(b)
-                waits.append(w)
-            overheads = [100 * (p / b - 1) for p, b in zip(pusher, bare, strict=True)]
-            net = [100 * ((p - w) / b - 1) for p, b, w in zip(pusher, bare, waits, strict=True)]
+            rounds_done = [
+                loop.run_until_complete(paired_round(client, frames, rate, level, flip=r % 2 == 1))
+                for r in range(rounds)
+            ]
+            pusher = [r.pusher for r in rounds_done]
+            bare = [r.bare for r in rounds_done]
+            waits = [r.waits for r in rounds_done]
+            overheads = [100 * (r.pusher / r.bare - 1) for r in rounds_done]
+            net = [100 * ((r.pusher - r.waits) / r.bare - 1) for r in rounds_done]
+            apush_us = 1e6 * statistics.median(r.apush_per_frame for r in rounds_done)
             print(
                 f"{rate:>6} {level:>9} {1000 * statistics.median(pusher) / minutes:>14.1f} "
                 f"{1000 * statistics.median(bare) / minutes:>12.1f} "
                 f"{statistics.median(overheads):>8.1f}% "
                 f"{f'{min(overheads):.1f}..{max(overheads):.1f}%':>15} "
                 f"{1000 * statistics.median(waits) / minutes:>13.1f} "
-                f"{statistics.median(net):>18.1f}%",
+                f"{statistics.median(net):>18.1f}% {apush_us:>12.2f}",
                 flush=True,
             )
     finally:
