@@ -43,9 +43,14 @@ class RawChunk:
         return len(self.pcm) // 2
 
 
+# Tuples, not unions: isinstance with a tuple is about twice as fast (both run per push).
+_NUMBER_TYPES = (int, float)
+_PCM_TYPES = (bytes, bytearray, memoryview)
+
+
 def timestamp_to_us(timestamp: object) -> int:
     """Unix seconds (any finite number, even absurd ones: the chunker judges them) to µs."""
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+    if isinstance(timestamp, bool) or not isinstance(timestamp, _NUMBER_TYPES):
         raise InvalidInputError(f"timestamp must be Unix seconds (a number), got {timestamp!r}")
     if not math.isfinite(timestamp):
         raise InvalidInputError(f"timestamp must be finite Unix seconds, got {timestamp!r}")
@@ -100,7 +105,7 @@ class Chunker:
     def push(self, pcm: bytes, timestamp_us: int, *, now_us: int) -> list[RawChunk]:
         """Add ``pcm`` whose first new sample is at ``timestamp_us``; ``now_us`` is the
         pusher's clock at the push. Returns the chunks completed."""
-        if not isinstance(pcm, bytes | bytearray | memoryview):
+        if not isinstance(pcm, _PCM_TYPES):
             raise InvalidInputError(f"pcm must be bytes of PCM16LE, got {type(pcm).__name__}")
         data = bytes(pcm)
         if not data:

@@ -339,6 +339,8 @@ class Session:
             )
 
     def _check_room(self) -> None:
+        if not self._held:  # the usual case: nothing waits for Redis (no copy per push)
+            return
         held = sum(p.entry.samples for p in list(self._held))
         if held <= self._buffer_samples:
             return
