@@ -40,8 +40,9 @@ from load import BENCH_NAME, commandstats
 
 from audiosync_dev.localstack import StandaloneValkey
 from audiosync_dev.speech import speech_like
+from backend_hooks.client import AudioSyncClient
 from backend_hooks.entries import ENHANCED
-from backend_hooks.session import AudioSyncClient, Session
+from backend_hooks.session import Session
 from backend_hooks.settings import Settings
 from backend_hooks.usage import FLUSH_INTERVAL_SECONDS, UsageCounter
 

@@ -60,9 +60,10 @@ from load import machine_busy, percentile
 from audiosync_dev.localstack import StandaloneValkey
 from audiosync_dev.speech import speech_like
 from backend_hooks import container, envelope
+from backend_hooks.client import AudioSyncClient
 from backend_hooks.entries import ENHANCED, PROTECTION_LEVELS, ChunkEntry, EndEntry, parse_entry
 from backend_hooks.errors import EnqueueError
-from backend_hooks.session import AudioSyncClient, Session
+from backend_hooks.session import Session
 from backend_hooks.settings import Settings
 
 TICK_SECONDS = 0.001
@@ -255,7 +256,8 @@ def _container_holds(entry: ChunkEntry, keys: envelope.UserKeys) -> bool:
     try:
         data = entry.data
         if entry.level == ENHANCED:
-            (data,) = envelope.open_records(keys.cipher(entry.uid), data)
+            (record,) = envelope.open_records(keys, entry.uid, data)
+            data = record.plaintext
         (parsed,) = container.parse_chunks(data)
         return bool(
             parsed.info.sample_count == entry.samples
