@@ -92,9 +92,9 @@ class AudioSyncClient:
         self._wake = threading.Event()
         self._maintenance: threading.Thread | None = None
         self._maintenance_lock = threading.Lock()
+        self._adoption_lock = threading.Lock()  # one drain of adopted directories at a time
         if self.spool is not None:  # drain what an earlier process left, from the start
             self._ensure_maintenance()
-        self._adoption_lock = threading.Lock()  # one drain of adopted directories at a time
 
     @classmethod
     def from_env(cls) -> AudioSyncClient:
