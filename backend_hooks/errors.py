@@ -31,6 +31,11 @@ class UnsupportedFormatError(FormatError):
     """A known but not (yet) readable layout, or an unknown extension or version."""
 
 
+class SampleRateUnknownError(UnsupportedFormatError):
+    """Legacy raw PCM whose sample rate neither the caller gave nor the objects tell
+    (docs/FORMATS.md §6): pass ``sample_rate``."""
+
+
 class DecryptionError(FormatError):
     """A sealed record did not open: wrong key, wrong user, or tampered bytes."""
 

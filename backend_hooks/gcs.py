@@ -164,6 +164,19 @@ class GcsBucket:
         except gexc.GoogleAPIError as exc:
             raise StorageError(f"download of gs://{self.bucket.name}/{name} failed: {exc}") from exc
 
+    def download_range(self, name: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from byte ``start`` (one ranged read)."""
+        try:
+            data = self.bucket.blob(name).download_as_bytes(start=start, end=start + length - 1)
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"download of gs://{self.bucket.name}/{name} failed: {exc}") from exc
+        if len(data) != length:
+            raise StorageError(
+                f"gs://{self.bucket.name}/{name}: asked for {length} bytes at {start}, got "
+                f"{len(data)} (the object changed while it was read?)"
+            )
+        return bytes(data)
+
     def delete(self, name: str) -> None:
         try:
             self.bucket.blob(name).delete()
