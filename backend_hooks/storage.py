@@ -1,9 +1,12 @@
 """The read side the backend calls, under the backend's own function names.
 
 Lists, merges and deletes the chunk objects of a conversation: the new 60 s objects
-(``.opus``, ``.opus.enc``) and the legacy single-chunk Opus objects next to them. Legacy
-raw-PCM objects (``.bin``, ``.enc``, ``.batch.*``) are listed; merging them is ROADMAP 3
-and raises ``UnsupportedFormatError`` until then rather than guessing their sample rate.
+(``.opus``, ``.opus.enc``), the legacy single-chunk Opus objects and the legacy raw-PCM
+objects (``.bin``, ``.enc``, ``.batch.*``) next to them. Raw PCM does not carry its sample
+rate: it is the caller's ``sample_rate`` when given, otherwise inferred from the objects'
+names and lengths (``legacy_pcm.infer_sample_rate``, docs/FORMATS.md §6), and
+``SampleRateUnknownError`` when it cannot be told. Names in the prefix that are not chunk
+objects are logged as a warning and listed by ``list_unknown_objects``, never fatal.
 
 Sealed objects: every record is opened with the uid of the object's path (envelope v1
 authenticates it; v0 records open as before); a v1 record's plaintext chunk must say what
@@ -20,8 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from backend_hooks import container, envelope, gcs, naming
-from backend_hooks.errors import AudioSyncError, ConfigError, FormatError, UnsupportedFormatError
+from backend_hooks import container, envelope, gcs, legacy_pcm, naming
+from backend_hooks.audio_format import SUPPORTED_RATES
+from backend_hooks.errors import (
+    AudioSyncError,
+    ConfigError,
+    FormatError,
+    InvalidInputError,
+    SampleRateUnknownError,
+    UnsupportedFormatError,
+)
 from backend_hooks.ids import validate_id
 from backend_hooks.merge import MergedAudio, MissingChunks, merge_segments
 from backend_hooks.settings import Settings
@@ -58,20 +69,46 @@ def reset_default_context() -> None:
     default_context.cache_clear()
 
 
-def _objects(
+def _listing(
     ctx: StorageContext, uid: str, conversation_id: str
-) -> list[tuple[naming.ObjectName, gcs.StoredObject]]:
-    """The chunk objects of a conversation with parseable names, oldest first."""
+) -> tuple[list[tuple[naming.ObjectName, gcs.StoredObject]], list[dict[str, Any]]]:
+    """The chunk objects of a conversation with parseable names, oldest first, and the
+    other names in its prefix (each ``path``, ``size`` and ``reason``)."""
     prefix = naming.conversation_prefix(
         validate_id(uid, "uid"), validate_id(conversation_id, "conversation_id")
     )
     found = []
+    unknown: list[dict[str, Any]] = []
     for stored in ctx.bucket.list(prefix):
         try:
             found.append((naming.parse_object_name(stored.name), stored))
-        except UnsupportedFormatError:
-            continue  # not a chunk object (e.g. a stray upload): not audio of ours
-    return sorted(found, key=lambda pair: (pair[0].start_us, pair[0].filename))
+        except UnsupportedFormatError as exc:
+            unknown.append({"path": stored.name, "size": stored.size, "reason": str(exc)})
+    if unknown:
+        log.warning(
+            "conversation %s of user %s: %d object(s) in its prefix are not chunk objects "
+            "and are left out: %s",
+            conversation_id,
+            uid,
+            len(unknown),
+            ", ".join(u["path"] for u in unknown[:10]),
+        )
+    return sorted(found, key=lambda pair: (pair[0].start_us, pair[0].filename)), unknown
+
+
+def _objects(
+    ctx: StorageContext, uid: str, conversation_id: str
+) -> list[tuple[naming.ObjectName, gcs.StoredObject]]:
+    """The chunk objects of a conversation with parseable names, oldest first."""
+    return _listing(ctx, uid, conversation_id)[0]
+
+
+def list_unknown_objects(
+    uid: str, conversation_id: str, *, context: StorageContext | None = None
+) -> list[dict[str, Any]]:
+    """Objects in the conversation's prefix whose names are not chunk objects (a stray
+    upload, an unknown extension): ``path``, ``size`` and ``reason``. They are never read."""
+    return _listing(context or default_context(), uid, conversation_id)[1]
 
 
 def _duration(name: naming.ObjectName, metadata: dict[str, str]) -> float | None:
@@ -81,27 +118,107 @@ def _duration(name: naming.ObjectName, metadata: dict[str, str]) -> float | None
         pass
     if name.is_new and name.end_us is not None:
         return (name.end_us - name.start_us) / 1_000_000
-    return None  # legacy objects: ROADMAP 3 computes it from the bytes
+    return None  # legacy Opus objects: only decoding tells
+
+
+def _metadata_rate(name: naming.ObjectName, metadata: dict[str, str]) -> int | None:
+    try:
+        return int(metadata["audiosync-rate"])
+    except (KeyError, ValueError):
+        return None if name.is_new else container.LEGACY_RATE
+
+
+def _checked_rate(sample_rate: int | None) -> int | None:
+    if sample_rate is not None and sample_rate not in SUPPORTED_RATES:
+        raise InvalidInputError(
+            f"sample_rate {sample_rate!r} is not one of {list(SUPPORTED_RATES)} Hz"
+        )
+    return sample_rate
+
+
+def _raw_objects(
+    ctx: StorageContext,
+    objects: list[tuple[naming.ObjectName, gcs.StoredObject]],
+    known: dict[str, list[bytes]],
+) -> tuple[list[legacy_pcm.RawObject], dict[str, str]]:
+    """The raw legacy objects among ``objects`` with their chunk lengths (from ``known``
+    plaintexts, the size of a plain object, or the record framing of a sealed one read
+    with ranged reads), and those whose framing is broken (path -> why)."""
+
+    def one(pair: tuple[naming.ObjectName, gcs.StoredObject]) -> legacy_pcm.RawObject | str:
+        name, stored = pair
+        if name.path in known:
+            return legacy_pcm.RawObject(name, tuple(len(p) for p in known[name.path]))
+        if not name.sealed:
+            return legacy_pcm.RawObject(name, (stored.size,))
+        try:
+            lengths = legacy_pcm.sealed_chunk_lengths(
+                lambda at, n: ctx.bucket.download_range(name.path, at, n), stored.size, name.path
+            )
+        except FormatError as exc:
+            return str(exc)
+        return legacy_pcm.RawObject(name, tuple(lengths))
+
+    raw = [pair for pair in objects if legacy_pcm.is_raw(pair[0])]
+    with ThreadPoolExecutor(_DOWNLOAD_THREADS) as pool:
+        results = list(pool.map(one, raw))
+    broken = {pair[0].path: r for pair, r in zip(raw, results, strict=True) if isinstance(r, str)}
+    for why in broken.values():
+        log.warning("%s; left out of the sample-rate evidence", why)
+    return [r for r in results if not isinstance(r, str)], broken
+
+
+def _conversation(uid: str, conversation_id: str) -> str:
+    return f"conversation {conversation_id} of user {uid}"
 
 
 def list_audio_chunks(
-    uid: str, conversation_id: str, *, context: StorageContext | None = None
+    uid: str,
+    conversation_id: str,
+    *,
+    sample_rate: int | None = None,
+    context: StorageContext | None = None,
 ) -> list[dict[str, Any]]:
-    """Chunk objects of a conversation, oldest first.
+    """Chunk objects of a conversation, every known extension, oldest first.
 
-    Each: ``timestamp`` (start, float seconds), ``path``, ``size`` (bytes), ``duration``
-    (seconds of audio, from the stored sample count; ``None`` for legacy objects).
+    Each: ``timestamp`` (start, float seconds), ``path``, ``size`` (bytes), ``kind``
+    (``opus``: a new object; ``legacy-opus``; ``legacy-pcm``: ``.bin``/``.enc``;
+    ``legacy-pcm-batch``: ``.batch.*``), ``sample_rate`` (Hz, or ``None`` when not known)
+    and ``duration`` (seconds of audio: from the stored sample count of new objects; for
+    raw legacy objects whole samples over the rate, ``sample_rate`` when given, else the
+    inferred one; ``None`` for legacy Opus objects, for raw ones whose rate cannot be
+    told or whose framing is broken, each logged as a warning). Names in the prefix that
+    are not chunk objects are logged and left out (``list_unknown_objects`` lists them).
     """
     ctx = context or default_context()
-    return [
-        {
+    rate = _checked_rate(sample_rate)
+    objects = _objects(ctx, uid, conversation_id)
+    raws, _ = _raw_objects(ctx, objects, {})
+    if raws and rate is None:
+        try:
+            rate = legacy_pcm.infer_sample_rate(
+                raws, conversation=_conversation(uid, conversation_id)
+            )
+        except SampleRateUnknownError as exc:
+            log.warning("%s; listed with duration None", exc)
+    by_path = {r.name.path: r for r in raws}
+    out = []
+    for name, stored in objects:
+        item: dict[str, Any] = {
             "timestamp": name.timestamp,
             "path": name.path,
             "size": stored.size,
-            "duration": _duration(name, stored.metadata),
+            "kind": legacy_pcm.kind_of(name),
         }
-        for name, stored in _objects(ctx, uid, conversation_id)
-    ]
+        if legacy_pcm.is_raw(name):
+            raw = by_path.get(name.path)
+            item["sample_rate"] = rate
+            item["duration"] = None if raw is None or rate is None else raw.sample_count / rate
+        else:
+            item["sample_rate"] = _metadata_rate(name, stored.metadata)
+            item["duration"] = _duration(name, stored.metadata)
+        out.append(item)
+    return out
 
 
 def _selected(
@@ -197,22 +314,43 @@ def edge_suspects(
     return out
 
 
-def _segments(
-    ctx: StorageContext, uid: str, name: naming.ObjectName
-) -> tuple[list[container.Segment], list[MissingChunks]]:
-    if name.extension not in (naming.EXT_OPUS, naming.EXT_OPUS_ENC):
-        raise UnsupportedFormatError(
-            f"{name.filename}: legacy raw-PCM objects are not merged yet (ROADMAP 3)"
-        )
+@dataclass
+class _Read:
+    """One object as read: decoded segments (Opus objects) or, for raw legacy objects,
+    the plaintexts still waiting for the conversation's rate."""
+
+    name: naming.ObjectName
+    segments: list[container.Segment]
+    suspects: list[MissingChunks]
+    plaintexts: list[bytes] | None = None
+
+
+def _keys(ctx: StorageContext, name: naming.ObjectName) -> envelope.UserKeys:
+    if ctx.keys is None:
+        raise ConfigError(f"{name.filename} is sealed: set ENCRYPTION_SECRET to read it")
+    return ctx.keys
+
+
+def _read(ctx: StorageContext, uid: str, name: naming.ObjectName) -> _Read:
     data = ctx.bucket.download(name.path)
+    if legacy_pcm.is_raw(name):
+        if not name.sealed:
+            return _Read(name, [], [], [data])
+        records = envelope.open_records(_keys(ctx, name), uid, data, name=name.path)
+        for record in records:
+            if record.info is not None:
+                raise FormatError(
+                    f"{name.path}: sealed record {record.index} is envelope v1 (an Opus chunk "
+                    f"of session {record.info.session_id}); a legacy raw-PCM object holds only "
+                    "v0 records, so it is corrupt or misnamed"
+                )
+        return _Read(name, [], [], [r.plaintext for r in records])
     if name.sealed:
-        if ctx.keys is None:
-            raise ConfigError(f"{name.filename} is sealed: set ENCRYPTION_SECRET to read it")
-        records = envelope.open_records(ctx.keys, uid, data, name=name.path)
+        records = envelope.open_records(_keys(ctx, name), uid, data, name=name.path)
         segments = sealed_segments(name, records)
     else:
         segments = container.decode_payload(data, name_start_us=name.start_us)
-    return segments, edge_suspects(name, segments)
+    return _Read(name, segments, edge_suspects(name, segments))
 
 
 def download_merged_audio(
@@ -220,10 +358,17 @@ def download_merged_audio(
     conversation_id: str,
     timestamps: list[float] | None = None,
     fill_gaps: bool = True,
+    sample_rate: int | None = None,
     *,
     context: StorageContext | None = None,
 ) -> MergedAudio:
-    """The conversation's audio as PCM16LE mono at the recording's rate, with that rate.
+    """The conversation's audio as PCM16LE mono at one rate, with that rate.
+
+    The rate is the recording's own: new and Opus objects carry theirs; legacy raw PCM is
+    at ``sample_rate`` when the caller gives it, otherwise at the rate its names and
+    lengths tell (docs/FORMATS.md §6), ``SampleRateUnknownError`` naming the conversation
+    when they do not. A conversation at several rates, or at another rate than a given
+    ``sample_rate``, raises ``UnsupportedFormatError`` (resampling is a later step).
 
     ``missing`` lists the chunks each session lacks (a dropped record or object, or a
     quarantined chunk): they are logged as a warning and, like any gap, filled with zeros
@@ -231,13 +376,35 @@ def download_merged_audio(
     the chunks of the objects left out between them are listed too.
     """
     ctx = context or default_context()
-    names = _selected([n for n, _ in _objects(ctx, uid, conversation_id)], timestamps)
+    rate = _checked_rate(sample_rate)
+    objects = _objects(ctx, uid, conversation_id)
+    names = _selected([n for n, _ in objects], timestamps)
     with ThreadPoolExecutor(_DOWNLOAD_THREADS) as pool:
-        per_object = list(pool.map(lambda n: _segments(ctx, uid, n), names))
+        reads = list(pool.map(lambda n: _read(ctx, uid, n), names))
+    raw_reads = [r for r in reads if r.plaintexts is not None]
+    if raw_reads and rate is None:
+        known = {r.name.path: r.plaintexts for r in raw_reads if r.plaintexts is not None}
+        raws, _ = _raw_objects(ctx, objects, known)
+        rate = legacy_pcm.infer_sample_rate(raws, conversation=_conversation(uid, conversation_id))
+    segments = [s for r in reads for s in r.segments]
+    for r in raw_reads:
+        assert r.plaintexts is not None and rate is not None
+        pcm = legacy_pcm.raw_pcm(r.name, r.plaintexts)
+        if pcm:
+            segments.append(legacy_pcm.raw_segment(r.name, pcm, rate))
+    if sample_rate is not None:
+        other = sorted({s.sample_rate for s in segments} - {sample_rate})
+        if other:
+            raise UnsupportedFormatError(
+                f"{_conversation(uid, conversation_id)} holds audio at {other} Hz and "
+                f"sample_rate={sample_rate} was asked for; resampling is not supported yet "
+                "(a later step, with soxr): leave sample_rate out to read it at its own rate"
+            )
     merged = merge_segments(
-        [s for segs, _ in per_object for s in segs],
+        segments,
         fill_gaps=fill_gaps,
-        suspects=[m for _, suspects in per_object for m in suspects],
+        default_rate=sample_rate or container.LEGACY_RATE,
+        suspects=[m for r in reads for m in r.suspects],
     )
     for hole in merged.missing:
         log.warning(
@@ -255,11 +422,14 @@ def download_audio_chunks_and_merge(
     conversation_id: str,
     timestamps: list[float] | None = None,
     fill_gaps: bool = True,
+    sample_rate: int | None = None,
     *,
     context: StorageContext | None = None,
 ) -> bytes:
-    """PCM16LE mono at the recording's rate (see ``download_merged_audio`` for the rate)."""
-    return download_merged_audio(uid, conversation_id, timestamps, fill_gaps, context=context).pcm
+    """PCM16LE mono (see ``download_merged_audio`` for the rate and ``sample_rate``)."""
+    return download_merged_audio(
+        uid, conversation_id, timestamps, fill_gaps, sample_rate, context=context
+    ).pcm
 
 
 def delete_audio_chunks(

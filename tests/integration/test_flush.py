@@ -14,7 +14,7 @@ import pytest
 from audiosync_dev.legacy import legacy_opus_container
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, container, envelope, naming, storage
-from backend_hooks.errors import ConfigError, DecryptionError, UnsupportedFormatError
+from backend_hooks.errors import ConfigError, DecryptionError, SampleRateUnknownError
 from backend_hooks.redis_store import connect, due_key
 from tests.integration.flushing import FakeClock, keys, read_entries
 from tests.integration.flushing import flush as run_flush
@@ -203,8 +203,11 @@ def test_legacy_raw_pcm_is_listed_but_not_guessed(ctx: WorkerContext) -> None:
     sctx = storage.StorageContext(ctx.settings, ctx.bucket, None)
     listed = storage.list_audio_chunks("raw-user", "raw-conv", context=sctx)
     assert [(o["timestamp"], o["size"], o["duration"]) for o in listed] == [(T0, 80000, None)]
-    with pytest.raises(UnsupportedFormatError, match="ROADMAP 3"):
+    with pytest.raises(SampleRateUnknownError, match="pass sample_rate="):
         storage.download_merged_audio("raw-user", "raw-conv", context=sctx)
+    assert storage.download_merged_audio(
+        "raw-user", "raw-conv", sample_rate=8000, context=sctx
+    ).pcm == bytes(80000)
 
 
 def test_finish_sees_entries_appended_after_the_read(ctx: WorkerContext, clock: FakeClock) -> None:
