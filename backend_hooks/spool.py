@@ -9,6 +9,8 @@ pusher process (its *owner* directory)::
                                   <session>.<n>.done       appended; removed next
                          <owner>/lease                     touched every second by its owner
                          <owner>/.lock                     flock held by its owner while it lives
+    <AUDIOSYNC_SPOOL_DIR>/.<owner>/                        an owner making its directory (renamed
+                                                           into place once locked and leased)
 
 Every state change is an atomic ``rename``. An owner is *dead* when its lease is older
 than ``AUDIOSYNC_SPOOL_LEASE_SECONDS`` and its ``.lock`` is not held (the kernel drops a
@@ -50,6 +52,7 @@ OPEN, READY, UPLOADING, DONE = ".open", ".ready", ".uploading", ".done"
 QUARANTINE_DIR = "quarantine"
 LEASE_FILE = "lease"
 LOCK_FILE = ".lock"
+STARTING = "."  # .<owner>: a process making its directory (no entry file yet)
 ADOPTED = "~"  # <dead owner>~<adopter>: the adopter's liveness is the directory's
 
 
@@ -111,12 +114,17 @@ class Spool:
         self._clock = clock
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.directory = self.root / self.owner
+        # Made under a hidden name with its lock held and its lease touched, then renamed
+        # into place: no other process ever sees this owner without a live lease (it could
+        # take the directory of a process that is still starting).
+        starting = self.root / f"{STARTING}{self.owner}"
         try:
-            self.directory.mkdir(parents=True, exist_ok=False)
+            starting.mkdir(parents=True, exist_ok=False)
             (self.root / QUARANTINE_DIR).mkdir(exist_ok=True)
-            self._lock_fd = os.open(self.directory / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+            self._lock_fd = os.open(starting / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            (self.directory / LEASE_FILE).touch()
+            (starting / LEASE_FILE).touch()
+            os.rename(starting, self.directory)
             _fsync_dir(self.root)
         except OSError as exc:
             raise ConfigError(
@@ -233,7 +241,12 @@ class Spool:
         """Owner directories (and adopted ones) whose owner is dead."""
         out = []
         for child in sorted(self.root.iterdir()):
-            if not child.is_dir() or child.name == QUARANTINE_DIR or child == self.directory:
+            if (
+                not child.is_dir()
+                or child.name == QUARANTINE_DIR
+                or child.name.startswith(STARTING)  # empty by construction: nothing to take
+                or child == self.directory
+            ):
                 continue
             owner = child.name.rpartition(ADOPTED)[2]
             if not self._alive(owner):

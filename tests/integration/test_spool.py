@@ -27,11 +27,12 @@ from backend_hooks import (
     EnqueueError,
     SpoolFullError,
     pusher_metrics,
+    spool,
 )
 from backend_hooks.redis_store import SessionKeys
 
 from .commands import ROOT, run_python
-from .pusher_outage import noise, quick_client, settings_for, spool_files, stream, wait_for
+from .pusher_outage import SECRET, noise, quick_client, settings_for, spool_files, stream, wait_for
 
 pytestmark = pytest.mark.integration
 RATE = 8000
@@ -181,7 +182,6 @@ def test_no_spool_buffer_full_then_a_failed_aclose_is_retried_from_the_loop(
         await asyncio.sleep(0.5)  # let the sender hold them
         with pytest.raises(BufferFullError, match="AUDIOSYNC_SPOOL_DIR"):
             await session.apush(noise(CHUNK), T0 + 15)
-        await session.apush(noise(100), T0 + 15) if False else None
         with pytest.raises(EnqueueError, match="call close"):
             await client.aclose()
         own_redis.start()
@@ -292,7 +292,7 @@ def _env(stack: StackInfo, url: str, spool_dir: Path) -> dict[str, str]:
     return {
         **stack.env(),
         "AUDIOSYNC_REDIS_URL": url,
-        "ENCRYPTION_SECRET": "outage-test-secret-0123456789abcdef",
+        "ENCRYPTION_SECRET": SECRET,
         "AUDIOSYNC_SPOOL_DIR": str(spool_dir),
         "AUDIOSYNC_SPOOL_LEASE_SECONDS": "1",
         "AUDIOSYNC_BREAKER_SECONDS": "0.3",
@@ -442,3 +442,20 @@ def test_one_session_refused_by_redis_does_not_trip_the_breaker_for_the_others(
     poisoned.close()
     assert wait_for(lambda: stream(own_redis.url, poisoned.redis_keys) == expected(1))
     client.close()
+
+
+def test_an_owner_directory_appears_only_locked_and_leased(tmp_path: Path) -> None:
+    """A process still making its directory is never taken for a dead owner: the directory
+    is made under a hidden name and renamed into place with its lock held and its lease
+    touched (adversary 7, the start-up window)."""
+    root = tmp_path / "spool"
+    first = spool.Spool(root, max_bytes=1 << 20, lease_seconds=0.001)
+    starting = root / ".host-1-deadbeef"  # as a second process would leave it mid-start
+    starting.mkdir()
+    time.sleep(0.01)  # every lease is stale now; only the flock and the names protect
+    second = spool.Spool(root, max_bytes=1 << 20, lease_seconds=0.001)
+    assert first.dead_directories() == [] and second.dead_directories() == []
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == [starting.name]
+    assert (first.directory / spool.LEASE_FILE).exists()
+    first.close()
+    second.close()
