@@ -15,6 +15,7 @@ milliseconds are the server time of the append, the clock every age is measured 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import zlib
 from collections.abc import Sequence
@@ -223,6 +224,30 @@ APPENDED_MARK_TTL_MS = 24 * 3600 * 1000
 #: again (or replayed from quarantine) later than this, after its original was stored,
 #: would be stored a second time.
 STORED_SEQS_TTL_MS = 24 * 3600 * 1000
+
+
+def deleted_conversation_key(uid: str, conversation_id: str) -> str:
+    """The mark of a deleted conversation. Ids may hold ``:``, so the key holds a digest
+    of both (length-prefixed: never two pairs to one key); the value names them."""
+    digest = hashlib.sha256(f"{len(uid)}:{uid}{conversation_id}".encode()).hexdigest()[:32]
+    return f"audiosync:deleted:{digest}"
+
+
+def mark_conversation_deleted(
+    client: RedisClient, uid: str, conversation_id: str, *, ttl_seconds: int
+) -> None:
+    """Mark a conversation deleted (before its objects are deleted, so that no flush
+    uploads into it afterwards: workers/flush.py checks the mark before and after each
+    upload). Idempotent; the mark expires after ``ttl_seconds``."""
+    client.set(
+        deleted_conversation_key(uid, conversation_id),
+        f"{uid}/{conversation_id}".encode(),
+        ex=ttl_seconds,
+    )
+
+
+def conversation_deleted(client: RedisClient, uid: str, conversation_id: str) -> bool:
+    return bool(client.exists(deleted_conversation_key(uid, conversation_id)))
 
 
 #: The stream store's client: one Redis, or a Redis Cluster (``AUDIOSYNC_REDIS_CLUSTER=1``).

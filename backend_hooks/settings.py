@@ -23,6 +23,11 @@ from backend_hooks.audio_format import (
 from backend_hooks.errors import ConfigError
 from backend_hooks.rollout import EVERYBODY, NOBODY, Rollout
 
+#: How long a deleted conversation's mark is kept (AUDIOSYNC_DELETED_MARK_SECONDS): audio
+#: of it still in a stream, a pusher's spool or quarantine, appended or replayed within
+#: this time, is dropped by the fleet instead of uploaded (backend_hooks/redis_store.py).
+DELETED_MARK_SECONDS = 30 * 24 * 3600
+
 #: Default value of every setting (``None``: unset unless given).
 ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_REDIS_URL": "redis://127.0.0.1:6379/0",
@@ -66,6 +71,8 @@ ENV_DEFAULTS: dict[str, str | None] = {
     # pairs, a rate not named keeps its default; the complexity may be one number for all.
     "AUDIOSYNC_OPUS_BITRATES": ",".join(f"{r}:{b}" for r, b in DEFAULT_BITRATES.items()),
     "AUDIOSYNC_OPUS_COMPLEXITY": ",".join(f"{r}:{c}" for r, c in DEFAULT_COMPLEXITIES.items()),
+    # The reader's conversation delete (backend_hooks/redis_store.py, "deleted" marks).
+    "AUDIOSYNC_DELETED_MARK_SECONDS": str(DELETED_MARK_SECONDS),
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -106,6 +113,9 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
     ),
     "reader": frozenset(
         {
+            "AUDIOSYNC_REDIS_URL",  # a conversation delete marks it there for the fleet
+            "AUDIOSYNC_REDIS_CLUSTER",
+            "AUDIOSYNC_DELETED_MARK_SECONDS",
             "BUCKET_PRIVATE_CLOUD_SYNC",
             "STORAGE_EMULATOR_HOST",
             "ENCRYPTION_SECRET",
@@ -181,6 +191,8 @@ class Settings:
     spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
     #: ENCRYPTION_SECRET_PREVIOUS: older master secrets that still open (never seal)
     encryption_secret_previous: tuple[bytes, ...] = ()
+    #: AUDIOSYNC_DELETED_MARK_SECONDS: how long the fleet drops audio of a deleted one
+    deleted_mark_seconds: int = DELETED_MARK_SECONDS
 
     @classmethod
     def from_env(
@@ -339,6 +351,9 @@ class Settings:
                 note="0 fastest, 10 best",
                 example="8000:4,16000:6",
                 one_for_all=True,
+            ),
+            deleted_mark_seconds=_whole(
+                "AUDIOSYNC_DELETED_MARK_SECONDS", raw("AUDIOSYNC_DELETED_MARK_SECONDS")
             ),
         )
 

@@ -93,6 +93,8 @@ class FlushResult:
     chunks_stored: int = 0  # in the objects this flush committed
     bytes_stored: int = 0
     upload_seconds: tuple[float, ...] = ()  # each upload's wall time (metrics)
+    #: chunks of a deleted conversation (``delete_conversation_audio``) dropped unstored
+    chunks_dropped_deleted: int = 0
 
 
 def content_type(sealed: bool) -> str:
@@ -158,6 +160,7 @@ class _Flush:
             "quarantined": 0,
             "chunks": 0,
             "bytes": 0,
+            "dropped_deleted": 0,
         }
         self.upload_seconds: list[float] = []
         self.repeats = 0
@@ -180,6 +183,7 @@ class _Flush:
             next_due=self.next_due,
             chunks_stored=c["chunks"],
             bytes_stored=c["bytes"],
+            chunks_dropped_deleted=c["dropped_deleted"],
             upload_seconds=tuple(self.upload_seconds),
             **extra,  # type: ignore[arg-type]
         )
@@ -334,6 +338,10 @@ class _Flush:
         if not self.lease_fresh:
             self.store.renew_lease(self.session_id, self.token, lease)
         self.lease_fresh = False
+        first = obj.entries[0]
+        if self.store.conversation_deleted(first.uid, first.cid):
+            self._drop_deleted(obj, name, rec, text)
+            return
         started = time.monotonic()  # measured for metrics only; no decision uses it
         outcome: UploadOutcome = self.bucket.create_only(
             name,
@@ -343,12 +351,35 @@ class _Flush:
             deadline=lease * UPLOAD_SHARE_OF_LEASE,
         )
         self.upload_seconds.append(time.monotonic() - started)
+        if self.store.conversation_deleted(first.uid, first.cid):  # deleted while uploading
+            self._drop_deleted(obj, name, rec, text)
+            return
         seqs = [e.seq for e in obj.entries]
         self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
         self.counts[outcome] += 1
         self.counts["deleted"] += len(rec.delete_ids)
         self.counts["chunks"] += len(obj.entries)
         self.counts["bytes"] += len(data)
+
+    def _drop_deleted(
+        self, obj: ObjectPlan, name: str, rec: RecordedObject, text: str | bytes
+    ) -> None:
+        """The object's conversation was deleted (``delete_conversation_audio`` marks it
+        before deleting its objects): delete the object in case this flush, or one before
+        it that died after its upload, stored it after the delete had listed the prefix;
+        then commit it as if stored, so its entries go and are never uploaded."""
+        self.bucket.delete(name)
+        seqs = [e.seq for e in obj.entries]
+        self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
+        self.counts["dropped_deleted"] += len(obj.entries)
+        self.counts["deleted"] += len(rec.delete_ids)
+        log.info(
+            "session %s: %d chunk(s) of deleted conversation %s of user %s dropped, not uploaded",
+            self.session_id,
+            len(obj.entries),
+            obj.entries[0].cid,
+            obj.entries[0].uid,
+        )
 
     def hand_back(self) -> FlushResult:
         """Due now, lease released; a recorded plan stays for the next flush to carry out."""

@@ -100,6 +100,10 @@ def _make_metrics() -> SimpleNamespace:
         chunks=Counter("audiosync_chunks_flushed_total", "Chunks in committed objects."),
         bytes=Counter("audiosync_bytes_flushed_total", "Bytes of committed objects."),
         quarantined=Counter("audiosync_entries_quarantined_total", "Entries moved to quarantine."),
+        dropped_deleted=Counter(
+            "audiosync_chunks_dropped_deleted_total",
+            "Chunks of deleted conversations dropped instead of uploaded.",
+        ),
         parked=Counter(
             "audiosync_sessions_parked_total", "Sessions parked after repeated failures."
         ),
@@ -155,6 +159,7 @@ def record_flush(result: Any, seconds: float) -> None:
     m.chunks.inc(result.chunks_stored)
     m.bytes.inc(result.bytes_stored)
     m.quarantined.inc(result.quarantined)
+    m.dropped_deleted.inc(result.chunks_dropped_deleted)
     if result.parked:
         m.parked.inc()
     for upload in result.upload_seconds:

@@ -31,6 +31,7 @@ from backend_hooks.redis_store import (
     SWEPT_KEY,
     RedisClient,
     SessionKeys,
+    conversation_deleted,
     dispatch_key,
     due_key,
     quarantine_index_key,
@@ -612,6 +613,10 @@ class WorkerStore:
             *seqs,
         ]
         return _fenced(self._commit_object(keys=keys, args=args))
+
+    def conversation_deleted(self, uid: str, conversation_id: str) -> bool:
+        """Whether the reader's ``delete_conversation_audio`` marked it deleted."""
+        return conversation_deleted(self.client, uid, conversation_id)
 
     def stored_seqs(self, session_id: str) -> StoredSeqs:
         """Which seqs of the session objects have stored (within the bitmap's TTL)."""

@@ -283,7 +283,8 @@ def test_any_whole_number_of_frames_is_a_valid_chunk(frames: int) -> None:
         ("fleet", "ENCRYPTION_SECRET", "short"),  # the fleet holds no key
         ("fleet", "ENCRYPTION_SECRET_PREVIOUS", "short"),  # nor an old one
         ("fleet", "AUDIOSYNC_CHUNK_SECONDS", "5.01"),  # the pusher cuts chunks
-        ("reader", "AUDIOSYNC_REDIS_URL", "localhost"),  # a reader never talks to Redis
+        ("reader", "AUDIOSYNC_LEASE_SECONDS", "abc"),  # the fleet's
+        ("reader", "AUDIOSYNC_PUSHER_THREADS", "0"),  # the pusher's
     ],
 )
 def test_a_role_ignores_what_it_does_not_read(role: str, variable: str, value: str) -> None:
