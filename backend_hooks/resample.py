@@ -10,18 +10,21 @@ sample (it rounds halves up); both forms here pad (with zeros) or trim to it exa
 
 Two forms, the same filter:
 
-- ``resample_pcm16(pcm, from_rate, to_rate)``: one buffer at once (soxr's one-shot call).
-  Its float temporaries are about 4x the input plus 4x the output bytes: for a long run use
 - ``Resampler(from_rate, to_rate)``: ``feed`` blocks of a run of *contiguous* audio,
-  ``flush`` at its end. It holds soxr's filter state and at most a few pending samples, so
-  memory is bounded by the caller's block; its output over the run is that of one
-  ``resample_pcm16`` call on the whole run (to ±1 in the last bit; the same length exactly)
-  with no click at block boundaries. Start a new run (``flush``, then feed again: the
-  ``Resampler`` is reset and reusable, or make another) wherever the audio is not
-  contiguous: at a gap filled with silence or left out, at an overlap trimmed, at a change
-  of source rate, after a segment that is not followed by its successor. Feeding two
-  segments that are not contiguous into one run would smear the filter across the seam
-  and, worse, misplace everything after it by the rounding of the first segment's length.
+  ``flush`` at its end (soxr's stream). It holds soxr's filter state and at most a few
+  pending samples, so memory is bounded by the caller's block; its output over the run is
+  that of soxr's one-shot call on the whole run (equal samples as measured, ±1 in the last
+  bit allowed by the tests; the same length exactly), with no click at block boundaries.
+  Start a new run (``flush``, then feed again: the ``Resampler`` is reset and reusable, or
+  make another) wherever the audio is not contiguous: at a gap filled with silence or left
+  out, at an overlap trimmed, at a change of source rate, after a segment that is not
+  followed by its successor. Two segments that are not contiguous fed into one run would
+  smear the filter across the seam and misplace everything after it by the rounding of
+  the first one's length; one run per contiguous stretch costs a new filter start (a few
+  ms of edge: soxr's one-shot call has the same edges).
+- ``resample_pcm16(pcm, from_rate, to_rate)``: one buffer, through a ``Resampler`` in
+  ``BLOCK_SECONDS`` blocks, so its temporaries are the output (twice, while joined) and
+  one block's floats, not floats of the whole buffer.
 
 Quality ``HQ`` (soxr's 20-bit-precision filter, passband to 91 % of the lower Nyquist): the
 output is 16-bit, so ``VHQ``'s 28 bits buy nothing audible, and ``bench/bench_resample.py``
@@ -48,6 +51,10 @@ from backend_hooks.errors import InvalidInputError
 
 #: soxr's quality preset (see the module docstring for why not ``VHQ``).
 QUALITY: Final = "HQ"
+#: ``resample_pcm16`` feeds soxr's stream this much input at a time: the float temporaries
+#: stay under 1 MB whatever the length (at 48 kHz), and blocks of 1 to 20 s ran faster than
+#: one soxr call on the whole buffer (bench/bench_resample.py).
+BLOCK_SECONDS: Final = 5
 _SCALE: Final = 32768.0
 _INT16_MIN: Final = -32768.0
 _INT16_MAX: Final = 32767.0
@@ -117,7 +124,8 @@ def _fit(pcm: bytes, samples: int) -> bytes:
 
 def resample_pcm16(pcm: PcmBuffer, from_rate: int, to_rate: int) -> bytes:
     """PCM16LE mono at ``from_rate`` as PCM16LE mono at ``to_rate``, exactly
-    ``resampled_length(len(pcm) // 2, from_rate, to_rate)`` samples. Equal rates return
+    ``resampled_length(len(pcm) // 2, from_rate, to_rate)`` samples (one run: ``pcm``
+    must be contiguous audio). Equal rates return
     ``pcm`` itself (no copy) when it is ``bytes``. ``InvalidInputError`` for an odd byte
     length or a rate outside ``SUPPORTED_RATES``."""
     size = _pcm_bytes(pcm, "pcm")
@@ -125,11 +133,12 @@ def resample_pcm16(pcm: PcmBuffer, from_rate: int, to_rate: int) -> bytes:
     _check_rate(to_rate, "to_rate")
     if from_rate == to_rate:
         return pcm if isinstance(pcm, bytes) else bytes(pcm)
-    target = resampled_length(size // 2, from_rate, to_rate)
-    if size == 0:
-        return b""
-    out: _Float32Array = soxr.resample(_to_float(pcm), from_rate, to_rate, quality=QUALITY)
-    return _fit(_to_pcm16(out), target)
+    resampler = Resampler(from_rate, to_rate)
+    view = memoryview(pcm).cast("B")
+    block = 2 * from_rate * BLOCK_SECONDS
+    pieces = [resampler.feed(view[start : start + block]) for start in range(0, size, block)]
+    pieces.append(resampler.flush())
+    return b"".join(pieces)
 
 
 class Resampler:

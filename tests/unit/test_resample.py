@@ -6,7 +6,10 @@ Pure (soxr and numpy, no servers).
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +18,7 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backend_hooks import resample
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import InvalidInputError
 from backend_hooks.resample import Resampler, resample_pcm16, resampled_length
@@ -200,22 +204,46 @@ def test_a_non_buffer_is_refused() -> None:
 # --- Resampler ----------------------------------------------------------------------
 
 
+def soxr_one_call(pcm: bytes, from_rate: int, to_rate: int) -> npt.NDArray[np.int64]:
+    """The oracle: soxr's own one-shot call on the whole buffer (not its stream, which
+    both forms here use), rounded to int16 the way the module documents."""
+    x = samples_of(pcm).astype(np.float32) / 32768
+    y: npt.NDArray[np.float32] = soxr.resample(x, from_rate, to_rate, quality="HQ") * 32768
+    return np.clip(np.rint(y), -32768, 32767).astype(np.int64)
+
+
+def assert_close_to_oracle(out: bytes, pcm: bytes, from_rate: int, to_rate: int) -> None:
+    samples = len(pcm) // 2
+    assert len(out) == 2 * resampled_length(samples, from_rate, to_rate)
+    oracle = soxr_one_call(pcm, from_rate, to_rate)
+    assert abs(len(oracle) - len(out) // 2) <= 1  # soxr rounds halves up; we round to even
+    common = min(len(oracle), len(out) // 2)
+    if common:
+        assert np.abs(samples_of(out)[:common] - oracle[:common]).max() <= 1
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.integers(0, 4000),
     RATE_PAIRS,
     st.lists(st.integers(0, 4000), max_size=8),
 )
-def test_stream_equals_one_shot_in_length_exactly_and_in_samples_within_1(
+def test_stream_in_any_blocks_equals_soxr_one_call(
     samples: int, pair: tuple[int, int], cuts: list[int]
 ) -> None:
     from_rate, to_rate = pair
     pcm = noise(samples, seed=samples + 7)
     streamed = run(Resampler(from_rate, to_rate), pcm, [c for c in cuts if c <= samples])
-    one_shot = resample_pcm16(pcm, from_rate, to_rate)
-    assert len(streamed) == len(one_shot) == 2 * resampled_length(samples, from_rate, to_rate)
-    if samples:
-        assert np.abs(samples_of(streamed) - samples_of(one_shot)).max() <= 1
+    assert_close_to_oracle(streamed, pcm, from_rate, to_rate)
+    assert len(streamed) == len(resample_pcm16(pcm, from_rate, to_rate))
+
+
+@pytest.mark.parametrize(("from_rate", "to_rate"), [(8000, 16000), (16000, 8000), (48000, 8000)])
+def test_one_shot_across_its_blocks_equals_soxr_one_call(from_rate: int, to_rate: int) -> None:
+    # 11 s: two whole BLOCK_SECONDS blocks and a part, so seams fall inside the input
+    assert resample.BLOCK_SECONDS * 2 < 11
+    pcm = noise(11 * from_rate + 3, seed=from_rate)
+    assert_close_to_oracle(resample_pcm16(pcm, from_rate, to_rate), pcm, from_rate, to_rate)
 
 
 def test_feed_never_returns_more_than_the_run_so_far_allows() -> None:
@@ -252,6 +280,43 @@ def test_feed_holds_back_output_that_runs_ahead_of_the_input() -> None:
     returned = [len(resampler.feed(bytes(2 * n))) // 2 for n in (3, 1, 5)]
     assert returned == [6, 2, 10]
     assert len(resampler.flush()) == 0  # the 6 held back are over the run's 18
+
+
+class _Counts:
+    """A stand-in stream whose output samples are 1, 2, 3, ... and that returns one sample
+    more than the input so far allows at every block, nothing more at the end."""
+
+    def __init__(self, ratio: Fraction) -> None:
+        self.ratio, self.fed, self.made = ratio, 0, 0
+
+    def resample_chunk(
+        self, x: npt.NDArray[np.float32], last: bool = False
+    ) -> npt.NDArray[np.float32]:
+        if last:
+            return np.zeros(0, np.float32)
+        self.fed += len(x)
+        count = int(self.fed * self.ratio) + 1 - self.made
+        out = np.arange(self.made + 1, self.made + count + 1, dtype=np.float32) / np.float32(32768)
+        self.made += count
+        return out
+
+    def clear(self) -> None:
+        pass
+
+
+def test_samples_held_back_come_out_in_order_at_flush() -> None:
+    resampler = Resampler(16000, 24000)
+    resampler._stream = _Counts(Fraction(3, 2))
+    first, second = resampler.feed(bytes(2)), resampler.feed(bytes(8))
+    assert (len(first) // 2, len(second) // 2) == (1, 6)  # floor(1.5), floor(7.5) - 1
+    # 5 samples fed: round(7.5) = 8 out in all, the last one held back until the flush
+    out = first + second + resampler.flush()
+    assert samples_of(out).tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_conversion_rounds_half_to_even_and_clips() -> None:
+    values = np.array([0.5, 1.5, 2.5, -0.5, -1.6, 1e6, -1e6], np.float32) / np.float32(32768)
+    assert samples_of(resample._to_pcm16(values)).tolist() == [0, 2, 2, 0, -2, 32767, -32768]
 
 
 def test_stream_blocks_of_one_sample_give_the_same_sine() -> None:
@@ -299,3 +364,14 @@ def test_feed_of_an_odd_block_is_refused() -> None:
         resampler.feed(b"\x00")
     # the refused block was not counted
     assert resampler.samples_in == 5
+
+
+def test_the_bench_runs_quick() -> None:
+    # bench/bench_resample.py --quick end to end (it checks every length it produces)
+    script = Path(__file__).resolve().parents[2] / "bench" / "bench_resample.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| 8000 -> 16000 | HQ | resample_pcm16 |" in done.stdout
+    assert "int16 output within 0 LSB" in done.stdout
