@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from backend_hooks import container, envelope, gcs, legacy_pcm, naming
+from backend_hooks import container, durations, envelope, gcs, legacy_pcm, naming
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import (
     AudioSyncError,
@@ -111,16 +111,6 @@ def list_unknown_objects(
     return _listing(context or default_context(), uid, conversation_id)[1]
 
 
-def _duration(name: naming.ObjectName, metadata: dict[str, str]) -> float | None:
-    try:
-        return int(metadata["audiosync-samples"]) / int(metadata["audiosync-rate"])
-    except (KeyError, ValueError, ZeroDivisionError):
-        pass
-    if name.is_new and name.end_us is not None:
-        return (name.end_us - name.start_us) / 1_000_000
-    return None  # legacy Opus objects: only decoding tells
-
-
 def _metadata_rate(name: naming.ObjectName, metadata: dict[str, str]) -> int | None:
     try:
         return int(metadata["audiosync-rate"])
@@ -184,11 +174,13 @@ def list_audio_chunks(
     Each: ``timestamp`` (start, float seconds), ``path``, ``size`` (bytes), ``kind``
     (``opus``: a new object; ``legacy-opus``; ``legacy-pcm``: ``.bin``/``.enc``;
     ``legacy-pcm-batch``: ``.batch.*``), ``sample_rate`` (Hz, or ``None`` when not known)
-    and ``duration`` (seconds of audio: from the stored sample count of new objects; for
-    raw legacy objects whole samples over the rate, ``sample_rate`` when given, else the
-    inferred one; ``None`` for legacy Opus objects, for raw ones whose rate cannot be
-    told or whose framing is broken, each logged as a warning). Names in the prefix that
-    are not chunk objects are logged and left out (``list_unknown_objects`` lists them).
+    and ``duration`` (seconds of audio from real sample counts, never decoded: for Opus
+    objects ``durations.opus_sample_counts``, i.e. a new object's stored sample count and a
+    legacy one's container header; for raw legacy objects whole samples over the rate,
+    ``sample_rate`` when given, else the inferred one; ``None`` for an object that cannot
+    be measured, for raw ones whose rate cannot be told or whose framing is broken, each
+    logged as a warning). Names in the prefix that are not chunk objects are logged and
+    left out (``list_unknown_objects`` lists them).
     """
     ctx = context or default_context()
     rate = _checked_rate(sample_rate)
@@ -202,6 +194,8 @@ def list_audio_chunks(
         except SampleRateUnknownError as exc:
             log.warning("%s; listed with duration None", exc)
     by_path = {r.name.path: r for r in raws}
+    opus = [pair for pair in objects if not legacy_pcm.is_raw(pair[0])]
+    counted = durations.opus_sample_counts(ctx.bucket, ctx.keys, uid, opus)
     out = []
     for name, stored in objects:
         item: dict[str, Any] = {
@@ -215,8 +209,12 @@ def list_audio_chunks(
             item["sample_rate"] = rate
             item["duration"] = None if raw is None or rate is None else raw.sample_count / rate
         else:
-            item["sample_rate"] = _metadata_rate(name, stored.metadata)
-            item["duration"] = _duration(name, stored.metadata)
+            count = counted[name.path]
+            if count is None:
+                item["sample_rate"] = _metadata_rate(name, stored.metadata)
+                item["duration"] = None
+            else:
+                item["sample_rate"], item["duration"] = count.sample_rate, count.seconds
         out.append(item)
     return out
 
@@ -443,3 +441,4 @@ def delete_audio_chunks(
     ctx = context or default_context()
     for name in _selected([n for n, _ in _objects(ctx, uid, conversation_id)], list(timestamps)):
         ctx.bucket.delete(name.path)
+
