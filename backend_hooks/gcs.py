@@ -9,20 +9,23 @@ is set, retrying transient errors is safe; ``create_only`` bounds the retries by
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import os
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import timedelta
+from typing import IO, Any, Literal
 
 import google_crc32c
 from google.api_core import exceptions as gexc
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Signing
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from backend_hooks.errors import ObjectConflictError, StorageError
+from backend_hooks.errors import ConfigError, InvalidInputError, ObjectConflictError, StorageError
 from backend_hooks.settings import Settings
 
 UploadOutcome = Literal["created", "already_stored"]
@@ -67,6 +70,33 @@ class StoredObject:
     name: str
     size: int
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One stored object as listed with what identifies its bytes: the generation (a new
+    one at every write) and the hashes GCS keeps (base64, as the API returns them)."""
+
+    name: str
+    size: int
+    generation: int
+    md5_hash: str | None
+    crc32c: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def same_bytes(self, other: Any) -> bool:
+        """Whether ``other`` (a ``Blob`` or an ``ObjectVersion``) holds the same bytes:
+        size, and every hash both have (CRC32C at least)."""
+        if int(other.size or 0) != self.size or not self.crc32c or self.crc32c != other.crc32c:
+            return False
+        return self.md5_hash is None or other.md5_hash is None or self.md5_hash == other.md5_hash
+
+
+CopyOutcome = Literal["copied", "already_there"]
+#: Objects deleted at once by ``delete_prefix``.
+DELETE_THREADS = 8
+#: The longest a v4 signed URL may be valid (GCS refuses more: 7 days).
+MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
 
 
 def _md5_b64(data: bytes) -> str:
@@ -184,3 +214,181 @@ class GcsBucket:
             return  # already gone: deleting is idempotent
         except gexc.GoogleAPIError as exc:
             raise StorageError(f"delete of gs://{self.bucket.name}/{name} failed: {exc}") from exc
+
+    def list_versions(self, prefix: str) -> builtins.list[ObjectVersion]:
+        """Every object under ``prefix`` with its generation and hashes."""
+        try:
+            return [
+                ObjectVersion(
+                    name=b.name,
+                    size=int(b.size or 0),
+                    generation=int(b.generation or 0),
+                    md5_hash=b.md5_hash,
+                    crc32c=b.crc32c,
+                    metadata=dict(b.metadata or {}),
+                )
+                for b in self.client.list_blobs(self.bucket, prefix=prefix)
+            ]
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"listing gs://{self.bucket.name}/{prefix} failed: {exc}") from exc
+
+    def copy_create_only(
+        self, source: ObjectVersion, destination: str, *, deadline: float = DEFAULT_DEADLINE
+    ) -> CopyOutcome:
+        """Server-side copy (``rewrite``: no bytes pass through this process) of the
+        listed ``source`` to ``destination``, unless ``destination`` exists.
+
+        A destination already holding the same bytes (size, CRC32C, MD5) is
+        ``already_there``, one holding other bytes ``ObjectConflictError``: it is looked
+        at first (one GET, cheaper than a rewrite, so a second run copies nothing), and
+        the rewrite itself is create-only (``if_generation_match=0``) and pinned to the
+        listed generation of the source (``if_source_generation_match``), so two copies
+        racing, or a source rewritten meanwhile, never overwrite anything on GCS.
+        (fake-gcs-server ignores both preconditions on rewrite; the GET before, and the
+        CRC32C of the copy checked after, stand in for them there.) A source gone since it
+        was listed, or any other failure, is ``StorageError`` naming both objects: never a
+        silent skip."""
+        what = f"copy of gs://{self.bucket.name}/{source.name} to {destination}"
+        existing = self.stored(destination, deadline=deadline / 4)
+        if existing is None:
+            target = self.bucket.blob(destination)
+            retry = DEFAULT_RETRY.with_timeout(deadline / 2)
+            try:
+                token: str | None = None
+                while True:  # rewrite answers in steps for large objects; ours take one
+                    token, _, _ = target.rewrite(
+                        self.bucket.blob(source.name),
+                        token=token,
+                        if_generation_match=0,
+                        if_source_generation_match=source.generation,
+                        timeout=deadline / 4,
+                        retry=retry,
+                    )
+                    if token is None:
+                        break
+            except gexc.PreconditionFailed:
+                existing = self.stored(destination, deadline=deadline / 4)
+                if existing is None:
+                    raise StorageError(
+                        f"{what} failed: the source was rewritten since it was listed "
+                        f"(generation {source.generation} is gone); list it again and retry"
+                    ) from None
+            except gexc.NotFound as exc:
+                raise StorageError(
+                    f"{what} failed: the source is gone (deleted since it was listed?): "
+                    f"{exc}; list the conversation again and retry"
+                ) from exc
+            except gexc.GoogleAPIError as exc:
+                raise StorageError(f"{what} failed: {exc}; retry (copies are create-only)") from exc
+            else:
+                if not source.same_bytes(target):
+                    raise StorageError(
+                        f"{what}: the copy holds other bytes than the source as listed "
+                        f"(crc32c {target.crc32c}, listed {source.crc32c}): the source "
+                        "changed while it was copied; look at both, then retry"
+                    )
+                return "copied"
+        if source.same_bytes(existing):
+            return "already_there"
+        raise ObjectConflictError(
+            f"{what}: gs://{self.bucket.name}/{destination} exists with other bytes "
+            f"({int(existing.size or 0)} bytes, crc32c {existing.crc32c}; the source has "
+            f"{source.size} bytes, crc32c {source.crc32c}); nothing was overwritten: "
+            "look at both objects before deleting either"
+        )
+
+    def upload_file_if_generation(
+        self,
+        name: str,
+        fileobj: IO[bytes],
+        *,
+        size: int,
+        if_generation_match: int,
+        content_type: str,
+        metadata: dict[str, str],
+        deadline: float = DEFAULT_DEADLINE,
+    ) -> bool:
+        """Upload ``size`` bytes from ``fileobj`` (read as it goes, never held whole) if
+        the object's generation is still ``if_generation_match`` (0: it does not exist);
+        False when it is not (another writer came first: nothing was overwritten)."""
+        blob = self.bucket.blob(name)
+        blob.metadata = metadata
+        try:
+            blob.upload_from_file(
+                fileobj,
+                size=size,
+                content_type=content_type,
+                if_generation_match=if_generation_match,
+                timeout=deadline / 2,
+                retry=DEFAULT_RETRY.with_timeout(deadline / 2),
+            )
+        except gexc.PreconditionFailed:
+            return False
+        except gexc.GoogleAPIError as exc:
+            raise StorageError(f"upload of gs://{self.bucket.name}/{name} failed: {exc}") from exc
+        return True
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under ``prefix`` (which must end with ``/``, so that
+        ``chunks/u/c/`` never takes ``chunks/u/c2/`` with it); how many this call deleted
+        (objects already gone are not counted: deleting is idempotent)."""
+        if not prefix.endswith("/") or prefix == "/":
+            raise ValueError(f"delete_prefix needs a folder prefix ending with '/', got {prefix!r}")
+        names = [stored.name for stored in self.list(prefix)]
+
+        def one(name: str) -> int:
+            try:
+                self.bucket.blob(name).delete()
+            except gexc.NotFound:
+                return 0
+            except gexc.GoogleAPIError as exc:
+                raise StorageError(
+                    f"delete of gs://{self.bucket.name}/{name} failed: {exc}; the rest of "
+                    f"{prefix} may still be there: run the delete again"
+                ) from exc
+            return 1
+
+        if not names:
+            return 0
+        with ThreadPoolExecutor(min(DELETE_THREADS, len(names))) as pool:
+            return sum(pool.map(one, names))
+
+    def signed_url(
+        self,
+        name: str,
+        *,
+        expiration: timedelta,
+        credentials: Any = None,
+        api_access_endpoint: str | None = None,
+    ) -> str:
+        """A v4 signed GET URL of ``name``, valid for ``expiration`` (1 s to 7 days).
+
+        ``credentials`` sign it (a ``google.auth.credentials.Signing``, e.g. service
+        account credentials); None: the client's own, which must be able to sign.
+        ``api_access_endpoint``: where the URL points (the emulator's address in tests)."""
+        seconds = expiration.total_seconds()
+        if not 1 <= seconds <= MAX_SIGNED_URL_SECONDS:
+            raise InvalidInputError(
+                f"a signed URL's expiration must be from 1 s to 7 days, got {expiration}"
+            )
+        signer = credentials if credentials is not None else self.client._credentials
+        if not isinstance(signer, Signing):
+            raise ConfigError(
+                f"cannot sign a URL for gs://{self.bucket.name}/{name}: the storage client's "
+                f"credentials ({type(signer).__name__}) cannot sign; pass signing "
+                "credentials (a service account's), or run with a service account key"
+            )
+        try:
+            return str(
+                self.bucket.blob(name).generate_signed_url(
+                    version="v4",
+                    expiration=expiration,
+                    method="GET",
+                    credentials=signer,
+                    **({"api_access_endpoint": api_access_endpoint} if api_access_endpoint else {}),
+                )
+            )
+        except (gexc.GoogleAPIError, ValueError, AttributeError) as exc:
+            raise StorageError(
+                f"signing a URL for gs://{self.bucket.name}/{name} failed: {exc}"
+            ) from exc

@@ -73,6 +73,8 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_OPUS_COMPLEXITY": ",".join(f"{r}:{c}" for r, c in DEFAULT_COMPLEXITIES.items()),
     # The reader's conversation delete (backend_hooks/redis_store.py, "deleted" marks).
     "AUDIOSYNC_DELETED_MARK_SECONDS": str(DELETED_MARK_SECONDS),
+    # The reader's audio-file records (backend_hooks/conversations.py).
+    "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS": "90",
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -120,6 +122,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "STORAGE_EMULATOR_HOST",
             "ENCRYPTION_SECRET",
             "ENCRYPTION_SECRET_PREVIOUS",
+            "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS",
         }
     ),
     "fleet": frozenset(
@@ -193,6 +196,8 @@ class Settings:
     encryption_secret_previous: tuple[bytes, ...] = ()
     #: AUDIOSYNC_DELETED_MARK_SECONDS: how long the fleet drops audio of a deleted one
     deleted_mark_seconds: int = DELETED_MARK_SECONDS
+    #: AUDIOSYNC_AUDIO_FILE_GAP_SECONDS: a longer silence starts a new audio file
+    audio_file_gap_seconds: float = 90.0
 
     @classmethod
     def from_env(
@@ -341,6 +346,9 @@ class Settings:
                 note="bits per second",
                 example="8000:12000,16000:16000",
                 one_for_all=False,
+            ),
+            audio_file_gap_seconds=_positive(
+                "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS", raw("AUDIOSYNC_AUDIO_FILE_GAP_SECONDS")
             ),
             opus_complexities=_per_rate(
                 "AUDIOSYNC_OPUS_COMPLEXITY",

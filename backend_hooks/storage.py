@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from backend_hooks import container, durations, envelope, gcs, legacy_pcm, naming
+from backend_hooks import container, conversations, durations, envelope, gcs, legacy_pcm, naming
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import (
     AudioSyncError,
@@ -442,3 +442,10 @@ def delete_audio_chunks(
     for name in _selected([n for n, _ in _objects(ctx, uid, conversation_id)], list(timestamps)):
         ctx.bucket.delete(name.path)
 
+
+# The backend's conversation-level functions (audio-file records, merge copies, deletion,
+# the cached merged WAV) live in conversations.py, built on the functions above.
+create_audio_files_from_chunks = conversations.create_audio_files_from_chunks
+copy_audio_chunks_for_merge = conversations.copy_audio_chunks_for_merge
+delete_conversation_audio = conversations.delete_conversation_audio
+get_or_create_merged_audio = conversations.get_or_create_merged_audio

@@ -1,0 +1,523 @@
+"""A conversation's audio as the backend handles it: audio-file records, conversation
+merges (copies), deletion, and the cached merged WAV behind a signed URL.
+
+The backend's storage module has these functions; ``backend_hooks.storage`` re-exports them
+under the same names:
+
+- ``create_audio_files_from_chunks(uid, conversation_id)``: the conversation's chunks
+  grouped into audio-file records, with durations from real sample counts.
+- ``copy_audio_chunks_for_merge(uid, source_conversation_ids, target_conversation_id)``:
+  server-side, create-only copies that keep every file name.
+- ``delete_conversation_audio(uid, conversation_id)``: ``chunks/``, ``audio/`` and the
+  ``merged/`` cache of one conversation.
+- ``get_or_create_merged_audio(uid, conversation_id, audio_file_id, ...)``: the cached WAV
+  at ``merged/{uid}/{conversation_id}/{audio_file_id}.wav``, rebuilt when its sources
+  changed, and a v4 signed URL of it.
+
+The grouping is pure (``chunk_span``, ``group_spans``, ``audio_file_record``); the rest is
+thin glue over ``storage`` (listing, merging) and ``gcs`` (copy, delete, upload, sign).
+``storage`` is imported inside the functions: it imports this module to re-export its
+functions, so importing it here at module level would be a cycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import struct
+import tempfile
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from backend_hooks import gcs, naming
+from backend_hooks.audio_format import SUPPORTED_RATES
+from backend_hooks.errors import (
+    InvalidInputError,
+    ObjectConflictError,
+    StorageError,
+    UnsupportedFormatError,
+)
+from backend_hooks.ids import validate_id
+
+if TYPE_CHECKING:
+    from backend_hooks.merge import MergedAudio
+    from backend_hooks.storage import StorageContext
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "gcp"
+#: The namespace of audio-file ids (uuid5 of uid, conversation and first start).
+AUDIO_FILE_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://audiosync/audio-file")
+#: Copies in flight at once.
+COPY_THREADS = 8
+#: Attempts of a cache upload that lost a race to another reader's (then theirs is used).
+CACHE_ATTEMPTS = 3
+#: Metadata of a cached merged WAV: what it was made from.
+FINGERPRINT_KEY = "audiosync-source-fingerprint"
+#: What a fingerprint covers, versioned: change it when the WAV's making changes.
+FINGERPRINT_VERSION = "audiosync merged wav 1"
+WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
+MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 36  # RIFF sizes are u32: about 37 h at 16 kHz
+
+
+# --- audio-file records (pure) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    """Where one listed chunk object's audio lies on the timeline (Unix microseconds)."""
+
+    timestamp: float  # the listing timestamp, as the backend stores it
+    start_us: int
+    end_us: int | None  # None: its duration is not known
+    path: str
+
+
+def chunk_span(item: dict[str, Any]) -> ChunkSpan:
+    """Pure: the span of one ``list_audio_chunks`` item: from its start (the name's) for
+    its ``duration``; a new object's name also says where its last chunk ends (to the
+    millisecond), which counts when the object holds a gap (then its samples are fewer
+    than its span)."""
+    name = naming.parse_object_name(item["path"])
+    duration = item["duration"]
+    end = None if duration is None else name.start_us + round(duration * 1_000_000)
+    if name.is_new and name.end_us is not None:
+        end = name.end_us if end is None else max(end, name.end_us)
+    return ChunkSpan(item["timestamp"], name.start_us, end, name.path)
+
+
+def group_spans(spans: Iterable[ChunkSpan], gap_seconds: float) -> list[list[ChunkSpan]]:
+    """Pure: chunks in order of start, grouped while the next one starts at most
+    ``gap_seconds`` after the end of the group's audio so far (the latest end of its
+    chunks, so a short duplicate never shortens it). A chunk of unknown duration ends
+    where it starts: next to it the rule is start-to-start."""
+    gap_us = round(gap_seconds * 1_000_000)
+    groups: list[list[ChunkSpan]] = []
+    end = 0
+    for span in sorted(spans, key=lambda s: (s.start_us, s.path)):
+        if not groups or span.start_us - end > gap_us:
+            groups.append([])
+            end = span.start_us
+        groups[-1].append(span)
+        end = max(end, span.start_us if span.end_us is None else span.end_us)
+    return groups
+
+
+def audio_file_id(uid: str, conversation_id: str, first_start_us: int) -> str:
+    """Pure: a uuid of the user, the conversation and the first chunk's start (to the
+    millisecond, as names have it): the same audio file gets the same id on every call, so
+    a cached merged WAV keyed by it stays valid; later chunks joining the group keep it."""
+    key = f"{uid}/{conversation_id}/{naming.format_time(first_start_us)}"
+    return str(uuid.uuid5(AUDIO_FILE_NAMESPACE, key))
+
+
+def audio_file_record(uid: str, conversation_id: str, group: Sequence[ChunkSpan]) -> dict[str, Any]:
+    """Pure: the backend's ``audio_files`` entry of one group.
+
+    ``started_at`` is a timezone-aware UTC ``datetime`` (what the backend stores its
+    conversations' ``started_at`` as; Firestore keeps it as a timestamp, and an aware
+    value cannot be misread in another zone). ``duration`` is the end of the group's
+    audio minus its start in seconds, i.e. the length of its merged audio with gaps
+    filled: from sample counts, never ``+5 s`` a chunk; objects stored twice (a legacy
+    chunk and its copy in a new object) overlap and count once."""
+    first = group[0].start_us
+    end = max(first if s.end_us is None else s.end_us for s in group)
+    return {
+        "id": audio_file_id(uid, conversation_id, first),
+        "uid": uid,
+        "conversation_id": conversation_id,
+        "chunk_timestamps": sorted({s.timestamp for s in group}),
+        "provider": PROVIDER,
+        "started_at": datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=first),
+        "duration": (end - first) / 1_000_000,
+    }
+
+
+def _gap(gap_seconds: object, default: float) -> float:
+    if gap_seconds is None:
+        return default
+    if isinstance(gap_seconds, bool) or not isinstance(gap_seconds, int | float):
+        raise InvalidInputError(f"gap_seconds must be a number of seconds, got {gap_seconds!r}")
+    if not math.isfinite(gap_seconds) or gap_seconds < 0:
+        raise InvalidInputError(f"gap_seconds must be finite and >= 0, got {gap_seconds!r}")
+    return float(gap_seconds)
+
+
+def create_audio_files_from_chunks(
+    uid: str,
+    conversation_id: str,
+    *,
+    gap_seconds: float | None = None,
+    sample_rate: int | None = None,
+    context: StorageContext | None = None,
+) -> list[dict[str, Any]]:
+    """The conversation's audio-file records, oldest first (``[]`` without chunks).
+
+    Each: ``id`` (``audio_file_id``), ``uid``, ``conversation_id``, ``chunk_timestamps``
+    (the listing starts of its objects, ascending, each once), ``provider`` (``"gcp"``),
+    ``started_at`` (UTC ``datetime`` of its first chunk's start) and ``duration``
+    (seconds, ``audio_file_record``). Chunks join a file while the next starts within
+    ``gap_seconds`` (default ``AUDIOSYNC_AUDIO_FILE_GAP_SECONDS``, 90) of the end of the
+    file's audio so far (``group_spans``); durations are ``list_audio_chunks``'s, exact
+    from sample counts (raw legacy PCM at ``sample_rate`` when given, else the inferred
+    rate). A chunk whose duration is not known (a raw object whose rate cannot be told,
+    an object that cannot be measured) is taken as ending where it starts, so it is
+    grouped start-to-start and the file's duration may be short by its length: it is
+    logged as a warning.
+    """
+    from backend_hooks import storage
+
+    ctx = context or storage.default_context()
+    gap = _gap(gap_seconds, ctx.settings.audio_file_gap_seconds)
+    items = storage.list_audio_chunks(uid, conversation_id, sample_rate=sample_rate, context=ctx)
+    spans = [chunk_span(item) for item in items]
+    unknown = [s.path for s in spans if s.end_us is None]
+    if unknown:
+        log.warning(
+            "conversation %s of user %s: %d chunk object(s) of unknown duration, grouped "
+            "start-to-start; their audio files' durations may be short: %s",
+            conversation_id,
+            uid,
+            len(unknown),
+            ", ".join(unknown[:10]),
+        )
+    return [audio_file_record(uid, conversation_id, g) for g in group_spans(spans, gap)]
+
+
+# --- merge copies ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CopyReport:
+    """What ``copy_audio_chunks_for_merge`` did, by destination path."""
+
+    copied: tuple[str, ...]
+    already_there: tuple[str, ...]
+    #: names in the source prefixes that are not chunk objects: not copied (logged)
+    left_out: tuple[str, ...] = ()
+
+
+def _id_list(values: object, what: str) -> list[str]:
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence | set | frozenset):
+        raise InvalidInputError(f"{what} must be a list of ids, got {type(values).__name__}")
+    return list(dict.fromkeys(validate_id(v, what) for v in values))
+
+
+def copy_audio_chunks_for_merge(
+    uid: str,
+    source_conversation_ids: Sequence[str],
+    target_conversation_id: str,
+    *,
+    context: StorageContext | None = None,
+) -> CopyReport:
+    """Copy every chunk object of each source conversation into the target's prefix.
+
+    Server-side (``gcs.GcsBucket.copy_create_only``), each under its exact file name (the
+    old code turned ``.opus.enc`` into ``.enc``; LEGACY_FORMATS.md), create-only: a
+    destination with the same bytes is ``already_there``, so running it twice copies
+    nothing new; one with other bytes (two sources with one file name and different audio)
+    is ``ObjectConflictError``; any failed copy (a source deleted between the listing and
+    its copy) is ``StorageError``. All copies are tried, at most ``COPY_THREADS`` at once;
+    then the first failure is raised with every failure named (what was copied stays:
+    run it again once fixed). The target itself among the sources is skipped (its objects
+    are already there); names that are not chunk objects are left out and logged.
+
+    Sealed objects still open after the copy: envelope v1 authenticates the uid (the same
+    in both paths) and the record's header, never the conversation id; v0 authenticates
+    nothing but the key (docs/FORMATS.md §3.2).
+    """
+    from backend_hooks import storage
+
+    ctx = context or storage.default_context()
+    validate_id(uid, "uid")
+    target = validate_id(target_conversation_id, "target_conversation_id")
+    sources = _id_list(source_conversation_ids, "source conversation id")
+    if target in sources:
+        log.info("copy for merge: target %s is among the sources; skipped", target)
+        sources.remove(target)
+    target_prefix = naming.conversation_prefix(uid, target)
+    jobs: list[tuple[gcs.ObjectVersion, str]] = []
+    left_out: list[str] = []
+    for source in sources:
+        for version in ctx.bucket.list_versions(naming.conversation_prefix(uid, source)):
+            try:
+                name = naming.parse_object_name(version.name)
+            except UnsupportedFormatError:
+                left_out.append(version.name)
+                continue
+            jobs.append((version, target_prefix + name.filename))
+    if left_out:
+        log.warning(
+            "copy for merge into %s of user %s: %d object(s) that are not chunk objects are "
+            "not copied: %s",
+            target,
+            uid,
+            len(left_out),
+            ", ".join(left_out[:10]),
+        )
+
+    def one(job: tuple[gcs.ObjectVersion, str]) -> gcs.CopyOutcome | StorageError:
+        try:
+            return ctx.bucket.copy_create_only(*job)
+        except StorageError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max(1, min(COPY_THREADS, len(jobs)))) as pool:
+        outcomes = list(pool.map(one, jobs))
+    failures = [o for o in outcomes if isinstance(o, StorageError)]
+    if failures:
+        kind = next((f for f in failures if isinstance(f, ObjectConflictError)), failures[0])
+        listed = "; ".join(str(f) for f in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise type(kind)(
+            f"copy for merge into conversation {target} of user {uid}: {len(failures)} of "
+            f"{len(jobs)} copies failed: {listed}{more}; the others are done, and a rerun "
+            "copies only what is missing"
+        ) from kind
+    return CopyReport(
+        copied=tuple(d for (_, d), o in zip(jobs, outcomes, strict=True) if o == "copied"),
+        already_there=tuple(
+            d for (_, d), o in zip(jobs, outcomes, strict=True) if o == "already_there"
+        ),
+        left_out=tuple(left_out),
+    )
+
+
+# --- deletion ----------------------------------------------------------------------------
+
+
+def conversation_prefixes(uid: str, conversation_id: str) -> dict[str, str]:
+    """Pure: every prefix holding a conversation's audio (LEGACY_FORMATS.md, "Bucket and
+    names"): its chunk objects, its ``audio/`` files and its ``merged/`` WAV cache."""
+    uid = validate_id(uid, "uid")
+    cid = validate_id(conversation_id, "conversation_id")
+    return {kind: f"{kind}/{uid}/{cid}/" for kind in ("chunks", "audio", "merged")}
+
+
+def delete_conversation_audio(
+    uid: str, conversation_id: str, *, context: StorageContext | None = None
+) -> dict[str, int]:
+    """Delete everything of one conversation: ``chunks/`` (every kind), ``audio/`` and the
+    ``merged/`` cache; the objects deleted by this call, per prefix (``chunks``, ``audio``,
+    ``merged``). Idempotent: a second call deletes nothing and returns zeros. Audio the
+    fleet still holds in Redis for the conversation is flushed later and is not deleted
+    here."""
+    from backend_hooks import storage
+
+    ctx = context or storage.default_context()
+    prefixes = conversation_prefixes(uid, conversation_id)
+    # The cache first: a reader racing this never finds a WAV of deleted chunks fresh.
+    order = ("merged", "chunks", "audio")
+    return {kind: ctx.bucket.delete_prefix(prefixes[kind]) for kind in order}
+
+
+# --- the cached merged WAV ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MergedAudioFile:
+    """A cached merged WAV and a signed URL of it."""
+
+    url: str  # v4 signed GET URL
+    path: str  # merged/{uid}/{conversation_id}/{audio_file_id}.wav
+    sample_rate: int
+    duration: float  # seconds of audio in it
+    created: bool  # made by this call (absent or stale), else the cached one was fresh
+
+
+def wav_header(sample_count: int, sample_rate: int) -> bytes:
+    """Pure: the 44-byte RIFF header of PCM16LE mono (canonical WAVE, format 1)."""
+    data = 2 * sample_count
+    if data > MAX_WAV_DATA_BYTES:
+        raise UnsupportedFormatError(
+            f"{sample_count} samples are more than one WAV file holds (4 GiB of data)"
+        )
+    return WAV_HEADER.pack(
+        b"RIFF", 36 + data, b"WAVE", b"fmt ", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16,
+        b"data", data,
+    )  # fmt: skip
+
+
+def source_fingerprint(
+    sources: Iterable[gcs.ObjectVersion], *, sample_rate: int | None, fill_gaps: bool
+) -> str:
+    """Pure: what a merged WAV is made from: every source object's name, size and
+    generation (a new generation at every write), the asked rate and gap filling. A
+    different fingerprint means the cached WAV is stale."""
+    lines = [FINGERPRINT_VERSION, f"rate={sample_rate or 'recording'}", f"fill_gaps={fill_gaps}"]
+    lines += sorted(f"{s.name}\t{s.size}\t{s.generation}" for s in sources)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _selected(
+    versions: Iterable[gcs.ObjectVersion], timestamps: Iterable[float]
+) -> list[gcs.ObjectVersion]:
+    """The chunk objects whose listing start is one of ``timestamps`` (to the millisecond,
+    as ``download_audio_chunks_and_merge`` selects them)."""
+    wanted = {round(t * 1000) for t in timestamps}
+    out = []
+    for version in versions:
+        try:
+            name = naming.parse_object_name(version.name)
+        except UnsupportedFormatError:
+            continue
+        if name.start_us // 1000 in wanted:
+            out.append(version)
+    return out
+
+
+def _timestamps(values: object) -> list[float]:
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+        raise InvalidInputError(
+            f"chunk_timestamps must be a list of seconds, got {type(values).__name__}"
+        )
+    out = []
+    for value in values:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (math.isfinite(value) and value >= 0)
+        ):
+            raise InvalidInputError(f"chunk_timestamps holds {value!r}, not a Unix time")
+        out.append(float(value))
+    if not out:
+        raise InvalidInputError("chunk_timestamps is empty: name at least one chunk")
+    return out
+
+
+def _write_wav(merged: MergedAudio, spool: Any) -> int:
+    spool.write(wav_header(merged.sample_count, merged.sample_rate))
+    spool.write(merged.pcm)
+    size = int(spool.tell())
+    spool.seek(0)
+    return size
+
+
+def get_or_create_merged_audio(
+    uid: str,
+    conversation_id: str,
+    audio_file_id: str,
+    chunk_timestamps: Sequence[float] | None = None,
+    fill_gaps: bool = True,
+    sample_rate: int | None = None,
+    *,
+    expiration: timedelta = timedelta(hours=1),
+    signing_credentials: Any = None,
+    context: StorageContext | None = None,
+) -> MergedAudioFile:
+    """The merged WAV of one audio file, cached at
+    ``merged/{uid}/{conversation_id}/{audio_file_id}.wav``, and a v4 signed GET URL of it
+    valid for ``expiration`` (1 s to 7 days).
+
+    ``chunk_timestamps``: the audio file's (its record's ``chunk_timestamps``); None: the
+    ones of the audio file with this id among ``create_audio_files_from_chunks`` now
+    (``InvalidInputError`` when there is none). The WAV is PCM16 mono at the recording's
+    rate, or at ``sample_rate`` (as ``download_merged_audio``); gaps filled with silence
+    when ``fill_gaps``.
+
+    Fresh or stale: the cached object's metadata holds ``source_fingerprint`` of the
+    source objects (names, sizes, generations), the asked rate and ``fill_gaps``; when it
+    differs from the objects listed now (a chunk added by a copy or a flush, one deleted
+    or rewritten), or there is no cached object, the WAV is made again: written to a
+    temporary file, then uploaded from it on a generation precondition (0 when absent,
+    the stale object's generation otherwise), so two readers racing never mix their
+    bytes: the loser finds the winner's object and uses it when its fingerprint matches.
+    ``created`` says whether this call made it.
+
+    ``signing_credentials``: credentials that can sign (a service account's, e.g.
+    ``google.oauth2.service_account.Credentials``); None: the storage client's own
+    (``ConfigError`` when they cannot sign, as the emulator's anonymous ones).
+    """
+    from backend_hooks import storage
+
+    ctx = context or storage.default_context()
+    prefixes = conversation_prefixes(uid, conversation_id)
+    file_id = validate_id(audio_file_id, "audio_file_id")
+    if sample_rate is not None and sample_rate not in SUPPORTED_RATES:
+        raise InvalidInputError(
+            f"sample_rate {sample_rate!r} is not one of {list(SUPPORTED_RATES)} Hz"
+        )
+    if not isinstance(fill_gaps, bool):
+        raise InvalidInputError(f"fill_gaps must be True or False, got {fill_gaps!r}")
+    if chunk_timestamps is None:
+        files = create_audio_files_from_chunks(
+            uid, conversation_id, sample_rate=sample_rate, context=ctx
+        )
+        match = [f for f in files if f["id"] == file_id]
+        if not match:
+            raise InvalidInputError(
+                f"conversation {conversation_id} of user {uid} has no audio file {file_id} "
+                f"now (it has {len(files)}); pass its chunk_timestamps"
+            )
+        timestamps = list(match[0]["chunk_timestamps"])
+    else:
+        timestamps = _timestamps(chunk_timestamps)
+    path = f"{prefixes['merged']}{file_id}.wav"
+    for _ in range(CACHE_ATTEMPTS):
+        sources = _selected(ctx.bucket.list_versions(prefixes["chunks"]), timestamps)
+        if not sources:
+            raise InvalidInputError(
+                f"conversation {conversation_id} of user {uid} has no chunk object at "
+                f"chunk_timestamps {timestamps[:5]}"
+            )
+        fingerprint = source_fingerprint(sources, sample_rate=sample_rate, fill_gaps=fill_gaps)
+        cached = ctx.bucket.stored(path)
+        if cached is not None and (cached.metadata or {}).get(FINGERPRINT_KEY) == fingerprint:
+            return _signed(ctx, path, cached.metadata, False, expiration, signing_credentials)
+        merged = storage.download_merged_audio(
+            uid, conversation_id, timestamps, fill_gaps, sample_rate, context=ctx
+        )
+        metadata = {
+            FINGERPRINT_KEY: fingerprint,
+            "audiosync-rate": str(merged.sample_rate),
+            "audiosync-samples": str(merged.sample_count),
+            "audiosync-sources": str(len(sources)),
+        }
+        with tempfile.TemporaryFile(prefix="audiosync-wav-") as spool:
+            size = _write_wav(merged, spool)
+            del merged
+            if ctx.bucket.upload_file_if_generation(
+                path,
+                spool,
+                size=size,
+                if_generation_match=0 if cached is None else int(cached.generation),
+                content_type="audio/wav",
+                metadata=metadata,
+            ):
+                return _signed(ctx, path, metadata, True, expiration, signing_credentials)
+        log.info("%s: another reader wrote it first; looking again", path)
+    raise StorageError(
+        f"{path}: {CACHE_ATTEMPTS} attempts to write the merged WAV each lost to another "
+        "writer with other sources (the conversation keeps changing); retry later"
+    )
+
+
+def _signed(
+    ctx: StorageContext,
+    path: str,
+    metadata: dict[str, str] | None,
+    created: bool,
+    expiration: timedelta,
+    credentials: Any,
+) -> MergedAudioFile:
+    meta = metadata or {}
+    rate = int(meta.get("audiosync-rate", "0"))
+    samples = int(meta.get("audiosync-samples", "0"))
+    url = ctx.bucket.signed_url(
+        path,
+        expiration=expiration,
+        credentials=credentials,
+        api_access_endpoint=ctx.settings.storage_emulator_host,
+    )
+    return MergedAudioFile(
+        url=url,
+        path=path,
+        sample_rate=rate,
+        duration=samples / rate if rate else 0.0,
+        created=created,
+    )
