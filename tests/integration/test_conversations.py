@@ -19,6 +19,7 @@ import time
 import urllib.request
 import uuid
 import wave
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -527,3 +528,22 @@ def test_the_merged_wav_is_cached_signed_and_made_again_when_a_copy_adds_a_chunk
     # Deleting the conversation takes the cache with it.
     assert storage.delete_conversation_audio(uid, cid, context=sctx)["merged"] == 1
     assert conversations.conversation_prefixes(uid, cid)["merged"] == f"merged/{uid}/{cid}/"
+
+
+def test_two_readers_racing_for_the_cache_make_it_once_and_both_get_it(
+    sctx: storage.StorageContext, signer: service_account.Credentials
+) -> None:
+    uid, cid = _ids("wavrace")
+    a = pcm(5, 16000, 80)
+    write_legacy(sctx.bucket, uid, cid, ".bin", [T0], [a])
+
+    def read() -> conversations.MergedAudioFile:
+        return storage.get_or_create_merged_audio(
+            uid, cid, "file-1", [T0], sample_rate=16000, signing_credentials=signer, context=sctx
+        )
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: read(), range(2)))
+    assert sorted(r.created for r in results) == [False, True]  # the loser uses the winner's
+    assert len(sctx.bucket.list(f"merged/{uid}/{cid}/")) == 1
+    assert _wav(_fetch(results[0].url)) == (16000, a)
