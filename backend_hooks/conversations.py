@@ -416,9 +416,11 @@ def get_or_create_merged_audio(
 
     ``chunk_timestamps``: the audio file's (its record's ``chunk_timestamps``); None: the
     ones of the audio file with this id among ``create_audio_files_from_chunks`` now
-    (``InvalidInputError`` when there is none). The WAV is PCM16 mono at the recording's
-    rate, or at ``sample_rate`` (as ``download_merged_audio``); gaps filled with silence
-    when ``fill_gaps``.
+    (``InvalidInputError`` when there is none), which measures every object's duration
+    (about one GCS read per legacy Opus object): pass them, and a fresh cache costs two
+    requests (the listing, the cached object's metadata) and no read of audio. The WAV is
+    PCM16 mono at the recording's rate, or at ``sample_rate`` (as
+    ``download_merged_audio``); gaps filled with silence when ``fill_gaps``.
 
     Fresh or stale: the cached object's metadata holds ``source_fingerprint`` of the
     source objects (names, sizes, generations), the asked rate and ``fill_gaps``; when it
