@@ -244,7 +244,12 @@ def copy_audio_chunks_for_merge(
     jobs: list[tuple[gcs.ObjectVersion, str]] = []
     left_out: list[str] = []
     for source in sources:
-        for version in ctx.bucket.list_versions(naming.conversation_prefix(uid, source)):
+        versions = ctx.bucket.list_versions(naming.conversation_prefix(uid, source))
+        if not versions:
+            log.warning(
+                "copy for merge into %s of user %s: source %s has no objects", target, uid, source
+            )
+        for version in versions:
             try:
                 name = naming.parse_object_name(version.name)
             except UnsupportedFormatError:

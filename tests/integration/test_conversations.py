@@ -547,3 +547,13 @@ def test_two_readers_racing_for_the_cache_make_it_once_and_both_get_it(
     assert sorted(r.created for r in results) == [False, True]  # the loser uses the winner's
     assert len(sctx.bucket.list(f"merged/{uid}/{cid}/")) == 1
     assert _wav(_fetch(results[0].url)) == (16000, a)
+
+
+def test_a_source_without_objects_copies_nothing_and_says_so(
+    sctx: storage.StorageContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    uid, _ = _ids("copyempty")
+    with caplog.at_level(logging.WARNING, logger="backend_hooks.conversations"):
+        report = storage.copy_audio_chunks_for_merge(uid, ["gone"], "t", context=sctx)
+    assert report == conversations.CopyReport(copied=(), already_there=())
+    assert "source gone has no objects" in caplog.text
