@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from backend_hooks import gcs, naming
+from backend_hooks import gcs, naming, redis_store
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import (
     InvalidInputError,
@@ -309,13 +309,30 @@ def delete_conversation_audio(
 ) -> dict[str, int]:
     """Delete everything of one conversation: ``chunks/`` (every kind), ``audio/`` and the
     ``merged/`` cache; the objects deleted by this call, per prefix (``chunks``, ``audio``,
-    ``merged``). Idempotent: a second call deletes nothing and returns zeros. Audio the
-    fleet still holds in Redis for the conversation is flushed later and is not deleted
-    here."""
+    ``merged``). Idempotent: a second call deletes nothing and returns zeros.
+
+    First it marks the conversation deleted in Redis (``AUDIOSYNC_REDIS_URL``; the mark
+    lasts ``AUDIOSYNC_DELETED_MARK_SECONDS``): the fleet drops the conversation's audio it
+    still holds (a live session, a pusher's spool, a replay) instead of uploading it, and
+    deletes an object a flush stored after this listing (workers/flush.py). If Redis
+    cannot be reached, ``StorageError`` and nothing is deleted: call again."""
     from backend_hooks import storage
 
     ctx = context or storage.default_context()
     prefixes = conversation_prefixes(uid, conversation_id)
+    try:
+        redis_store.mark_conversation_deleted(
+            ctx.redis_client(),
+            uid,
+            conversation_id,
+            ttl_seconds=ctx.settings.deleted_mark_seconds,
+        )
+    except redis_store.REDIS_ERRORS as exc:
+        raise StorageError(
+            f"conversation {conversation_id} of user {uid}: could not mark it deleted in "
+            f"Redis ({exc}), so the fleet could still upload audio into it; nothing was "
+            "deleted: call delete_conversation_audio again once Redis answers"
+        ) from exc
     # The cache first: a reader racing this never finds a WAV of deleted chunks fresh.
     order = ("merged", "chunks", "audio")
     return {kind: ctx.bucket.delete_prefix(prefixes[kind]) for kind in order}

@@ -23,7 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from backend_hooks import container, conversations, durations, envelope, gcs, legacy_pcm, naming
+from backend_hooks import (
+    container,
+    conversations,
+    durations,
+    envelope,
+    gcs,
+    legacy_pcm,
+    naming,
+    redis_store,
+)
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import (
     AudioSyncError,
@@ -46,6 +55,16 @@ class StorageContext:
     settings: Settings
     bucket: gcs.GcsBucket
     keys: envelope.UserKeys | None
+    #: Redis (AUDIOSYNC_REDIS_URL), connected on first use: only a conversation delete
+    #: talks to it (the mark that stops the fleet uploading into a deleted conversation)
+    redis: redis_store.RedisClient | None = None
+
+    def redis_client(self) -> redis_store.RedisClient:
+        if self.redis is None:
+            self.redis = redis_store.connect(
+                self.settings.redis_url, cluster=self.settings.redis_cluster
+            )
+        return self.redis
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StorageContext:

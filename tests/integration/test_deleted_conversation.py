@@ -14,7 +14,8 @@ import time
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming
+from backend_hooks import AudioSyncClient, naming, storage
+from backend_hooks.errors import StorageError
 from backend_hooks.redis_store import (
     conversation_deleted,
     deleted_conversation_key,
@@ -130,3 +131,47 @@ def test_an_upload_of_a_flush_that_died_before_the_mark_is_removed(
     assert objects(ctx, "dead-user", "dead-conv") == []
     assert read_entries(ctx, session.session_id) == []
     client.close()
+
+
+def test_delete_conversation_audio_stops_a_live_session_uploading(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """Through the reader's API: objects stored before the delete go, audio pushed after
+    it (the session is still live) is never uploaded; another conversation goes on."""
+    sctx = storage.StorageContext(ctx.settings, ctx.bucket, None)
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session("live-user", "live-conv", 16000, "standard")
+    audio = speech_like(14, 16000, seed=6)
+    session.push(audio[: 2 * 16000 * 7], T0)
+    session.switch_conversation("next-conv")  # the first conversation's tail is flushed
+    clock.sync(ctx.store.client)
+    assert flush(ctx, session.session_id).objects_created == 1
+    assert len(objects(ctx, "live-user", "live-conv")) == 1
+
+    assert storage.delete_conversation_audio("live-user", "live-conv", context=sctx)["chunks"] == 1
+    assert objects(ctx, "live-user", "live-conv") == []
+    # A replayed or late chunk of the deleted conversation, and the session's next one.
+    late = client.open_session("live-user", "live-conv", 16000, "standard")
+    late.push(audio[: 2 * 16000 * 3], T0 + 20)
+    late.close()
+    session.push(audio[2 * 16000 * 7 :], T0 + 7)
+    session.close()
+    clock.sync(ctx.store.client)
+    dropped = flush(ctx, late.session_id)
+    assert dropped.chunks_dropped_deleted == 1 and dropped.objects_created == 0
+    assert flush(ctx, session.session_id).objects_created == 1
+    assert objects(ctx, "live-user", "live-conv") == []
+    assert len(objects(ctx, "live-user", "next-conv")) == 1
+    client.close()
+
+
+def test_a_delete_without_redis_deletes_nothing_and_says_so(ctx: WorkerContext) -> None:
+    from dataclasses import replace
+
+    name = f"{naming.conversation_prefix('off-user', 'off-conv')}1700000000.000.bin"
+    ctx.bucket.create_only(name, b"\0\0", content_type="application/octet-stream", metadata={})
+    away = replace(ctx.settings, redis_url="redis://127.0.0.1:1/0")  # nothing listens there
+    sctx = storage.StorageContext(away, ctx.bucket, None)
+    with pytest.raises(StorageError, match="could not mark it deleted"):
+        storage.delete_conversation_audio("off-user", "off-conv", context=sctx)
+    assert objects(ctx, "off-user", "off-conv") == [name]
