@@ -147,6 +147,14 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
         }
     ),
 }
+#: The backfill (workers/backfill.py: the ``audiosync backfill`` command and the
+#: ``backfill`` queue's workers) reads, opens and reseals objects: the fleet's settings,
+#: the reader's (the secrets among them) and the encoder's. Never the flush fleet's role.
+ROLE_VARIABLES["backfill"] = (
+    ROLE_VARIABLES["fleet"]
+    | ROLE_VARIABLES["reader"]
+    | {"AUDIOSYNC_CHUNK_SECONDS", "AUDIOSYNC_OPUS_BITRATES", "AUDIOSYNC_OPUS_COMPLEXITY"}
+)
 
 _N = TypeVar("_N", int, float)
 MIN_SECRET_BYTES = 32
@@ -203,8 +211,9 @@ class Settings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, role: str | None = None
     ) -> Settings:
-        """Every setting, validated; with ``role`` ("pusher", "reader", "fleet") only the
-        ones that role reads come from the environment, the others are their defaults."""
+        """Every setting, validated; with ``role`` ("pusher", "reader", "fleet",
+        "backfill") only the ones that role reads come from the environment, the others
+        are their defaults."""
         env = os.environ if environ is None else environ
         if role is not None and role not in ROLE_VARIABLES:
             raise ValueError(f"role must be one of {sorted(ROLE_VARIABLES)}, got {role!r}")
