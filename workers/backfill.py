@@ -12,7 +12,9 @@ encodes, uploads, verifies and deletes. Per conversation, in this order:
 2. The other sources (old enough, docs in backfill_plan) are read in time order and
    grouped; each group is encoded, uploaded create-only, downloaded back and verified
    (same chunk starts and exact sample counts; repackaged legacy Opus: the same PCM as
-   the legacy decode), and only then, with ``delete``, its sources are deleted.
+   the legacy decode).
+3. Only then, with ``delete``, the sources of every verified object are deleted (at the
+   end of the conversation, so the rate rule below sees every deletion at once).
 
 A process killed anywhere leaves a state step 1 finishes: an object stored but not
 verified is verified, sources not yet deleted are deleted; a source is never deleted
@@ -361,7 +363,8 @@ class _Conversation:
         self.report = Report(dry_run=dry_run, conversations=1)
         self.sizes: dict[str, int] = {}
         self.raw_objects: list[legacy_pcm.RawObject] = []
-        self.gone: set[str] = set()  # raw sources deleted so far
+        self.gone: set[str] = set()  # sources deleted so far
+        self.pending: list[tuple[str, list[str]]] = []  # (verified object, its sources)
 
     def describe(self) -> str:
         return f"conversation {self.cid} of user {self.uid}"
@@ -394,30 +397,44 @@ class _Conversation:
             return self.sample_rate
         return legacy_pcm.infer_sample_rate(self.raw_objects, conversation=self.describe())
 
-    def delete_sources(self, sources: list[plan.Source], held_by: str, rate: int | None) -> None:
-        if not self.delete:
-            return
-        raw = {s.name.path for s in sources if legacy_pcm.is_raw(s.name)}
-        if (
-            raw
-            and rate is not None
-            and not plan.rate_still_told(self.raw_objects, self.gone | raw, rate)
-        ):
-            for path in sorted(raw):
-                self.report.kept.append(
-                    plan.Skipped(
-                        path,
-                        f"verified in {held_by}, kept: deleting it would leave the "
-                        "conversation's other raw objects unable to tell their sample rate "
-                        "(a later run deletes it)",
-                    )
-                )
-            sources = [s for s in sources if s.name.path not in raw]
-        for s in sources:
-            self.bf.bucket.delete(s.name.path)
-            self.report.deleted.append(s.name.path)
-            self.gone.add(s.name.path)
-            self.checkpoint("deleted", s.name.path)
+    def delete_sources(self, sources: list[plan.Source], held_by: str) -> None:
+        """Note that a verified ``held_by`` holds ``sources``: they are deleted at the end
+        of the conversation (``delete_verified``), so the rate rule sees all of them."""
+        if self.delete:
+            self.pending.append((held_by, [s.name.path for s in sources]))
+
+    def delete_verified(self, rate: int | None) -> None:
+        """Delete the sources noted by ``delete_sources``. A raw source goes only if the
+        raw objects left still tell the conversation's rate (or none are left): all at
+        once when that holds, otherwise object by object in time order, keeping those whose
+        deletion would not (a later run, once the rest is backfilled, deletes them)."""
+        raw = {p for _, paths in self.pending for p in paths if self._is_raw(p)}
+        at_once = rate is None or plan.rate_still_told(self.raw_objects, raw, rate)
+        for held_by, paths in self.pending:
+            mine = {p for p in paths if self._is_raw(p)}
+            if mine and not at_once:
+                assert rate is not None
+                if not plan.rate_still_told(self.raw_objects, self.gone | mine, rate):
+                    self.report.kept += [
+                        plan.Skipped(
+                            path,
+                            f"verified in {held_by}, kept: deleting it would leave the "
+                            "conversation's other raw objects unable to tell their sample "
+                            "rate (a later run deletes it)",
+                        )
+                        for path in sorted(mine)
+                    ]
+                    paths = [p for p in paths if p not in mine]
+            for path in paths:
+                self.bf.bucket.delete(path)
+                self.report.deleted.append(path)
+                self.gone.add(path)
+                self.checkpoint("deleted", path)
+        self.pending.clear()
+
+    @staticmethod
+    def _is_raw(path: str) -> bool:
+        return legacy_pcm.is_raw(naming.parse_object_name(path))
 
     def read(
         self, names: Iterable[naming.ObjectName], rate: int | None
@@ -462,7 +479,7 @@ class _Conversation:
         self.report.verified.append(where)
         self.checkpoint("verified", where)
         if not self.dry_run:
-            self.delete_sources(sources, where, rate)
+            self.delete_sources(sources, where)
 
     def _drop_copy(self, earlier: plan.Earlier) -> None:
         """A second object of the same session (two runs at once): with ``delete``, gone
@@ -504,7 +521,7 @@ class _Conversation:
 
     # -- step 2: new groups --
 
-    def write(self, group: plan.Group, rate: int | None) -> None:
+    def write(self, group: plan.Group) -> None:
         bf = self.bf
         first, last = group.chunks[0], max(group.chunks, key=plan._end_us)
         label = (
@@ -552,7 +569,7 @@ class _Conversation:
             return
         self.report.verified.append(path)
         self.checkpoint("verified", path)
-        self.delete_sources(group.sources, path, rate)
+        self.delete_sources(group.sources, path)
 
     def run(self, listing: list[gcs.StoredObject], now_us: int) -> Report:
         objects = []
@@ -611,9 +628,10 @@ class _Conversation:
                 r.skipped.append(item)
                 continue
             for group in grouper.add(item):
-                self.write(group, rate)
+                self.write(group)
         for group in grouper.finish():
-            self.write(group, rate)
+            self.write(group)
+        self.delete_verified(rate)
 
     def read_lazily(
         self, names: list[naming.ObjectName], rate: int | None

@@ -20,7 +20,7 @@ from backend_hooks.merge import MergedAudio
 from backend_hooks.settings import Settings
 from tests.legacy_objects import write_legacy, write_legacy_opus
 from workers import backfill
-from workers.backfill_plan import SOURCES_KEY
+from workers.backfill_plan import SOURCES_KEY, parse_claims
 
 pytestmark = pytest.mark.integration
 SECRET = "backfill-integration-secret-0123456789"
@@ -166,8 +166,9 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.parametrize(("stage", "nth"), [("uploaded", 2), ("verified", 1), ("deleted", 3)])
 def test_a_run_killed_between_upload_and_delete_resumes(
-    stack: Any, reader: storage.StorageContext
+    stack: Any, reader: storage.StorageContext, stage: str, nth: int
 ) -> None:
     small = Settings.from_env(
         {
@@ -185,26 +186,35 @@ def test_a_run_killed_between_upload_and_delete_resumes(
         for i in range(6)
     ]
     before = merged(reader, uid, cid)
-    uploads: list[str] = []
+    seen: dict[str, list[str]] = {"uploaded": [], "verified": [], "deleted": []}
 
-    def checkpoint(stage: str, path: str) -> None:
-        if stage == "uploaded":
-            uploads.append(path)
-            if len(uploads) == 2:
-                raise Killed(path)  # the process dies after its second upload
+    def checkpoint(at: str, path: str) -> None:
+        seen[at].append(path)
+        if at == stage and len(seen[at]) == nth:
+            raise Killed(path)  # the process dies right here
 
     with pytest.raises(Killed):
         backfill.backfill_conversation(
             bf, uid, cid, now_us=NOW_US, delete=True, checkpoint=checkpoint
         )
+    uploads = seen["uploaded"]
     left = paths(bf, uid, cid)
-    assert left == sorted([*uploads, *sources[2:]])  # the first group done, the second not
+    assert left == sorted(set(uploads) | set(sources) - set(seen["deleted"]))
+    # Nothing deleted unless verified: deletions come after every object is verified.
+    assert not seen["deleted"] or len(seen["verified"]) == 3
 
     again = backfill.backfill_conversation(bf, uid, cid, now_us=NOW_US, delete=True)
     assert not again.failed and not again.kept, again.lines()
-    assert again.verified[0] == uploads[1]  # the stored, unverified object verified first
-    assert len(again.written) == 1 and again.written[0] not in uploads  # only the third group
-    assert sorted(again.deleted) == sources[2:]
+    prefix = naming.conversation_prefix(uid, cid)
+    holds = {
+        p: {prefix + f for f in parse_claims(bf.bucket.stored(p).metadata[SOURCES_KEY])}
+        for p in uploads
+    }
+    resumed = {p for p, held in holds.items() if held & set(left)}  # sources left to delete
+    assert set(again.verified) == resumed | set(again.written)
+    assert len(again.written) == 3 - len(uploads)  # only the objects never uploaded
+    assert not set(again.written) & set(uploads)
+    assert sorted(again.deleted) == sorted(set(sources) - set(seen["deleted"]))
     assert paths(bf, uid, cid) == sorted([*uploads, *again.written])
     after = merged(reader, uid, cid)
     assert (after.start_us, after.sample_count, after.missing) == (
@@ -212,6 +222,9 @@ def test_a_run_killed_between_upload_and_delete_resumes(
         before.sample_count,
         (),
     )
+    assert backfill.backfill_conversation(bf, uid, cid, now_us=NOW_US, delete=True).ops == {
+        "list": 1
+    }
 
 
 def test_two_runs_at_once_leave_one_object_after_delete(
@@ -267,6 +280,23 @@ def test_an_untellable_rate_is_skipped_young_objects_are_left_and_a_bad_object_k
         live.skipped[0].reason
     )
     assert live.deleted == [old] and len(live.written) == 1
+
+    # Deleting every old raw object would leave the young one alone, unable to tell its
+    # rate: they are verified and kept until the young one is backfilled too.
+    tail = [
+        write_legacy(bf.bucket, uid, "tail", ".bin", [T0 + 2 * i], [audio(2, 16000, 53 + i)])
+        for i in range(3)
+    ]
+    late = write_legacy(bf.bucket, uid, "tail", ".bin", [NOW - 60], [audio(2, 16000, 56)])
+    kept = backfill.backfill_conversation(bf, uid, "tail", now_us=NOW_US, delete=True)
+    assert len(kept.verified) == 1 and kept.deleted == [] and not kept.failed
+    assert sorted(k.path for k in kept.kept) == tail
+    assert "unable to tell their sample rate" in kept.kept[0].reason
+    assert [s.path for s in kept.skipped] == [late]
+    later = backfill.backfill_conversation(
+        bf, uid, "tail", now_us=NOW_US + 3600 * 1_000_000, delete=True
+    )
+    assert sorted(later.deleted) == sorted([*tail, late]) and not later.kept
 
     # An object of an earlier run that no longer reads: its sources are never deleted.
     [new] = told.written
