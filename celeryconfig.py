@@ -50,6 +50,9 @@ task_annotations = {
         "time_limit": _settings.shard_task_seconds + 10 * _settings.lease_seconds
     }
 }
+# Backfill tasks need opuslib and the key, which the flush fleet has not: they go to a
+# queue of their own, served by `celery -A workers worker -Q backfill` (workers/backfill.py).
+task_routes = {"audiosync.backfill_conversation": {"queue": "backfill"}}
 worker_send_task_events = True  # for Flower
 task_send_sent_event = True
 timezone = "UTC"

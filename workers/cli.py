@@ -1,4 +1,4 @@
-"""``celery -A workers audiosync status|replay``: the fleet's operator commands.
+"""``celery -A workers audiosync status|replay|backfill``: the fleet's operator commands.
 
 Registered as a Celery command plugin (the ``celery.commands`` entry point in
 pyproject.toml), so it shows in ``celery --help`` and takes Celery's ``-A``. The logic is in
@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import click
 import redis
 
+from backend_hooks.audio_format import SUPPORTED_RATES
+from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
+from backend_hooks.ids import validate_id
 from backend_hooks.settings import Settings
-from workers import operations
+from workers import backfill_plan, operations
 from workers.context import redis_only_store
 
 
@@ -38,7 +42,7 @@ def _emit(as_json: bool, data: Any, lines: list[str]) -> None:
 
 @click.group(name="audiosync", cls=_Group)
 def audiosync() -> None:
-    """audiosync fleet operations: lag and Redis holdings, flushing now, replays."""
+    """audiosync fleet operations: lag and Redis holdings, flushing now, replays, backfill."""
 
 
 @audiosync.command()
@@ -144,3 +148,111 @@ def replay(
         {"dry_run": dry_run, "flush_now": found, "not_in_redis": sorted(set(wanted) - set(found))},
         [f"{verb} make {len(found)} of {len(wanted)} sessions due now"],
     )
+
+
+@audiosync.command(name="backfill")
+@click.option("--uid", required=True, help="The user whose legacy objects are compacted.")
+@click.option(
+    "--conversation",
+    "conversations",
+    multiple=True,
+    help="Only this conversation (repeatable); default: every conversation of the user.",
+)
+@click.option(
+    "--delete",
+    is_flag=True,
+    help="Delete each legacy object once a verified new object holds all of its audio.",
+)
+@click.option("--dry-run", is_flag=True, help="Read and plan; write and delete nothing.")
+@click.option(
+    "--sample-rate",
+    type=click.Choice([str(r) for r in SUPPORTED_RATES]),
+    default=None,
+    help="The rate of the raw legacy PCM (default: inferred per conversation; a "
+    "conversation whose rate cannot be told is skipped).",
+)
+@click.option(
+    "--min-age",
+    type=click.FloatRange(min=0),
+    default=backfill_plan.DEFAULT_MIN_AGE_SECONDS,
+    show_default=True,
+    help="Seconds: legacy objects whose newest chunk is younger are left alone (a legacy "
+    "uploader may still be writing).",
+)
+@click.option(
+    "--fleet",
+    is_flag=True,
+    help="Enqueue one task per conversation on the 'backfill' queue instead of working here.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backfill_command(
+    uid: str,
+    conversations: tuple[str, ...],
+    delete: bool,
+    dry_run: bool,
+    sample_rate: str | None,
+    min_age: float,
+    fleet: bool,
+    as_json: bool,
+) -> None:
+    """Compact a user's legacy 5 s objects into 60 s objects of the new format.
+
+    Same protection level, verified (same chunk starts, exact sample counts) before any
+    legacy object is deleted, and only with --delete. Resumable and idempotent: a second
+    run writes nothing new. Needs opuslib and ENCRYPTION_SECRET (the reader's extras).
+    """
+    from workers import backfill  # the reader's code: only this command loads it
+
+    try:
+        validate_id(uid, "uid")
+        for cid in conversations:
+            validate_id(cid, "conversation_id")
+        settings = Settings.from_env(role="backfill")
+        if not fleet:
+            backfill.load_codec()
+        bf = backfill.Backfill.from_settings(settings, min_age_seconds=min_age)
+    except (ConfigError, InvalidInputError) as exc:
+        raise click.ClickException(str(exc)) from None
+    rate = None if sample_rate is None else int(sample_rate)
+    now_us = time.time_ns() // 1000
+    if fleet:
+        from workers.tasks import backfill_conversation
+
+        if conversations:
+            chosen = sorted(set(conversations))
+        else:
+            try:
+                listing = bf.bucket.list(f"chunks/{uid}/")
+            except AudioSyncError as exc:
+                raise click.ClickException(str(exc)) from None
+            chosen = sorted(backfill.conversations_of(listing, uid))
+        for cid in chosen:
+            backfill_conversation.delay(uid, cid, delete, rate, min_age, dry_run)
+        _emit(
+            as_json,
+            {"enqueued": chosen, "queue": "backfill"},
+            [f"enqueued {len(chosen)} conversation(s) on the 'backfill' queue"],
+        )
+        return
+    with click.progressbar(length=0, label="backfilling", file=sys.stderr) as bar:
+
+        def on_total(n: int) -> None:
+            bar.length = n
+
+        try:
+            report = backfill.backfill_user(
+                bf,
+                uid,
+                conversations,
+                now_us=now_us,
+                delete=delete,
+                dry_run=dry_run,
+                sample_rate=rate,
+                progress=bar.update,
+                on_total=on_total,
+            )
+        except AudioSyncError as exc:  # the listing failed: nothing was done
+            raise click.ClickException(str(exc)) from None
+    _emit(as_json, report.as_dict(), report.lines())
+    if report.failed:
+        sys.exit(1)

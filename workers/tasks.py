@@ -11,10 +11,13 @@ Flow control (docs/ARCHITECTURE.md "Shards and flow control"):
   runs the sweep's dispatch itself when no one did within the interval: a pool busy with
   shard tasks keeps dispatching even while beat's sweeps wait behind them in the queue.
 - ``audiosync.flush_session`` flushes one session (operators, benchmarks, tests).
+- ``audiosync.backfill_conversation`` (queue ``backfill``, workers with the reader extras
+  and the key) compacts one conversation's legacy objects (workers/backfill.py).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -22,7 +25,9 @@ import uuid
 from typing import Any
 
 from backend_hooks import redis_store
-from workers import drain, flush, metrics, shutdown
+from backend_hooks.errors import ConfigError, InvalidInputError
+from backend_hooks.settings import Settings
+from workers import backfill, backfill_plan, drain, flush, metrics, shutdown
 from workers.celery_app import app
 from workers.context import WorkerContext, get_context
 from workers.flush import FlushResult
@@ -135,3 +140,54 @@ def _shard_of_message(ctx: WorkerContext, session_id: str) -> int:
     if not ctx.store.is_cluster and ctx.store.client.exists(legacy.keys(session_id).chunks):
         return redis_store.LEGACY_SHARD
     return ctx.store.keys(session_id).shard
+
+
+#: The queue of backfill tasks: its workers need the reader extras (opuslib, libopus) and
+#: ENCRYPTION_SECRET, which the flush fleet never holds, so they are a deployment of their
+#: own: ``celery -A workers worker -Q backfill`` (docs/ARCHITECTURE.md, "Backfill"). The
+#: route is celeryconfig's ``task_routes``.
+BACKFILL_QUEUE = "backfill"
+
+
+@app.task(
+    name="audiosync.backfill_conversation",
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)  # type: ignore[untyped-decorator]
+def backfill_conversation(
+    uid: str,
+    conversation_id: str,
+    delete: bool = False,
+    sample_rate: int | None = None,
+    min_age_seconds: float = backfill_plan.DEFAULT_MIN_AGE_SECONDS,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Backfill one conversation (workers/backfill.py). Idempotent and safe twice at once:
+    uploads are create-only, sources are deleted only once a verified object holds them,
+    and a run resumes whatever an earlier one left. Where opuslib or the secret is missing
+    it logs why and returns the error (no retry: the worker is misdeployed)."""
+    try:
+        bf = _backfill_context(min_age_seconds)
+        report = backfill.backfill_conversation(
+            bf,
+            uid,
+            conversation_id,
+            now_us=time.time_ns() // 1000,
+            delete=delete,
+            dry_run=dry_run,
+            sample_rate=sample_rate,
+        )
+    except (ConfigError, InvalidInputError) as exc:
+        log.error("backfill of conversation %s of user %s refused: %s", conversation_id, uid, exc)
+        return {"uid": uid, "conversation_id": conversation_id, "error": str(exc)}
+    for line in report.lines():
+        log.info("backfill %s/%s: %s", uid, conversation_id, line)
+    return report.as_dict()
+
+
+@functools.lru_cache(maxsize=8)
+def _backfill_context(min_age_seconds: float) -> backfill.Backfill:
+    return backfill.Backfill.from_settings(
+        Settings.from_env(role="backfill"), min_age_seconds=min_age_seconds
+    )
