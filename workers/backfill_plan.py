@@ -19,9 +19,9 @@ workers/backfill.py.
   ``MAX_SOURCES`` sources, and no gap longer than ``MAX_GAP_SECONDS``. A source is never
   split between objects, so deleting it needs one verified object.
 - **Identity.** A group's session id is ``bf-`` and 32 hex digits of SHA-256 over its
-  sources' file names, sizes and content digests; its chunks are seq 0..n-1. A rerun
-  derives the same id for the same sources, and the reader plays two objects with the
-  same session and seq once. The object names its sources in the
+  sources' paths (so the user and conversation too), sizes and content digests; its
+  chunks are seq 0..n-1. A rerun derives the same id for the same sources, and the
+  reader plays two objects with the same session and seq once. The object names its sources in the
   ``audiosync-backfill-sources`` metadata, which is how a rerun finds it.
 """
 
@@ -270,7 +270,7 @@ class Group:
 def session_id_of(sources: Iterable[Source]) -> str:
     h = hashlib.sha256(b"audiosync backfill v1")
     for s in sources:
-        h.update(f"\0{s.name.filename}\0{s.size}\0{s.digest}".encode())
+        h.update(f"\0{s.name.path}\0{s.size}\0{s.digest}".encode())
     return SESSION_PREFIX + h.hexdigest()[:SESSION_HEX]
 
 
