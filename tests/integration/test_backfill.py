@@ -64,10 +64,10 @@ def at(rate: int, seconds: float) -> int:
     return round(seconds * rate) * 2
 
 
-def _user(bf: backfill.Backfill) -> tuple[str, dict[str, bytes]]:
+def _user(bf: backfill.Backfill) -> str:
     """A user with two conversations of every legacy kind: ``c8`` (raw PCM at 8 kHz, a 5 s
     gap) and ``c16`` (raw PCM and both legacy Opus kinds at 16 kHz, a chunk stored twice),
-    2 s chunks; the expected PCM of the legacy-Opus region of c16."""
+    2 s chunks; the uid."""
     uid = f"bf-{uuid.uuid4().hex[:8]}"
     b, key = bf.bucket, SECRET.encode()
     r = 8000
@@ -75,9 +75,14 @@ def _user(bf: backfill.Backfill) -> tuple[str, dict[str, bytes]]:
     write_legacy(b, uid, "c8", ".enc", [T0 + 2], [audio(2, r, 2)], secret=key, records_per_chunk=3)
     write_legacy(b, uid, "c8", ".batch.bin", [T0 + 4, T0 + 6], [audio(2, r, 3), audio(2, r, 4)])
     write_legacy(
-        b, uid, "c8", ".batch.enc", [T0 + 8, T0 + 10], [audio(2, r, 5, odd=True), audio(2, r, 6)],
+        b,
+        uid,
+        "c8",
+        ".batch.enc",
+        [T0 + 8, T0 + 10],
+        [audio(2, r, 5, odd=True), audio(2, r, 6)],
         secret=key,
-    )  # fmt: skip
+    )
     write_legacy(b, uid, "c8", ".bin", [T0 + 17], [audio(2, r, 7)])  # after a 5 s gap
     write_legacy(b, uid, "c8", ".bin", [T0 + 19], [audio(1.5, r, 8, odd=True)])
     r = 16000
@@ -87,13 +92,18 @@ def _user(bf: backfill.Backfill) -> tuple[str, dict[str, bytes]]:
     write_legacy(b, uid, "c16", ".bin", [T0 + 2], [twice])  # the same chunk stored twice
     write_legacy(b, uid, "c16", ".batch.bin", [T0 + 4, T0 + 6], [audio(2, r, 13), audio(2, r, 14)])
     write_legacy(
-        b, uid, "c16", ".batch.enc", [T0 + 8, T0 + 10], [audio(2, r, 15), audio(2, r, 16)],
+        b,
+        uid,
+        "c16",
+        ".batch.enc",
+        [T0 + 8, T0 + 10],
+        [audio(2, r, 15), audio(2, r, 16)],
         secret=key,
-    )  # fmt: skip
+    )
     o1, o2 = audio(2, r, 17), audio(1.5, r, 18, odd=True)
     write_legacy_opus(b, uid, "c16", ".opus", T0 + 12, o1)
     write_legacy_opus(b, uid, "c16", ".opus.enc", T0 + 14, o2, secret=key)
-    return uid, {"c16-opus": o1 + o2}
+    return uid
 
 
 def merged(reader: storage.StorageContext, uid: str, cid: str) -> MergedAudio:
@@ -103,7 +113,7 @@ def merged(reader: storage.StorageContext, uid: str, cid: str) -> MergedAudio:
 def test_a_user_backfilled_twice_then_deleted_plays_the_same(
     bf: backfill.Backfill, reader: storage.StorageContext
 ) -> None:
-    uid, _ = _user(bf)
+    uid = _user(bf)
     before = {cid: merged(reader, uid, cid) for cid in ("c8", "c16")}
     assert before["c8"].sample_rate == 8000 and before["c16"].sample_rate == 16000
     legacy = paths(bf, uid)
