@@ -552,12 +552,12 @@ class _Conversation:
         (self.report.written if outcome == "created" else self.report.already_stored).append(path)
         self.sizes[path] = len(data)
         self.checkpoint("uploaded", path)
-        exact = {}
         decoded = _legacy_decoded(group.sources)
-        for seq, c in enumerate(group.chunks):
-            for s in group.sources:
-                if c in s.chunks and (s.name.path, c.start_us) in decoded:
-                    exact[seq] = decoded[(s.name.path, c.start_us)]
+        exact = {  # seq -> the legacy decode of a repackaged Opus chunk
+            seq: decoded[(source.name.path, chunk.start_us)]
+            for seq, (source, chunk) in enumerate(group.placed())
+            if chunk.packets is not None
+        }
         try:
             problems = plan.verify_segments(
                 group.infos(), _decode(bf, self.uid, path), where=path, exact_pcm=exact

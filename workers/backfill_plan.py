@@ -230,10 +230,15 @@ class Group:
     def rate(self) -> int:
         return self.sources[0].rate
 
+    def placed(self) -> list[tuple[Source, SourceChunk]]:
+        """Every chunk with its source, in time order (a stable sort: ties keep the
+        reader's source order); seq is the position here."""
+        pairs = [(s, c) for s in self.sources for c in s.chunks]
+        return sorted(pairs, key=lambda pair: pair[1].start_us)
+
     @property
     def chunks(self) -> list[SourceChunk]:
-        """Every chunk in time order (a stable sort: ties keep the reader's source order)."""
-        return sorted((c for s in self.sources for c in s.chunks), key=lambda c: c.start_us)
+        return [c for _, c in self.placed()]
 
     @property
     def samples(self) -> int:

@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 from backend_hooks import redis_store
-from backend_hooks.errors import ConfigError, InvalidInputError
+from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.settings import Settings
 from workers import backfill, backfill_plan, drain, flush, metrics, shutdown
 from workers.celery_app import app
@@ -180,6 +180,9 @@ def backfill_conversation(
         )
     except (ConfigError, InvalidInputError) as exc:
         log.error("backfill of conversation %s of user %s refused: %s", conversation_id, uid, exc)
+        return {"uid": uid, "conversation_id": conversation_id, "error": str(exc)}
+    except AudioSyncError as exc:  # GCS failed: what was done stays, a rerun resumes
+        log.error("backfill of conversation %s of user %s stopped: %s", conversation_id, uid, exc)
         return {"uid": uid, "conversation_id": conversation_id, "error": str(exc)}
     for line in report.lines():
         log.info("backfill %s/%s: %s", uid, conversation_id, line)
