@@ -45,6 +45,7 @@ from backend_hooks.errors import (
     AudioSyncError,
     ConfigError,
     FormatError,
+    InvalidInputError,
     ObjectConflictError,
     SampleRateUnknownError,
     StorageError,
@@ -732,6 +733,8 @@ def backfill_user(
                     progress=progress,
                 )
             )
+        except InvalidInputError as exc:  # a prefix that is no conversation id of ours
+            total.skipped.append(plan.Skipped(naming.conversation_prefix(uid, cid), str(exc)))
         except (StorageError, ObjectConflictError) as exc:
             total.conversations += 1
             total.failed.append(

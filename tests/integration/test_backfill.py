@@ -138,6 +138,7 @@ def test_a_user_backfilled_twice_then_deleted_plays_the_same(
         after = merged(reader, uid, cid)
         assert after.pcm == before[cid].pcm and after.start_us == before[cid].start_us
         assert after.missing == ()
+        assert storage.download_audio_chunks_and_merge(uid, cid, context=reader) == after.pcm
 
     second = backfill.backfill_user(bf, uid, now_us=NOW_US)
     assert second.written == [] and second.already_stored == [] and not second.failed
@@ -318,6 +319,14 @@ def test_an_untellable_rate_is_skipped_young_objects_are_left_and_a_bad_object_k
     [failed] = bad.failed
     assert failed.path == new and "sources are kept" in failed.reason
     assert bad.deleted == [] and lone in paths(bf, uid)
+
+    odd = "chunks/" + uid + "/not an id/1700000000.000.bin"  # a prefix no id of ours makes
+    bf.bucket.create_only(odd, bytes(4), content_type="x", metadata={})
+    named = backfill.backfill_user(bf, uid, now_us=NOW_US, sample_rate=16000)
+    assert [s.path for s in named.skipped if "conversation_id" in s.reason] == [
+        f"chunks/{uid}/not an id/"
+    ]
+    bf.bucket.delete(odd)
 
     dry = backfill.backfill_user(bf, uid, ["lone"], now_us=NOW_US, sample_rate=16000, dry_run=True)
     assert dry.written == [] and dry.deleted == [] and dry.ops["put"] == 0
