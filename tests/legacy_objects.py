@@ -8,11 +8,6 @@ the document, not against itself).
 - ``.enc``: v0 records ``u32 BE N | nonce (12) | ciphertext | tag (16)``, N = 12 + len +
   16, AES-256-GCM without associated data under HKDF-SHA256(ikm=secret, salt=uid,
   info=b"user-data-encryption", length=32); ``.batch.enc``: one record per chunk.
-- ``.opus``: the small container ``u32 packet_count | u32 original_pcm_byte_length |
-  (u16 length | packet)*``, little-endian, of 16 kHz mono 20 ms VOIP packets from a fresh
-  libopus encoder at its default bitrate, the last partial frame zero-padded (opuslib
-  directly, not audiosync's codec); ``.opus.enc``: that container as the plaintext of v0
-  records.
 """
 
 from __future__ import annotations
@@ -26,9 +21,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from backend_hooks.gcs import GcsBucket
-
-LEGACY_OPUS_RATE = 16000
-_FRAME = 320  # 20 ms at 16 kHz
 
 
 def user_key(secret: bytes, uid: str) -> bytes:
@@ -87,42 +79,5 @@ def write_legacy(
     """Store a legacy object named by its chunks' ``starts`` (seconds); its path."""
     path = f"chunks/{uid}/{conversation_id}/{filename(starts[0], ext, starts[-1])}"
     data = legacy_bytes(ext, chunks, secret=secret, uid=uid, records_per_chunk=records_per_chunk)
-    bucket.create_only(path, data, content_type="application/octet-stream", metadata={})
-    return path
-
-
-def legacy_opus_container(pcm: bytes) -> bytes:
-    """A legacy single-chunk ``.opus`` container of 16 kHz PCM16LE (any length, odd too)."""
-    import opuslib  # the writer side of the legacy path: only these tests need it
-
-    encoder = opuslib.Encoder(LEGACY_OPUS_RATE, 1, opuslib.APPLICATION_VOIP)
-    frames = -(-len(pcm) // (2 * _FRAME))
-    padded = pcm + bytes(frames * 2 * _FRAME - len(pcm))
-    packets = [
-        bytes(encoder.encode(padded[i * 2 * _FRAME : (i + 1) * 2 * _FRAME], _FRAME))
-        for i in range(frames)
-    ]
-    body = b"".join(struct.pack("<H", len(p)) + p for p in packets)
-    return struct.pack("<II", len(packets), len(pcm)) + body
-
-
-def write_legacy_opus(
-    bucket: GcsBucket,
-    uid: str,
-    conversation_id: str,
-    ext: str,
-    start: float,
-    pcm: bytes,
-    *,
-    secret: bytes | None = None,
-) -> str:
-    """Store a legacy ``.opus`` or ``.opus.enc`` object of one 16 kHz chunk; its path."""
-    data = legacy_opus_container(pcm)
-    if ext == ".opus.enc":
-        assert secret is not None
-        data = v0_record(secret, uid, data)
-    elif ext != ".opus":
-        raise ValueError(f"a legacy Opus object is .opus or .opus.enc, not {ext}")
-    path = f"chunks/{uid}/{conversation_id}/{filename(start, ext)}"
     bucket.create_only(path, data, content_type="application/octet-stream", metadata={})
     return path

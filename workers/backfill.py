@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from backend_hooks import container, envelope, gcs, legacy_pcm, naming, storage
+import redis
+
+from backend_hooks import container, envelope, gcs, legacy_pcm, naming, redis_store, storage
 from backend_hooks.errors import (
     AudioSyncError,
     ConfigError,
@@ -66,8 +68,8 @@ LIST_PAGE = 1000
 Checkpoint = Callable[[str, str], None]  # (stage, object path): tests inject failures here
 
 
-class BackfillVerifyError(AudioSyncError):
-    """A backfilled object does not hold its sources' audio; the sources are kept."""
+class _Deleted(Exception):
+    """The conversation was marked deleted: stop writing into it."""
 
 
 def load_codec() -> ModuleType:
@@ -215,6 +217,7 @@ class Backfill:
     keys: envelope.UserKeys | None
     settings: Settings
     options: plan.Options
+    _storage: storage.StorageContext | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(
@@ -236,7 +239,23 @@ class Backfill:
         )
 
     def storage_context(self) -> storage.StorageContext:
-        return storage.StorageContext(self.settings, self.bucket, self.keys)
+        """The reader's context on this bucket (one, so its Redis connection is reused)."""
+        if self._storage is None:
+            self._storage = storage.StorageContext(self.settings, self.bucket, self.keys)
+        return self._storage
+
+    def conversation_deleted(self, uid: str, cid: str) -> bool:
+        """Whether ``delete_conversation_audio`` marked the conversation deleted (the mark
+        the flush fleet honours too): nothing may be uploaded into it. ``StorageError``
+        when Redis cannot say: then nothing is uploaded either."""
+        try:
+            client = self.storage_context().redis_client()
+            return redis_store.conversation_deleted(client, uid, cid)
+        except redis.RedisError as exc:
+            raise StorageError(
+                f"Redis at {self.settings.redis_url} cannot say whether conversation {cid} "
+                f"of user {uid} was deleted ({exc}); nothing is uploaded until it answers"
+            ) from exc
 
 
 def conversations_of(
@@ -534,6 +553,8 @@ class _Conversation:
         if self.dry_run:
             self.report.would_write.append(label)
             return
+        if bf.conversation_deleted(self.uid, self.cid):
+            raise _Deleted()
         try:
             data = build_object(bf, self.uid, group)
         except AudioSyncError as exc:
@@ -553,6 +574,10 @@ class _Conversation:
         (self.report.written if outcome == "created" else self.report.already_stored).append(path)
         self.sizes[path] = len(data)
         self.checkpoint("uploaded", path)
+        if bf.conversation_deleted(self.uid, self.cid):  # deleted while uploading
+            bf.bucket.delete(path)
+            self.report.deleted.append(path)
+            raise _Deleted()
         decoded = _legacy_decoded(group.sources)
         exact = {  # seq -> the legacy decode of a repackaged Opus chunk
             seq: decoded[(source.name.path, chunk.start_us)]
@@ -589,6 +614,14 @@ class _Conversation:
         r.legacy_bytes_before = sum(self.sizes[n.path] for n in legacy_names)
         try:
             self._run(objects, by_path, now_us)
+        except _Deleted:
+            r.skipped.append(
+                plan.Skipped(
+                    naming.conversation_prefix(self.uid, self.cid),
+                    "the conversation was deleted (delete_conversation_audio) while it was "
+                    "being backfilled: what this run wrote into it is deleted, nothing more",
+                )
+            )
         finally:
             self._tally_after(legacy_names)
         return r

@@ -1,5 +1,5 @@
 """Backfill (workers/backfill.py) in the real GCS emulator, in-process: every legacy kind
-at 8 and 16 kHz (written byte for byte by tests/legacy_objects.py) compacted into new
+at 8 and 16 kHz (written byte for byte by tests/legacy_objects.py, tests/legacy_opus.py) into new
 objects, verified, read back by the reader, run again (nothing new), with ``delete``,
 killed half-way and resumed, raced by a second run, and a conversation whose rate cannot
 be told. The CLI and the Celery task are in test_backfill_cli.py."""
@@ -13,12 +13,14 @@ import uuid
 from typing import Any
 
 import pytest
+import redis
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import naming, storage
+from backend_hooks import naming, redis_store, storage
 from backend_hooks.merge import MergedAudio
 from backend_hooks.settings import Settings
-from tests.legacy_objects import write_legacy, write_legacy_opus
+from tests.legacy_objects import write_legacy
+from tests.legacy_opus import write_legacy_opus
 from workers import backfill
 from workers.backfill_plan import SOURCES_KEY, parse_claims
 
@@ -330,3 +332,30 @@ def test_an_untellable_rate_is_skipped_young_objects_are_left_and_a_bad_object_k
 
     dry = backfill.backfill_user(bf, uid, ["lone"], now_us=NOW_US, sample_rate=16000, dry_run=True)
     assert dry.written == [] and dry.deleted == [] and dry.ops["put"] == 0
+
+
+def test_nothing_is_left_written_into_a_deleted_conversation(
+    bf: backfill.Backfill, stack: Any
+) -> None:
+    """``delete_conversation_audio`` marks the conversation in Redis first: a backfill
+    uploads nothing into a marked one, and deletes what it uploaded while it was marked."""
+    client = redis.Redis.from_url(stack.redis_url)
+    uid = f"bf-del-{uuid.uuid4().hex[:8]}"
+    for cid in ("before", "during"):
+        for i in range(2):
+            write_legacy(bf.bucket, uid, cid, ".bin", [T0 + 2 * i], [audio(2, 16000, 60 + i)])
+    redis_store.mark_conversation_deleted(client, uid, "before", ttl_seconds=60)
+    marked = backfill.backfill_conversation(bf, uid, "before", now_us=NOW_US, delete=True)
+    assert marked.written == [] and marked.ops["put"] == 0
+    assert "was deleted" in marked.skipped[0].reason
+
+    def delete_now(stage: str, path: str) -> None:
+        if stage == "uploaded":  # the user deletes the conversation during the upload
+            redis_store.mark_conversation_deleted(client, uid, "during", ttl_seconds=60)
+
+    during = backfill.backfill_conversation(
+        bf, uid, "during", now_us=NOW_US, delete=True, checkpoint=delete_now
+    )
+    [written] = during.written
+    assert during.deleted == [written] and written not in paths(bf, uid, "during")
+    assert len(paths(bf, uid, "during")) == 2  # the sources: the user's delete takes them

@@ -22,7 +22,8 @@ from backend_hooks.errors import ConfigError
 from backend_hooks.gcs import GcsBucket
 from backend_hooks.settings import Settings
 from tests.integration.commands import as_json, celery
-from tests.legacy_objects import write_legacy, write_legacy_opus
+from tests.legacy_objects import write_legacy
+from tests.legacy_opus import write_legacy_opus
 from workers import backfill, tasks
 
 pytestmark = pytest.mark.integration
