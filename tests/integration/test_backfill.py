@@ -16,7 +16,9 @@ import pytest
 import redis
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import naming, redis_store, storage
+from backend_hooks import container, naming, redis_store, storage
+from backend_hooks.container import ChunkInfo
+from backend_hooks.gcs import GcsBucket
 from backend_hooks.merge import MergedAudio
 from backend_hooks.settings import Settings
 from tests.legacy_objects import write_legacy
@@ -105,7 +107,28 @@ def _user(bf: backfill.Backfill) -> str:
     o1, o2 = audio(2, r, 17), audio(1.5, r, 18, odd=True)
     write_legacy_opus(b, uid, "c16", ".opus", T0 + 12, o1)
     write_legacy_opus(b, uid, "c16", ".opus.enc", T0 + 14, o2, secret=key)
+    fleet_object(b, uid, "c16", T0 + 20, audio(2, r, 19))
     return uid
+
+
+def fleet_object(bucket: GcsBucket, uid: str, cid: str, start: float, pcm: bytes) -> str:
+    """A new object as the fleet writes it (one standard chunk of a pusher session): the
+    backfill must leave it alone."""
+    from backend_hooks import codec
+
+    encoder = codec.ChunkEncoder(16000)
+    info = ChunkInfo(uuid.uuid4().hex, 0, int(start * 1_000_000), 16000, len(pcm) // 2)
+    data = container.build_chunk(info, encoder.encode(pcm), encoder.pre_skip)
+    path = naming.object_name(
+        uid, cid, start_us=info.start_us, end_us=info.end_us, sealed=False, data=data
+    )
+    meta = {
+        "audiosync-format": "1",
+        "audiosync-rate": "16000",
+        "audiosync-session": info.session_id,
+    }
+    bucket.create_only(path, data, content_type="audio/ogg", metadata=meta)
+    return path
 
 
 def merged(reader: storage.StorageContext, uid: str, cid: str) -> MergedAudio:
@@ -118,7 +141,9 @@ def test_a_user_backfilled_twice_then_deleted_plays_the_same(
     uid = _user(bf)
     before = {cid: merged(reader, uid, cid) for cid in ("c8", "c16")}
     assert before["c8"].sample_rate == 8000 and before["c16"].sample_rate == 16000
-    legacy = paths(bf, uid)
+    everything = paths(bf, uid)
+    legacy = [p for p in everything if not naming.parse_object_name(p).is_new]
+    [fleet] = sorted(set(everything) - set(legacy))
 
     first = backfill.backfill_user(bf, uid, now_us=NOW_US)
     assert first.conversations == 2 and not first.failed and not first.skipped, first.lines()
@@ -127,9 +152,9 @@ def test_a_user_backfilled_twice_then_deleted_plays_the_same(
     assert len(first.written) == 4 and sorted(first.verified) == sorted(first.written)
     assert [p.endswith(".opus.enc") for p in sorted(first.written)].count(True) == 2
     assert first.deleted == [] and first.ops["put"] == 4 and first.ops["delete"] == 0
-    assert first.objects_before == len(legacy) == first.legacy_objects_before == 13
-    assert first.objects_after == 17 and first.legacy_objects_after == 13
-    new = sorted(set(paths(bf, uid)) - set(legacy))
+    assert first.objects_before == 14 and first.legacy_objects_before == len(legacy) == 13
+    assert first.objects_after == 18 and first.legacy_objects_after == 13
+    new = sorted(set(paths(bf, uid)) - set(everything))
     assert new == sorted(first.written)
     for path in new:  # the fleet's metadata, and the sources
         meta = bf.bucket.stored(path).metadata
@@ -146,13 +171,13 @@ def test_a_user_backfilled_twice_then_deleted_plays_the_same(
     assert second.written == [] and second.already_stored == [] and not second.failed
     assert sorted(second.verified) == new  # checked again: their sources are still there
     assert second.ops["put"] == 0 and second.ops["delete"] == 0
-    assert paths(bf, uid) == sorted([*legacy, *new])
+    assert paths(bf, uid) == sorted([*everything, *new])
 
     third = backfill.backfill_user(bf, uid, now_us=NOW_US, delete=True)
     assert third.written == [] and not third.failed and not third.kept, third.lines()
     assert sorted(third.deleted) == legacy and third.ops["put"] == 0
-    assert paths(bf, uid) == new
-    assert third.objects_after == 4 and third.legacy_objects_after == 0
+    assert paths(bf, uid) == sorted([*new, fleet])  # the fleet's own object left alone
+    assert third.objects_after == 5 and third.legacy_objects_after == 0
     assert third.bytes_after < third.legacy_bytes_before / 4  # Opus, not raw PCM
     for cid, rate in (("c8", 8000), ("c16", 16000)):
         after = merged(reader, uid, cid)
