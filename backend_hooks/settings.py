@@ -66,6 +66,9 @@ ENV_DEFAULTS: dict[str, str | None] = {
     # pairs, a rate not named keeps its default; the complexity may be one number for all.
     "AUDIOSYNC_OPUS_BITRATES": ",".join(f"{r}:{b}" for r, b in DEFAULT_BITRATES.items()),
     "AUDIOSYNC_OPUS_COMPLEXITY": ",".join(f"{r}:{c}" for r, c in DEFAULT_COMPLEXITIES.items()),
+    # The reader: the longest gap filled with silence (6 h); a longer one is refused
+    # (GapTooLongError), never allocated (backend_hooks/merge.py).
+    "AUDIOSYNC_MAX_GAP_FILL_SECONDS": "21600",
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -110,6 +113,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "STORAGE_EMULATOR_HOST",
             "ENCRYPTION_SECRET",
             "ENCRYPTION_SECRET_PREVIOUS",
+            "AUDIOSYNC_MAX_GAP_FILL_SECONDS",
         }
     ),
     "fleet": frozenset(
@@ -181,6 +185,10 @@ class Settings:
     spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
     #: ENCRYPTION_SECRET_PREVIOUS: older master secrets that still open (never seal)
     encryption_secret_previous: tuple[bytes, ...] = ()
+    #: AUDIOSYNC_MAX_GAP_FILL_SECONDS: the longest gap the reader fills with silence; a
+    #: longer one raises GapTooLongError (a stray chunk at time 0 would be decades of
+    #: zeros). Refused, not capped: a capped gap would misplace everything after it.
+    max_gap_fill_seconds: float = 21600.0
 
     @classmethod
     def from_env(
@@ -339,6 +347,9 @@ class Settings:
                 note="0 fastest, 10 best",
                 example="8000:4,16000:6",
                 one_for_all=True,
+            ),
+            max_gap_fill_seconds=_positive(
+                "AUDIOSYNC_MAX_GAP_FILL_SECONDS", raw("AUDIOSYNC_MAX_GAP_FILL_SECONDS")
             ),
         )
 
