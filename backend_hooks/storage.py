@@ -167,7 +167,7 @@ def _raw_objects(
             lengths = legacy_pcm.sealed_chunk_lengths(
                 lambda at, n: ctx.bucket.download_range(name.path, at, n), stored.size, name.path
             )
-        except FormatError as exc:
+        except (FormatError, StorageError) as exc:  # e.g. gone since the listing
             return str(exc)
         return legacy_pcm.RawObject(name, tuple(lengths))
 
@@ -507,8 +507,7 @@ class MergedAudioStream:
         self.size_hint = size_hint
         #: chunks each session lacks (complete after iteration)
         self.missing: tuple[MissingChunks, ...] = ()
-        #: objects not used: failed, and replaced by another of their start or skipped
-        self.skipped: list[SkippedObject] = []
+        self._skipped: list[SkippedObject] = []
         self._blocks = self._run()
         self._first: bytes | None = next(self._blocks, None)
 
@@ -520,6 +519,12 @@ class MergedAudioStream:
     def start_us(self) -> int | None:
         """Time of the first sample; None when there is no audio."""
         return self._merger.start_us
+
+    @property
+    def skipped(self) -> tuple[SkippedObject, ...]:
+        """Objects not used so far: failed, and replaced by another of their start or
+        skipped (``skip_broken``); all of them after iteration."""
+        return tuple(self._skipped)
 
     @property
     def sample_count(self) -> int:
@@ -589,7 +594,7 @@ class MergedAudioStream:
                     f"{first}; the other object(s) of the same start failed too: {others}"
                 ) from first
             for name, exc in result.failures:
-                self.skipped.append(SkippedObject(name.path, str(exc), used))
+                self._skipped.append(SkippedObject(name.path, str(exc), used))
                 if used:
                     log.warning("%s; read %s in its place", exc, ", ".join(used))
                 else:
@@ -725,7 +730,7 @@ def download_merged_audio(
             sample_rate=stream.sample_rate,
             start_us=stream.start_us,
             missing=stream.missing,
-            skipped=tuple(stream.skipped),
+            skipped=stream.skipped,
         )
 
 

@@ -87,7 +87,7 @@ def test_the_stream_is_the_in_memory_merge_and_reads_a_few_objects_ahead(
     assert want.startswith(first)
     got = first + b"".join(stream)
     assert got == want and stream.sample_count == len(want) // 2
-    assert stream.missing == () and stream.skipped == []
+    assert stream.missing == () and stream.skipped == ()
     assert len(bucket.downloads) == 11  # each object once
 
     merged = storage.download_merged_audio(uid, cid, context=sctx)
