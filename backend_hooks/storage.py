@@ -442,9 +442,10 @@ def _at_output_rate(
     return segments
 
 
-#: Objects read ahead of the merge, each on a thread of its own: downloads overlap and
-#: libopus decodes on both cores (ctypes releases the GIL), while memory stays a few
-#: objects (a 60 s 16 kHz object is about 2 MB decoded), whatever the conversation's length.
+#: Objects (start groups) in flight at most, the one being merged included, each read on a
+#: thread of its own: downloads overlap and libopus decodes on both cores (ctypes releases
+#: the GIL), while memory stays a few objects (a 60 s 16 kHz object is about 2 MB decoded),
+#: whatever the conversation's length.
 READ_AHEAD = 4
 #: A legacy Opus object's audio before it is read (LEGACY_FORMATS.md: one ~5 s chunk).
 _LEGACY_OPUS_GUESS_US = 5_000_000

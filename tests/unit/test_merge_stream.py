@@ -171,3 +171,16 @@ def test_wav_header_refuses_what_it_cannot_state() -> None:
         wav.header(16000, wav.MAX_DATA_BYTES + 1)
     with pytest.raises(ValueError, match="sample rate"):
         wav.header(0, 10)
+
+
+def test_a_segment_at_the_next_objects_start_waits_for_it_as_the_batch_order_says() -> None:
+    # The batch order puts an unkeyed (legacy) segment before a keyed one of the same start;
+    # so a segment starting exactly at the next object's name start must not be emitted yet.
+    first, second = [seg(0, 160, 1, seq=0), seg(100, 160, 2, seq=1)], [seg(100, 160, 3)]
+    merger = TimelineMerger(RATE)
+    merger.add(first, "a")
+    out = b"".join(merger.advance(T0 + 100_000))
+    merger.add(second, "b")
+    out += b"".join(merger.finish())
+    assert out == merge_segments(first + second).pcm
+    assert out[2 * 1600 : 2 * 1600 + 2] == (3).to_bytes(2, "little")  # b's, not a's
