@@ -154,7 +154,7 @@ def command_calls(client: redis.Redis) -> dict[str, int]:
     return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
 
 
-def write_wav(path: Path, pcm: bytes, rate: int) -> None:
+def write_wav(path: Path, pcm: bytes | bytearray, rate: int) -> None:
     with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)

@@ -1,4 +1,5 @@
-"""Opus encoding and decoding of one chunk (libopus through opuslib).
+"""Opus encoding and decoding of one chunk (libopus through opuslib; decoding calls
+libopus's ``opus_decode`` directly through ctypes when the library has it).
 
 Every chunk is an independent Opus stream: the session's encoder is reset at the start of
 each chunk, so a chunk decodes on its own, with exactly the samples that were pushed. The
@@ -9,7 +10,11 @@ pre-skip and keeps exactly ``sample_count`` samples.
 
 from __future__ import annotations
 
+import ctypes
+from typing import Any
+
 import opuslib
+import opuslib.api
 
 from backend_hooks.audio_format import (
     DEFAULT_BITRATES,
@@ -31,6 +36,7 @@ __all__ = [
     "SUPPORTED_RATES",
     "ChunkEncoder",
     "decode_packets",
+    "decode_packets_opuslib",
     "frame_samples",
     "validate_bitrate",
     "validate_complexity",
@@ -120,10 +126,103 @@ class ChunkEncoder:
         ]
 
 
+class _FastDecoder:
+    """libopus's ``opus_decode`` called directly through ctypes, on the library opuslib
+    loaded: every packet of a chunk decoded into one preallocated buffer, no Python
+    object made per packet (opuslib allocates a ctypes array and a ``bytes`` for each).
+    ctypes releases the GIL during each call, so reads on several threads decode on
+    several cores. Function pointers of its own (``lib[name]``), so opuslib's argtypes
+    are untouched."""
+
+    def __init__(self, lib: Any) -> None:
+        self._create = lib["opus_decoder_create"]
+        self._create.argtypes = (ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int))
+        self._create.restype = ctypes.c_void_p
+        self._decode = lib["opus_decode"]
+        self._decode.argtypes = (
+            ctypes.c_void_p,  # decoder
+            ctypes.c_void_p,  # packet
+            ctypes.c_int32,  # its length
+            ctypes.c_void_p,  # PCM out (opus_int16 *)
+            ctypes.c_int,  # room, in samples
+            ctypes.c_int,  # decode_fec
+        )
+        self._decode.restype = ctypes.c_int
+        self._destroy = lib["opus_decoder_destroy"]
+        self._destroy.argtypes = (ctypes.c_void_p,)
+        self._destroy.restype = None
+        self._strerror = lib["opus_strerror"]
+        self._strerror.argtypes = (ctypes.c_int,)
+        self._strerror.restype = ctypes.c_char_p
+
+    def error(self, code: int) -> str:
+        text: bytes | None = self._strerror(code)
+        return (text or b"error %d" % code).decode("ascii", "replace")
+
+    def decode(self, packets: list[bytes], sample_rate: int, pre_skip: int, wanted: int) -> bytes:
+        """``wanted`` samples after ``pre_skip``; every packet is decoded (a corrupt one
+        is a ``FormatError`` wherever it is)."""
+        status = ctypes.c_int(0)
+        decoder = self._create(sample_rate, 1, ctypes.byref(status))
+        if not decoder or status.value != 0:
+            raise FormatError(f"Opus decoder at {sample_rate} Hz: {self.error(status.value)}")
+        try:
+            max_frame = sample_rate * _MAX_FRAME_MS // 1000
+            capacity = pre_skip + wanted + max_frame
+            out = ctypes.create_string_buffer(2 * capacity)
+            address = ctypes.addressof(out)
+            blob = b"".join(packets)
+            base = ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p).value or 0
+            decode, position, offset = self._decode, 0, 0
+            for packet in packets:
+                length = len(packet)
+                if capacity - position < max_frame:  # packets beyond the end: rare
+                    capacity *= 2
+                    grown = ctypes.create_string_buffer(2 * capacity)
+                    ctypes.memmove(grown, out, 2 * position)
+                    out, address = grown, ctypes.addressof(grown)
+                got = decode(
+                    decoder, base + offset, length, address + 2 * position, capacity - position, 0
+                )
+                if got < 0:
+                    raise FormatError(f"Opus packet does not decode: {self.error(got)}")
+                position += got
+                offset += length
+        finally:
+            self._destroy(decoder)
+        if position < pre_skip + wanted:
+            raise FormatError(f"Opus packets hold {position - pre_skip} samples, {wanted} expected")
+        return ctypes.string_at(address + 2 * pre_skip, 2 * wanted)
+
+
+def _load_fast(lib: Any) -> _FastDecoder | None:
+    """The direct path on ``lib``, or None when it lacks a symbol (opuslib decodes)."""
+    try:
+        return _FastDecoder(lib)
+    except (AttributeError, KeyError):
+        return None
+
+
+_FAST = _load_fast(opuslib.api.libopus)
+
+
 def decode_packets(
     packets: list[bytes], sample_rate: int, *, pre_skip: int, sample_count: int
 ) -> bytes:
-    """PCM16LE of exactly ``sample_count`` samples after dropping ``pre_skip`` samples."""
+    """PCM16LE of exactly ``sample_count`` samples after dropping ``pre_skip`` samples
+    (libopus called directly when it can be, else through opuslib: the same samples)."""
+    validate_rate(sample_rate)
+    if _FAST is not None:
+        return _FAST.decode(packets, sample_rate, pre_skip, sample_count)
+    return decode_packets_opuslib(
+        packets, sample_rate, pre_skip=pre_skip, sample_count=sample_count
+    )
+
+
+def decode_packets_opuslib(
+    packets: list[bytes], sample_rate: int, *, pre_skip: int, sample_count: int
+) -> bytes:
+    """``decode_packets`` through opuslib, one Python call per packet (the fallback)."""
     validate_rate(sample_rate)
     decoder = opuslib.Decoder(sample_rate, 1)
     max_frame = sample_rate * _MAX_FRAME_MS // 1000

@@ -59,3 +59,16 @@ class StorageError(AudioSyncError):
 
 class ObjectConflictError(StorageError):
     """A create-only upload found a different object already stored under the same name."""
+
+
+class GapTooLongError(AudioSyncError):
+    """A gap between two objects' audio is longer than ``AUDIOSYNC_MAX_GAP_FILL_SECONDS``,
+    so filling it with silence was refused (usually a stray chunk with a wrong timestamp,
+    e.g. 0). Read with ``fill_gaps=False``, or leave the stray object out with
+    ``timestamps=``. ``before`` and ``after`` name the objects on either side."""
+
+    def __init__(self, message: str, *, before: str, after: str, gap_seconds: float) -> None:
+        super().__init__(message)
+        self.before = before
+        self.after = after
+        self.gap_seconds = gap_seconds

@@ -5,6 +5,17 @@ chunk stored twice (same session and sequence number) is kept once; a positive g
 filled with ``round(gap * rate)`` zero samples when ``fill_gaps`` is on; an overlap is
 trimmed from the later segment. The output always holds whole samples.
 
+``TimelineMerger`` applies these rules incrementally, so a reader never holds a whole
+conversation: segments are added object by object (objects in name order), and once the
+caller knows that nothing still to come starts before some instant (the next object's
+name start: every segment of an object starts at or after it), ``advance`` emits every
+block before that instant. ``merge_segments`` is the same merger fed everything at once.
+
+A gap fill longer than ``max_gap_seconds`` raises ``GapTooLongError`` instead of
+allocating it (a stray chunk at timestamp 0 would otherwise be decades of zeros); the
+gap is refused, not capped, because a capped gap would silently place everything after
+it at the wrong time.
+
 Missing chunks are reported, not only filled: within each session the sequence numbers
 read must be consecutive, so a hole between two of them (a dropped record, a dropped
 object between two others, a quarantined chunk) is a ``MissingChunks`` in
@@ -15,12 +26,18 @@ kept only when no chunk read, and no hole already reported, accounts for it.
 
 from __future__ import annotations
 
+import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from backend_hooks.container import Segment
-from backend_hooks.errors import UnsupportedFormatError
+from backend_hooks.errors import GapTooLongError, UnsupportedFormatError
+
+#: Zero samples of one gap block: a filled gap is emitted in blocks of at most this many
+#: bytes (1 s at 16 kHz), never as one allocation of the whole gap.
+ZERO_BLOCK_BYTES = 32000
+_ZEROS = bytes(ZERO_BLOCK_BYTES)
 
 
 @dataclass(frozen=True)
@@ -45,13 +62,27 @@ class MissingChunks:
 
 
 @dataclass(frozen=True)
+class SkippedObject:
+    """An object whose audio is not in the merge: it failed to download, open, parse or
+    decode. ``used_instead`` names the objects of the same start that were read in its
+    place (a fallback); empty when nothing replaced it (``skip_broken``: a gap)."""
+
+    path: str
+    reason: str
+    used_instead: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MergedAudio:
-    pcm: bytes
+    #: PCM16LE mono; the storage reader hands out the one ``bytearray`` it filled (no copy)
+    pcm: bytes | bytearray
     sample_rate: int
     start_us: int | None  # time of the first sample; None when there is no audio
     #: chunks that should be there and are not (filled with zeros like any gap when
     #: ``fill_gaps``); empty when every session's chunks read are consecutive
     missing: tuple[MissingChunks, ...] = ()
+    #: objects left out (with ``skip_broken``) or replaced by another of the same start
+    skipped: tuple[SkippedObject, ...] = ()
 
     @property
     def sample_count(self) -> int:
@@ -66,15 +97,35 @@ def _end_us(segment: Segment) -> int:
     return segment.start_us + segment.sample_count * 1_000_000 // segment.sample_rate
 
 
+@dataclass(frozen=True)
+class _Span:
+    """What ``find_missing`` needs of a keyed segment (not its PCM)."""
+
+    key: tuple[str, int]
+    start_us: int
+    end_us: int
+
+
+def _spans(segments: Iterable[Segment]) -> Iterator[_Span]:
+    for segment in segments:
+        if segment.key is not None:
+            yield _Span(segment.key, segment.start_us, _end_us(segment))
+
+
 def find_missing(
     segments: Iterable[Segment], suspects: Iterable[MissingChunks] = ()
 ) -> tuple[MissingChunks, ...]:
     """Holes in each session's sequence numbers among ``segments`` (deduplicated by key),
     then the ``suspects`` (one bound unknown) that lie outside the session's chunks read."""
-    by_session: dict[str, dict[int, Segment]] = {}
-    for segment in segments:
-        if segment.key is not None:
-            by_session.setdefault(segment.key[0], {}).setdefault(segment.key[1], segment)
+    return _find_missing(_spans(segments), suspects)
+
+
+def _find_missing(
+    spans: Iterable[_Span], suspects: Iterable[MissingChunks]
+) -> tuple[MissingChunks, ...]:
+    by_session: dict[str, dict[int, _Span]] = {}
+    for span in spans:
+        by_session.setdefault(span.key[0], {}).setdefault(span.key[1], span)
     out = []
     for session_id in sorted(by_session):
         chunks = by_session[session_id]
@@ -86,7 +137,7 @@ def find_missing(
                         session_id,
                         before + 1,
                         after - 1,
-                        _end_us(chunks[before]),
+                        chunks[before].end_us,
                         chunks[after].start_us,
                         "sequence",
                     )
@@ -102,40 +153,205 @@ def find_missing(
     return tuple(out)
 
 
+class TimelineMerger:
+    """The merge rules, applied as segments arrive (the module docstring).
+
+    ``add`` takes segments in any order; ``advance(before_us)`` emits the PCM of every
+    segment added so far that starts before ``before_us``, in timeline order, as blocks
+    (``bytes``); ``finish`` emits the rest. The caller promises that no segment added
+    later starts before a ``before_us`` it passed; a segment that does anyway (an object
+    whose audio starts before its name says) is placed by the same rule as an overlap:
+    whatever of it the timeline has passed is dropped. Memory: the segments not emitted
+    yet, and one ``_Span`` per keyed segment (for ``missing``).
+
+    ``sample_rate`` is the output's; ``None`` takes the first added segment's. A segment
+    at another rate is ``UnsupportedFormatError`` (the reader resamples before adding).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int | None = None,
+        *,
+        fill_gaps: bool = True,
+        max_gap_seconds: float | None = None,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.fill_gaps = fill_gaps
+        self.max_gap_seconds = max_gap_seconds
+        #: time of the first sample emitted (None until then)
+        self.start_us: int | None = None
+        #: samples emitted so far (gap zeros included)
+        self.samples_out = 0
+        self._pending: list[tuple[int, tuple[str, int], int, Segment, str]] = []
+        self._seen: set[tuple[str, int]] = set()
+        self._spans: list[_Span] = []
+        self._index = 0
+        self._skipped = 0  # samples of gaps left unfilled: the timeline is ahead by this
+        self._cursor_source = ""  # the object whose audio ends where the timeline is
+        self._cursor_us = 0
+
+    def add(self, segments: Iterable[Segment], source: str = "") -> None:
+        """Take ``segments`` (of the object ``source``, named in errors); a chunk whose
+        key was added before is dropped (the first one seen is kept)."""
+        for segment in segments:
+            if self.sample_rate is None:
+                self.sample_rate = segment.sample_rate
+            if segment.sample_rate != self.sample_rate:
+                raise UnsupportedFormatError(
+                    f"{source or 'a segment'} holds audio at {segment.sample_rate} Hz, the "
+                    f"merge is at {self.sample_rate} Hz; merging several sample rates into "
+                    "one is not supported yet (ROADMAP 3)"
+                )
+            if segment.key is not None:
+                if segment.key in self._seen:
+                    continue
+                self._seen.add(segment.key)
+                self._spans.append(_Span(segment.key, segment.start_us, _end_us(segment)))
+            order = segment.key or ("", 0)
+            heapq.heappush(self._pending, (segment.start_us, order, self._index, segment, source))
+            self._index += 1
+
+    def advance(self, before_us: int) -> Iterator[bytes]:
+        """Emit every added segment that starts before ``before_us``."""
+        while self._pending and self._pending[0][0] < before_us:
+            _, _, _, segment, source = heapq.heappop(self._pending)
+            yield from self._place(segment, source)
+
+    def finish(self) -> Iterator[bytes]:
+        """Emit every segment still held."""
+        while self._pending:
+            _, _, _, segment, source = heapq.heappop(self._pending)
+            yield from self._place(segment, source)
+
+    def missing(self, suspects: Iterable[MissingChunks] = ()) -> tuple[MissingChunks, ...]:
+        """``find_missing`` over every segment added (complete once all are added)."""
+        return _find_missing(self._spans, suspects)
+
+    def _place(self, segment: Segment, source: str) -> Iterator[bytes]:
+        rate = segment.sample_rate
+        if self.start_us is None:
+            self.start_us = segment.start_us
+        position = round((segment.start_us - self.start_us) * rate / 1_000_000)
+        cursor = self.samples_out + self._skipped
+        pcm = segment.pcm
+        if len(pcm) % 2:
+            pcm = pcm[:-1]
+        if position > cursor:
+            gap = position - cursor
+            if self.fill_gaps:
+                self._check_gap(gap, rate, segment, source)
+                yield from _zero_blocks(2 * gap)
+                self.samples_out += gap
+            else:
+                self._skipped += gap
+        elif position < cursor:
+            pcm = pcm[2 * (cursor - position) :]
+        if pcm:
+            self.samples_out += len(pcm) // 2
+            self._cursor_source = source
+            self._cursor_us = _end_us(segment)
+            yield pcm
+
+    def _check_gap(self, gap: int, rate: int, segment: Segment, source: str) -> None:
+        if self.max_gap_seconds is None or gap <= self.max_gap_seconds * rate:
+            return
+        raise GapTooLongError(
+            f"a gap of {gap / rate:.3f} s between {self._cursor_source or 'the audio before'} "
+            f"(its audio ends at {self._cursor_us} us) and {source or 'the next audio'} (starts "
+            f"at {segment.start_us} us) is longer than AUDIOSYNC_MAX_GAP_FILL_SECONDS="
+            f"{self.max_gap_seconds:g} s and is not filled: read with fill_gaps=False, or "
+            "leave the stray object out with timestamps= (list_audio_chunks lists them)",
+            before=self._cursor_source,
+            after=source,
+            gap_seconds=gap / rate,
+        )
+
+
+def _zero_blocks(length: int) -> Iterator[bytes]:
+    while length > ZERO_BLOCK_BYTES:
+        yield _ZEROS
+        length -= ZERO_BLOCK_BYTES
+    if length:
+        yield _ZEROS[:length]
+
+
 def merge_segments(
     segments: Iterable[Segment],
     *,
     fill_gaps: bool = True,
     default_rate: int = 16000,
     suspects: Iterable[MissingChunks] = (),
+    max_gap_seconds: float | None = None,
 ) -> MergedAudio:
-    unique: dict[object, Segment] = {}
-    for index, segment in enumerate(segments):
-        unique.setdefault(segment.key if segment.key is not None else index, segment)
-    ordered = sorted(unique.values(), key=lambda s: (s.start_us, s.key or ("", 0)))
-    if not ordered:
-        return MergedAudio(pcm=b"", sample_rate=default_rate, start_us=None)
-    missing = find_missing(ordered, suspects)
-    rates = {s.sample_rate for s in ordered}
+    """Every segment at once: ``TimelineMerger`` fed all of them, its blocks joined."""
+    given: Sequence[Segment] = list(segments)
+    rates = {s.sample_rate for s in given}
     if len(rates) > 1:
         raise UnsupportedFormatError(
             f"this conversation was recorded at several sample rates {sorted(rates)}; "
             "merging them into one rate is not supported yet (ROADMAP 3)"
         )
-    rate = ordered[0].sample_rate
-    origin = ordered[0].start_us
-    out = bytearray()
-    skipped = 0  # samples of gaps left unfilled: the timeline is ahead of ``out`` by this
-    for segment in ordered:
-        position = round((segment.start_us - origin) * rate / 1_000_000)
-        cursor = len(out) // 2 + skipped
-        pcm = segment.pcm[: len(segment.pcm) - len(segment.pcm) % 2]
-        if position > cursor:
-            if fill_gaps:
-                out += bytes(2 * (position - cursor))
-            else:
-                skipped += position - cursor
-        elif position < cursor:
-            pcm = pcm[2 * (cursor - position) :]
-        out += pcm
-    return MergedAudio(pcm=bytes(out), sample_rate=rate, start_us=origin, missing=missing)
+    merger = TimelineMerger(fill_gaps=fill_gaps, max_gap_seconds=max_gap_seconds)
+    merger.add(given)
+    pcm = b"".join(merger.finish())
+    return MergedAudio(
+        pcm=pcm,
+        sample_rate=merger.sample_rate or default_rate,
+        start_us=merger.start_us,
+        missing=merger.missing(suspects) if given else (),
+    )
+
+
+@dataclass(frozen=True)
+class ObjectSpan:
+    """Where an object's audio lies by its listing alone (before reading it): from
+    ``start_us`` to about ``end_us``, and certainly not beyond ``max_end_us``."""
+
+    path: str
+    start_us: int
+    end_us: int
+    max_end_us: int
+
+
+def check_gap_bound(spans: Sequence[ObjectSpan], max_gap_seconds: float) -> None:
+    """``GapTooLongError`` when, by the listing alone, two objects are certainly further
+    apart than ``max_gap_seconds`` (the time from the latest ``max_end_us`` so far to the
+    next start), so a merge that fills gaps refuses before it downloads anything."""
+    ordered = sorted(spans, key=lambda s: (s.start_us, s.path))
+    if not ordered:
+        return
+    reach = ordered[0]
+    for span in ordered[1:]:
+        gap_us = span.start_us - reach.max_end_us
+        if gap_us > max_gap_seconds * 1_000_000:
+            raise GapTooLongError(
+                f"a gap of at least {gap_us / 1e6:.3f} s between {reach.path} (its audio ends "
+                f"by {reach.max_end_us} us) and {span.path} (starts at {span.start_us} us) is "
+                f"longer than AUDIOSYNC_MAX_GAP_FILL_SECONDS={max_gap_seconds:g} s and is not "
+                "filled: read with fill_gaps=False, or leave the stray object out with "
+                "timestamps= (list_audio_chunks lists them)",
+                before=reach.path,
+                after=span.path,
+                gap_seconds=gap_us / 1e6,
+            )
+        if span.max_end_us > reach.max_end_us:
+            reach = span
+
+
+def estimated_pcm_bytes(spans: Sequence[ObjectSpan], sample_rate: int, fill_gaps: bool) -> int:
+    """About how many bytes of PCM a merge of ``spans`` yields (so the in-memory reader
+    sizes its buffer once): from the first start to the last end when gaps are filled,
+    the union of the spans otherwise; plus 10 ms, as names are truncated to the ms."""
+    if not spans:
+        return 0
+    ordered = sorted(spans, key=lambda s: s.start_us)
+    if fill_gaps:
+        covered = max(s.end_us for s in ordered) - ordered[0].start_us
+    else:
+        covered, reach = 0, ordered[0].start_us
+        for span in ordered:
+            start = max(span.start_us, reach)
+            if span.end_us > start:
+                covered += span.end_us - start
+                reach = span.end_us
+    return 2 * (round(max(covered, 0) * sample_rate / 1_000_000) + sample_rate // 100)

@@ -75,6 +75,9 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_DELETED_MARK_SECONDS": str(DELETED_MARK_SECONDS),
     # The reader's audio-file records (backend_hooks/conversations.py).
     "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS": "90",
+    # The reader: the longest gap filled with silence (6 h); a longer one is refused
+    # (GapTooLongError), never allocated (backend_hooks/merge.py).
+    "AUDIOSYNC_MAX_GAP_FILL_SECONDS": "21600",
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -123,6 +126,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "ENCRYPTION_SECRET",
             "ENCRYPTION_SECRET_PREVIOUS",
             "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS",
+            "AUDIOSYNC_MAX_GAP_FILL_SECONDS",
         }
     ),
     "fleet": frozenset(
@@ -206,6 +210,10 @@ class Settings:
     deleted_mark_seconds: int = DELETED_MARK_SECONDS
     #: AUDIOSYNC_AUDIO_FILE_GAP_SECONDS: a longer silence starts a new audio file
     audio_file_gap_seconds: float = 90.0
+    #: AUDIOSYNC_MAX_GAP_FILL_SECONDS: the longest gap the reader fills with silence; a
+    #: longer one raises GapTooLongError (a stray chunk at time 0 would be decades of
+    #: zeros). Refused, not capped: a capped gap would misplace everything after it.
+    max_gap_fill_seconds: float = 21600.0
 
     @classmethod
     def from_env(
@@ -371,6 +379,9 @@ class Settings:
             ),
             deleted_mark_seconds=_whole(
                 "AUDIOSYNC_DELETED_MARK_SECONDS", raw("AUDIOSYNC_DELETED_MARK_SECONDS")
+            ),
+            max_gap_fill_seconds=_positive(
+                "AUDIOSYNC_MAX_GAP_FILL_SECONDS", raw("AUDIOSYNC_MAX_GAP_FILL_SECONDS")
             ),
         )
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import struct
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from backend_hooks import (
     container,
@@ -32,6 +35,7 @@ from backend_hooks import (
     legacy_pcm,
     naming,
     redis_store,
+    wav,
 )
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import (
@@ -40,10 +44,19 @@ from backend_hooks.errors import (
     FormatError,
     InvalidInputError,
     SampleRateUnknownError,
+    StorageError,
     UnsupportedFormatError,
 )
 from backend_hooks.ids import validate_id
-from backend_hooks.merge import MergedAudio, MissingChunks, merge_segments
+from backend_hooks.merge import (
+    MergedAudio,
+    MissingChunks,
+    ObjectSpan,
+    SkippedObject,
+    TimelineMerger,
+    check_gap_bound,
+    estimated_pcm_bytes,
+)
 from backend_hooks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,7 +177,7 @@ def _raw_objects(
             lengths = legacy_pcm.sealed_chunk_lengths(
                 lambda at, n: ctx.bucket.download_range(name.path, at, n), stored.size, name.path
             )
-        except FormatError as exc:
+        except (FormatError, StorageError) as exc:  # e.g. gone since the listing
             return str(exc)
         return legacy_pcm.RawObject(name, tuple(lengths))
 
@@ -333,13 +346,20 @@ def edge_suspects(
 
 @dataclass
 class _Read:
-    """One object as read: decoded segments (Opus objects) or, for raw legacy objects,
-    the plaintexts still waiting for the conversation's rate."""
+    """One object as read: its decoded segments and the chunks its name says it lacks."""
 
     name: naming.ObjectName
     segments: list[container.Segment]
     suspects: list[MissingChunks]
-    plaintexts: list[bytes] | None = None
+
+
+@dataclass
+class _GroupRead:
+    """The objects of one start (candidates for the same audio): those that read, and
+    those that failed with why."""
+
+    reads: list[_Read]
+    failures: list[tuple[naming.ObjectName, AudioSyncError]]
 
 
 def _keys(ctx: StorageContext, name: naming.ObjectName) -> envelope.UserKeys:
@@ -348,26 +368,342 @@ def _keys(ctx: StorageContext, name: naming.ObjectName) -> envelope.UserKeys:
     return ctx.keys
 
 
-def _read(ctx: StorageContext, uid: str, name: naming.ObjectName) -> _Read:
+def _read(ctx: StorageContext, uid: str, name: naming.ObjectName, raw_rate: int | None) -> _Read:
+    """Download, open, parse and decode one object (raw legacy PCM at ``raw_rate``)."""
     data = ctx.bucket.download(name.path)
     if legacy_pcm.is_raw(name):
         if not name.sealed:
-            return _Read(name, [], [], [data])
-        records = envelope.open_records(_keys(ctx, name), uid, data, name=name.path)
-        for record in records:
-            if record.info is not None:
-                raise FormatError(
-                    f"{name.path}: sealed record {record.index} is envelope v1 (an Opus chunk "
-                    f"of session {record.info.session_id}); a legacy raw-PCM object holds only "
-                    "v0 records, so it is corrupt or misnamed"
-                )
-        return _Read(name, [], [], [r.plaintext for r in records])
+            plaintexts = [data]
+        else:
+            records = envelope.open_records(_keys(ctx, name), uid, data, name=name.path)
+            for record in records:
+                if record.info is not None:
+                    raise FormatError(
+                        f"{name.path}: sealed record {record.index} is envelope v1 (an Opus "
+                        f"chunk of session {record.info.session_id}); a legacy raw-PCM object "
+                        "holds only v0 records, so it is corrupt or misnamed"
+                    )
+            plaintexts = [r.plaintext for r in records]
+        del data
+        assert raw_rate is not None  # the stream infers it before reading raw objects
+        pcm = legacy_pcm.raw_pcm(name, plaintexts)
+        del plaintexts
+        segments = [legacy_pcm.raw_segment(name, pcm, raw_rate)] if pcm else []
+        return _Read(name, segments, [])
     if name.sealed:
         records = envelope.open_records(_keys(ctx, name), uid, data, name=name.path)
+        del data
         segments = sealed_segments(name, records)
     else:
         segments = container.decode_payload(data, name_start_us=name.start_us)
     return _Read(name, segments, edge_suspects(name, segments))
+
+
+def _read_group(
+    ctx: StorageContext, uid: str, group: list[naming.ObjectName], raw_rate: int | None
+) -> _GroupRead:
+    """Every object of one start; a failure to download, open, parse or decode one is kept
+    with its reason (an error naming the object) for the caller to fall back or skip.
+    ``ConfigError`` (no secret to open sealed objects) is not an object's failure: it
+    propagates."""
+    out = _GroupRead([], [])
+    for name in group:
+        try:
+            out.reads.append(_read(ctx, uid, name, raw_rate))
+        except (StorageError, FormatError) as exc:
+            out.failures.append((name, exc if name.path in str(exc) else _named(name, exc)))
+    return out
+
+
+def _named(name: naming.ObjectName, exc: AudioSyncError) -> AudioSyncError:
+    """``exc`` with the object's path in front (a container error names a byte, not the
+    object)."""
+    named = type(exc)(f"{name.path}: {exc}")
+    named.__cause__ = exc
+    return named
+
+
+def _output_rate(rates: set[int], sample_rate: int | None, conversation: str) -> int | None:
+    """The one rate a merge is read at, from the rates the listing tells (new objects'
+    metadata, 16 kHz legacy Opus, the raw objects' given or inferred rate), ``None`` when
+    it tells none (the first audio read decides). Several rates, or a ``sample_rate``
+    other than the audio's, are refused here: this is where resampling will go."""
+    if sample_rate is not None:
+        other = sorted(rates - {sample_rate})
+        if other:
+            raise UnsupportedFormatError(
+                f"{conversation} holds audio at {other} Hz and sample_rate={sample_rate} was "
+                "asked for; resampling is not supported yet (a later step, with soxr): leave "
+                "sample_rate out to read it at its own rate"
+            )
+        return sample_rate
+    if len(rates) > 1:
+        raise UnsupportedFormatError(
+            f"{conversation} was recorded at several sample rates {sorted(rates)}; "
+            "merging them into one rate is not supported yet (ROADMAP 3)"
+        )
+    return next(iter(rates), None)
+
+
+def _at_output_rate(
+    segments: list[container.Segment], rate: int | None, path: str, conversation: str
+) -> list[container.Segment]:
+    """``segments`` at the merge's ``rate`` (``None``: not decided yet); audio at another
+    rate (an object whose listing did not say its rate, or said another) is refused here,
+    next to ``_output_rate``: resampling will go here too."""
+    other = sorted({s.sample_rate for s in segments} - {rate}) if rate is not None else []
+    if other:
+        raise UnsupportedFormatError(
+            f"{conversation}: {path} holds audio at {other} Hz and the rest is read at {rate} "
+            "Hz; merging several sample rates into one is not supported yet (ROADMAP 3)"
+        )
+    return segments
+
+
+#: Objects (start groups) in flight at most, the one being merged included, each read on a
+#: thread of its own: downloads overlap and libopus decodes on both cores (ctypes releases
+#: the GIL), while memory stays a few objects (a 60 s 16 kHz object is about 2 MB decoded),
+#: whatever the conversation's length.
+READ_AHEAD = 4
+#: A legacy Opus object's audio before it is read (LEGACY_FORMATS.md: one ~5 s chunk).
+_LEGACY_OPUS_GUESS_US = 5_000_000
+#: The longest audio an Opus object of ``n`` bytes can hold: each packet takes at least a
+#: 2-byte length and a 1-byte TOC and decodes to at most 120 ms.
+_MAX_US_PER_BYTE = 120_000 // 3
+_V0_RECORD_BYTES = 32
+
+
+def _span(
+    name: naming.ObjectName, stored: gcs.StoredObject, raw_samples: int | None, raw_rate: int | None
+) -> ObjectSpan:
+    """Where the listing alone says an object's audio lies (``merge.ObjectSpan``)."""
+    start = name.start_us
+    if legacy_pcm.is_raw(name):
+        if raw_samples is None:  # not measured: the bytes, records' framing not subtracted
+            raw_samples = max(stored.size - (_V0_RECORD_BYTES if name.sealed else 0), 0) // 2
+        end = start + raw_samples * 1_000_000 // (raw_rate or container.LEGACY_RATE) + 1
+        return ObjectSpan(name.path, start, end, end)
+    bound = start + stored.size * _MAX_US_PER_BYTE
+    if name.is_new and name.end_us is not None:
+        return ObjectSpan(name.path, start, name.end_us, min(name.end_us + 1000, bound))
+    return ObjectSpan(name.path, start, start + _LEGACY_OPUS_GUESS_US, bound)
+
+
+class MergedAudioStream:
+    """A conversation's merged audio as PCM16LE blocks (``bytes``), read a few objects
+    ahead (``READ_AHEAD``): memory is a few objects, whatever the length.
+
+    ``sample_rate`` and ``start_us`` are known when ``iter_merged_audio`` returns (it
+    reads until the first block); ``missing``, ``skipped`` and ``sample_count`` are
+    complete once the blocks are exhausted. Errors (a broken object without
+    ``skip_broken``, ``GapTooLongError``) are raised by the iteration, where they are
+    met; ``close()`` (or ``with``) stops the reads of a stream left unfinished.
+    """
+
+    def __init__(
+        self,
+        ctx: StorageContext,
+        uid: str,
+        conversation: str,
+        groups: list[list[naming.ObjectName]],
+        merger: TimelineMerger,
+        *,
+        raw_rate: int | None,
+        default_rate: int,
+        skip_broken: bool,
+        size_hint: int,
+    ) -> None:
+        self._ctx = ctx
+        self._uid = uid
+        self._conversation = conversation
+        self._groups = groups
+        self._merger = merger
+        self._raw_rate = raw_rate
+        self._default_rate = default_rate
+        self._skip_broken = skip_broken
+        self._suspects: list[MissingChunks] = []
+        #: about how many PCM bytes the stream yields (from the listing)
+        self.size_hint = size_hint
+        #: chunks each session lacks (complete after iteration)
+        self.missing: tuple[MissingChunks, ...] = ()
+        self._skipped: list[SkippedObject] = []
+        self._blocks = self._run()
+        self._first: bytes | None = next(self._blocks, None)
+
+    @property
+    def sample_rate(self) -> int:
+        return self._merger.sample_rate or self._default_rate
+
+    @property
+    def start_us(self) -> int | None:
+        """Time of the first sample; None when there is no audio."""
+        return self._merger.start_us
+
+    @property
+    def skipped(self) -> tuple[SkippedObject, ...]:
+        """Objects not used so far: failed, and replaced by another of their start or
+        skipped (``skip_broken``); all of them after iteration."""
+        return tuple(self._skipped)
+
+    @property
+    def sample_count(self) -> int:
+        """Samples yielded so far (all of them, after iteration)."""
+        return self._merger.samples_out
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return next(self._blocks)
+
+    def close(self) -> None:
+        """Stop reading (pending reads are cancelled, running ones waited for)."""
+        self._first = None
+        self._blocks.close()
+
+    def __enter__(self) -> MergedAudioStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _run(self) -> Generator[bytes, None, None]:
+        merger = self._merger
+        inflight: deque[tuple[list[naming.ObjectName], Future[_GroupRead]]] = deque()
+        groups = iter(self._groups)
+        pool = ThreadPoolExecutor(READ_AHEAD, thread_name_prefix="audiosync-read")
+        try:
+            while True:
+                while len(inflight) < READ_AHEAD and (group := next(groups, None)):
+                    read = pool.submit(_read_group, self._ctx, self._uid, group, self._raw_rate)
+                    inflight.append((group, read))
+                if not inflight:
+                    break
+                _, future = inflight.popleft()
+                self._take(future.result())
+                if inflight:
+                    yield from merger.advance(inflight[0][0][0].start_us)
+            yield from merger.finish()
+        finally:
+            for _, future in inflight:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.missing = merger.missing(self._suspects)
+        for hole in self.missing:
+            log.warning(
+                "%s is missing audio: %s (a dropped record or object, or a quarantined chunk)",
+                self._conversation,
+                hole.describe(),
+            )
+
+    def _take(self, result: _GroupRead) -> None:
+        """Feed what one start's objects hold to the merger: fall back to the candidates
+        that read when others failed, skip (``skip_broken``) or raise when all failed."""
+        if result.failures:
+            used = tuple(r.name.path for r in result.reads)
+            if not used and not self._skip_broken:
+                _, first = result.failures[0]
+                if len(result.failures) == 1:
+                    raise first
+                others = "; ".join(f"{e}" for _, e in result.failures[1:])
+                raise type(first)(
+                    f"{first}; the other object(s) of the same start failed too: {others}"
+                ) from first
+            for name, exc in result.failures:
+                self._skipped.append(SkippedObject(name.path, str(exc), used))
+                if used:
+                    log.warning("%s; read %s in its place", exc, ", ".join(used))
+                else:
+                    log.warning("%s; skipped (skip_broken): its audio is a gap", exc)
+        for read in result.reads:
+            segments = _at_output_rate(
+                read.segments, self._merger.sample_rate, read.name.path, self._conversation
+            )
+            self._merger.add(segments, read.name.path)
+            self._suspects.extend(read.suspects)
+
+
+def _groups(names: list[naming.ObjectName]) -> list[list[naming.ObjectName]]:
+    """Names (sorted by start) grouped by start millisecond: candidates for one audio."""
+    out: list[list[naming.ObjectName]] = []
+    for name in names:
+        if out and out[-1][0].start_us // 1000 == name.start_us // 1000:
+            out[-1].append(name)
+        else:
+            out.append([name])
+    return out
+
+
+def iter_merged_audio(
+    uid: str,
+    conversation_id: str,
+    timestamps: list[float] | None = None,
+    fill_gaps: bool = True,
+    sample_rate: int | None = None,
+    *,
+    skip_broken: bool = False,
+    context: StorageContext | None = None,
+) -> MergedAudioStream:
+    """The conversation's audio as a stream of PCM16LE blocks at one rate, with that rate
+    (``MergedAudioStream``): the same audio as ``download_merged_audio``, never held whole.
+
+    The rate is the recording's own: new and Opus objects carry theirs; legacy raw PCM is
+    at ``sample_rate`` when the caller gives it, otherwise at the rate its names and
+    lengths tell (docs/FORMATS.md §6; inferred up front from sizes and record framing,
+    no full download), ``SampleRateUnknownError`` naming the conversation when they do
+    not. A conversation at several rates, or at another rate than a given
+    ``sample_rate``, raises ``UnsupportedFormatError`` (resampling is a later step).
+
+    Objects with the same start (to the millisecond) are candidates for the same audio
+    (``X.bin`` and ``X.enc``, a legacy object and a new one): when one fails to download,
+    open, parse or decode and another reads, the others are used and the failed one is
+    logged and listed in ``skipped`` with what replaced it. When all fail, the first
+    one's typed error (naming the object and the record) is raised; with
+    ``skip_broken=True`` they are listed in ``skipped`` and their audio is a gap like any
+    other. ``ConfigError`` (sealed objects and no secret) is never skipped.
+
+    With ``fill_gaps``, a gap longer than ``AUDIOSYNC_MAX_GAP_FILL_SECONDS`` raises
+    ``GapTooLongError`` naming the objects on either side: before any download when the
+    listing shows it, else when the stream reaches it. Refused rather than capped: a
+    capped gap would silently place everything after it at the wrong time.
+    """
+    ctx = context or default_context()
+    rate = _checked_rate(sample_rate)
+    conversation = _conversation(uid, conversation_id)
+    objects = _objects(ctx, uid, conversation_id)
+    wanted = _selected([n for n, _ in objects], timestamps)
+    chosen = {n.path for n in wanted}
+    pairs = [(n, stored) for n, stored in objects if n.path in chosen]
+    raw_rate, raw_samples = rate, {}
+    if any(legacy_pcm.is_raw(n) for n, _ in pairs):
+        raws, _ = _raw_objects(ctx, objects, {}) if rate is None else ([], {})
+        if rate is None:
+            raw_rate = legacy_pcm.infer_sample_rate(raws, conversation=conversation)
+        raw_samples = {r.name.path: r.sample_count for r in raws}
+    listed = {
+        raw_rate if legacy_pcm.is_raw(n) else _metadata_rate(n, stored.metadata)
+        for n, stored in pairs
+    }
+    out_rate = _output_rate({r for r in listed if r is not None}, sample_rate, conversation)
+    spans = [_span(n, stored, raw_samples.get(n.path), raw_rate) for n, stored in pairs]
+    max_gap = ctx.settings.max_gap_fill_seconds
+    if fill_gaps:
+        check_gap_bound(spans, max_gap)
+    default_rate = out_rate or container.LEGACY_RATE
+    return MergedAudioStream(
+        ctx,
+        uid,
+        conversation,
+        _groups(wanted),
+        TimelineMerger(out_rate, fill_gaps=fill_gaps, max_gap_seconds=max_gap),
+        raw_rate=raw_rate,
+        default_rate=default_rate,
+        skip_broken=skip_broken,
+        size_hint=estimated_pcm_bytes(spans, default_rate, fill_gaps),
+    )
 
 
 def download_merged_audio(
@@ -377,61 +713,44 @@ def download_merged_audio(
     fill_gaps: bool = True,
     sample_rate: int | None = None,
     *,
+    skip_broken: bool = False,
     context: StorageContext | None = None,
 ) -> MergedAudio:
-    """The conversation's audio as PCM16LE mono at one rate, with that rate.
-
-    The rate is the recording's own: new and Opus objects carry theirs; legacy raw PCM is
-    at ``sample_rate`` when the caller gives it, otherwise at the rate its names and
-    lengths tell (docs/FORMATS.md §6), ``SampleRateUnknownError`` naming the conversation
-    when they do not. A conversation at several rates, or at another rate than a given
-    ``sample_rate``, raises ``UnsupportedFormatError`` (resampling is a later step).
+    """The conversation's audio as PCM16LE mono at one rate, with that rate: the blocks
+    of ``iter_merged_audio`` (every rule and error is its) written into one ``bytearray``
+    sized from the listing and handed out without a copy (peak memory about the output's
+    size, docs/BENCHMARKS.md "Read").
 
     ``missing`` lists the chunks each session lacks (a dropped record or object, or a
     quarantined chunk): they are logged as a warning and, like any gap, filled with zeros
     when ``fill_gaps``. With ``timestamps`` selecting objects that are not neighbours,
-    the chunks of the objects left out between them are listed too.
+    the chunks of the objects left out between them are listed too. ``skipped`` lists the
+    objects not used (replaced by another of their start, or skipped with
+    ``skip_broken``), each with its path and why.
     """
-    ctx = context or default_context()
-    rate = _checked_rate(sample_rate)
-    objects = _objects(ctx, uid, conversation_id)
-    names = _selected([n for n, _ in objects], timestamps)
-    with ThreadPoolExecutor(_DOWNLOAD_THREADS) as pool:
-        reads = list(pool.map(lambda n: _read(ctx, uid, n), names))
-    raw_reads = [r for r in reads if r.plaintexts is not None]
-    if raw_reads and rate is None:
-        known = {r.name.path: r.plaintexts for r in raw_reads if r.plaintexts is not None}
-        raws, _ = _raw_objects(ctx, objects, known)
-        rate = legacy_pcm.infer_sample_rate(raws, conversation=_conversation(uid, conversation_id))
-    segments = [s for r in reads for s in r.segments]
-    for r in raw_reads:
-        assert r.plaintexts is not None and rate is not None
-        pcm = legacy_pcm.raw_pcm(r.name, r.plaintexts)
-        if pcm:
-            segments.append(legacy_pcm.raw_segment(r.name, pcm, rate))
-    if sample_rate is not None:
-        other = sorted({s.sample_rate for s in segments} - {sample_rate})
-        if other:
-            raise UnsupportedFormatError(
-                f"{_conversation(uid, conversation_id)} holds audio at {other} Hz and "
-                f"sample_rate={sample_rate} was asked for; resampling is not supported yet "
-                "(a later step, with soxr): leave sample_rate out to read it at its own rate"
-            )
-    merged = merge_segments(
-        segments,
-        fill_gaps=fill_gaps,
-        default_rate=sample_rate or container.LEGACY_RATE,
-        suspects=[m for r in reads for m in r.suspects],
-    )
-    for hole in merged.missing:
-        log.warning(
-            "conversation %s of user %s is missing audio: %s (a dropped record or object, "
-            "or a quarantined chunk)",
-            conversation_id,
-            uid,
-            hole.describe(),
+    with iter_merged_audio(
+        uid,
+        conversation_id,
+        timestamps,
+        fill_gaps,
+        sample_rate,
+        skip_broken=skip_broken,
+        context=context,
+    ) as stream:
+        out = bytearray(stream.size_hint)
+        at = 0
+        for block in stream:
+            end = at + len(block)
+            out[at : min(end, len(out))] = block  # past the estimate: the buffer grows
+            at = end
+        del out[at:]
+        return MergedAudio(
+            pcm=out,
+            sample_rate=stream.sample_rate,
+            start_us=stream.start_us,
+            missing=stream.missing,
+            skipped=stream.skipped,
         )
-    return merged
 
 
 def download_audio_chunks_and_merge(
@@ -441,12 +760,76 @@ def download_audio_chunks_and_merge(
     fill_gaps: bool = True,
     sample_rate: int | None = None,
     *,
+    skip_broken: bool = False,
     context: StorageContext | None = None,
-) -> bytes:
-    """PCM16LE mono (see ``download_merged_audio`` for the rate and ``sample_rate``)."""
+) -> bytes | bytearray:
+    """PCM16LE mono (see ``download_merged_audio`` for the rate, ``sample_rate`` and
+    ``skip_broken``): a ``bytearray``, handed out without a copy."""
     return download_merged_audio(
-        uid, conversation_id, timestamps, fill_gaps, sample_rate, context=context
+        uid,
+        conversation_id,
+        timestamps,
+        fill_gaps,
+        sample_rate,
+        skip_broken=skip_broken,
+        context=context,
     ).pcm
+
+
+class _BinaryWriter(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def write_merged_wav(
+    uid: str,
+    conversation_id: str,
+    fileobj: _BinaryWriter,
+    timestamps: list[float] | None = None,
+    fill_gaps: bool = True,
+    sample_rate: int | None = None,
+    *,
+    skip_broken: bool = False,
+    context: StorageContext | None = None,
+) -> MergedAudioStream:
+    """Write the conversation's audio to ``fileobj`` as a WAV (PCM16LE mono at the rate
+    of ``iter_merged_audio``, whose rules and errors these are), streaming: memory is a
+    few objects. A seekable file gets its sizes patched at the end; a non-seekable one
+    gets the "length unknown" sizes ``0xFFFFFFFF`` (``backend_hooks/wav.py``), which
+    ffmpeg, sox and Python's ``wave`` read to the end. Audio longer than a WAV can state
+    (4 GiB of PCM: 37 h at 16 kHz) raises ``UnsupportedFormatError`` when it gets there.
+    Returns the exhausted stream: ``sample_rate``, ``start_us``, ``sample_count``,
+    ``missing``, ``skipped``. On an error the file holds what was written before it."""
+    with iter_merged_audio(
+        uid,
+        conversation_id,
+        timestamps,
+        fill_gaps,
+        sample_rate,
+        skip_broken=skip_broken,
+        context=context,
+    ) as stream:
+        seekable = bool(getattr(fileobj, "seekable", lambda: False)())
+        begin = fileobj.tell() if seekable else 0  # type: ignore[attr-defined]
+        fileobj.write(wav.header(stream.sample_rate, 0 if seekable else None))
+        written = 0
+        for block in stream:
+            written += len(block)
+            if written > wav.MAX_DATA_BYTES:
+                raise UnsupportedFormatError(
+                    f"{_conversation(uid, conversation_id)}: its audio is longer than a WAV "
+                    f"can hold ({wav.MAX_DATA_BYTES} bytes of PCM); read it with "
+                    "iter_merged_audio, or a part of it with timestamps="
+                )
+            fileobj.write(block)
+        if seekable:
+            end = fileobj.tell()  # type: ignore[attr-defined]
+            riff, data = wav.size_fields(written)
+            fileobj.seek(begin + wav.RIFF_SIZE_OFFSET)  # type: ignore[attr-defined]
+            fileobj.write(struct.pack("<I", riff))
+            fileobj.seek(begin + wav.DATA_SIZE_OFFSET)  # type: ignore[attr-defined]
+            fileobj.write(struct.pack("<I", data))
+            fileobj.seek(end)  # type: ignore[attr-defined]
+    return stream
 
 
 def delete_audio_chunks(

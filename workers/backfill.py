@@ -358,7 +358,7 @@ def build_object(bf: Backfill, uid: str, group: plan.Group) -> bytes:
 
 def _decode(bf: Backfill, uid: str, path: str) -> list[container.Segment]:
     """A new object as the reader decodes it (its records opened and checked)."""
-    return storage._read(bf.storage_context(), uid, naming.parse_object_name(path)).segments
+    return storage._read(bf.storage_context(), uid, naming.parse_object_name(path), None).segments
 
 
 class _Conversation:

@@ -148,7 +148,7 @@ def test_flush_keeps_the_run_going() -> None:
 # disagree by up to the spread. Below, errors are drawn from ±h with 2h < tolerance.
 
 
-def reader(chunks: list[RawChunk], rate: int, *, fill_gaps: bool) -> bytes:
+def reader(chunks: list[RawChunk], rate: int, *, fill_gaps: bool) -> bytes | bytearray:
     """What the reader makes of ``chunks``: backend_hooks.merge, as storage.py calls it."""
     segments = [Segment(c.start_us, rate, c.pcm, ("session", c.seq)) for c in chunks]
     return merge_segments(segments, fill_gaps=fill_gaps, default_rate=rate).pcm
@@ -325,7 +325,7 @@ def test_a_jump_back_overlaps_and_the_reader_drops_the_overlap() -> None:
     assert len(merged) // 2 == 2 * rate + 3 * rate // 2 - rate
 
 
-def runs(pcm: bytes) -> list[tuple[int, int]]:
+def runs(pcm: bytes | bytearray) -> list[tuple[int, int]]:
     """(value, length) runs of the samples of ``pcm``."""
     out: list[tuple[int, int]] = []
     for i in range(0, len(pcm), 2):

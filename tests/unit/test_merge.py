@@ -33,7 +33,7 @@ def seg(
     )
 
 
-def runs(pcm: bytes) -> list[tuple[int, int]]:
+def runs(pcm: bytes | bytearray) -> list[tuple[int, int]]:
     """(value, length) runs of the samples of ``pcm``: a readable picture of the timeline."""
     out: list[tuple[int, int]] = []
     for i in range(0, len(pcm), 2):
