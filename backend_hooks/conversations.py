@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import struct
 import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
@@ -45,7 +44,6 @@ from backend_hooks.errors import (
 from backend_hooks.ids import validate_id
 
 if TYPE_CHECKING:
-    from backend_hooks.merge import MergedAudio
     from backend_hooks.storage import StorageContext
 
 log = logging.getLogger(__name__)
@@ -61,8 +59,6 @@ CACHE_ATTEMPTS = 3
 FINGERPRINT_KEY = "audiosync-source-fingerprint"
 #: What a fingerprint covers, versioned: change it when the WAV's making changes.
 FINGERPRINT_VERSION = "audiosync merged wav 1"
-WAV_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")
-MAX_WAV_DATA_BYTES = 0xFFFFFFFF - 36  # RIFF sizes are u32: about 37 h at 16 kHz
 
 
 # --- audio-file records (pure) -----------------------------------------------------------
@@ -352,19 +348,6 @@ class MergedAudioFile:
     created: bool  # made by this call (absent or stale), else the cached one was fresh
 
 
-def wav_header(sample_count: int, sample_rate: int) -> bytes:
-    """Pure: the 44-byte RIFF header of PCM16LE mono (canonical WAVE, format 1)."""
-    data = 2 * sample_count
-    if data > MAX_WAV_DATA_BYTES:
-        raise UnsupportedFormatError(
-            f"{sample_count} samples are more than one WAV file holds (4 GiB of data)"
-        )
-    return WAV_HEADER.pack(
-        b"RIFF", 36 + data, b"WAVE", b"fmt ", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16,
-        b"data", data,
-    )  # fmt: skip
-
-
 def source_fingerprint(
     sources: Iterable[gcs.ObjectVersion], *, sample_rate: int | None, fill_gaps: bool
 ) -> str:
@@ -410,14 +393,6 @@ def _timestamps(values: object) -> list[float]:
     if not out:
         raise InvalidInputError("chunk_timestamps is empty: name at least one chunk")
     return out
-
-
-def _write_wav(merged: MergedAudio, spool: Any) -> int:
-    spool.write(wav_header(merged.sample_count, merged.sample_rate))
-    spool.write(merged.pcm)
-    size = int(spool.tell())
-    spool.seek(0)
-    return size
 
 
 def get_or_create_merged_audio(
@@ -493,18 +468,19 @@ def get_or_create_merged_audio(
         cached = ctx.bucket.stored(path)
         if cached is not None and (cached.metadata or {}).get(FINGERPRINT_KEY) == fingerprint:
             return _signed(ctx, path, cached.metadata, False, expiration, signing_credentials)
-        merged = storage.download_merged_audio(
-            uid, conversation_id, timestamps, fill_gaps, sample_rate, context=ctx
-        )
-        metadata = {
-            FINGERPRINT_KEY: fingerprint,
-            "audiosync-rate": str(merged.sample_rate),
-            "audiosync-samples": str(merged.sample_count),
-            "audiosync-sources": str(len(sources)),
-        }
         with tempfile.TemporaryFile(prefix="audiosync-wav-") as spool:
-            size = _write_wav(merged, spool)
-            del merged
+            # Streamed: memory is a few objects, the WAV is on disk (storage.write_merged_wav)
+            merged = storage.write_merged_wav(
+                uid, conversation_id, spool, timestamps, fill_gaps, sample_rate, context=ctx
+            )
+            size = int(spool.tell())
+            spool.seek(0)
+            metadata = {
+                FINGERPRINT_KEY: fingerprint,
+                "audiosync-rate": str(merged.sample_rate),
+                "audiosync-samples": str(merged.sample_count),
+                "audiosync-sources": str(len(sources)),
+            }
             if ctx.bucket.upload_file_if_generation(
                 path,
                 spool,

@@ -199,8 +199,8 @@ class TimelineMerger:
             if segment.sample_rate != self.sample_rate:
                 raise UnsupportedFormatError(
                     f"{source or 'a segment'} holds audio at {segment.sample_rate} Hz, the "
-                    f"merge is at {self.sample_rate} Hz; merging several sample rates into "
-                    "one is not supported yet (ROADMAP 3)"
+                    f"merge is at {self.sample_rate} Hz: resample it first (the storage "
+                    "reader does, storage._at_output_rate)"
                 )
             if segment.key is not None:
                 if segment.key in self._seen:
@@ -289,7 +289,7 @@ def merge_segments(
     if len(rates) > 1:
         raise UnsupportedFormatError(
             f"this conversation was recorded at several sample rates {sorted(rates)}; "
-            "merging them into one rate is not supported yet (ROADMAP 3)"
+            "resample them to one first (the storage reader does, storage._at_output_rate)"
         )
     merger = TimelineMerger(fill_gaps=fill_gaps, max_gap_seconds=max_gap_seconds)
     merger.add(given)

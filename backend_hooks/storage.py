@@ -423,41 +423,41 @@ def _named(name: naming.ObjectName, exc: AudioSyncError) -> AudioSyncError:
     return named
 
 
-def _output_rate(rates: set[int], sample_rate: int | None, conversation: str) -> int | None:
-    """The one rate a merge is read at, from the rates the listing tells (new objects'
-    metadata, 16 kHz legacy Opus, the raw objects' given or inferred rate), ``None`` when
-    it tells none (the first audio read decides). Several rates, or a ``sample_rate``
-    other than the audio's, are refused here: this is where resampling will go."""
+def _output_rate(rates: set[int], sample_rate: int | None) -> int | None:
+    """The one rate a merge is read at: ``sample_rate`` when given, else the highest of
+    the rates the listing tells (new objects' metadata, 16 kHz legacy Opus, the raw
+    objects' given or inferred rate), so that no audio loses bandwidth; ``None`` when it
+    tells none (the first audio read decides). Audio at another rate is resampled
+    (``_at_output_rate``)."""
     if sample_rate is not None:
-        other = sorted(rates - {sample_rate})
-        if other:
-            raise UnsupportedFormatError(
-                f"{conversation} holds audio at {other} Hz and sample_rate={sample_rate} was "
-                "asked for; resampling is not supported yet (a later step, with soxr): leave "
-                "sample_rate out to read it at its own rate"
-            )
         return sample_rate
-    if len(rates) > 1:
-        raise UnsupportedFormatError(
-            f"{conversation} was recorded at several sample rates {sorted(rates)}; "
-            "merging them into one rate is not supported yet (ROADMAP 3)"
-        )
-    return next(iter(rates), None)
+    return max(rates, default=None)
 
 
-def _at_output_rate(
-    segments: list[container.Segment], rate: int | None, path: str, conversation: str
-) -> list[container.Segment]:
-    """``segments`` at the merge's ``rate`` (``None``: not decided yet); audio at another
-    rate (an object whose listing did not say its rate, or said another) is refused here,
-    next to ``_output_rate``: resampling will go here too."""
-    other = sorted({s.sample_rate for s in segments} - {rate}) if rate is not None else []
-    if other:
-        raise UnsupportedFormatError(
-            f"{conversation}: {path} holds audio at {other} Hz and the rest is read at {rate} "
-            "Hz; merging several sample rates into one is not supported yet (ROADMAP 3)"
+def _at_output_rate(segments: list[container.Segment], rate: int | None) -> list[container.Segment]:
+    """``segments`` at the merge's ``rate`` (``None``: not decided yet, the first
+    segment's): each segment at another rate resampled with soxr (backend_hooks/resample.py)
+    to exactly ``resampled_length`` samples, so it keeps its start and its end within a
+    sample. Each segment (a chunk, ~5 s) is resampled on its own: its first and last
+    milliseconds are filtered against silence (docs/FORMATS.md §6)."""
+    if not segments:
+        return segments
+    target = segments[0].sample_rate if rate is None else rate
+    if all(s.sample_rate == target for s in segments):
+        return segments
+    from backend_hooks import resample  # numpy and soxr: only a reader that resamples
+
+    return [
+        s
+        if s.sample_rate == target
+        else container.Segment(
+            start_us=s.start_us,
+            sample_rate=target,
+            pcm=resample.resample_pcm16(s.pcm, s.sample_rate, target),
+            key=s.key,
         )
-    return segments
+        for s in segments
+    ]
 
 
 #: Objects (start groups) in flight at most, the one being merged included, each read on a
@@ -619,9 +619,7 @@ class MergedAudioStream:
                 else:
                     log.warning("%s; skipped (skip_broken): its audio is a gap", exc)
         for read in result.reads:
-            segments = _at_output_rate(
-                read.segments, self._merger.sample_rate, read.name.path, self._conversation
-            )
+            segments = _at_output_rate(read.segments, self._merger.sample_rate)
             self._merger.add(segments, read.name.path)
             self._suspects.extend(read.suspects)
 
@@ -654,8 +652,9 @@ def iter_merged_audio(
     at ``sample_rate`` when the caller gives it, otherwise at the rate its names and
     lengths tell (docs/FORMATS.md §6; inferred up front from sizes and record framing,
     no full download), ``SampleRateUnknownError`` naming the conversation when they do
-    not. A conversation at several rates, or at another rate than a given
-    ``sample_rate``, raises ``UnsupportedFormatError`` (resampling is a later step).
+    not. The output is at ``sample_rate`` when given, else at the recording's own rate,
+    and a conversation recorded at several rates comes out at the highest of them: audio
+    at another rate is resampled with soxr, keeping its place on the timeline.
 
     Objects with the same start (to the millisecond) are candidates for the same audio
     (``X.bin`` and ``X.enc``, a legacy object and a new one): when one fails to download,
@@ -687,7 +686,7 @@ def iter_merged_audio(
         raw_rate if legacy_pcm.is_raw(n) else _metadata_rate(n, stored.metadata)
         for n, stored in pairs
     }
-    out_rate = _output_rate({r for r in listed if r is not None}, sample_rate, conversation)
+    out_rate = _output_rate({r for r in listed if r is not None}, sample_rate)
     spans = [_span(n, stored, raw_samples.get(n.path), raw_rate) for n, stored in pairs]
     max_gap = ctx.settings.max_gap_fill_seconds
     if fill_gaps:

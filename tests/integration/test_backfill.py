@@ -57,7 +57,7 @@ def paths(bf: backfill.Backfill, uid: str, cid: str = "") -> list[str]:
     return sorted(o.name for o in bf.bucket.list(prefix))
 
 
-def snr_db(want: bytes, got: bytes) -> float:
+def snr_db(want: bytes | bytearray, got: bytes | bytearray) -> float:
     a = struct.unpack(f"<{len(want) // 2}h", want)
     b = struct.unpack(f"<{len(got) // 2}h", got)
     noise = sum((x - y) ** 2 for x, y in zip(a, b, strict=True))

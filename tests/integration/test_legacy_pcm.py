@@ -21,7 +21,6 @@ from backend_hooks.errors import (
     FormatError,
     InvalidInputError,
     SampleRateUnknownError,
-    UnsupportedFormatError,
 )
 from backend_hooks.settings import Settings
 from tests.integration.flushing import FakeClock, flush
@@ -166,22 +165,37 @@ def test_16k_legacy_mixed_with_new_objects_gaps_overlaps_and_a_duplicate(
             merged.pcm[_at(rate, 30) :] == z[_at(rate, 3) :]
         )  # z's first 3 s overlapped y: trimmed
 
-    with pytest.raises(UnsupportedFormatError, match=r"\[16000\] Hz and sample_rate=8000.*soxr"):
-        storage.download_merged_audio(uid, cid, sample_rate=8000, context=sctx)
 
-
-def test_legacy_8k_next_to_new_16k_is_refused_until_resampling(
+def test_legacy_8k_next_to_new_16k_comes_out_at_one_rate_in_place(
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
+    """Several rates in one conversation: out at the highest (or at ``sample_rate``, the
+    session's, at which raw PCM is read), the rest resampled (soxr) to exactly
+    ``resampled_length`` samples at its own place on the timeline."""
     uid, cid = _ids("legacymix")
-    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [pcm(5, 8000, 21)])
-    write_legacy(ctx.bucket, uid, cid, ".bin", [T0 + 5], [pcm(5, 8000, 22)])
-    _record(ctx, clock, uid, cid, 16000, [(speech_like(5, 16000, seed=23), T0 + 10)])
+    first, second = pcm(5, 8000, 21), pcm(5, 8000, 22)
+    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [first])
+    write_legacy(ctx.bucket, uid, cid, ".bin", [T0 + 5], [second])
+    _record(ctx, clock, uid, cid, 16000, [(speech_like(5, 16000, seed=23), T0 + 12)])
     sctx = storage.StorageContext.from_settings(_settings(ctx))
     listed = storage.list_audio_chunks(uid, cid, context=sctx)
     assert [o["sample_rate"] for o in listed] == [8000, 8000, 16000]
-    with pytest.raises(UnsupportedFormatError, match="several sample rates"):
-        storage.download_merged_audio(uid, cid, context=sctx)
+
+    up = storage.download_merged_audio(uid, cid, context=sctx)
+    assert up.sample_rate == 16000 and up.sample_count == 17 * 16000
+    assert up.pcm[_at(16000, 10) : _at(16000, 12)] == zeros(2, 16000)  # the gap, in place
+    assert up.pcm[: _at(16000, 10)] != zeros(10, 16000)
+    down = storage.download_merged_audio(uid, cid, sample_rate=8000, context=sctx)
+    assert down.sample_rate == 8000 and down.sample_count == 17 * 8000
+    assert down.pcm[: _at(8000, 10)] == first + second  # at its own rate: untouched
+    assert down.pcm[_at(8000, 10) : _at(8000, 12)] == zeros(2, 8000)
+    assert down.pcm[_at(8000, 12) :] != zeros(5, 8000)  # the 16 kHz object, resampled
+    # Resampled, not re-timed: the 8 kHz audio at 16 kHz is the same signal at twice
+    # the samples (compared where soxr's edges do not reach).
+    from backend_hooks.resample import resample_pcm16
+
+    mid = slice(_at(16000, 1), _at(16000, 4))
+    assert up.pcm[mid] == resample_pcm16(first, 8000, 16000)[mid]
 
 
 def test_a_rate_that_cannot_be_told_is_refused_and_an_explicit_one_reads(

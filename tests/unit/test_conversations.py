@@ -7,9 +7,6 @@ The same against the GCS emulator: tests/integration/test_conversations.py.
 
 from __future__ import annotations
 
-import io
-import random
-import wave
 from datetime import UTC, datetime
 
 import pytest
@@ -131,14 +128,6 @@ def test_the_gap_setting_and_its_default() -> None:
 
 
 # --- WAV and the cache fingerprint ---------------------------------------------------------
-
-
-@pytest.mark.parametrize("rate", [8000, 16000])
-def test_the_wav_header_reads_back_with_the_wave_module(rate: int) -> None:
-    pcm = random.Random(rate).randbytes(2 * 1234)
-    with wave.open(io.BytesIO(conversations.wav_header(1234, rate) + pcm)) as wav:
-        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, rate)
-        assert wav.readframes(10_000) == pcm
 
 
 def test_the_fingerprint_changes_with_any_source_or_option() -> None:
