@@ -74,8 +74,8 @@ class SkippedObject:
 
 @dataclass(frozen=True)
 class MergedAudio:
-    #: PCM16LE mono; the storage reader hands out the one ``bytearray`` it filled (no copy)
-    pcm: bytes | bytearray
+    #: PCM16LE mono; the storage reader fills one ``bytes`` in place (pcm_buffer.py)
+    pcm: bytes
     sample_rate: int
     start_us: int | None  # time of the first sample; None when there is no audio
     #: chunks that should be there and are not (filled with zeros like any gap when

@@ -57,6 +57,7 @@ from backend_hooks.merge import (
     check_gap_bound,
     estimated_pcm_bytes,
 )
+from backend_hooks.pcm_buffer import PcmBuffer
 from backend_hooks.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -716,9 +717,10 @@ def download_merged_audio(
     context: StorageContext | None = None,
 ) -> MergedAudio:
     """The conversation's audio as PCM16LE mono at one rate, with that rate: the blocks
-    of ``iter_merged_audio`` (every rule and error is its) written into one ``bytearray``
-    sized from the listing and handed out without a copy (peak memory about the output's
-    size, docs/BENCHMARKS.md "Read").
+    of ``iter_merged_audio`` (every rule and error is its) written into one ``bytes``
+    object sized from the listing, filled in place (backend_hooks/pcm_buffer.py) and
+    handed out without a copy (peak memory about the output's size, docs/BENCHMARKS.md
+    "Read").
 
     ``missing`` lists the chunks each session lacks (a dropped record or object, or a
     quarantined chunk): they are logged as a warning and, like any gap, filled with zeros
@@ -736,15 +738,12 @@ def download_merged_audio(
         skip_broken=skip_broken,
         context=context,
     ) as stream:
-        out = bytearray(stream.size_hint)
-        at = 0
-        for block in stream:
-            end = at + len(block)
-            out[at : min(end, len(out))] = block  # past the estimate: the buffer grows
-            at = end
-        del out[at:]
+        with PcmBuffer(stream.size_hint) as out:  # past the estimate, it grows
+            for block in stream:
+                out.write(block)
+            pcm = out.finish()
         return MergedAudio(
-            pcm=out,
+            pcm=pcm,
             sample_rate=stream.sample_rate,
             start_us=stream.start_us,
             missing=stream.missing,
@@ -761,9 +760,9 @@ def download_audio_chunks_and_merge(
     *,
     skip_broken: bool = False,
     context: StorageContext | None = None,
-) -> bytes | bytearray:
+) -> bytes:
     """PCM16LE mono (see ``download_merged_audio`` for the rate, ``sample_rate`` and
-    ``skip_broken``): a ``bytearray``, handed out without a copy."""
+    ``skip_broken``): one ``bytes`` object filled in place, handed out without a copy."""
     return download_merged_audio(
         uid,
         conversation_id,
