@@ -126,7 +126,9 @@ def rate_evidence(objects: Sequence[RawObject]) -> list[RateEvidence]:
     """Pure: what the names and lengths of raw objects say about their rate.
 
     - each raw object, against the next raw object that starts later (objects of the same
-      start, e.g. a ``.bin`` and an ``.enc`` of one chunk, are duplicates, not evidence);
+      start, e.g. a ``.bin`` and an ``.enc`` of one chunk, are duplicates, not evidence;
+      for a batch named ``first-last``, later than ``last``: an object starting within
+      it is a copy of one of its chunks);
     - a ``.batch.enc`` named ``first-last`` with two or more records: the records before
       the last, against ``last - first``.
     New and Opus objects are not used: their starts are other clocks (new names are
@@ -136,7 +138,14 @@ def rate_evidence(objects: Sequence[RawObject]) -> list[RateEvidence]:
     ordered = sorted(objects, key=lambda o: (o.name.start_us, o.name.filename))
     out: list[RateEvidence] = []
     for index, obj in enumerate(ordered):
-        later = [o for o in ordered[index + 1 :] if o.name.start_us > obj.name.start_us]
+        # A batch named first-last holds a chunk starting at last: an object starting at or
+        # before that lies inside it (a copy of one of its chunks), not after it.
+        reach = (
+            max(obj.name.start_us, obj.name.end_us or 0)
+            if obj.name.extension in (BATCH_EXTENSIONS)
+            else obj.name.start_us
+        )
+        later = [o for o in ordered[index + 1 :] if o.name.start_us > reach]
         if later:
             nxt = later[0]
             out.append(

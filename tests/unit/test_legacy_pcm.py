@@ -59,6 +59,15 @@ def infer(objects: list[legacy_pcm.RawObject]) -> int:
             id="batch-bin-then-bin",
         ),
         pytest.param(bins(240_000, 5.0, 3), 24000, id="24k"),
+        pytest.param(  # the .bin at T0 + 10 is a copy of the batch's last chunk: not after it
+            [
+                raw(".batch.bin", T0, 480_000, last=T0 + 10),
+                raw(".bin", T0 + 10, 160_000),
+                raw(".bin", T0 + 15, 160_000),
+            ],
+            16000,
+            id="batch-then-a-copy-of-its-last-chunk",
+        ),
     ],
 )
 def test_the_rate_is_told_by_bytes_over_spacing(
