@@ -23,7 +23,7 @@ import struct
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backend_hooks import (
@@ -352,6 +352,8 @@ class _Read:
     name: naming.ObjectName
     segments: list[container.Segment]
     suspects: list[MissingChunks]
+    #: records left out (``skip_broken``), each with why; the rest of the object was read
+    broken: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -369,39 +371,142 @@ def _keys(ctx: StorageContext, name: naming.ObjectName) -> envelope.UserKeys:
     return ctx.keys
 
 
-def _read(ctx: StorageContext, uid: str, name: naming.ObjectName, raw_rate: int | None) -> _Read:
-    """Download, open, parse and decode one object (raw legacy PCM at ``raw_rate``)."""
+def _read(
+    ctx: StorageContext,
+    uid: str,
+    name: naming.ObjectName,
+    raw_rate: int | None,
+    *,
+    salvage: bool = False,
+) -> _Read:
+    """Download, open, parse and decode one object (raw legacy PCM at ``raw_rate``).
+
+    ``salvage`` (``skip_broken``): a sealed object's records that do not open or decode
+    are left out instead of failing the object, each named in ``_Read.broken``: a v1
+    record is one chunk (its audio becomes a gap, and the missing seq is reported); a v0
+    record of a raw-PCM object becomes silence of its own length, so the audio after it
+    keeps its time. Records after a framing error cannot be found: they are left out
+    too. A legacy ``.opus.enc`` (one container over its records) is all or nothing."""
     data = ctx.bucket.download(name.path)
+    broken: list[str] = []
     if legacy_pcm.is_raw(name):
         if not name.sealed:
             plaintexts = [data]
+        elif salvage:
+            plaintexts = _salvaged_raw(_keys(ctx, name), uid, name, data, broken)
         else:
             records = envelope.open_records(_keys(ctx, name), uid, data, name=name.path)
             for record in records:
-                if record.info is not None:
-                    raise FormatError(
-                        f"{name.path}: sealed record {record.index} is envelope v1 (an Opus "
-                        f"chunk of session {record.info.session_id}); a legacy raw-PCM object "
-                        "holds only v0 records, so it is corrupt or misnamed"
-                    )
+                _check_v0(name, record.index, record.info)
             plaintexts = [r.plaintext for r in records]
         del data
         assert raw_rate is not None  # the stream infers it before reading raw objects
         pcm = legacy_pcm.raw_pcm(name, plaintexts)
         del plaintexts
         segments = [legacy_pcm.raw_segment(name, pcm, raw_rate)] if pcm else []
-        return _Read(name, segments, [])
-    if name.sealed:
+        return _Read(name, segments, [], broken)
+    if name.sealed and salvage and not name.is_new:
+        salvage = False  # a legacy .opus.enc: its container spans its records
+    if name.sealed and salvage:
+        segments = _salvaged_v1(_keys(ctx, name), uid, name, data, broken)
+    elif name.sealed:
         records = envelope.open_records(_keys(ctx, name), uid, data, name=name.path)
         del data
         segments = sealed_segments(name, records)
     else:
         segments = container.decode_payload(data, name_start_us=name.start_us)
-    return _Read(name, segments, edge_suspects(name, segments))
+    return _Read(name, segments, edge_suspects(name, segments), broken)
+
+
+def _check_v0(name: naming.ObjectName, index: int, info: container.ChunkInfo | None) -> None:
+    if info is not None:
+        raise FormatError(
+            f"{name.path}: sealed record {index} is envelope v1 (an Opus chunk of session "
+            f"{info.session_id}); a legacy raw-PCM object holds only v0 records, so it is "
+            "corrupt or misnamed"
+        )
+
+
+def _framed(name: naming.ObjectName, data: bytes, broken: list[str]) -> list[envelope.Record]:
+    """The records of ``data`` up to the first framing error (noted in ``broken``)."""
+    records: list[envelope.Record] = []
+    pos = 0
+    while pos < len(data):
+        try:
+            record = envelope.frame_at(data, pos, index=len(records), name=name.path)
+        except FormatError as exc:
+            broken.append(f"{exc}; the records from byte {pos} on are left out")
+            break
+        records.append(record)
+        pos = record.end
+    if not records and not broken:
+        broken.append(f"{name.path}: no sealed record in an empty object")
+    return records
+
+
+def _salvaged_raw(
+    keys: envelope.UserKeys, uid: str, name: naming.ObjectName, data: bytes, broken: list[str]
+) -> list[bytes]:
+    """A sealed raw object's plaintexts, a record that does not open as silence of its
+    length (plaintext = body less nonce and tag). When none opens (a foreign user's or a
+    garbled object) the object fails as a whole: its candidates or a gap stand in."""
+    out: list[bytes] = []
+    failures: list[FormatError] = []
+    framing: list[str] = []
+    for record in _framed(name, data, framing):
+        try:
+            _check_v0(name, record.index, record.info)
+            out.append(envelope.open_record(keys, uid, record, name=name.path))
+        except FormatError as exc:
+            failures.append(exc)
+            silence = max(len(record.sealed) - 16, 0)
+            broken.append(f"{exc}; its {silence} bytes are silence")
+            out.append(bytes(silence))
+    if len(failures) == len(out):
+        raise failures[0] if failures else FormatError(framing[0])
+    broken.extend(framing)
+    return out
+
+
+def _salvaged_v1(
+    keys: envelope.UserKeys, uid: str, name: naming.ObjectName, data: bytes, broken: list[str]
+) -> list[container.Segment]:
+    """A new sealed object's chunks, one record at a time: a record that does not open,
+    parse or decode, or is of another session than the object's first good record, is
+    left out (its chunk a gap, its seq reported missing)."""
+    segments: list[container.Segment] = []
+    session: str | None = None
+    for record in _framed(name, data, broken):
+        try:
+            opened = envelope.OpenedRecord(
+                index=record.index,
+                version=record.version,
+                info=record.info,
+                plaintext=envelope.open_record(keys, uid, record, name=name.path),
+            )
+            if opened.info is not None and session not in (None, opened.info.session_id):
+                raise FormatError(
+                    f"{name.path}: sealed record {record.index} is of session "
+                    f"{opened.info.session_id}, the object's of {session}: spliced in"
+                )
+            found = sealed_segments(name, [opened])
+        except FormatError as exc:
+            broken.append(f"{exc}; its chunk is left out")
+            continue
+        if opened.info is not None:
+            session = opened.info.session_id
+        segments.extend(found)
+    if not segments:
+        raise FormatError(broken[0] if broken else f"{name.path}: nothing readable")
+    return segments
 
 
 def _read_group(
-    ctx: StorageContext, uid: str, group: list[naming.ObjectName], raw_rate: int | None
+    ctx: StorageContext,
+    uid: str,
+    group: list[naming.ObjectName],
+    raw_rate: int | None,
+    salvage: bool = False,
 ) -> _GroupRead:
     """Every object of one start; a failure to download, open, parse or decode one is kept
     with its reason (an error naming the object) for the caller to fall back or skip.
@@ -410,7 +515,7 @@ def _read_group(
     out = _GroupRead([], [])
     for name in group:
         try:
-            out.reads.append(_read(ctx, uid, name, raw_rate))
+            out.reads.append(_read(ctx, uid, name, raw_rate, salvage=salvage))
         except (StorageError, FormatError) as exc:
             out.failures.append((name, exc if name.path in str(exc) else _named(name, exc)))
     return out
@@ -579,7 +684,14 @@ class MergedAudioStream:
         try:
             while True:
                 while len(inflight) < READ_AHEAD and (group := next(groups, None)):
-                    read = pool.submit(_read_group, self._ctx, self._uid, group, self._raw_rate)
+                    read = pool.submit(
+                        _read_group,
+                        self._ctx,
+                        self._uid,
+                        group,
+                        self._raw_rate,
+                        self._skip_broken,
+                    )
                     inflight.append((group, read))
                 if not inflight:
                     break
@@ -619,7 +731,16 @@ class MergedAudioStream:
                     log.warning("%s; read %s in its place", exc, ", ".join(used))
                 else:
                     log.warning("%s; skipped (skip_broken): its audio is a gap", exc)
+        whole = [r for r in result.reads if not r.broken]
         for read in result.reads:
+            if read.broken and whole:  # a candidate of its start read whole: use that
+                used = tuple(r.name.path for r in whole)
+                self._skipped.append(SkippedObject(read.name.path, read.broken[0], used))
+                log.warning("%s; read %s in its place", read.broken[0], ", ".join(used))
+                continue
+            for why in read.broken:  # skip_broken: records left out, the rest read
+                self._skipped.append(SkippedObject(read.name.path, why))
+                log.warning("%s (skip_broken)", why)
             segments = _at_output_rate(read.segments, self._merger.sample_rate)
             self._merger.add(segments, read.name.path)
             self._suspects.extend(read.suspects)

@@ -1,7 +1,8 @@
 """Entries that passed validate_entry but made the whole conversation unreadable (found by
 an adversarial review). The worker now counts the samples a standard chunk's Opus packets
 hold (from their TOC bytes) and quarantines a chunk that holds fewer than its tags say.
-A sealed record that no key opens stays the reader's to handle (a strict xfail here).
+A sealed record that no key opens stays the reader's to handle: a strict read names it,
+``skip_broken`` leaves out that record alone.
 
 workers/validate.py: a chunk is "checked fully before concatenation ... never into an
 object, where one bad chunk would make the whole conversation unreadable". The standard
@@ -22,6 +23,7 @@ import pytest
 
 from backend_hooks import AudioSyncClient, container, envelope, storage
 from backend_hooks.codec import ChunkEncoder
+from backend_hooks.errors import DecryptionError
 from tests.integration.flushing import FakeClock, flush
 from tests.integration.test_exactly_once import CHUNK, RATE, push_chunks, raw_xadd
 from workers.context import WorkerContext
@@ -66,12 +68,10 @@ def test_a_chunk_whose_packets_hold_too_few_samples_is_quarantined(
     assert result.quarantined == 1 or readable == 2 * 5 * RATE, (result, readable)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the worker holds no key, so it cannot open a record; a reader that skips a "
-    "record it cannot open, with a report, is issue 8 (skip_broken)",
-)
-def test_a_sealed_record_that_does_not_open_poisons_the_conversation(ctx: WorkerContext) -> None:
+def test_a_sealed_record_that_does_not_open_is_named_or_skipped_alone(ctx: WorkerContext) -> None:
+    """The worker holds no key, so it stores a record that no key opens with its
+    neighbours: a strict read names it; ``skip_broken`` reads the other chunks of its
+    object and reports the record (issue 8)."""
     secret = b"adversary-secret-0123456789-abcdef"
     settings = replace(ctx.settings, encryption_secret=secret)
     client = AudioSyncClient(settings)
@@ -91,10 +91,11 @@ def test_a_sealed_record_that_does_not_open_poisons_the_conversation(ctx: Worker
     session.close()
 
     result = flush(ctx, sid)
+    assert result.objects_created == 1 and result.quarantined == 0  # the fleet cannot tell
     sctx = storage.StorageContext(settings, ctx.bucket, envelope.UserKeys(secret))
-    readable: int | str
-    try:
-        readable = storage.download_merged_audio(uid, "conv", context=sctx).sample_count
-    except Exception as exc:
-        readable = f"{type(exc).__name__}: {exc}"
-    assert result.quarantined == 1 or readable == 2 * 5 * RATE, (result, readable)
+    with pytest.raises(DecryptionError, match=r"sealed record 2"):
+        storage.download_merged_audio(uid, "conv", context=sctx)
+    merged = storage.download_merged_audio(uid, "conv", skip_broken=True, context=sctx)
+    assert merged.sample_count == 2 * 5 * RATE  # the two good chunks, in place
+    [skipped] = merged.skipped
+    assert "sealed record 2" in skipped.reason and skipped.used_instead == ()
