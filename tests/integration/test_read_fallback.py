@@ -158,8 +158,13 @@ def test_skip_broken_reads_around_corrupt_truncated_and_foreign_objects(
         uid, cid, sample_rate=rate, skip_broken=True, context=sctx
     )
     assert merged.start_us == round(T0 * 1e6) and merged.sample_rate == rate
-    want = legacy[0] + zeros(3, rate) + legacy[1] + zeros(9, rate) + legacy[3]
-    assert merged.pcm == want  # lossless legacy audio exact, every broken object a gap
+    # Lossless legacy audio exact, every broken object a gap, but the truncated object's
+    # first record (1 s of Opus at 13 s): skip_broken leaves out only the record cut short.
+    at13 = 2 * 13 * rate
+    salvaged = merged.pcm[at13 : at13 + 2 * rate]
+    assert len(salvaged) == 2 * rate and salvaged != zeros(1, rate)
+    want = legacy[0] + zeros(3, rate) + legacy[1] + salvaged + zeros(8, rate) + legacy[3]
+    assert merged.pcm == want
     assert sorted(s.path for s in merged.skipped) == sorted(p for p, _, _ in expected_errors)
     assert all(s.used_instead == () and s.reason for s in merged.skipped)
     by_path = {s.path: s.reason for s in merged.skipped}
