@@ -434,7 +434,8 @@ def get_or_create_merged_audio(
 ) -> MergedAudioFile:
     """The merged WAV of one audio file, cached at
     ``merged/{uid}/{conversation_id}/{audio_file_id}.wav``, and a v4 signed GET URL of it
-    valid for ``expiration`` (1 s to 7 days).
+    valid for ``expiration`` (a ``timedelta`` of 1 s to 7 days; ``InvalidInputError``
+    before anything is made otherwise).
 
     ``chunk_timestamps``: the audio file's (its record's ``chunk_timestamps``); None: the
     ones of the audio file with this id among ``create_audio_files_from_chunks`` now
@@ -468,6 +469,7 @@ def get_or_create_merged_audio(
         )
     if not isinstance(fill_gaps, bool):
         raise InvalidInputError(f"fill_gaps must be True or False, got {fill_gaps!r}")
+    gcs.checked_expiration(expiration)  # before the WAV is made, not after
     if chunk_timestamps is None:
         files = create_audio_files_from_chunks(
             uid, conversation_id, sample_rate=sample_rate, context=ctx

@@ -99,6 +99,22 @@ DELETE_THREADS = 8
 MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
 
 
+def checked_expiration(expiration: object) -> timedelta:
+    """Pure: ``expiration`` if it is a ``timedelta`` from 1 s to 7 days (what GCS signs),
+    else ``InvalidInputError``. Callers check it before any work the URL is for (a merged
+    WAV is not made and uploaded only to be refused its URL)."""
+    if not isinstance(expiration, timedelta):
+        raise InvalidInputError(
+            f"a signed URL's expiration must be a datetime.timedelta, got "
+            f"{type(expiration).__name__} {expiration!r} (seconds: timedelta(seconds=...))"
+        )
+    if not 1 <= expiration.total_seconds() <= MAX_SIGNED_URL_SECONDS:
+        raise InvalidInputError(
+            f"a signed URL's expiration must be from 1 s to 7 days, got {expiration}"
+        )
+    return expiration
+
+
 def _md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
@@ -366,11 +382,7 @@ class GcsBucket:
         ``credentials`` sign it (a ``google.auth.credentials.Signing``, e.g. service
         account credentials); None: the client's own, which must be able to sign.
         ``api_access_endpoint``: where the URL points (the emulator's address in tests)."""
-        seconds = expiration.total_seconds()
-        if not 1 <= seconds <= MAX_SIGNED_URL_SECONDS:
-            raise InvalidInputError(
-                f"a signed URL's expiration must be from 1 s to 7 days, got {expiration}"
-            )
+        checked_expiration(expiration)
         signer = credentials if credentials is not None else self.client._credentials
         if not isinstance(signer, Signing):
             raise ConfigError(
