@@ -314,7 +314,8 @@ def delete_conversation_audio(
     First it marks the conversation deleted in Redis (``AUDIOSYNC_REDIS_URL``; the mark
     lasts ``AUDIOSYNC_DELETED_MARK_SECONDS``): the fleet drops the conversation's audio it
     still holds (a live session, a pusher's spool, a replay) instead of uploading it, and
-    deletes an object a flush stored after this listing (workers/flush.py). If Redis
+    deletes an object a flush stored after this listing (workers/flush.py), and a reader
+    of ``get_or_create_merged_audio`` deletes a WAV it uploaded after it. If Redis
     cannot be reached, ``StorageError`` and nothing is deleted: call again."""
     from backend_hooks import storage
 
@@ -515,12 +516,36 @@ def get_or_create_merged_audio(
                 content_type="audio/wav",
                 metadata=metadata,
             ):
+                _unless_deleted(ctx, uid, conversation_id, path)
                 return _signed(ctx, path, metadata, True, expiration, signing_credentials)
         log.info("%s: another reader wrote it first; looking again", path)
     raise StorageError(
         f"{path}: {CACHE_ATTEMPTS} attempts to write the merged WAV each lost to another "
         "writer with other sources (the conversation keeps changing); retry later"
     )
+
+
+def _unless_deleted(ctx: StorageContext, uid: str, conversation_id: str, path: str) -> None:
+    """After the WAV's upload: if ``delete_conversation_audio`` marked the conversation
+    meanwhile, delete the WAV and refuse. The delete sets its mark before it lists
+    ``merged/``, so either this sees the mark or the delete's listing sees the WAV: a
+    deleted conversation's audio never stays behind as a cached WAV. Redis silent: the
+    WAV is deleted too (``StorageError``: retry), as the fleet uploads nothing then."""
+    try:
+        deleted = redis_store.conversation_deleted(ctx.redis_client(), uid, conversation_id)
+    except redis_store.REDIS_ERRORS as exc:
+        ctx.bucket.delete(path)
+        raise StorageError(
+            f"{path}: Redis cannot say whether conversation {conversation_id} of user {uid} "
+            f"was deleted ({exc}), so the merged WAV just made was removed; retry once "
+            "Redis answers"
+        ) from exc
+    if deleted:
+        ctx.bucket.delete(path)
+        raise InvalidInputError(
+            f"conversation {conversation_id} of user {uid} was deleted "
+            "(delete_conversation_audio) while its merged WAV was made; the WAV was removed"
+        )
 
 
 def _signed(
