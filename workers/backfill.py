@@ -479,6 +479,10 @@ class _Conversation:
             return
         if not earlier.present:
             return  # its sources are gone: verified and deleted by an earlier run
+        levels = plan.level_problems(earlier, by_path)
+        if levels:
+            self._failed(where, levels)
+            return
         read = self.read((by_path[p] for p in earlier.present), rate)
         sources = [s for s in read if isinstance(s, plan.Source)]
         self.report.skipped += [s for s in read if isinstance(s, plan.Skipped)]

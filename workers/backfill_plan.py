@@ -387,6 +387,24 @@ def earlier_objects(
     return found, bad
 
 
+def level_problems(earlier: Earlier, by_path: Mapping[str, naming.ObjectName]) -> list[str]:
+    """Pure: what is wrong with the protection levels of an earlier object and the
+    sources it claims (``by_path``: the listing's names). A sealed legacy source is only
+    ever held by an enhanced (``.opus.enc``) object: a standard one claiming it (a foreign
+    or hand-made object; this backfill groups by level) must never get it deleted, or
+    its audio would be left unsealed. Empty when the levels are right."""
+    if earlier.name.sealed:
+        return []
+    sealed = sorted(by_path[p].filename for p in earlier.present if by_path[p].sealed)
+    if not sealed:
+        return []
+    return [
+        f"{earlier.name.path}: a standard (unsealed) object claims sealed source(s) "
+        f"{', '.join(sealed[:5])}; only an enhanced .opus.enc object may hold a sealed "
+        "source's audio"
+    ]
+
+
 def claimed_paths(earlier: Iterable[Earlier]) -> set[str]:
     return {p for e in earlier for p in e.present}
 

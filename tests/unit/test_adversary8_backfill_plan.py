@@ -1,0 +1,41 @@
+"""Adversary 8, pure backfill policy: the protection level of an earlier object against
+the sources it claims (``backfill_plan.level_problems``)."""
+
+from __future__ import annotations
+
+from backend_hooks import naming
+from workers import backfill_plan as plan
+
+PREFIX = "chunks/u/c/"
+
+
+def _earlier(filename: str, present: list[str]) -> plan.Earlier:
+    return plan.Earlier(
+        naming.parse_object_name(PREFIX + filename),
+        "bf-x",
+        {p: 1 for p in present},
+        tuple(PREFIX + p for p in present),
+    )
+
+
+def _names(*filenames: str) -> dict[str, naming.ObjectName]:
+    return {PREFIX + f: naming.parse_object_name(PREFIX + f) for f in filenames}
+
+
+NEW = "1700000000.000-1700000004.000_0123456789abcdef"
+
+
+def test_a_standard_object_claiming_a_sealed_source_is_a_problem_naming_it() -> None:
+    names = _names("1700000000.000.bin", "1700000002.000.enc", "1700000004.000.opus.enc")
+    earlier = _earlier(
+        f"{NEW}.opus", ["1700000000.000.bin", "1700000002.000.enc", "1700000004.000.opus.enc"]
+    )
+    [problem] = plan.level_problems(earlier, names)
+    assert "1700000002.000.enc, 1700000004.000.opus.enc" in problem and NEW in problem
+
+
+def test_matching_or_raised_levels_are_fine() -> None:
+    names = _names("1700000000.000.bin", "1700000002.000.enc")
+    assert plan.level_problems(_earlier(f"{NEW}.opus", ["1700000000.000.bin"]), names) == []
+    both = ["1700000000.000.bin", "1700000002.000.enc"]
+    assert plan.level_problems(_earlier(f"{NEW}.opus.enc", both), names) == []
