@@ -233,7 +233,7 @@ class Backfill:
                 object_seconds=settings.object_seconds,
                 max_bytes=settings.batch_max_bytes,
                 piece_seconds=settings.chunk_seconds,
-                min_age_seconds=min_age_seconds,
+                min_age_seconds=plan.checked_min_age(min_age_seconds),
                 bitrates=settings.opus_bitrates,
             ),
         )

@@ -28,12 +28,13 @@ workers/backfill.py.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backend_hooks import legacy_pcm, naming
 from backend_hooks.container import LEGACY_RATE, ChunkInfo, Segment
-from backend_hooks.errors import FormatError, SampleRateUnknownError
+from backend_hooks.errors import FormatError, InvalidInputError, SampleRateUnknownError
 
 SESSION_PREFIX = "bf-"
 SESSION_HEX = 32
@@ -48,6 +49,19 @@ MAX_SOURCES = 100
 MAX_GAP_SECONDS = 30.0
 #: Sources younger than this (their newest chunk start vs now) are left alone by default.
 DEFAULT_MIN_AGE_SECONDS = 3600.0
+
+
+def checked_min_age(value: object) -> float:
+    """Pure: ``value`` as the minimum age of a source in seconds, or ``InvalidInputError``.
+    A number >= 0 (infinity: nothing is old enough); NaN would make every age comparison
+    false, so every object a source, a live legacy uploader's newest one included."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(
+            f"min_age_seconds must be a number of seconds, got {type(value).__name__} {value!r}"
+        )
+    if math.isnan(value) or value < 0:
+        raise InvalidInputError(f"min_age_seconds must be >= 0 seconds, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
 """Adversary 8, pure backfill policy: the protection level of an earlier object against
-the sources it claims (``backfill_plan.level_problems``)."""
+the sources it claims (``backfill_plan.level_problems``), and the minimum age
+(``backfill_plan.checked_min_age``)."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from backend_hooks import naming
+from backend_hooks.errors import InvalidInputError
 from workers import backfill_plan as plan
 
 PREFIX = "chunks/u/c/"
@@ -39,3 +45,11 @@ def test_matching_or_raised_levels_are_fine() -> None:
     assert plan.level_problems(_earlier(f"{NEW}.opus", ["1700000000.000.bin"]), names) == []
     both = ["1700000000.000.bin", "1700000002.000.enc"]
     assert plan.level_problems(_earlier(f"{NEW}.opus.enc", both), names) == []
+
+
+def test_min_age_is_a_number_of_seconds_at_least_zero() -> None:
+    assert plan.checked_min_age(0) == 0.0 and plan.checked_min_age(3600.5) == 3600.5
+    assert math.isinf(plan.checked_min_age(float("inf")))  # nothing is old enough
+    for bad in (float("nan"), -0.001, "60", None, False):
+        with pytest.raises(InvalidInputError, match="min_age_seconds"):
+            plan.checked_min_age(bad)
