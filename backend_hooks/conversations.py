@@ -227,6 +227,10 @@ def copy_audio_chunks_for_merge(
     run it again once fixed). The target itself among the sources is skipped (its objects
     are already there); names that are not chunk objects are left out and logged.
 
+    Nothing is copied into a conversation ``delete_conversation_audio`` has marked
+    deleted (``InvalidInputError``); marked while the copies ran, they are deleted again
+    and the same error raised; Redis silent: ``StorageError``, nothing left copied.
+
     Sealed objects still open after the copy: envelope v1 authenticates the uid (the same
     in both paths) and the record's header, never the conversation id; v0 authenticates
     nothing but the key (docs/FORMATS.md §3.2).
@@ -240,6 +244,11 @@ def copy_audio_chunks_for_merge(
     if target in sources:
         log.info("copy for merge: target %s is among the sources; skipped", target)
         sources.remove(target)
+    if _marked_deleted(ctx, uid, target, "nothing was copied"):
+        raise InvalidInputError(
+            f"copy for merge into conversation {target} of user {uid}: it was deleted "
+            "(delete_conversation_audio); nothing was copied into it"
+        )
     target_prefix = naming.conversation_prefix(uid, target)
     jobs: list[tuple[gcs.ObjectVersion, str]] = []
     left_out: list[str] = []
@@ -274,6 +283,7 @@ def copy_audio_chunks_for_merge(
 
     with ThreadPoolExecutor(max(1, min(COPY_THREADS, len(jobs)))) as pool:
         outcomes = list(pool.map(one, jobs))
+    _undo_if_deleted(ctx, uid, target, [d for _, d in jobs])
     failures = [o for o in outcomes if isinstance(o, StorageError)]
     if failures:
         kind = next((f for f in failures if isinstance(f, ObjectConflictError)), failures[0])
@@ -291,6 +301,44 @@ def copy_audio_chunks_for_merge(
         ),
         left_out=tuple(left_out),
     )
+
+
+def _marked_deleted(ctx: StorageContext, uid: str, conversation_id: str, then: str) -> bool:
+    """Whether ``delete_conversation_audio`` marked the conversation deleted; Redis
+    silent: ``StorageError`` saying ``then`` (what was done about it)."""
+    try:
+        return redis_store.conversation_deleted(ctx.redis_client(), uid, conversation_id)
+    except redis_store.REDIS_ERRORS as exc:
+        raise StorageError(
+            f"Redis cannot say whether conversation {conversation_id} of user {uid} was "
+            f"deleted ({exc}); {then}: retry once Redis answers"
+        ) from exc
+
+
+def _undo_if_deleted(
+    ctx: StorageContext, uid: str, target: str, destinations: Sequence[str]
+) -> None:
+    """After the copies: if the target was marked deleted meanwhile, delete every
+    destination and refuse. The delete sets its mark before it lists ``chunks/``, so
+    either this sees the mark or the delete's listing sees the copies: nothing copied is
+    left in a deleted conversation. Redis silent: deleted too, ``StorageError``."""
+    try:
+        deleted = _marked_deleted(ctx, uid, target, "the copies were deleted again")
+    except StorageError:
+        _delete_all(ctx, destinations)
+        raise
+    if deleted:
+        _delete_all(ctx, destinations)
+        raise InvalidInputError(
+            f"copy for merge into conversation {target} of user {uid}: it was deleted "
+            "(delete_conversation_audio) while the copies ran; they were deleted again"
+        )
+
+
+def _delete_all(ctx: StorageContext, names: Sequence[str]) -> None:
+    if names:
+        with ThreadPoolExecutor(min(COPY_THREADS, len(names))) as pool:
+            list(pool.map(ctx.bucket.delete, names))
 
 
 # --- deletion ----------------------------------------------------------------------------
@@ -532,14 +580,10 @@ def _unless_deleted(ctx: StorageContext, uid: str, conversation_id: str, path: s
     deleted conversation's audio never stays behind as a cached WAV. Redis silent: the
     WAV is deleted too (``StorageError``: retry), as the fleet uploads nothing then."""
     try:
-        deleted = redis_store.conversation_deleted(ctx.redis_client(), uid, conversation_id)
-    except redis_store.REDIS_ERRORS as exc:
+        deleted = _marked_deleted(ctx, uid, conversation_id, f"{path}, just made, was removed")
+    except StorageError:
         ctx.bucket.delete(path)
-        raise StorageError(
-            f"{path}: Redis cannot say whether conversation {conversation_id} of user {uid} "
-            f"was deleted ({exc}), so the merged WAV just made was removed; retry once "
-            "Redis answers"
-        ) from exc
+        raise
     if deleted:
         ctx.bucket.delete(path)
         raise InvalidInputError(
