@@ -486,6 +486,10 @@ class _Conversation:
         read = self.read((by_path[p] for p in earlier.present), rate)
         sources = [s for s in read if isinstance(s, plan.Source)]
         self.report.skipped += [s for s in read if isinstance(s, plan.Skipped)]
+        rewritten = plan.identity_problems(earlier, sources)
+        if rewritten:
+            self._failed(where, rewritten)
+            return
         try:
             segments = _decode(self.bf, self.uid, where)
             problems = plan.verify_holds(

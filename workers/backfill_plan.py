@@ -419,6 +419,27 @@ def level_problems(earlier: Earlier, by_path: Mapping[str, naming.ObjectName]) -
     ]
 
 
+def identity_problems(earlier: Earlier, sources: Sequence[Source]) -> list[str]:
+    """Pure: whether ``sources`` (the claimed ones still present, read now) are the bytes
+    the earlier object was made from. Its session id is ``session_id_of`` its sources
+    (paths, sizes, content digests, in its claims' order): when every claimed source is
+    here, another id means one was rewritten since (same name and size, other bytes),
+    and the object's audio is not its audio. With some already deleted (a run killed
+    half-way through its deletions) the id cannot be recomputed: only the layout is
+    checked then (``verify_holds``). Empty when they are, or cannot be told."""
+    order = list(earlier.claims)
+    if sorted(s.name.filename for s in sources) != sorted(order):
+        return []
+    ordered = sorted(sources, key=lambda s: order.index(s.name.filename))
+    if session_id_of(ordered) == earlier.session_id:
+        return []
+    return [
+        f"{earlier.name.path}: its sources' bytes are not the ones it was made from (its "
+        f"session {earlier.session_id} is not {session_id_of(ordered)}): one was rewritten "
+        "since, so this object does not hold its audio"
+    ]
+
+
 def claimed_paths(earlier: Iterable[Earlier]) -> set[str]:
     return {p for e in earlier for p in e.present}
 

@@ -53,3 +53,24 @@ def test_min_age_is_a_number_of_seconds_at_least_zero() -> None:
     for bad in (float("nan"), -0.001, "60", None, False):
         with pytest.raises(InvalidInputError, match="min_age_seconds"):
             plan.checked_min_age(bad)
+
+
+def _source(filename: str, digest: str) -> plan.Source:
+    name = naming.parse_object_name(PREFIX + filename)
+    chunk = plan.SourceChunk(name.start_us, 8000, 16000, pcm=bytes(32000))
+    return plan.Source(name, 32000, digest, (chunk,))
+
+
+def test_a_claimed_source_with_other_bytes_is_told_by_the_session_id() -> None:
+    a, b = _source("1700000000.000.bin", "aa"), _source("1700000002.000.bin", "bb")
+    made = plan.Earlier(
+        naming.parse_object_name(f"{PREFIX}{NEW}.opus"),
+        plan.session_id_of([a, b]),
+        {"1700000000.000.bin": 32000, "1700000002.000.bin": 32000},
+        (a.name.path, b.name.path),
+    )
+    assert plan.identity_problems(made, [b, a]) == []  # the read order does not matter
+    [problem] = plan.identity_problems(made, [a, _source("1700000002.000.bin", "cc")])
+    assert "rewritten" in problem and NEW in problem
+    # One source already deleted: the id cannot be recomputed, nothing is claimed.
+    assert plan.identity_problems(made, [_source("1700000002.000.bin", "cc")]) == []
