@@ -622,6 +622,13 @@ class _Conversation:
         r.legacy_bytes_before = sum(self.sizes[n.path] for n in legacy_names)
         try:
             self._run(objects, by_path, now_us)
+        except StorageError as exc:  # GCS or Redis failed: what was done stays, and counts
+            r.failed.append(
+                plan.Skipped(
+                    naming.conversation_prefix(self.uid, self.cid),
+                    f"stopped: {exc} (what is listed above was done; a rerun resumes)",
+                )
+            )
         except _Deleted:
             r.skipped.append(
                 plan.Skipped(
@@ -748,7 +755,8 @@ def backfill_user(
     """Backfill the named conversations of ``uid``, or all of them (one listing of
     ``chunks/{uid}/``), one after another; the summed ``Report``. ``on_total`` is told how
     many legacy objects there are (for a progress bar), ``progress`` each one read. A
-    storage failure stops a conversation (reported as failed); a rerun resumes it."""
+    storage failure stops a conversation (reported as failed, with what it had done by
+    then: its objects written, verified and deleted count); a rerun resumes it."""
     validate_id(uid, "uid")
     wanted = [validate_id(cid, "conversation_id") for cid in conversations]
     before = Counter(bf.bucket.ops)
