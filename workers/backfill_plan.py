@@ -152,7 +152,15 @@ def select_sources(
         if name.is_new:
             continue
         age = (now_us - newest_start_us(name)) / 1_000_000
-        if age < min_age_seconds:
+        if age < 0:
+            skipped.append(
+                Skipped(
+                    name.path,
+                    f"named {-age:.0f} s in the future (a wrong clock or a stray name): "
+                    "left as it is; look at it",
+                )
+            )
+        elif age < min_age_seconds:
             skipped.append(
                 Skipped(
                     name.path,

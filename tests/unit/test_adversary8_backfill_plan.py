@@ -74,3 +74,16 @@ def test_a_claimed_source_with_other_bytes_is_told_by_the_session_id() -> None:
     assert "rewritten" in problem and NEW in problem
     # One source already deleted: the id cannot be recomputed, nothing is claimed.
     assert plan.identity_problems(made, [_source("1700000002.000.bin", "cc")]) == []
+
+
+def test_a_name_in_the_future_is_skipped_as_such_and_one_at_0_is_a_source() -> None:
+    now_us = 1_700_000_000 * 1_000_000
+    names = [
+        naming.parse_object_name(PREFIX + f)
+        for f in ("4102444800.000.bin", "0.000.bin", "1699999999.000.bin")
+    ]
+    chosen, skipped = plan.select_sources(names, now_us=now_us, min_age_seconds=3600)
+    assert [n.filename for n in chosen] == ["0.000.bin"]
+    by_path = {s.path: s.reason for s in skipped}
+    assert "in the future" in by_path[PREFIX + "4102444800.000.bin"]
+    assert "younger than --min-age (1 s < 3600 s)" in by_path[PREFIX + "1699999999.000.bin"]
