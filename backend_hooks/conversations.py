@@ -80,14 +80,17 @@ class ChunkSpan:
 
 def chunk_span(item: dict[str, Any]) -> ChunkSpan:
     """Pure: the span of one ``list_audio_chunks`` item: from its start (the name's) for
-    its ``duration``; a new object's name also says where its last chunk ends (to the
-    millisecond), which counts when the object holds a gap (then its samples are fewer
-    than its span)."""
+    its ``duration``; a new object's name also says where its last chunk ends (truncated
+    to the millisecond), which counts when the object holds a gap (then its samples are
+    fewer than its span) and when its chunks overlap (a chunk stored twice, both
+    backfilled into one object: then its samples are more than its span, which ends at
+    the name's end; the sample count is kept when it ends within that millisecond)."""
     name = naming.parse_object_name(item["path"])
     duration = item["duration"]
     end = None if duration is None else name.start_us + round(duration * 1_000_000)
-    if name.is_new and name.end_us is not None:
-        end = name.end_us if end is None else max(end, name.end_us)
+    named_end = name.end_us if name.is_new else None
+    if named_end is not None and (end is None or not named_end <= end <= named_end + 999):
+        end = named_end  # a gap, or chunks that overlap: the name's end
     return ChunkSpan(item["timestamp"], name.start_us, end, name.path)
 
 
