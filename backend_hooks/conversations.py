@@ -398,7 +398,7 @@ class MergedAudioFile:
     """A cached merged WAV and a signed URL of it."""
 
     url: str  # v4 signed GET URL
-    path: str  # merged/{uid}/{conversation_id}/{audio_file_id}.wav
+    path: str  # merged/{uid}/{conversation_id}/{merged_filename(...)}
     sample_rate: int
     duration: float  # seconds of audio in it
     created: bool  # made by this call (absent or stale), else the cached one was fresh
@@ -415,6 +415,19 @@ def wav_header(sample_count: int, sample_rate: int) -> bytes:
         b"RIFF", 36 + data, b"WAVE", b"fmt ", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16,
         b"data", data,
     )  # fmt: skip
+
+
+def merged_filename(audio_file_id: str, fill_gaps: bool, sample_rate: int | None) -> str:
+    """Pure: the cached WAV's file name of one variant of an audio file. The default one
+    (gaps filled, the recording's rate) is ``{audio_file_id}.wav``, the backend's name;
+    every other variant has its own object, ``{audio_file_id}~{rate|rec}~{filled|unfilled}.wav``
+    (``~`` is in no id), because a signed URL names a path, not a generation: sharing one
+    path, a client's URL of the filled WAV would serve the unfilled one another reader
+    made since, and the two would rebuild it for each other on every call."""
+    if fill_gaps and sample_rate is None:
+        return f"{audio_file_id}.wav"
+    gaps = "filled" if fill_gaps else "unfilled"
+    return f"{audio_file_id}~{sample_rate or 'rec'}~{gaps}.wav"
 
 
 def source_fingerprint(
@@ -485,7 +498,8 @@ def get_or_create_merged_audio(
     context: StorageContext | None = None,
 ) -> MergedAudioFile:
     """The merged WAV of one audio file, cached at
-    ``merged/{uid}/{conversation_id}/{audio_file_id}.wav``, and a v4 signed GET URL of it
+    ``merged/{uid}/{conversation_id}/{audio_file_id}.wav`` (other variants of rate and
+    gap filling: ``merged_filename``), and a v4 signed GET URL of it
     valid for ``expiration`` (a ``timedelta`` of 1 s to 7 days; ``InvalidInputError``
     before anything is made otherwise).
 
@@ -535,7 +549,7 @@ def get_or_create_merged_audio(
         timestamps = list(match[0]["chunk_timestamps"])
     else:
         timestamps = _timestamps(chunk_timestamps)
-    path = f"{prefixes['merged']}{file_id}.wav"
+    path = prefixes["merged"] + merged_filename(file_id, fill_gaps, sample_rate)
     for _ in range(CACHE_ATTEMPTS):
         sources = _selected(ctx.bucket.list_versions(prefixes["chunks"]), timestamps)
         if not sources:

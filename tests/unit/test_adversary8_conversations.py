@@ -23,3 +23,13 @@ def test_a_gap_ends_at_the_name_end_and_contiguous_audio_keeps_its_samples() -> 
     assert _span(None).end_us == START + 2_000_000
     legacy = _span(4.0, "chunks/u/c/1700000000.000.bin")  # no end in a legacy name
     assert legacy.end_us == START + 4_000_000
+
+
+def test_each_variant_of_a_cached_wav_has_its_own_name_the_default_the_backends() -> None:
+    names = {
+        conversations.merged_filename("f", fill, rate)
+        for fill in (True, False)
+        for rate in (None, 8000, 16000)
+    }
+    assert len(names) == 6 and conversations.merged_filename("f", True, None) == "f.wav"
+    assert conversations.merged_filename("f", False, 8000) == "f~8000~unfilled.wav"
