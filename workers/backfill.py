@@ -409,13 +409,28 @@ class _Conversation:
             self.raw_objects.append(legacy_pcm.RawObject(name, tuple(lengths)))
 
     def rate(self, raw: list[tuple[naming.ObjectName, int]]) -> int | None:
+        """The raw objects' rate: ``sample_rate`` when given, else the one they tell.
+        Given, it must not contradict the one they tell (``SampleRateUnknownError``, the
+        conversation skipped): an 8 kHz conversation backfilled as 16 kHz would play at
+        twice the speed, and with ``delete`` nothing would be left to read it right."""
         if not raw:
             return None
-        if self.sample_rate is None or self.delete:
-            self._raw_evidence(raw)
-        if self.sample_rate is not None:
-            return self.sample_rate
-        return legacy_pcm.infer_sample_rate(self.raw_objects, conversation=self.describe())
+        self._raw_evidence(raw)
+        try:
+            told: int | None = legacy_pcm.infer_sample_rate(
+                self.raw_objects, conversation=self.describe()
+            )
+        except SampleRateUnknownError:
+            if self.sample_rate is None:
+                raise
+            told = None  # the objects do not tell: the operator's rate is taken
+        if self.sample_rate is not None and told is not None and told != self.sample_rate:
+            raise SampleRateUnknownError(
+                f"{self.describe()}: its raw objects tell {told} Hz, not the --sample-rate "
+                f"{self.sample_rate} given; nothing written or deleted (run it with "
+                f"--sample-rate {told}, or without --sample-rate)"
+            )
+        return self.sample_rate if self.sample_rate is not None else told
 
     def delete_sources(self, sources: list[plan.Source], held_by: str) -> None:
         """Note that a verified ``held_by`` holds ``sources``: they are deleted at the end
