@@ -1,4 +1,5 @@
-"""Adversary 8: the ``audiosync.backfill_conversation`` task's ``min_age_seconds``.
+"""Adversary 8: the ``audiosync.backfill_conversation`` task's ``min_age_seconds``,
+``delete`` and ``dry_run`` (``delete="false"`` from a producer is truthy).
 
 The CLI bounds ``--min-age`` (``FloatRange(min=0)``), the task took whatever a producer
 sent: NaN (every ``age < nan`` is False) or a negative age made every legacy object a
@@ -39,3 +40,23 @@ def test_a_bad_min_age_is_refused_and_a_live_object_left_alone(
     result = tasks.backfill_conversation.run(uid, cid, True, 16000, min_age)
     assert "min_age" in result.get("error", ""), result
     assert [o.name for o in bucket.list(f"chunks/{uid}/")] == [young]
+
+
+@pytest.mark.parametrize(("delete", "dry_run"), [("false", False), (0, False), (False, "true")])
+def test_delete_and_dry_run_must_be_booleans(
+    stack: StackInfo, monkeypatch: pytest.MonkeyPatch, delete: Any, dry_run: Any
+) -> None:
+    """``delete="false"`` (a producer's string) is truthy: it deleted the sources."""
+    env = {**stack.env(), "ENCRYPTION_SECRET": SECRET}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    bucket = GcsBucket.from_settings(Settings.from_env(env, role="backfill"))
+    uid, cid = f"adv8flag-{uuid.uuid4().hex[:8]}", "conv"
+    old = time.time() - 3 * 3600
+    sources = [
+        write_legacy(bucket, uid, cid, ".bin", [old + 2 * i], [speech_like(2, 16000, i)])
+        for i in range(2)
+    ]
+    result = tasks.backfill_conversation.run(uid, cid, delete, 16000, 3600.0, dry_run)
+    assert "must be true or false" in result.get("error", ""), result
+    assert sorted(o.name for o in bucket.list(f"chunks/{uid}/")) == sources
