@@ -45,7 +45,6 @@ from backend_hooks.errors import (
 from backend_hooks.ids import validate_id
 
 if TYPE_CHECKING:
-    from backend_hooks.merge import MergedAudio
     from backend_hooks.storage import StorageContext
 
 log = logging.getLogger(__name__)
@@ -477,14 +476,6 @@ def _timestamps(values: object) -> list[float]:
     return out
 
 
-def _write_wav(merged: MergedAudio, spool: Any) -> int:
-    spool.write(wav_header(merged.sample_count, merged.sample_rate))
-    spool.write(merged.pcm)
-    size = int(spool.tell())
-    spool.seek(0)
-    return size
-
-
 def get_or_create_merged_audio(
     uid: str,
     conversation_id: str,
@@ -514,8 +505,9 @@ def get_or_create_merged_audio(
     Fresh or stale: the cached object's metadata holds ``source_fingerprint`` of the
     source objects (names, sizes, generations), the asked rate and ``fill_gaps``; when it
     differs from the objects listed now (a chunk added by a copy or a flush, one deleted
-    or rewritten), or there is no cached object, the WAV is made again: written to a
-    temporary file, then uploaded from it on a generation precondition (0 when absent,
+    or rewritten), or there is no cached object, the WAV is made again: streamed into a
+    temporary file (``storage.write_merged_wav``: memory is a few objects, never the
+    whole audio), then uploaded from it in chunks on a generation precondition (0 when absent,
     the stale object's generation otherwise), so two readers racing never mix their
     bytes: the loser finds the winner's object and uses it when its fingerprint matches.
     ``created`` says whether this call made it.
@@ -561,18 +553,19 @@ def get_or_create_merged_audio(
         cached = ctx.bucket.stored(path)
         if cached is not None and (cached.metadata or {}).get(FINGERPRINT_KEY) == fingerprint:
             return _signed(ctx, path, cached.metadata, False, expiration, signing_credentials)
-        merged = storage.download_merged_audio(
-            uid, conversation_id, timestamps, fill_gaps, sample_rate, context=ctx
-        )
-        metadata = {
-            FINGERPRINT_KEY: fingerprint,
-            "audiosync-rate": str(merged.sample_rate),
-            "audiosync-samples": str(merged.sample_count),
-            "audiosync-sources": str(len(sources)),
-        }
         with tempfile.TemporaryFile(prefix="audiosync-wav-") as spool:
-            size = _write_wav(merged, spool)
-            del merged
+            # Streamed to the file (memory: a few objects), never merged whole in memory.
+            stream = storage.write_merged_wav(
+                uid, conversation_id, spool, timestamps, fill_gaps, sample_rate, context=ctx
+            )
+            size = spool.seek(0, 2)
+            spool.seek(0)
+            metadata = {
+                FINGERPRINT_KEY: fingerprint,
+                "audiosync-rate": str(stream.sample_rate),
+                "audiosync-samples": str(stream.sample_count),
+                "audiosync-sources": str(len(sources)),
+            }
             if ctx.bucket.upload_file_if_generation(
                 path,
                 spool,

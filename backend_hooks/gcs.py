@@ -95,6 +95,10 @@ class ObjectVersion:
 CopyOutcome = Literal["copied", "already_there"]
 #: Objects deleted at once by ``delete_prefix``.
 DELETE_THREADS = 8
+#: Bytes of a file upload (``upload_file_if_generation``) over 8 MiB sent per request
+#: (the client reads each chunk into memory, and copies it once); a multiple of the
+#: 256 KiB GCS asks of chunks. A file of at most 8 MiB goes in one request.
+UPLOAD_CHUNK_BYTES = 2 * 1024 * 1024
 #: The longest a v4 signed URL may be valid (GCS refuses more: 7 days).
 MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
 
@@ -326,8 +330,12 @@ class GcsBucket:
     ) -> bool:
         """Upload ``size`` bytes from ``fileobj`` (read as it goes, never held whole) if
         the object's generation is still ``if_generation_match`` (0: it does not exist);
-        False when it is not (another writer came first: nothing was overwritten)."""
+        False when it is not (another writer came first: nothing was overwritten).
+
+        Memory: a file of at most 8 MiB is read whole (one request); a larger one in
+        chunks of ``UPLOAD_CHUNK_BYTES`` (the client's default chunk is 100 MiB)."""
         blob = self.bucket.blob(name)
+        blob.chunk_size = UPLOAD_CHUNK_BYTES
         blob.metadata = metadata
         try:
             blob.upload_from_file(
