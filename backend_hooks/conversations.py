@@ -542,6 +542,7 @@ def get_or_create_merged_audio(
     else:
         timestamps = _timestamps(chunk_timestamps)
     path = prefixes["merged"] + merged_filename(file_id, fill_gaps, sample_rate)
+    ctx.bucket.signer(signing_credentials, path)  # ConfigError before the WAV is made
     for _ in range(CACHE_ATTEMPTS):
         sources = _selected(ctx.bucket.list_versions(prefixes["chunks"]), timestamps)
         if not sources:

@@ -377,6 +377,19 @@ class GcsBucket:
         with ThreadPoolExecutor(min(DELETE_THREADS, len(names))) as pool:
             return sum(pool.map(one, names))
 
+    def signer(self, credentials: Any, name: str) -> Signing:
+        """The credentials that sign URLs of ``name``: ``credentials``, or the client's
+        own when None; ``ConfigError`` when they cannot sign. Callers ask before any work
+        the URL is for."""
+        signer = credentials if credentials is not None else self.client._credentials
+        if not isinstance(signer, Signing):
+            raise ConfigError(
+                f"cannot sign a URL for gs://{self.bucket.name}/{name}: the storage client's "
+                f"credentials ({type(signer).__name__}) cannot sign; pass signing "
+                "credentials (a service account's), or run with a service account key"
+            )
+        return signer
+
     def signed_url(
         self,
         name: str,
@@ -391,13 +404,7 @@ class GcsBucket:
         account credentials); None: the client's own, which must be able to sign.
         ``api_access_endpoint``: where the URL points (the emulator's address in tests)."""
         checked_expiration(expiration)
-        signer = credentials if credentials is not None else self.client._credentials
-        if not isinstance(signer, Signing):
-            raise ConfigError(
-                f"cannot sign a URL for gs://{self.bucket.name}/{name}: the storage client's "
-                f"credentials ({type(signer).__name__}) cannot sign; pass signing "
-                "credentials (a service account's), or run with a service account key"
-            )
+        signer = self.signer(credentials, name)
         try:
             return str(
                 self.bucket.blob(name).generate_signed_url(

@@ -1,4 +1,5 @@
-"""Adversary 8: a bad ``expiration`` of ``get_or_create_merged_audio`` (more than 7 days,
+"""Adversary 8: a bad ``expiration`` or credentials that cannot sign, given to
+``get_or_create_merged_audio`` (an expiration of more than 7 days,
 zero, or seconds as an int, as google-cloud-storage's own ``generate_signed_url`` takes)
 was refused only after the merged WAV was made and uploaded; the int one not even as
 ``InvalidInputError`` (an ``AttributeError``)."""
@@ -12,7 +13,7 @@ import pytest
 from google.oauth2 import service_account
 
 from backend_hooks import storage
-from backend_hooks.errors import InvalidInputError
+from backend_hooks.errors import ConfigError, InvalidInputError
 from tests.integration.adversary8_reader import T0, _conversation, sctx, signer
 
 pytestmark = pytest.mark.integration
@@ -34,5 +35,17 @@ def test_a_bad_expiration_is_refused_before_any_wav_is_made(
             expiration=expiration,
             signing_credentials=signer,
             context=sctx,
+        )
+    assert sctx.bucket.list(f"merged/{uid}/{cid}/") == []
+
+
+def test_credentials_that_cannot_sign_are_refused_before_any_wav_is_made(
+    sctx: storage.StorageContext,
+) -> None:
+    """The emulator's client holds anonymous credentials: they cannot sign."""
+    uid, cid = _conversation(sctx, "nosign")
+    with pytest.raises(ConfigError, match="cannot sign"):
+        storage.get_or_create_merged_audio(
+            uid, cid, "file-1", [T0], sample_rate=16000, context=sctx
         )
     assert sctx.bucket.list(f"merged/{uid}/{cid}/") == []
