@@ -220,7 +220,8 @@ def copy_audio_chunks_for_merge(
     """Copy every chunk object of each source conversation into the target's prefix.
 
     Server-side (``gcs.GcsBucket.copy_create_only``), each under its exact file name (the
-    old code turned ``.opus.enc`` into ``.enc``; LEGACY_FORMATS.md), create-only: a
+    old code turned ``.opus.enc`` into ``.enc``; LEGACY_FORMATS.md) and path below the
+    conversation's prefix (a chunk in a folder keeps it), create-only: a
     destination with the same bytes is ``already_there``, so running it twice copies
     nothing new; one with other bytes (two sources with one file name and different audio)
     is ``ObjectConflictError``; any failed copy (a source deleted between the listing and
@@ -255,18 +256,20 @@ def copy_audio_chunks_for_merge(
     jobs: list[tuple[gcs.ObjectVersion, str]] = []
     left_out: list[str] = []
     for source in sources:
-        versions = ctx.bucket.list_versions(naming.conversation_prefix(uid, source))
+        source_prefix = naming.conversation_prefix(uid, source)
+        versions = ctx.bucket.list_versions(source_prefix)
         if not versions:
             log.warning(
                 "copy for merge into %s of user %s: source %s has no objects", target, uid, source
             )
         for version in versions:
             try:
-                name = naming.parse_object_name(version.name)
+                naming.parse_object_name(version.name)
             except UnsupportedFormatError:
                 left_out.append(version.name)
                 continue
-            jobs.append((version, target_prefix + name.filename))
+            # Its path below the prefix, folders too: the reader reads those as well.
+            jobs.append((version, target_prefix + version.name[len(source_prefix) :]))
     if left_out:
         log.warning(
             "copy for merge into %s of user %s: %d object(s) that are not chunk objects are "
