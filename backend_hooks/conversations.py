@@ -280,14 +280,21 @@ def copy_audio_chunks_for_merge(
             ", ".join(left_out[:10]),
         )
 
-    def one(job: tuple[gcs.ObjectVersion, str]) -> gcs.CopyOutcome | StorageError:
+    clashes, repeats = same_destination(jobs)
+
+    def one(index: int) -> gcs.CopyOutcome | StorageError:
+        source, destination = jobs[index]
+        if destination in clashes:
+            return ObjectConflictError(clashes[destination])
+        if index in repeats:
+            return "already_there"  # the same bytes as another source's, copied once
         try:
-            return ctx.bucket.copy_create_only(*job)
+            return ctx.bucket.copy_create_only(source, destination)
         except StorageError as exc:
             return exc
 
     with ThreadPoolExecutor(max(1, min(COPY_THREADS, len(jobs)))) as pool:
-        outcomes = list(pool.map(one, jobs))
+        outcomes = list(pool.map(one, range(len(jobs))))
     _undo_if_deleted(ctx, uid, target, [d for _, d in jobs])
     failures = [o for o in outcomes if isinstance(o, StorageError)]
     if failures:
@@ -306,6 +313,31 @@ def copy_audio_chunks_for_merge(
         ),
         left_out=tuple(left_out),
     )
+
+
+def same_destination(
+    jobs: Sequence[tuple[gcs.ObjectVersion, str]],
+) -> tuple[dict[str, str], set[int]]:
+    """Pure: copies of one call that go to one destination (two sources holding one file
+    name): those with other bytes than the first are clashes (destination -> why; none
+    of them is copied, whatever GCS would let through: copies race in threads, and the
+    emulator ignores the create-only precondition of a rewrite), those with the same
+    bytes repeats (their indexes: copied once)."""
+    first: dict[str, gcs.ObjectVersion] = {}
+    clashes: dict[str, str] = {}
+    repeats: set[int] = set()
+    for index, (source, destination) in enumerate(jobs):
+        kept = first.setdefault(destination, source)
+        if kept is source:
+            continue
+        if kept.same_bytes(source):
+            repeats.add(index)
+        else:
+            clashes[destination] = (
+                f"copy to {destination}: its sources {kept.name} and {source.name} hold "
+                "other bytes under one name; neither was copied: look at both"
+            )
+    return clashes, repeats
 
 
 def _marked_deleted(ctx: StorageContext, uid: str, conversation_id: str, then: str) -> bool:
