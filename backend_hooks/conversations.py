@@ -76,14 +76,17 @@ class ChunkSpan:
 
 def chunk_span(item: dict[str, Any]) -> ChunkSpan:
     """Pure: the span of one ``list_audio_chunks`` item: from its start (the name's) for
-    its ``duration``; a new object's name also says where its last chunk ends (to the
-    millisecond), which counts when the object holds a gap (then its samples are fewer
-    than its span)."""
+    its ``duration``; a new object's name also says where its last chunk ends (truncated
+    to the millisecond), which counts when the object holds a gap (then its samples are
+    fewer than its span) and when its chunks overlap (a chunk stored twice, both
+    backfilled into one object: then its samples are more than its span, which ends at
+    the name's end; the sample count is kept when it ends within that millisecond)."""
     name = naming.parse_object_name(item["path"])
     duration = item["duration"]
     end = None if duration is None else name.start_us + round(duration * 1_000_000)
-    if name.is_new and name.end_us is not None:
-        end = name.end_us if end is None else max(end, name.end_us)
+    named_end = name.end_us if name.is_new else None
+    if named_end is not None and (end is None or not named_end <= end <= named_end + 999):
+        end = named_end  # a gap, or chunks that overlap: the name's end
     return ChunkSpan(item["timestamp"], name.start_us, end, name.path)
 
 
@@ -214,7 +217,8 @@ def copy_audio_chunks_for_merge(
     """Copy every chunk object of each source conversation into the target's prefix.
 
     Server-side (``gcs.GcsBucket.copy_create_only``), each under its exact file name (the
-    old code turned ``.opus.enc`` into ``.enc``; LEGACY_FORMATS.md), create-only: a
+    old code turned ``.opus.enc`` into ``.enc``; LEGACY_FORMATS.md) and path below the
+    conversation's prefix (a chunk in a folder keeps it), create-only: a
     destination with the same bytes is ``already_there``, so running it twice copies
     nothing new; one with other bytes (two sources with one file name and different audio)
     is ``ObjectConflictError``; any failed copy (a source deleted between the listing and
@@ -222,6 +226,10 @@ def copy_audio_chunks_for_merge(
     then the first failure is raised with every failure named (what was copied stays:
     run it again once fixed). The target itself among the sources is skipped (its objects
     are already there); names that are not chunk objects are left out and logged.
+
+    Nothing is copied into a conversation ``delete_conversation_audio`` has marked
+    deleted (``InvalidInputError``); marked while the copies ran, they are deleted again
+    and the same error raised; Redis silent: ``StorageError``, nothing left copied.
 
     Sealed objects still open after the copy: envelope v1 authenticates the uid (the same
     in both paths) and the record's header, never the conversation id; v0 authenticates
@@ -236,22 +244,29 @@ def copy_audio_chunks_for_merge(
     if target in sources:
         log.info("copy for merge: target %s is among the sources; skipped", target)
         sources.remove(target)
+    if _marked_deleted(ctx, uid, target, "nothing was copied"):
+        raise InvalidInputError(
+            f"copy for merge into conversation {target} of user {uid}: it was deleted "
+            "(delete_conversation_audio); nothing was copied into it"
+        )
     target_prefix = naming.conversation_prefix(uid, target)
     jobs: list[tuple[gcs.ObjectVersion, str]] = []
     left_out: list[str] = []
     for source in sources:
-        versions = ctx.bucket.list_versions(naming.conversation_prefix(uid, source))
+        source_prefix = naming.conversation_prefix(uid, source)
+        versions = ctx.bucket.list_versions(source_prefix)
         if not versions:
             log.warning(
                 "copy for merge into %s of user %s: source %s has no objects", target, uid, source
             )
         for version in versions:
             try:
-                name = naming.parse_object_name(version.name)
+                naming.parse_object_name(version.name)
             except UnsupportedFormatError:
                 left_out.append(version.name)
                 continue
-            jobs.append((version, target_prefix + name.filename))
+            # Its path below the prefix, folders too: the reader reads those as well.
+            jobs.append((version, target_prefix + version.name[len(source_prefix) :]))
     if left_out:
         log.warning(
             "copy for merge into %s of user %s: %d object(s) that are not chunk objects are "
@@ -262,14 +277,22 @@ def copy_audio_chunks_for_merge(
             ", ".join(left_out[:10]),
         )
 
-    def one(job: tuple[gcs.ObjectVersion, str]) -> gcs.CopyOutcome | StorageError:
+    clashes, repeats = same_destination(jobs)
+
+    def one(index: int) -> gcs.CopyOutcome | StorageError:
+        source, destination = jobs[index]
+        if destination in clashes:
+            return ObjectConflictError(clashes[destination])
+        if index in repeats:
+            return "already_there"  # the same bytes as another source's, copied once
         try:
-            return ctx.bucket.copy_create_only(*job)
+            return ctx.bucket.copy_create_only(source, destination)
         except StorageError as exc:
             return exc
 
     with ThreadPoolExecutor(max(1, min(COPY_THREADS, len(jobs)))) as pool:
-        outcomes = list(pool.map(one, jobs))
+        outcomes = list(pool.map(one, range(len(jobs))))
+    _undo_if_deleted(ctx, uid, target, [d for _, d in jobs])
     failures = [o for o in outcomes if isinstance(o, StorageError)]
     if failures:
         kind = next((f for f in failures if isinstance(f, ObjectConflictError)), failures[0])
@@ -287,6 +310,69 @@ def copy_audio_chunks_for_merge(
         ),
         left_out=tuple(left_out),
     )
+
+
+def same_destination(
+    jobs: Sequence[tuple[gcs.ObjectVersion, str]],
+) -> tuple[dict[str, str], set[int]]:
+    """Pure: copies of one call that go to one destination (two sources holding one file
+    name): those with other bytes than the first are clashes (destination -> why; none
+    of them is copied, whatever GCS would let through: copies race in threads, and the
+    emulator ignores the create-only precondition of a rewrite), those with the same
+    bytes repeats (their indexes: copied once)."""
+    first: dict[str, gcs.ObjectVersion] = {}
+    clashes: dict[str, str] = {}
+    repeats: set[int] = set()
+    for index, (source, destination) in enumerate(jobs):
+        kept = first.setdefault(destination, source)
+        if kept is source:
+            continue
+        if kept.same_bytes(source):
+            repeats.add(index)
+        else:
+            clashes[destination] = (
+                f"copy to {destination}: its sources {kept.name} and {source.name} hold "
+                "other bytes under one name; neither was copied: look at both"
+            )
+    return clashes, repeats
+
+
+def _marked_deleted(ctx: StorageContext, uid: str, conversation_id: str, then: str) -> bool:
+    """Whether ``delete_conversation_audio`` marked the conversation deleted; Redis
+    silent: ``StorageError`` saying ``then`` (what was done about it)."""
+    try:
+        return redis_store.conversation_deleted(ctx.redis_client(), uid, conversation_id)
+    except redis_store.REDIS_ERRORS as exc:
+        raise StorageError(
+            f"Redis cannot say whether conversation {conversation_id} of user {uid} was "
+            f"deleted ({exc}); {then}: retry once Redis answers"
+        ) from exc
+
+
+def _undo_if_deleted(
+    ctx: StorageContext, uid: str, target: str, destinations: Sequence[str]
+) -> None:
+    """After the copies: if the target was marked deleted meanwhile, delete every
+    destination and refuse. The delete sets its mark before it lists ``chunks/``, so
+    either this sees the mark or the delete's listing sees the copies: nothing copied is
+    left in a deleted conversation. Redis silent: deleted too, ``StorageError``."""
+    try:
+        deleted = _marked_deleted(ctx, uid, target, "the copies were deleted again")
+    except StorageError:
+        _delete_all(ctx, destinations)
+        raise
+    if deleted:
+        _delete_all(ctx, destinations)
+        raise InvalidInputError(
+            f"copy for merge into conversation {target} of user {uid}: it was deleted "
+            "(delete_conversation_audio) while the copies ran; they were deleted again"
+        )
+
+
+def _delete_all(ctx: StorageContext, names: Sequence[str]) -> None:
+    if names:
+        with ThreadPoolExecutor(min(COPY_THREADS, len(names))) as pool:
+            list(pool.map(ctx.bucket.delete, names))
 
 
 # --- deletion ----------------------------------------------------------------------------
@@ -310,7 +396,8 @@ def delete_conversation_audio(
     First it marks the conversation deleted in Redis (``AUDIOSYNC_REDIS_URL``; the mark
     lasts ``AUDIOSYNC_DELETED_MARK_SECONDS``): the fleet drops the conversation's audio it
     still holds (a live session, a pusher's spool, a replay) instead of uploading it, and
-    deletes an object a flush stored after this listing (workers/flush.py). If Redis
+    deletes an object a flush stored after this listing (workers/flush.py), and a reader
+    of ``get_or_create_merged_audio`` deletes a WAV it uploaded after it. If Redis
     cannot be reached, ``StorageError`` and nothing is deleted: call again."""
     from backend_hooks import storage
 
@@ -342,10 +429,23 @@ class MergedAudioFile:
     """A cached merged WAV and a signed URL of it."""
 
     url: str  # v4 signed GET URL
-    path: str  # merged/{uid}/{conversation_id}/{audio_file_id}.wav
+    path: str  # merged/{uid}/{conversation_id}/{merged_filename(...)}
     sample_rate: int
     duration: float  # seconds of audio in it
     created: bool  # made by this call (absent or stale), else the cached one was fresh
+
+
+def merged_filename(audio_file_id: str, fill_gaps: bool, sample_rate: int | None) -> str:
+    """Pure: the cached WAV's file name of one variant of an audio file. The default one
+    (gaps filled, the recording's rate) is ``{audio_file_id}.wav``, the backend's name;
+    every other variant has its own object, ``{audio_file_id}~{rate|rec}~{filled|unfilled}.wav``
+    (``~`` is in no id), because a signed URL names a path, not a generation: sharing one
+    path, a client's URL of the filled WAV would serve the unfilled one another reader
+    made since, and the two would rebuild it for each other on every call."""
+    if fill_gaps and sample_rate is None:
+        return f"{audio_file_id}.wav"
+    gaps = "filled" if fill_gaps else "unfilled"
+    return f"{audio_file_id}~{sample_rate or 'rec'}~{gaps}.wav"
 
 
 def source_fingerprint(
@@ -408,8 +508,10 @@ def get_or_create_merged_audio(
     context: StorageContext | None = None,
 ) -> MergedAudioFile:
     """The merged WAV of one audio file, cached at
-    ``merged/{uid}/{conversation_id}/{audio_file_id}.wav``, and a v4 signed GET URL of it
-    valid for ``expiration`` (1 s to 7 days).
+    ``merged/{uid}/{conversation_id}/{audio_file_id}.wav`` (other variants of rate and
+    gap filling: ``merged_filename``), and a v4 signed GET URL of it
+    valid for ``expiration`` (a ``timedelta`` of 1 s to 7 days; ``InvalidInputError``
+    before anything is made otherwise).
 
     ``chunk_timestamps``: the audio file's (its record's ``chunk_timestamps``); None: the
     ones of the audio file with this id among ``create_audio_files_from_chunks`` now
@@ -422,8 +524,9 @@ def get_or_create_merged_audio(
     Fresh or stale: the cached object's metadata holds ``source_fingerprint`` of the
     source objects (names, sizes, generations), the asked rate and ``fill_gaps``; when it
     differs from the objects listed now (a chunk added by a copy or a flush, one deleted
-    or rewritten), or there is no cached object, the WAV is made again: written to a
-    temporary file, then uploaded from it on a generation precondition (0 when absent,
+    or rewritten), or there is no cached object, the WAV is made again: streamed into a
+    temporary file (``storage.write_merged_wav``: memory is a few objects, never the
+    whole audio), then uploaded from it in chunks on a generation precondition (0 when absent,
     the stale object's generation otherwise), so two readers racing never mix their
     bytes: the loser finds the winner's object and uses it when its fingerprint matches.
     ``created`` says whether this call made it.
@@ -443,6 +546,7 @@ def get_or_create_merged_audio(
         )
     if not isinstance(fill_gaps, bool):
         raise InvalidInputError(f"fill_gaps must be True or False, got {fill_gaps!r}")
+    gcs.checked_expiration(expiration)  # before the WAV is made, not after
     if chunk_timestamps is None:
         files = create_audio_files_from_chunks(
             uid, conversation_id, sample_rate=sample_rate, context=ctx
@@ -456,7 +560,8 @@ def get_or_create_merged_audio(
         timestamps = list(match[0]["chunk_timestamps"])
     else:
         timestamps = _timestamps(chunk_timestamps)
-    path = f"{prefixes['merged']}{file_id}.wav"
+    path = prefixes["merged"] + merged_filename(file_id, fill_gaps, sample_rate)
+    ctx.bucket.signer(signing_credentials, path)  # ConfigError before the WAV is made
     for _ in range(CACHE_ATTEMPTS):
         sources = _selected(ctx.bucket.list_versions(prefixes["chunks"]), timestamps)
         if not sources:
@@ -469,16 +574,16 @@ def get_or_create_merged_audio(
         if cached is not None and (cached.metadata or {}).get(FINGERPRINT_KEY) == fingerprint:
             return _signed(ctx, path, cached.metadata, False, expiration, signing_credentials)
         with tempfile.TemporaryFile(prefix="audiosync-wav-") as spool:
-            # Streamed: memory is a few objects, the WAV is on disk (storage.write_merged_wav)
-            merged = storage.write_merged_wav(
+            # Streamed to the file (memory: a few objects), never merged whole in memory.
+            stream = storage.write_merged_wav(
                 uid, conversation_id, spool, timestamps, fill_gaps, sample_rate, context=ctx
             )
-            size = int(spool.tell())
+            size = spool.seek(0, 2)
             spool.seek(0)
             metadata = {
                 FINGERPRINT_KEY: fingerprint,
-                "audiosync-rate": str(merged.sample_rate),
-                "audiosync-samples": str(merged.sample_count),
+                "audiosync-rate": str(stream.sample_rate),
+                "audiosync-samples": str(stream.sample_count),
                 "audiosync-sources": str(len(sources)),
             }
             if ctx.bucket.upload_file_if_generation(
@@ -489,12 +594,32 @@ def get_or_create_merged_audio(
                 content_type="audio/wav",
                 metadata=metadata,
             ):
+                _unless_deleted(ctx, uid, conversation_id, path)
                 return _signed(ctx, path, metadata, True, expiration, signing_credentials)
         log.info("%s: another reader wrote it first; looking again", path)
     raise StorageError(
         f"{path}: {CACHE_ATTEMPTS} attempts to write the merged WAV each lost to another "
         "writer with other sources (the conversation keeps changing); retry later"
     )
+
+
+def _unless_deleted(ctx: StorageContext, uid: str, conversation_id: str, path: str) -> None:
+    """After the WAV's upload: if ``delete_conversation_audio`` marked the conversation
+    meanwhile, delete the WAV and refuse. The delete sets its mark before it lists
+    ``merged/``, so either this sees the mark or the delete's listing sees the WAV: a
+    deleted conversation's audio never stays behind as a cached WAV. Redis silent: the
+    WAV is deleted too (``StorageError``: retry), as the fleet uploads nothing then."""
+    try:
+        deleted = _marked_deleted(ctx, uid, conversation_id, f"{path}, just made, was removed")
+    except StorageError:
+        ctx.bucket.delete(path)
+        raise
+    if deleted:
+        ctx.bucket.delete(path)
+        raise InvalidInputError(
+            f"conversation {conversation_id} of user {uid} was deleted "
+            "(delete_conversation_audio) while its merged WAV was made; the WAV was removed"
+        )
 
 
 def _signed(

@@ -95,8 +95,28 @@ class ObjectVersion:
 CopyOutcome = Literal["copied", "already_there"]
 #: Objects deleted at once by ``delete_prefix``.
 DELETE_THREADS = 8
+#: Bytes of a file upload (``upload_file_if_generation``) over 8 MiB sent per request
+#: (the client reads each chunk into memory, and copies it once); a multiple of the
+#: 256 KiB GCS asks of chunks. A file of at most 8 MiB goes in one request.
+UPLOAD_CHUNK_BYTES = 2 * 1024 * 1024
 #: The longest a v4 signed URL may be valid (GCS refuses more: 7 days).
 MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
+
+
+def checked_expiration(expiration: object) -> timedelta:
+    """Pure: ``expiration`` if it is a ``timedelta`` from 1 s to 7 days (what GCS signs),
+    else ``InvalidInputError``. Callers check it before any work the URL is for (a merged
+    WAV is not made and uploaded only to be refused its URL)."""
+    if not isinstance(expiration, timedelta):
+        raise InvalidInputError(
+            f"a signed URL's expiration must be a datetime.timedelta, got "
+            f"{type(expiration).__name__} {expiration!r} (seconds: timedelta(seconds=...))"
+        )
+    if not 1 <= expiration.total_seconds() <= MAX_SIGNED_URL_SECONDS:
+        raise InvalidInputError(
+            f"a signed URL's expiration must be from 1 s to 7 days, got {expiration}"
+        )
+    return expiration
 
 
 def _md5_b64(data: bytes) -> str:
@@ -310,8 +330,12 @@ class GcsBucket:
     ) -> bool:
         """Upload ``size`` bytes from ``fileobj`` (read as it goes, never held whole) if
         the object's generation is still ``if_generation_match`` (0: it does not exist);
-        False when it is not (another writer came first: nothing was overwritten)."""
+        False when it is not (another writer came first: nothing was overwritten).
+
+        Memory: a file of at most 8 MiB is read whole (one request); a larger one in
+        chunks of ``UPLOAD_CHUNK_BYTES`` (the client's default chunk is 100 MiB)."""
         blob = self.bucket.blob(name)
+        blob.chunk_size = UPLOAD_CHUNK_BYTES
         blob.metadata = metadata
         try:
             blob.upload_from_file(
@@ -353,6 +377,19 @@ class GcsBucket:
         with ThreadPoolExecutor(min(DELETE_THREADS, len(names))) as pool:
             return sum(pool.map(one, names))
 
+    def signer(self, credentials: Any, name: str) -> Signing:
+        """The credentials that sign URLs of ``name``: ``credentials``, or the client's
+        own when None; ``ConfigError`` when they cannot sign. Callers ask before any work
+        the URL is for."""
+        signer = credentials if credentials is not None else self.client._credentials
+        if not isinstance(signer, Signing):
+            raise ConfigError(
+                f"cannot sign a URL for gs://{self.bucket.name}/{name}: the storage client's "
+                f"credentials ({type(signer).__name__}) cannot sign; pass signing "
+                "credentials (a service account's), or run with a service account key"
+            )
+        return signer
+
     def signed_url(
         self,
         name: str,
@@ -366,18 +403,8 @@ class GcsBucket:
         ``credentials`` sign it (a ``google.auth.credentials.Signing``, e.g. service
         account credentials); None: the client's own, which must be able to sign.
         ``api_access_endpoint``: where the URL points (the emulator's address in tests)."""
-        seconds = expiration.total_seconds()
-        if not 1 <= seconds <= MAX_SIGNED_URL_SECONDS:
-            raise InvalidInputError(
-                f"a signed URL's expiration must be from 1 s to 7 days, got {expiration}"
-            )
-        signer = credentials if credentials is not None else self.client._credentials
-        if not isinstance(signer, Signing):
-            raise ConfigError(
-                f"cannot sign a URL for gs://{self.bucket.name}/{name}: the storage client's "
-                f"credentials ({type(signer).__name__}) cannot sign; pass signing "
-                "credentials (a service account's), or run with a service account key"
-            )
+        checked_expiration(expiration)
+        signer = self.signer(credentials, name)
         try:
             return str(
                 self.bucket.blob(name).generate_signed_url(

@@ -233,7 +233,7 @@ class Backfill:
                 object_seconds=settings.object_seconds,
                 max_bytes=settings.batch_max_bytes,
                 piece_seconds=settings.chunk_seconds,
-                min_age_seconds=min_age_seconds,
+                min_age_seconds=plan.checked_min_age(min_age_seconds),
                 bitrates=settings.opus_bitrates,
             ),
         )
@@ -409,13 +409,28 @@ class _Conversation:
             self.raw_objects.append(legacy_pcm.RawObject(name, tuple(lengths)))
 
     def rate(self, raw: list[tuple[naming.ObjectName, int]]) -> int | None:
+        """The raw objects' rate: ``sample_rate`` when given, else the one they tell.
+        Given, it must not contradict the one they tell (``SampleRateUnknownError``, the
+        conversation skipped): an 8 kHz conversation backfilled as 16 kHz would play at
+        twice the speed, and with ``delete`` nothing would be left to read it right."""
         if not raw:
             return None
-        if self.sample_rate is None or self.delete:
-            self._raw_evidence(raw)
-        if self.sample_rate is not None:
-            return self.sample_rate
-        return legacy_pcm.infer_sample_rate(self.raw_objects, conversation=self.describe())
+        self._raw_evidence(raw)
+        try:
+            told: int | None = legacy_pcm.infer_sample_rate(
+                self.raw_objects, conversation=self.describe()
+            )
+        except SampleRateUnknownError:
+            if self.sample_rate is None:
+                raise
+            told = None  # the objects do not tell: the operator's rate is taken
+        if self.sample_rate is not None and told is not None and told != self.sample_rate:
+            raise SampleRateUnknownError(
+                f"{self.describe()}: its raw objects tell {told} Hz, not the --sample-rate "
+                f"{self.sample_rate} given; nothing written or deleted (run it with "
+                f"--sample-rate {told}, or without --sample-rate)"
+            )
+        return self.sample_rate if self.sample_rate is not None else told
 
     def delete_sources(self, sources: list[plan.Source], held_by: str) -> None:
         """Note that a verified ``held_by`` holds ``sources``: they are deleted at the end
@@ -479,9 +494,17 @@ class _Conversation:
             return
         if not earlier.present:
             return  # its sources are gone: verified and deleted by an earlier run
+        levels = plan.level_problems(earlier, by_path)
+        if levels:
+            self._failed(where, levels)
+            return
         read = self.read((by_path[p] for p in earlier.present), rate)
         sources = [s for s in read if isinstance(s, plan.Source)]
         self.report.skipped += [s for s in read if isinstance(s, plan.Skipped)]
+        rewritten = plan.identity_problems(earlier, sources)
+        if rewritten:
+            self._failed(where, rewritten)
+            return
         try:
             segments = _decode(self.bf, self.uid, where)
             problems = plan.verify_holds(
@@ -614,6 +637,13 @@ class _Conversation:
         r.legacy_bytes_before = sum(self.sizes[n.path] for n in legacy_names)
         try:
             self._run(objects, by_path, now_us)
+        except StorageError as exc:  # GCS or Redis failed: what was done stays, and counts
+            r.failed.append(
+                plan.Skipped(
+                    naming.conversation_prefix(self.uid, self.cid),
+                    f"stopped: {exc} (what is listed above was done; a rerun resumes)",
+                )
+            )
         except _Deleted:
             r.skipped.append(
                 plan.Skipped(
@@ -740,7 +770,8 @@ def backfill_user(
     """Backfill the named conversations of ``uid``, or all of them (one listing of
     ``chunks/{uid}/``), one after another; the summed ``Report``. ``on_total`` is told how
     many legacy objects there are (for a progress bar), ``progress`` each one read. A
-    storage failure stops a conversation (reported as failed); a rerun resumes it."""
+    storage failure stops a conversation (reported as failed, with what it had done by
+    then: its objects written, verified and deleted count); a rerun resumes it."""
     validate_id(uid, "uid")
     wanted = [validate_id(cid, "conversation_id") for cid in conversations]
     before = Counter(bf.bucket.ops)

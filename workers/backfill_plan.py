@@ -28,12 +28,13 @@ workers/backfill.py.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backend_hooks import legacy_pcm, naming
 from backend_hooks.container import LEGACY_RATE, ChunkInfo, Segment
-from backend_hooks.errors import FormatError, SampleRateUnknownError
+from backend_hooks.errors import FormatError, InvalidInputError, SampleRateUnknownError
 
 SESSION_PREFIX = "bf-"
 SESSION_HEX = 32
@@ -48,6 +49,19 @@ MAX_SOURCES = 100
 MAX_GAP_SECONDS = 30.0
 #: Sources younger than this (their newest chunk start vs now) are left alone by default.
 DEFAULT_MIN_AGE_SECONDS = 3600.0
+
+
+def checked_min_age(value: object) -> float:
+    """Pure: ``value`` as the minimum age of a source in seconds, or ``InvalidInputError``.
+    A number >= 0 (infinity: nothing is old enough); NaN would make every age comparison
+    false, so every object a source, a live legacy uploader's newest one included."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(
+            f"min_age_seconds must be a number of seconds, got {type(value).__name__} {value!r}"
+        )
+    if math.isnan(value) or value < 0:
+        raise InvalidInputError(f"min_age_seconds must be >= 0 seconds, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,15 @@ def select_sources(
         if name.is_new:
             continue
         age = (now_us - newest_start_us(name)) / 1_000_000
-        if age < min_age_seconds:
+        if age < 0:
+            skipped.append(
+                Skipped(
+                    name.path,
+                    f"named {-age:.0f} s in the future (a wrong clock or a stray name): "
+                    "left as it is; look at it",
+                )
+            )
+        elif age < min_age_seconds:
             skipped.append(
                 Skipped(
                     name.path,
@@ -385,6 +407,45 @@ def earlier_objects(
             )
         )
     return found, bad
+
+
+def level_problems(earlier: Earlier, by_path: Mapping[str, naming.ObjectName]) -> list[str]:
+    """Pure: what is wrong with the protection levels of an earlier object and the
+    sources it claims (``by_path``: the listing's names). A sealed legacy source is only
+    ever held by an enhanced (``.opus.enc``) object: a standard one claiming it (a foreign
+    or hand-made object; this backfill groups by level) must never get it deleted, or
+    its audio would be left unsealed. Empty when the levels are right."""
+    if earlier.name.sealed:
+        return []
+    sealed = sorted(by_path[p].filename for p in earlier.present if by_path[p].sealed)
+    if not sealed:
+        return []
+    return [
+        f"{earlier.name.path}: a standard (unsealed) object claims sealed source(s) "
+        f"{', '.join(sealed[:5])}; only an enhanced .opus.enc object may hold a sealed "
+        "source's audio"
+    ]
+
+
+def identity_problems(earlier: Earlier, sources: Sequence[Source]) -> list[str]:
+    """Pure: whether ``sources`` (the claimed ones still present, read now) are the bytes
+    the earlier object was made from. Its session id is ``session_id_of`` its sources
+    (paths, sizes, content digests, in its claims' order): when every claimed source is
+    here, another id means one was rewritten since (same name and size, other bytes),
+    and the object's audio is not its audio. With some already deleted (a run killed
+    half-way through its deletions) the id cannot be recomputed: only the layout is
+    checked then (``verify_holds``). Empty when they are, or cannot be told."""
+    order = list(earlier.claims)
+    if sorted(s.name.filename for s in sources) != sorted(order):
+        return []
+    ordered = sorted(sources, key=lambda s: order.index(s.name.filename))
+    if session_id_of(ordered) == earlier.session_id:
+        return []
+    return [
+        f"{earlier.name.path}: its sources' bytes are not the ones it was made from (its "
+        f"session {earlier.session_id} is not {session_id_of(ordered)}): one was rewritten "
+        "since, so this object does not hold its audio"
+    ]
 
 
 def claimed_paths(earlier: Iterable[Earlier]) -> set[str]:

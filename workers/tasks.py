@@ -168,7 +168,10 @@ def backfill_conversation(
     and a run resumes whatever an earlier one left. Where opuslib or the secret is missing
     it logs why and returns the error (no retry: the worker is misdeployed)."""
     try:
-        bf = _backfill_context(min_age_seconds)
+        for flag, value in (("delete", delete), ("dry_run", dry_run)):
+            if not isinstance(value, bool):  # "false" from a producer is truthy: delete
+                raise InvalidInputError(f"{flag} must be true or false, got {value!r}")
+        bf = _backfill_context(backfill_plan.checked_min_age(min_age_seconds))
         report = backfill.backfill_conversation(
             bf,
             uid,

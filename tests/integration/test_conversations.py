@@ -526,7 +526,8 @@ def test_the_merged_wav_is_cached_signed_and_made_again_when_a_copy_adds_a_chunk
             uid, cid, "../x", signing_credentials=signer, context=sctx
         )
     # Deleting the conversation takes the cache with it.
-    assert storage.delete_conversation_audio(uid, cid, context=sctx)["merged"] == 1
+    # (two cached WAVs: the default one and the unfilled variant, each its own object)
+    assert storage.delete_conversation_audio(uid, cid, context=sctx)["merged"] == 2
     assert conversations.conversation_prefixes(uid, cid)["merged"] == f"merged/{uid}/{cid}/"
 
 
