@@ -199,6 +199,15 @@ class _FastDecoder:
         return ctypes.string_at(address + 2 * pre_skip, 2 * wanted)
 
 
+def _check_counts(pre_skip: int, sample_count: int) -> None:
+    """Both come from the object (its header or tags): a negative one is corrupt, a
+    ``FormatError`` like any other, not a ``SystemError`` from a buffer of negative size."""
+    if pre_skip < 0 or sample_count < 0:
+        raise FormatError(
+            f"a negative pre-skip ({pre_skip}) or sample count ({sample_count}): corrupt"
+        )
+
+
 def _empty_packet(index: int) -> str:
     """Why an empty packet is refused: not an Opus packet (RFC 6716 §3.1: at least its TOC
     byte), but ``opus_decode`` would take it as a lost packet and invent concealment audio
@@ -223,6 +232,7 @@ def decode_packets(
     """PCM16LE of exactly ``sample_count`` samples after dropping ``pre_skip`` samples
     (libopus called directly when it can be, else through opuslib: the same samples)."""
     validate_rate(sample_rate)
+    _check_counts(pre_skip, sample_count)
     if _FAST is not None:
         return _FAST.decode(packets, sample_rate, pre_skip, sample_count)
     return decode_packets_opuslib(
@@ -235,6 +245,7 @@ def decode_packets_opuslib(
 ) -> bytes:
     """``decode_packets`` through opuslib, one Python call per packet (the fallback)."""
     validate_rate(sample_rate)
+    _check_counts(pre_skip, sample_count)
     decoder = opuslib.Decoder(sample_rate, 1)
     max_frame = sample_rate * _MAX_FRAME_MS // 1000
     for index, packet in enumerate(packets):
