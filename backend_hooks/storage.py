@@ -17,8 +17,11 @@ record or object) are reported in ``MergedAudio.missing`` and logged as a warnin
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import io
 import logging
+import os
 import struct
 from collections import deque
 from collections.abc import Generator, Iterator
@@ -791,8 +794,9 @@ def write_merged_wav(
 ) -> MergedAudioStream:
     """Write the conversation's audio to ``fileobj`` as a WAV (PCM16LE mono at the rate
     of ``iter_merged_audio``, whose rules and errors these are), streaming: memory is a
-    few objects. A seekable file gets its sizes patched at the end; a non-seekable one
-    gets the "length unknown" sizes ``0xFFFFFFFF`` (``backend_hooks/wav.py``), which
+    few objects. A seekable file gets its sizes patched at the end; a non-seekable one,
+    or one open for appending (a seek there does not move the writes), gets the "length
+    unknown" sizes ``0xFFFFFFFF`` (``backend_hooks/wav.py``), which
     ffmpeg, sox and Python's ``wave`` read to the end. Audio longer than a WAV can state
     (4 GiB of PCM: 37 h at 16 kHz) raises ``UnsupportedFormatError`` when it gets there.
     Returns the exhausted stream: ``sample_rate``, ``start_us``, ``sample_count``,
@@ -806,7 +810,7 @@ def write_merged_wav(
         skip_broken=skip_broken,
         context=context,
     ) as stream:
-        seekable = bool(getattr(fileobj, "seekable", lambda: False)())
+        seekable = _patchable(fileobj)
         begin = fileobj.tell() if seekable else 0  # type: ignore[attr-defined]
         fileobj.write(wav.header(stream.sample_rate, 0 if seekable else None))
         written = 0
@@ -828,6 +832,22 @@ def write_merged_wav(
             fileobj.write(struct.pack("<I", data))
             fileobj.seek(end)  # type: ignore[attr-defined]
     return stream
+
+
+def _patchable(fileobj: object) -> bool:
+    """Whether the WAV's sizes can be patched in place at the end: the file is seekable
+    and not open for appending (``"a"`` in its mode, or ``O_APPEND`` on its descriptor),
+    where a seek is allowed but every write lands at the end: the patch would be appended
+    to the audio as two stray samples, the header left saying 0 bytes."""
+    if not bool(getattr(fileobj, "seekable", lambda: False)()):
+        return False
+    if "a" in str(getattr(fileobj, "mode", "")):
+        return False
+    try:
+        descriptor = fileobj.fileno()  # type: ignore[attr-defined]
+        return not fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_APPEND
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return True  # no descriptor (BytesIO): a seek means what it says
 
 
 def delete_audio_chunks(
