@@ -1,0 +1,92 @@
+"""Adversary (issue 8, read side): breaks whose fix is a design decision, left
+``xfail(strict=True)`` for the lead (each reason says what is lost and why it is not a
+minimal fix).
+
+- One record of another user spliced into a good sealed object: with ``skip_broken`` the
+  whole object (up to 60 s of good audio, every other record authenticates) is skipped,
+  not the one record. Keeping the rest changes what ``skipped`` means (an object partly
+  used) and whether an object holding a foreign record is to be trusted at all.
+- A ``.batch.enc`` whose chunks were not back to back (the name says where its last chunk
+  starts; the reader places every chunk back to back from ``first``), followed by the
+  legacy copy of its last chunk at ``last``: the tail of that chunk is heard twice. Placing
+  the last record at ``last`` changes FORMATS §6's placement rule for batches.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from audiosync_dev.localstack import StackInfo
+from backend_hooks import codec, container, envelope, naming, storage
+from backend_hooks.settings import Settings
+from tests.legacy_objects import write_legacy
+
+pytestmark = pytest.mark.integration
+T0 = float(int(time.time()))
+T0_US = round(T0 * 1_000_000)
+RATE = 16000
+SECRET = b"adversary8r-design-secret-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def ctx(stack: StackInfo) -> Iterator[storage.StorageContext]:
+    settings = replace(Settings.from_env(stack.env()), encryption_secret=SECRET)
+    yield storage.StorageContext.from_settings(settings)
+
+
+def conversation() -> tuple[str, str]:
+    return f"adv8r-d-{uuid.uuid4().hex[:8]}", "conv"
+
+
+def pcm(seconds: float, seed: int) -> bytes:
+    return random.Random(seed).randbytes(round(seconds * RATE) * 2)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="skip_broken skips a whole sealed object for one spliced foreign record "
+    "(design: partial use of an object; module docstring)",
+)
+def test_one_foreign_record_spliced_into_an_object_costs_only_that_record(
+    ctx: storage.StorageContext,
+) -> None:
+    uid, cid = conversation()
+    assert ctx.keys is not None
+    encoder = codec.ChunkEncoder(RATE)
+    records = []
+    for seq in range(3):
+        info = container.ChunkInfo("sess", seq, T0_US + seq * 1_000_000, RATE, RATE)
+        chunk = container.build_chunk(info, encoder.encode(bytes(2 * RATE)), encoder.pre_skip)
+        owner = "someone-else" if seq == 1 else uid  # record 1 sealed for another user
+        records.append(envelope.seal(ctx.keys, owner, info, chunk))
+    data = b"".join(records)
+    stem = f"{naming.format_time(T0_US)}-{naming.format_time(T0_US + 3_000_000)}"
+    path = f"{naming.conversation_prefix(uid, cid)}{stem}_{naming.content_digest(data)}.opus.enc"
+    ctx.bucket.bucket.blob(path).upload_from_string(data)
+    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=ctx)
+    # records 0 and 2 are this user's and authenticate: their 2 s, chunk 1 reported missing
+    assert merged.sample_count == 3 * RATE  # chunk 1's second filled as a gap
+    assert [(m.first_seq, m.last_seq) for m in merged.missing] == [(1, 1)]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a .batch.enc's chunks are placed back to back from its first start, so its "
+    "last chunk's copy at the name's last start repeats that chunk's tail (FORMATS §6)",
+)
+def test_a_batch_with_a_gap_and_the_copy_of_its_last_chunk_hear_it_once(
+    ctx: storage.StorageContext,
+) -> None:
+    uid, cid = conversation()
+    a, b, c = pcm(2, 1), pcm(2, 2), pcm(2, 3)
+    # chunks at 0, 2 and 5 s (a 1 s pause before the last), then the last one's copy
+    write_legacy(ctx.bucket, uid, cid, ".batch.enc", [T0, T0 + 2, T0 + 5], [a, b, c], secret=SECRET)
+    write_legacy(ctx.bucket, uid, cid, ".enc", [T0 + 5], [c], secret=SECRET)
+    merged = storage.download_merged_audio(uid, cid, sample_rate=RATE, context=ctx)
+    assert merged.pcm.count(c[-3200:]) == 1, "the last chunk's last 0.1 s heard twice"
