@@ -608,6 +608,8 @@ class MergedAudioStream:
         that read when others failed, skip (``skip_broken``) or raise when all failed."""
         if result.failures:
             used = tuple(r.name.path for r in result.reads)
+            if used and not self._skip_broken:
+                _raise_uncovered(result)
             if not used and not self._skip_broken:
                 _, first = result.failures[0]
                 if len(result.failures) == 1:
@@ -626,6 +628,36 @@ class MergedAudioStream:
             segments = _at_output_rate(read.segments, self._merger.sample_rate)
             self._merger.add(segments, read.name.path)
             self._suspects.extend(read.suspects)
+
+
+def _raise_uncovered(result: _GroupRead) -> None:
+    """A failed object whose name says its audio goes on past what the objects of its
+    start that read hold (a new object of several chunks beside a legacy copy of its first
+    one; a batch beside a copy of its first chunk) is not replaced by them: the strict read
+    raises its error rather than leave the rest a silent gap."""
+    reach = max(
+        (
+            s.start_us + s.sample_count * 1_000_000 // s.sample_rate
+            for read in result.reads
+            for s in read.segments
+        ),
+        default=None,
+    )
+    for name, exc in result.failures:
+        if name.end_us is None:
+            continue  # one legacy chunk: its stand-ins (X.bin, X.enc) are that chunk
+        # A new name's end is truncated to the ms; a batch's is its last chunk's start.
+        covered = reach is not None and (
+            reach + 1000 > name.end_us if name.is_new else reach > name.end_us
+        )
+        if not covered:
+            held = "nothing" if reach is None else f"audio only to {reach} us"
+            raise type(exc)(
+                f"{exc}; the object(s) of the same start that read "
+                f"({', '.join(r.name.path for r in result.reads)}) hold its {held}, its name "
+                f"says it goes on to {name.end_us} us: read with skip_broken=True to read "
+                "around it"
+            ) from exc
 
 
 def _groups(names: list[naming.ObjectName]) -> list[list[naming.ObjectName]]:
@@ -663,7 +695,9 @@ def iter_merged_audio(
     Objects with the same start (to the millisecond) are candidates for the same audio
     (``X.bin`` and ``X.enc``, a legacy object and a new one): when one fails to download,
     open, parse or decode and another reads, the others are used and the failed one is
-    logged and listed in ``skipped`` with what replaced it. When all fail, the first
+    logged and listed in ``skipped`` with what replaced it, as far as the others reach (a
+    failed object whose name ends past their audio raises, unless ``skip_broken``: they
+    do not replace it). When all fail, the first
     one's typed error (naming the object and the record) is raised; with
     ``skip_broken=True`` they are listed in ``skipped`` and their audio is a gap like any
     other. ``ConfigError`` (sealed objects and no secret) is never skipped.
