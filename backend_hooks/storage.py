@@ -587,7 +587,7 @@ class MergedAudioStream:
                 if not inflight:
                     break
                 _, future = inflight.popleft()
-                self._take(future.result())
+                self._take(future.result(), inflight[0][0][0].start_us if inflight else None)
                 if inflight:
                     yield from merger.advance(inflight[0][0][0].start_us)
             yield from merger.finish()
@@ -603,13 +603,15 @@ class MergedAudioStream:
                 hole.describe(),
             )
 
-    def _take(self, result: _GroupRead) -> None:
+    def _take(self, result: _GroupRead, next_start: int | None) -> None:
         """Feed what one start's objects hold to the merger: fall back to the candidates
-        that read when others failed, skip (``skip_broken``) or raise when all failed."""
+        that read when others failed, skip (``skip_broken``) or raise when all failed or
+        the candidates cannot stand in for all of a failed one (``_raise_uncovered``;
+        ``next_start``: the next object's start, None when there is none)."""
         if result.failures:
             used = tuple(r.name.path for r in result.reads)
             if used and not self._skip_broken:
-                _raise_uncovered(result)
+                _raise_uncovered(result, next_start)
             if not used and not self._skip_broken:
                 _, first = result.failures[0]
                 if len(result.failures) == 1:
@@ -630,11 +632,14 @@ class MergedAudioStream:
             self._suspects.extend(read.suspects)
 
 
-def _raise_uncovered(result: _GroupRead) -> None:
+def _raise_uncovered(result: _GroupRead, next_start: int | None) -> None:
     """A failed object whose name says its audio goes on past what the objects of its
     start that read hold (a new object of several chunks beside a legacy copy of its first
-    one; a batch beside a copy of its first chunk) is not replaced by them: the strict read
-    raises its error rather than leave the rest a silent gap."""
+    one; a batch beside a copy of its first chunk), with no other object starting before
+    its end (``next_start``) that could hold the rest, is not replaced by them: the strict
+    read raises its error rather than leave the rest a silent gap. When later objects
+    start inside it (a backfilled object beside all its sources), they are taken to hold
+    the rest: what they do not hold cannot be told from a failed object."""
     reach = max(
         (
             s.start_us + s.sample_count * 1_000_000 // s.sample_rate
@@ -646,6 +651,8 @@ def _raise_uncovered(result: _GroupRead) -> None:
     for name, exc in result.failures:
         if name.end_us is None:
             continue  # one legacy chunk: its stand-ins (X.bin, X.enc) are that chunk
+        if next_start is not None and next_start < name.end_us:
+            continue  # later objects start inside it: they may hold the rest
         # A new name's end is truncated to the ms; a batch's is its last chunk's start.
         covered = reach is not None and (
             reach + 1000 > name.end_us if name.is_new else reach > name.end_us
@@ -696,8 +703,8 @@ def iter_merged_audio(
     (``X.bin`` and ``X.enc``, a legacy object and a new one): when one fails to download,
     open, parse or decode and another reads, the others are used and the failed one is
     logged and listed in ``skipped`` with what replaced it, as far as the others reach (a
-    failed object whose name ends past their audio raises, unless ``skip_broken``: they
-    do not replace it). When all fail, the first
+    failed object whose name ends past their audio, no other object starting before that
+    end, raises unless ``skip_broken``: they do not replace it). When all fail, the first
     one's typed error (naming the object and the record) is raised; with
     ``skip_broken=True`` they are listed in ``skipped`` and their audio is a gap like any
     other. ``ConfigError`` (sealed objects and no secret) is never skipped.

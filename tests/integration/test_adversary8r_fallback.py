@@ -73,3 +73,19 @@ def test_a_stand_in_replaces_only_the_audio_it_covers(
         uid, cid, sample_rate=RATE, skip_broken=True, context=ctx
     )
     assert merged.pcm == first and [s.path for s in merged.skipped] == [path]
+
+
+def test_later_objects_inside_a_failed_one_still_stand_in_with_the_first(
+    ctx: storage.StorageContext,
+) -> None:
+    """A backfilled object beside all its sources: when it fails, the sources (the first
+    of its start, the others later) read in its place, as before."""
+    uid, cid = f"adv8r-f-{uuid.uuid4().hex[:8]}", "conv"
+    path, data = new_object(ctx, uid, cid, 3)
+    ctx.bucket.bucket.blob(path).upload_from_string(data[: len(data) // 2])  # truncated
+    sources = [random.Random(i).randbytes(2 * RATE) for i in range(3)]
+    for i, source in enumerate(sources):
+        write_legacy(ctx.bucket, uid, cid, ".bin", [T0 + i], [source])
+    merged = storage.download_merged_audio(uid, cid, sample_rate=RATE, context=ctx)
+    assert merged.pcm == b"".join(sources)
+    assert [(s.path, len(s.used_instead)) for s in merged.skipped] == [(path, 1)]
