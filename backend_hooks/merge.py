@@ -3,7 +3,9 @@
 Segments are ordered by start time (for sealed v1 records, the authenticated one); a
 chunk stored twice (same session and sequence number) is kept once; a positive gap is
 filled with ``round(gap * rate)`` zero samples when ``fill_gaps`` is on; an overlap is
-trimmed from the later segment; a segment of no samples is skipped (it has a start but
+trimmed from the later segment, but a segment starting within half a sample of where
+the audio before it ends follows it without a gap or a trim (continuous audio, its start
+rounded against another origin); a segment of no samples is skipped (it has a start but
 no audio, so it neither starts the timeline nor stretches it with zeros). The output
 always holds whole samples.
 
@@ -191,6 +193,7 @@ class TimelineMerger:
         self._skipped = 0  # samples of gaps left unfilled: the timeline is ahead by this
         self._cursor_source = ""  # the object whose audio ends where the timeline is
         self._cursor_us = 0
+        self._placed = False  # some audio emitted: _cursor_us is where it ends
 
     def add(self, segments: Iterable[Segment], source: str = "") -> None:
         """Take ``segments`` (of the object ``source``, named in errors); a chunk whose
@@ -242,6 +245,11 @@ class TimelineMerger:
             self.start_us = segment.start_us
         position = round((segment.start_us - self.start_us) * rate / 1_000_000)
         cursor = self.samples_out + self._skipped
+        if self._placed and 2 * abs(segment.start_us - self._cursor_us) * rate < 1_000_000:
+            # It starts within half a sample of where the audio before it ends: continuous
+            # audio (a session's next chunk, stamped to the microsecond). Rounding against
+            # an origin off its sample grid would trim a real sample or insert a zero.
+            position = cursor
         if position > cursor:
             gap = position - cursor
             if self.fill_gaps:
@@ -256,6 +264,7 @@ class TimelineMerger:
             self.samples_out += len(pcm) // 2
             self._cursor_source = source
             self._cursor_us = _end_us(segment)
+            self._placed = True
             yield pcm
 
     def _check_gap(self, gap: int, rate: int, segment: Segment, source: str) -> None:
