@@ -400,7 +400,25 @@ def _read(ctx: StorageContext, uid: str, name: naming.ObjectName, raw_rate: int 
         segments = sealed_segments(name, records)
     else:
         segments = container.decode_payload(data, name_start_us=name.start_us)
+    _check_named_start(name, segments)
     return _Read(name, segments, edge_suspects(name, segments))
+
+
+def _check_named_start(name: naming.ObjectName, segments: list[container.Segment]) -> None:
+    """A new object's name starts at its earliest chunk (truncated to the ms): the stream
+    relies on it (everything before the next object's name start is emitted before that
+    object is read), so a chunk starting earlier, in an object renamed or copied under
+    another name, would be trimmed away silently. ``FormatError`` naming both instead."""
+    if not name.is_new or not segments:
+        return
+    first = min(s.start_us for s in segments)
+    if first // 1000 * 1000 < name.start_us:
+        raise FormatError(
+            f"{name.path}: holds audio from {first} us, before its name's start "
+            f"{name.start_us} us (a new object is named from its earliest chunk): it was "
+            "renamed or copied under another name, so its place on the timeline cannot be "
+            "trusted; read with skip_broken=True to read around it"
+        )
 
 
 def _read_group(

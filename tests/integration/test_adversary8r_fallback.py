@@ -7,6 +7,9 @@ legacy upload). When the new object fails, the strict read used the ``.bin`` "in
 place" and returned 1 s, the other 2 s silently a gap (only a warning and ``skipped``
 said it, calling the ``.bin`` its replacement). A stand-in replaces only what it covers:
 the strict read must raise naming the object; ``skip_broken`` still reads around it.
+
+Also here: a new object renamed to start after its own chunk (the stream's watermark
+trusts the name; the chunk was trimmed away silently).
 """
 
 from __future__ import annotations
@@ -89,3 +92,32 @@ def test_later_objects_inside_a_failed_one_still_stand_in_with_the_first(
     merged = storage.download_merged_audio(uid, cid, sample_rate=RATE, context=ctx)
     assert merged.pcm == b"".join(sources)
     assert [(s.path, len(s.used_instead)) for s in merged.skipped] == [(path, 1)]
+
+
+def test_an_object_renamed_to_start_after_its_chunk_is_refused_not_silently_trimmed(
+    ctx: storage.StorageContext,
+) -> None:
+    """Its chunk (seq 1 of the session) starts at 1 s, its name at 5 s: by the time the
+    stream reads it, the timeline is at 4 s, and its chunk was trimmed away as an overlap,
+    not even reported missing (its sequence number was read)."""
+    uid, cid = f"adv8r-f-{uuid.uuid4().hex[:8]}", "conv"
+    encoder = codec.ChunkEncoder(RATE)
+
+    def chunk(seq: int, at_s: int) -> bytes:
+        info = container.ChunkInfo("sess", seq, T0_US + at_s * 1_000_000, RATE, RATE)
+        return container.build_chunk(info, encoder.encode(bytes(2 * RATE)), encoder.pre_skip)
+
+    def put(start_s: int, end_s: int, data: bytes) -> str:
+        start, end = T0_US + start_s * 1_000_000, T0_US + end_s * 1_000_000
+        stem = f"{naming.format_time(start)}-{naming.format_time(end)}"
+        path = f"{naming.conversation_prefix(uid, cid)}{stem}_{naming.content_digest(data)}.opus"
+        ctx.bucket.bucket.blob(path).upload_from_string(data)
+        return path
+
+    put(0, 4, chunk(0, 0) + chunk(2, 3))
+    renamed = put(5, 6, chunk(1, 1))
+    with pytest.raises(FormatError, match=f"{renamed}: holds audio from"):
+        storage.download_merged_audio(uid, cid, context=ctx)
+    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=ctx)
+    assert merged.sample_count == 4 * RATE and [s.path for s in merged.skipped] == [renamed]
+    assert [(m.first_seq, m.last_seq) for m in merged.missing] == [(1, 1)]
