@@ -506,8 +506,10 @@ def _span(
         end = start + raw_samples * 1_000_000 // (raw_rate or container.LEGACY_RATE) + 1
         return ObjectSpan(name.path, start, end, end)
     bound = start + stored.size * _MAX_US_PER_BYTE
-    if name.is_new and name.end_us is not None:
+    if name.is_new and name.end_us is not None and name.end_us >= start:
         return ObjectSpan(name.path, start, name.end_us, min(name.end_us + 1000, bound))
+    # A legacy Opus object, or a new one whose name ends before it starts (that end says
+    # nothing: "certainly not beyond" it would be in the past, refusing the gap after it).
     return ObjectSpan(name.path, start, start + _LEGACY_OPUS_GUESS_US, bound)
 
 
