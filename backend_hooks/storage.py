@@ -21,10 +21,11 @@ import fcntl
 import functools
 import io
 import logging
+import math
 import os
 import struct
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -260,7 +261,18 @@ def _selected(
 ) -> list[naming.ObjectName]:
     if timestamps is None:
         return names
-    wanted = {round(t * 1000) for t in timestamps}
+    if isinstance(timestamps, (str, bytes)) or not isinstance(timestamps, Iterable):
+        raise InvalidInputError(
+            f"timestamps must be a list of listing timestamps (seconds), got {timestamps!r}"
+        )
+    wanted = set()
+    for t in timestamps:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf:
+            raise InvalidInputError(
+                f"timestamps holds {t!r}: each must be a listing timestamp, seconds as a "
+                "finite number >= 0 (list_audio_chunks' 'timestamp')"
+            )
+        wanted.add(round(t * 1000))
     return [n for n in names if n.start_us // 1000 in wanted]
 
 
