@@ -156,7 +156,11 @@ def _metadata_rate(name: naming.ObjectName, metadata: dict[str, str]) -> int | N
 
 
 def _checked_rate(sample_rate: int | None) -> int | None:
-    if sample_rate is not None and sample_rate not in SUPPORTED_RATES:
+    if sample_rate is not None and (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, int)
+        or sample_rate not in SUPPORTED_RATES
+    ):
         raise InvalidInputError(
             f"sample_rate {sample_rate!r} is not one of {list(SUPPORTED_RATES)} Hz"
         )

@@ -1,4 +1,5 @@
-"""Adversary (issue 8, read side): ``timestamps=`` as a backend hands it over, wrong.
+"""Adversary (issue 8, read side): ``timestamps=`` (and ``sample_rate=``) as a backend
+hands it over, wrong.
 
 Every merge function and ``delete_audio_chunks`` select objects by listing timestamps
 (float seconds). A string (``"1700000000.123"`` straight from JSON), a NaN, an infinity, a
@@ -34,3 +35,11 @@ def test_duplicates_ints_and_nothing_select_as_expected() -> None:
     assert storage._selected(NAMES, [1700000000.123, 1700000000.123]) == NAMES[:1]
     assert storage._selected(NAMES, []) == []
     assert storage._selected(NAMES, [1700000005.123, 1700000000]) == NAMES[1:]
+
+
+@pytest.mark.parametrize("rate", [16000.0, True, "16000", 44100])
+def test_a_sample_rate_that_is_not_an_int_of_the_opus_rates_is_refused(rate: object) -> None:
+    """``16000.0`` passed ``in SUPPORTED_RATES`` and went on as a float rate: into the WAV
+    header's ``struct.pack('<I')`` (``struct.error``) and ``MergedAudio.sample_rate``."""
+    with pytest.raises(InvalidInputError, match="sample_rate"):
+        storage._checked_rate(rate)  # type: ignore[arg-type]
