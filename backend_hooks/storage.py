@@ -889,7 +889,7 @@ def write_merged_wav(
     ) as stream:
         seekable = _patchable(fileobj)
         begin = fileobj.tell() if seekable else 0  # type: ignore[attr-defined]
-        fileobj.write(wav.header(stream.sample_rate, 0 if seekable else None))
+        _write_all(fileobj, wav.header(stream.sample_rate, 0 if seekable else None))
         written = 0
         for block in stream:
             written += len(block)
@@ -899,16 +899,32 @@ def write_merged_wav(
                     f"can hold ({wav.MAX_DATA_BYTES} bytes of PCM); read it with "
                     "iter_merged_audio, or a part of it with timestamps="
                 )
-            fileobj.write(block)
+            _write_all(fileobj, block)
         if seekable:
             end = fileobj.tell()  # type: ignore[attr-defined]
             riff, data = wav.size_fields(written)
             fileobj.seek(begin + wav.RIFF_SIZE_OFFSET)  # type: ignore[attr-defined]
-            fileobj.write(struct.pack("<I", riff))
+            _write_all(fileobj, struct.pack("<I", riff))
             fileobj.seek(begin + wav.DATA_SIZE_OFFSET)  # type: ignore[attr-defined]
-            fileobj.write(struct.pack("<I", data))
+            _write_all(fileobj, struct.pack("<I", data))
             fileobj.seek(end)  # type: ignore[attr-defined]
     return stream
+
+
+def _write_all(fileobj: _BinaryWriter, data: bytes) -> None:
+    """All of ``data``: a raw (unbuffered) file, socket or pipe may take part of a write
+    and return how much (``RawIOBase.write``); the rest is written again. A writer that
+    returns something else (``None``, its own object) is taken to have taken it all."""
+    while data:
+        taken = fileobj.write(data)
+        if isinstance(taken, bool) or not isinstance(taken, int) or taken >= len(data):
+            return
+        if taken <= 0:
+            raise InvalidInputError(
+                f"fileobj.write took {taken} of {len(data)} bytes: a closed or non-blocking "
+                "sink; write the WAV to a blocking binary file"
+            )
+        data = data[taken:]  # a copy of the rest: only after a partial write
 
 
 def _patchable(fileobj: object) -> bool:

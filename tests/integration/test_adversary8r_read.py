@@ -9,6 +9,8 @@ or an unlucky operator hands the streaming reader.
   ten seconds of zeros, and ``start_us`` ten seconds early);
 - a WAV written to a file opened for appending (seekable, but every write lands at the
   end: the size patch was appended to the audio and the header said 0 bytes);
+- a WAV written to a sink that takes part of each write (a raw socket: the rest was
+  dropped);
 - a stream dropped mid-way without ``close`` (its read threads must go with it).
 """
 
@@ -166,3 +168,26 @@ def test_a_stream_dropped_midway_without_close_leaves_no_read_thread(
     while set(_read_threads()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not set(_read_threads()) - before
+
+
+def test_a_wav_to_a_sink_that_takes_part_of_each_write_is_complete(
+    ctx: storage.StorageContext,
+) -> None:
+    """A raw (unbuffered) socket or pipe file takes part of a write and says how much
+    (``RawIOBase.write``); the rest was dropped: a WAV missing most of its audio."""
+    uid, cid = conversation()
+    audio = pcm(1, 4)
+    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [audio])
+
+    class Trickle:  # takes at most 1000 bytes a call, like a socket's send
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def write(self, data: bytes) -> int:
+            taken = bytes(data[:1000])
+            self.data += taken
+            return len(taken)
+
+    sink = Trickle()
+    storage.write_merged_wav(uid, cid, sink, sample_rate=RATE, context=ctx)
+    assert len(sink.data) == 44 + len(audio) and bytes(sink.data[44:]) == audio
