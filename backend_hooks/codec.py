@@ -168,14 +168,18 @@ class _FastDecoder:
             raise FormatError(f"Opus decoder at {sample_rate} Hz: {self.error(status.value)}")
         try:
             max_frame = sample_rate * _MAX_FRAME_MS // 1000
-            capacity = pre_skip + wanted + max_frame
+            # Sized from what the packets can hold (at most 120 ms each), never from the
+            # count alone: that comes from the object, and a corrupt header would size it.
+            capacity = min(pre_skip + wanted, len(packets) * max_frame) + max_frame
             out = ctypes.create_string_buffer(2 * capacity)
             address = ctypes.addressof(out)
             blob = b"".join(packets)
             base = ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p).value or 0
             decode, position, offset = self._decode, 0, 0
-            for packet in packets:
+            for index, packet in enumerate(packets):
                 length = len(packet)
+                if not length:
+                    raise FormatError(_empty_packet(index))
                 if capacity - position < max_frame:  # packets beyond the end: rare
                     capacity *= 2
                     grown = ctypes.create_string_buffer(2 * capacity)
@@ -195,6 +199,22 @@ class _FastDecoder:
         return ctypes.string_at(address + 2 * pre_skip, 2 * wanted)
 
 
+def _check_counts(pre_skip: int, sample_count: int) -> None:
+    """Both come from the object (its header or tags): a negative one is corrupt, a
+    ``FormatError`` like any other, not a ``SystemError`` from a buffer of negative size."""
+    if pre_skip < 0 or sample_count < 0:
+        raise FormatError(
+            f"a negative pre-skip ({pre_skip}) or sample count ({sample_count}): corrupt"
+        )
+
+
+def _empty_packet(index: int) -> str:
+    """Why an empty packet is refused: not an Opus packet (RFC 6716 §3.1: at least its TOC
+    byte), but ``opus_decode`` would take it as a lost packet and invent concealment audio
+    as long as the room it is given (so the two decode paths would differ)."""
+    return f"Opus packet {index} is empty (corrupt: an Opus packet has at least its TOC byte)"
+
+
 def _load_fast(lib: Any) -> _FastDecoder | None:
     """The direct path on ``lib``, or None when it lacks a symbol (opuslib decodes)."""
     try:
@@ -212,6 +232,7 @@ def decode_packets(
     """PCM16LE of exactly ``sample_count`` samples after dropping ``pre_skip`` samples
     (libopus called directly when it can be, else through opuslib: the same samples)."""
     validate_rate(sample_rate)
+    _check_counts(pre_skip, sample_count)
     if _FAST is not None:
         return _FAST.decode(packets, sample_rate, pre_skip, sample_count)
     return decode_packets_opuslib(
@@ -224,8 +245,12 @@ def decode_packets_opuslib(
 ) -> bytes:
     """``decode_packets`` through opuslib, one Python call per packet (the fallback)."""
     validate_rate(sample_rate)
+    _check_counts(pre_skip, sample_count)
     decoder = opuslib.Decoder(sample_rate, 1)
     max_frame = sample_rate * _MAX_FRAME_MS // 1000
+    for index, packet in enumerate(packets):
+        if not packet:
+            raise FormatError(_empty_packet(index))
     try:
         pcm = b"".join(bytes(decoder.decode(p, max_frame)) for p in packets)
     except opuslib.OpusError as exc:

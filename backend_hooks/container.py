@@ -302,6 +302,11 @@ def _parse_stream(stream: ogg.LogicalStream) -> ParsedChunk:
         )
     except (KeyError, ValueError) as exc:
         raise FormatError(f"audiosync chunk tags incomplete or malformed: {exc}") from exc
+    if info.sample_count < 0:
+        raise FormatError(
+            f"chunk {info.session_id}/{info.seq}: a negative sample count "
+            f"({info.sample_count}) in its tags"
+        )
     if stream.last_granule - pre_skip_48k != info.sample_count * scale:
         raise FormatError(
             f"chunk {info.session_id}/{info.seq}: granule position says "

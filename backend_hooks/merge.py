@@ -3,7 +3,11 @@
 Segments are ordered by start time (for sealed v1 records, the authenticated one); a
 chunk stored twice (same session and sequence number) is kept once; a positive gap is
 filled with ``round(gap * rate)`` zero samples when ``fill_gaps`` is on; an overlap is
-trimmed from the later segment. The output always holds whole samples.
+trimmed from the later segment, but a segment starting within half a sample of where
+the audio before it ends follows it without a gap or a trim (continuous audio, its start
+rounded against another origin); a segment of no samples is skipped (it has a start but
+no audio, so it neither starts the timeline nor stretches it with zeros). The output
+always holds whole samples.
 
 ``TimelineMerger`` applies these rules incrementally, so a reader never holds a whole
 conversation: segments are added object by object (objects in name order), and once the
@@ -189,6 +193,7 @@ class TimelineMerger:
         self._skipped = 0  # samples of gaps left unfilled: the timeline is ahead by this
         self._cursor_source = ""  # the object whose audio ends where the timeline is
         self._cursor_us = 0
+        self._placed = False  # some audio emitted: _cursor_us is where it ends
 
     def add(self, segments: Iterable[Segment], source: str = "") -> None:
         """Take ``segments`` (of the object ``source``, named in errors); a chunk whose
@@ -229,13 +234,22 @@ class TimelineMerger:
 
     def _place(self, segment: Segment, source: str) -> Iterator[bytes]:
         rate = segment.sample_rate
+        pcm = segment.pcm
+        if len(pcm) % 2:
+            pcm = pcm[:-1]
+        if not pcm:
+            # No audio, only a start: it must not start the timeline (``start_us`` is the
+            # first sample's time) nor stretch it with zeros up to a start of nothing.
+            return
         if self.start_us is None:
             self.start_us = segment.start_us
         position = round((segment.start_us - self.start_us) * rate / 1_000_000)
         cursor = self.samples_out + self._skipped
-        pcm = segment.pcm
-        if len(pcm) % 2:
-            pcm = pcm[:-1]
+        if self._placed and 2 * abs(segment.start_us - self._cursor_us) * rate < 1_000_000:
+            # It starts within half a sample of where the audio before it ends: continuous
+            # audio (a session's next chunk, stamped to the microsecond). Rounding against
+            # an origin off its sample grid would trim a real sample or insert a zero.
+            position = cursor
         if position > cursor:
             gap = position - cursor
             if self.fill_gaps:
@@ -250,6 +264,7 @@ class TimelineMerger:
             self.samples_out += len(pcm) // 2
             self._cursor_source = source
             self._cursor_us = _end_us(segment)
+            self._placed = True
             yield pcm
 
     def _check_gap(self, gap: int, rate: int, segment: Segment, source: str) -> None:
@@ -341,17 +356,20 @@ def check_gap_bound(spans: Sequence[ObjectSpan], max_gap_seconds: float) -> None
 def estimated_pcm_bytes(spans: Sequence[ObjectSpan], sample_rate: int, fill_gaps: bool) -> int:
     """About how many bytes of PCM a merge of ``spans`` yields (so the in-memory reader
     sizes its buffer once): from the first start to the last end when gaps are filled,
-    the union of the spans otherwise; plus 10 ms, as names are truncated to the ms."""
+    the union of the spans otherwise; plus 10 ms, as names are truncated to the ms. Each
+    span ends by its ``max_end_us`` at the latest: a name's end is only a name, and one
+    stray end (days out) must not size the buffer, the size of the object bounds it."""
     if not spans:
         return 0
     ordered = sorted(spans, key=lambda s: s.start_us)
+    ends = [min(s.end_us, s.max_end_us) for s in ordered]
     if fill_gaps:
-        covered = max(s.end_us for s in ordered) - ordered[0].start_us
+        covered = max(ends) - ordered[0].start_us
     else:
         covered, reach = 0, ordered[0].start_us
-        for span in ordered:
+        for span, end in zip(ordered, ends, strict=True):
             start = max(span.start_us, reach)
-            if span.end_us > start:
-                covered += span.end_us - start
-                reach = span.end_us
+            if end > start:
+                covered += end - start
+                reach = end
     return 2 * (round(max(covered, 0) * sample_rate / 1_000_000) + sample_rate // 100)

@@ -17,11 +17,15 @@ record or object) are reported in ``MergedAudio.missing`` and logged as a warnin
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import io
 import logging
+import math
+import os
 import struct
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -152,7 +156,11 @@ def _metadata_rate(name: naming.ObjectName, metadata: dict[str, str]) -> int | N
 
 
 def _checked_rate(sample_rate: int | None) -> int | None:
-    if sample_rate is not None and sample_rate not in SUPPORTED_RATES:
+    if sample_rate is not None and (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, int)
+        or sample_rate not in SUPPORTED_RATES
+    ):
         raise InvalidInputError(
             f"sample_rate {sample_rate!r} is not one of {list(SUPPORTED_RATES)} Hz"
         )
@@ -257,7 +265,18 @@ def _selected(
 ) -> list[naming.ObjectName]:
     if timestamps is None:
         return names
-    wanted = {round(t * 1000) for t in timestamps}
+    if isinstance(timestamps, (str, bytes)) or not isinstance(timestamps, Iterable):
+        raise InvalidInputError(
+            f"timestamps must be a list of listing timestamps (seconds), got {timestamps!r}"
+        )
+    wanted = set()
+    for t in timestamps:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < math.inf:
+            raise InvalidInputError(
+                f"timestamps holds {t!r}: each must be a listing timestamp, seconds as a "
+                "finite number >= 0 (list_audio_chunks' 'timestamp')"
+            )
+        wanted.add(round(t * 1000))
     return [n for n in names if n.start_us // 1000 in wanted]
 
 
@@ -415,6 +434,7 @@ def _read(
         segments = sealed_segments(name, records)
     else:
         segments = container.decode_payload(data, name_start_us=name.start_us)
+    _check_named_start(name, segments)
     return _Read(name, segments, edge_suspects(name, segments), broken)
 
 
@@ -499,6 +519,23 @@ def _salvaged_v1(
     if not segments:
         raise FormatError(broken[0] if broken else f"{name.path}: nothing readable")
     return segments
+
+
+def _check_named_start(name: naming.ObjectName, segments: list[container.Segment]) -> None:
+    """A new object's name starts at its earliest chunk (truncated to the ms): the stream
+    relies on it (everything before the next object's name start is emitted before that
+    object is read), so a chunk starting earlier, in an object renamed or copied under
+    another name, would be trimmed away silently. ``FormatError`` naming both instead."""
+    if not name.is_new or not segments:
+        return
+    first = min(s.start_us for s in segments)
+    if first // 1000 * 1000 < name.start_us:
+        raise FormatError(
+            f"{name.path}: holds audio from {first} us, before its name's start "
+            f"{name.start_us} us (a new object is named from its earliest chunk): it was "
+            "renamed or copied under another name, so its place on the timeline cannot be "
+            "trusted; read with skip_broken=True to read around it"
+        )
 
 
 def _read_group(
@@ -590,8 +627,10 @@ def _span(
         end = start + raw_samples * 1_000_000 // (raw_rate or container.LEGACY_RATE) + 1
         return ObjectSpan(name.path, start, end, end)
     bound = start + stored.size * _MAX_US_PER_BYTE
-    if name.is_new and name.end_us is not None:
+    if name.is_new and name.end_us is not None and name.end_us >= start:
         return ObjectSpan(name.path, start, name.end_us, min(name.end_us + 1000, bound))
+    # A legacy Opus object, or a new one whose name ends before it starts (that end says
+    # nothing: "certainly not beyond" it would be in the past, refusing the gap after it).
     return ObjectSpan(name.path, start, start + _LEGACY_OPUS_GUESS_US, bound)
 
 
@@ -696,7 +735,7 @@ class MergedAudioStream:
                 if not inflight:
                     break
                 _, future = inflight.popleft()
-                self._take(future.result())
+                self._take(future.result(), inflight[0][0][0].start_us if inflight else None)
                 if inflight:
                     yield from merger.advance(inflight[0][0][0].start_us)
             yield from merger.finish()
@@ -712,11 +751,15 @@ class MergedAudioStream:
                 hole.describe(),
             )
 
-    def _take(self, result: _GroupRead) -> None:
+    def _take(self, result: _GroupRead, next_start: int | None) -> None:
         """Feed what one start's objects hold to the merger: fall back to the candidates
-        that read when others failed, skip (``skip_broken``) or raise when all failed."""
+        that read when others failed, skip (``skip_broken``) or raise when all failed or
+        the candidates cannot stand in for all of a failed one (``_raise_uncovered``;
+        ``next_start``: the next object's start, None when there is none)."""
         if result.failures:
             used = tuple(r.name.path for r in result.reads)
+            if used and not self._skip_broken:
+                _raise_uncovered(result, next_start)
             if not used and not self._skip_broken:
                 _, first = result.failures[0]
                 if len(result.failures) == 1:
@@ -744,6 +787,41 @@ class MergedAudioStream:
             segments = _at_output_rate(read.segments, self._merger.sample_rate)
             self._merger.add(segments, read.name.path)
             self._suspects.extend(read.suspects)
+
+
+def _raise_uncovered(result: _GroupRead, next_start: int | None) -> None:
+    """A failed object whose name says its audio goes on past what the objects of its
+    start that read hold (a new object of several chunks beside a legacy copy of its first
+    one; a batch beside a copy of its first chunk), with no other object starting before
+    its end (``next_start``) that could hold the rest, is not replaced by them: the strict
+    read raises its error rather than leave the rest a silent gap. When later objects
+    start inside it (a backfilled object beside all its sources), they are taken to hold
+    the rest: what they do not hold cannot be told from a failed object."""
+    reach = max(
+        (
+            s.start_us + s.sample_count * 1_000_000 // s.sample_rate
+            for read in result.reads
+            for s in read.segments
+        ),
+        default=None,
+    )
+    for name, exc in result.failures:
+        if name.end_us is None:
+            continue  # one legacy chunk: its stand-ins (X.bin, X.enc) are that chunk
+        if next_start is not None and next_start < name.end_us:
+            continue  # later objects start inside it: they may hold the rest
+        # A new name's end is truncated to the ms; a batch's is its last chunk's start.
+        covered = reach is not None and (
+            reach + 1000 > name.end_us if name.is_new else reach > name.end_us
+        )
+        if not covered:
+            held = "nothing" if reach is None else f"audio only to {reach} us"
+            raise type(exc)(
+                f"{exc}; the object(s) of the same start that read "
+                f"({', '.join(r.name.path for r in result.reads)}) hold its {held}, its name "
+                f"says it goes on to {name.end_us} us: read with skip_broken=True to read "
+                "around it"
+            ) from exc
 
 
 def _groups(names: list[naming.ObjectName]) -> list[list[naming.ObjectName]]:
@@ -781,7 +859,9 @@ def iter_merged_audio(
     Objects with the same start (to the millisecond) are candidates for the same audio
     (``X.bin`` and ``X.enc``, a legacy object and a new one): when one fails to download,
     open, parse or decode and another reads, the others are used and the failed one is
-    logged and listed in ``skipped`` with what replaced it. When all fail, the first
+    logged and listed in ``skipped`` with what replaced it, as far as the others reach (a
+    failed object whose name ends past their audio, no other object starting before that
+    end, raises unless ``skip_broken``: they do not replace it). When all fail, the first
     one's typed error (naming the object and the record) is raised; with
     ``skip_broken=True`` they are listed in ``skipped`` and their audio is a gap like any
     other. ``ConfigError`` (sealed objects and no secret) is never skipped.
@@ -912,8 +992,9 @@ def write_merged_wav(
 ) -> MergedAudioStream:
     """Write the conversation's audio to ``fileobj`` as a WAV (PCM16LE mono at the rate
     of ``iter_merged_audio``, whose rules and errors these are), streaming: memory is a
-    few objects. A seekable file gets its sizes patched at the end; a non-seekable one
-    gets the "length unknown" sizes ``0xFFFFFFFF`` (``backend_hooks/wav.py``), which
+    few objects. A seekable file gets its sizes patched at the end; a non-seekable one,
+    or one open for appending (a seek there does not move the writes), gets the "length
+    unknown" sizes ``0xFFFFFFFF`` (``backend_hooks/wav.py``), which
     ffmpeg, sox and Python's ``wave`` read to the end. Audio longer than a WAV can state
     (4 GiB of PCM: 37 h at 16 kHz) raises ``UnsupportedFormatError`` when it gets there.
     Returns the exhausted stream: ``sample_rate``, ``start_us``, ``sample_count``,
@@ -927,9 +1008,9 @@ def write_merged_wav(
         skip_broken=skip_broken,
         context=context,
     ) as stream:
-        seekable = bool(getattr(fileobj, "seekable", lambda: False)())
+        seekable = _patchable(fileobj)
         begin = fileobj.tell() if seekable else 0  # type: ignore[attr-defined]
-        fileobj.write(wav.header(stream.sample_rate, 0 if seekable else None))
+        _write_all(fileobj, wav.header(stream.sample_rate, 0 if seekable else None))
         written = 0
         for block in stream:
             written += len(block)
@@ -939,16 +1020,48 @@ def write_merged_wav(
                     f"can hold ({wav.MAX_DATA_BYTES} bytes of PCM); read it with "
                     "iter_merged_audio, or a part of it with timestamps="
                 )
-            fileobj.write(block)
+            _write_all(fileobj, block)
         if seekable:
             end = fileobj.tell()  # type: ignore[attr-defined]
             riff, data = wav.size_fields(written)
             fileobj.seek(begin + wav.RIFF_SIZE_OFFSET)  # type: ignore[attr-defined]
-            fileobj.write(struct.pack("<I", riff))
+            _write_all(fileobj, struct.pack("<I", riff))
             fileobj.seek(begin + wav.DATA_SIZE_OFFSET)  # type: ignore[attr-defined]
-            fileobj.write(struct.pack("<I", data))
+            _write_all(fileobj, struct.pack("<I", data))
             fileobj.seek(end)  # type: ignore[attr-defined]
     return stream
+
+
+def _write_all(fileobj: _BinaryWriter, data: bytes) -> None:
+    """All of ``data``: a raw (unbuffered) file, socket or pipe may take part of a write
+    and return how much (``RawIOBase.write``); the rest is written again. A writer that
+    returns something else (``None``, its own object) is taken to have taken it all."""
+    while data:
+        taken = fileobj.write(data)
+        if isinstance(taken, bool) or not isinstance(taken, int) or taken >= len(data):
+            return
+        if taken <= 0:
+            raise InvalidInputError(
+                f"fileobj.write took {taken} of {len(data)} bytes: a closed or non-blocking "
+                "sink; write the WAV to a blocking binary file"
+            )
+        data = data[taken:]  # a copy of the rest: only after a partial write
+
+
+def _patchable(fileobj: object) -> bool:
+    """Whether the WAV's sizes can be patched in place at the end: the file is seekable
+    and not open for appending (``"a"`` in its mode, or ``O_APPEND`` on its descriptor),
+    where a seek is allowed but every write lands at the end: the patch would be appended
+    to the audio as two stray samples, the header left saying 0 bytes."""
+    if not bool(getattr(fileobj, "seekable", lambda: False)()):
+        return False
+    if "a" in str(getattr(fileobj, "mode", "")):
+        return False
+    try:
+        descriptor = fileobj.fileno()  # type: ignore[attr-defined]
+        return not fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_APPEND
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return True  # no descriptor (BytesIO): a seek means what it says
 
 
 def delete_audio_chunks(

@@ -185,9 +185,11 @@ def test_merge_properties(
     assert len(merged.pcm) % 2 == 0
     if fill_gaps:
         # Every sample is where its segment puts it, unless a segment starting earlier
-        # already covers that instant; no sample of the timeline is missing.
-        timeline_end = max(round(start * RATE / 1000) + n for start, n in layout)
-        origin = min(round(start * RATE / 1000) for start, _ in layout)
+        # already covers that instant; no sample of the timeline is missing. A segment
+        # of no samples is no audio: it neither starts nor ends the timeline.
+        heard = [(start, n) for start, n in layout if n]
+        timeline_end = max((round(start * RATE / 1000) + n for start, n in heard), default=0)
+        origin = min((round(start * RATE / 1000) for start, _ in heard), default=0)
         assert merged.sample_count == timeline_end - origin
     else:
         # Without gap filling the output is the union of the segments' intervals.
