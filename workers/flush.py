@@ -10,7 +10,10 @@
 4. Record the plan (the objects in order: name, chunk ids, the other ids each deletes)
    before the first upload. It is never overwritten; it shrinks only as objects commit.
 5. For each object: renew the lease, upload create-only within a deadline shorter than
-   the lease, then commit it (delete its entries, pop it off the plan).
+   the lease, then commit it (delete its entries, pop it off the plan). Before and after
+   the upload the conversation's deleted mark is looked at (``delete_conversation_audio``
+   sets it before deleting): a deleted conversation's object is deleted, never left, and
+   its entries are committed without it.
 6. Finish: drop what no object holds, clear the failure count, set the next due time.
 
 What if the process is killed (or stalls past its lease) here?
