@@ -57,6 +57,11 @@ class StorageError(AudioSyncError):
     """Cloud storage refused or failed an operation."""
 
 
+class ObjectGoneError(StorageError):
+    """An object the listing named is not there any more (deleted since: a backfill's
+    ``--delete``, a conversation delete)."""
+
+
 class ObjectConflictError(StorageError):
     """A create-only upload found a different object already stored under the same name."""
 

@@ -25,7 +25,13 @@ from google.auth.credentials import AnonymousCredentials, Signing
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from backend_hooks.errors import ConfigError, InvalidInputError, ObjectConflictError, StorageError
+from backend_hooks.errors import (
+    ConfigError,
+    InvalidInputError,
+    ObjectConflictError,
+    ObjectGoneError,
+    StorageError,
+)
 from backend_hooks.settings import Settings
 
 UploadOutcome = Literal["created", "already_stored"]
@@ -211,6 +217,10 @@ class GcsBucket:
     def download(self, name: str) -> bytes:
         try:
             return bytes(self.bucket.blob(name).download_as_bytes())
+        except gexc.NotFound as exc:
+            raise ObjectGoneError(
+                f"gs://{self.bucket.name}/{name} is not there (deleted since it was listed?)"
+            ) from exc
         except gexc.GoogleAPIError as exc:
             raise StorageError(f"download of gs://{self.bucket.name}/{name} failed: {exc}") from exc
 

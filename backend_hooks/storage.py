@@ -47,6 +47,7 @@ from backend_hooks.errors import (
     ConfigError,
     FormatError,
     InvalidInputError,
+    ObjectGoneError,
     SampleRateUnknownError,
     StorageError,
     UnsupportedFormatError,
@@ -672,6 +673,9 @@ class MergedAudioStream:
         #: chunks each session lacks (complete after iteration)
         self.missing: tuple[MissingChunks, ...] = ()
         self._skipped: list[SkippedObject] = []
+        #: objects gone since the listing and skipped with nothing in their place
+        #: (``skip_broken``): ``download_merged_audio`` reads again from a new listing
+        self.gone: list[ObjectGoneError] = []
         self._blocks = self._run()
         self._first: bytes | None = next(self._blocks, None)
 
@@ -770,6 +774,8 @@ class MergedAudioStream:
                 ) from first
             for name, exc in result.failures:
                 self._skipped.append(SkippedObject(name.path, str(exc), used))
+                if isinstance(exc, ObjectGoneError) and not used:
+                    self.gone.append(exc)
                 if used:
                     log.warning("%s; read %s in its place", exc, ", ".join(used))
                 else:
@@ -929,7 +935,38 @@ def download_merged_audio(
     the chunks of the objects left out between them are listed too. ``skipped`` lists the
     objects not used (replaced by another of their start, or skipped with
     ``skip_broken``), each with its path and why.
+
+    An object the listing named that is gone when it is downloaded (``ObjectGoneError``:
+    a backfill ``--delete`` or a delete finished meanwhile, its audio now elsewhere or
+    deleted) makes the merge start again from a new listing, up to ``READ_ATTEMPTS``
+    times in all; then the error is raised.
     """
+    for attempt in range(1, READ_ATTEMPTS + 1):
+        try:
+            return _merged_once(
+                uid, conversation_id, timestamps, fill_gaps, sample_rate, skip_broken, context
+            )
+        except ObjectGoneError as exc:
+            if attempt == READ_ATTEMPTS:
+                raise
+            log.info("%s; reading the conversation again from a new listing", exc)
+    raise AssertionError("unreachable")
+
+
+#: Merges of one ``download_merged_audio`` call at most: objects deleted between its
+#: listing and its downloads make it list again (a conversation being compacted).
+READ_ATTEMPTS = 3
+
+
+def _merged_once(
+    uid: str,
+    conversation_id: str,
+    timestamps: list[float] | None,
+    fill_gaps: bool,
+    sample_rate: int | None,
+    skip_broken: bool,
+    context: StorageContext | None,
+) -> MergedAudio:
     with iter_merged_audio(
         uid,
         conversation_id,
@@ -943,6 +980,8 @@ def download_merged_audio(
             for block in stream:
                 out.write(block)
             pcm = out.finish()
+        if stream.gone:  # skip_broken read around them: their audio may be elsewhere now
+            raise stream.gone[0]
         return MergedAudio(
             pcm=pcm,
             sample_rate=stream.sample_rate,

@@ -5,13 +5,10 @@ minimal fix).
 - (Decided, now passing: one record of another user spliced into a good sealed object
   costs only that record with ``skip_broken``; the record is named in ``skipped``, its
   chunk in ``missing``.)
-- A backfill ``--delete`` finishing between the reader's listing and its downloads: the
-  sources listed are gone (404) though every chunk of theirs is in the backfilled object
-  the reader also listed; the one of the backfilled object's start falls back to it, the
-  later ones fail the strict read. Treating an object gone since the listing as not
-  listed would lose audio when the object holding it was written after the listing; a
-  failed object whose audio is covered by objects already read is a wider candidate
-  rule than "same start". Either is a design choice.
+- (Decided, now passing: a backfill ``--delete`` finishing between the reader's listing
+  and its downloads. An object gone since the listing is ``ObjectGoneError``, and
+  ``download_merged_audio`` reads the conversation again from a new listing, up to
+  ``storage.READ_ATTEMPTS`` times.)
 - A ``.batch.enc`` whose chunks were not back to back (the name says where its last chunk
   starts; the reader places every chunk back to back from ``first``), followed by the
   legacy copy of its last chunk at ``last``: the tail of that chunk is heard twice. Placing
@@ -31,6 +28,7 @@ import pytest
 
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import codec, container, envelope, gcs, naming, storage
+from backend_hooks.errors import ObjectGoneError
 from backend_hooks.settings import Settings
 from tests.legacy_objects import write_legacy
 
@@ -112,11 +110,6 @@ class DeletingBucket(gcs.GcsBucket):
         return super().download(name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an object deleted since the listing fails the strict read even when the "
-    "backfilled object listed beside it holds its audio (design, module docstring)",
-)
 def test_sources_deleted_by_a_backfill_after_the_listing_do_not_fail_the_read(
     ctx: storage.StorageContext,
 ) -> None:
@@ -139,4 +132,37 @@ def test_sources_deleted_by_a_backfill_after_the_listing_do_not_fail_the_read(
     ]
     racing = replace(ctx, bucket=DeletingBucket(ctx.bucket, paths))
     merged = storage.download_merged_audio(uid, cid, sample_rate=RATE, context=racing)
-    assert merged.sample_count == 3 * RATE
+    assert merged.sample_count == 3 * RATE  # read again from a new listing: no source left
+    assert merged.skipped == () and [
+        o.name for o in ctx.bucket.list(naming.conversation_prefix(uid, cid))
+    ] == [path]
+
+
+class VanishingBucket(gcs.GcsBucket):
+    """Lists ``ghost`` but never has it (an object deleted again and again)."""
+
+    def __init__(self, inner: gcs.GcsBucket, ghost: str) -> None:
+        self.client, self.bucket = inner.client, inner.bucket
+        self.ghost = ghost
+        self.downloads = 0
+
+    def download(self, name: str) -> bytes:
+        if name == self.ghost:
+            self.downloads += 1
+            raise ObjectGoneError(f"{name} is not there (deleted since it was listed?)")
+        return super().download(name)
+
+
+def test_a_read_racing_deletes_lists_again_a_bounded_number_of_times(
+    ctx: storage.StorageContext,
+) -> None:
+    uid, cid = conversation()
+    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [pcm(1, 20)])
+    ghost = write_legacy(ctx.bucket, uid, cid, ".bin", [T0 + 1], [pcm(1, 21)])
+    for skip in (False, True):
+        bucket = VanishingBucket(ctx.bucket, ghost)
+        with pytest.raises(ObjectGoneError, match="not there"):
+            storage.download_merged_audio(
+                uid, cid, sample_rate=RATE, skip_broken=skip, context=replace(ctx, bucket=bucket)
+            )
+        assert bucket.downloads == storage.READ_ATTEMPTS
