@@ -4,7 +4,8 @@ sample rate that their bytes do not carry (docs/FORMATS.md §6, LEGACY_FORMATS.m
 Bytes: PCM16LE mono at the session's rate. ``.bin`` is one chunk, ``.batch.bin`` several
 chunks back to back; ``.enc`` and ``.batch.enc`` are envelope v0 records whose plaintexts,
 concatenated, are that PCM (in a ``.batch.enc`` each record is one chunk). Every chunk of
-an object is placed back to back from the start in the object's name. No odd length comes
+an object is placed back to back from the start in the object's name (but the last record
+of a ``first-last.batch.enc`` after a pause: ``placed_runs``). No odd length comes
 out: a ``.batch.enc`` record of odd length loses its own trailing byte (so the chunks after
 it stay aligned); any other object loses the odd byte at its end.
 
@@ -107,6 +108,29 @@ def raw_pcm(name: naming.ObjectName, plaintexts: Sequence[bytes]) -> bytes:
 
 def raw_segment(name: naming.ObjectName, pcm: bytes, sample_rate: int) -> Segment:
     return Segment(start_us=name.start_us, sample_rate=sample_rate, pcm=pcm, key=None)
+
+
+def placed_runs(
+    name: naming.ObjectName, plaintexts: Sequence[bytes], sample_rate: int
+) -> list[tuple[int, bytes]]:
+    """Pure: where a raw object's PCM goes, as (start in us, PCM) runs.
+
+    Everything is placed back to back from the name's start, except the last record of a
+    ``first-last.batch.enc``: the name says where that chunk starts, so it starts at
+    ``last`` when that is later than the end of the records before it (a pause before
+    the last chunk: silence in between, and a legacy copy of that chunk at ``last``
+    overlaps it exactly). When ``last`` is earlier (timestamps jitter by milliseconds)
+    it follows them back to back: no audio is ever trimmed for a name's jitter."""
+    if name.extension != ".batch.enc" or name.end_us is None or len(plaintexts) < 2:
+        pcm = raw_pcm(name, plaintexts)
+        return [(name.start_us, pcm)] if pcm else []
+    before = raw_pcm(name, plaintexts[:-1])
+    last = raw_pcm(name, plaintexts[-1:])
+    follows = name.start_us + (len(before) // 2) * 1_000_000 // sample_rate
+    runs = [(name.start_us, before)] if before else []
+    if last:
+        runs.append((max(follows, name.end_us), last))
+    return runs
 
 
 @dataclass(frozen=True)

@@ -421,9 +421,12 @@ def _read(
             plaintexts = [r.plaintext for r in records]
         del data
         assert raw_rate is not None  # the stream infers it before reading raw objects
-        pcm = legacy_pcm.raw_pcm(name, plaintexts)
+        runs = legacy_pcm.placed_runs(name, plaintexts, raw_rate)
         del plaintexts
-        segments = [legacy_pcm.raw_segment(name, pcm, raw_rate)] if pcm else []
+        segments = [
+            container.Segment(start_us=at, sample_rate=raw_rate, pcm=pcm, key=None)
+            for at, pcm in runs
+        ]
         return _Read(name, segments, [], broken)
     if name.sealed and salvage and not name.is_new:
         salvage = False  # a legacy .opus.enc: its container spans its records

@@ -196,7 +196,8 @@ def raw_chunks(
     name: naming.ObjectName, plaintexts: Sequence[bytes], rate: int, piece_seconds: float
 ) -> list[SourceChunk]:
     """The chunks of a raw legacy object, placed as the reader places them: back to back
-    from the name's start, odd bytes dropped by the reader's rule (legacy_pcm.raw_pcm).
+    from the name's start (a batch's last record after a pause at its name's last start,
+    legacy_pcm.placed_runs), odd bytes dropped by the reader's rule (legacy_pcm.raw_pcm).
     Each ``.batch.enc`` record is one chunk; others are one chunk. Chunks longer than
     ``piece_seconds`` are cut into pieces of exactly ``piece_seconds``."""
     piece_samples = max(1, round(piece_seconds * rate))
@@ -204,11 +205,17 @@ def raw_chunks(
         runs = [p[: len(p) - len(p) % 2] for p in plaintexts]
     else:
         runs = [legacy_pcm.raw_pcm(name, plaintexts)]
+    placed = legacy_pcm.placed_runs(name, plaintexts, rate)
+    # The last record of a first-last.batch.enc after a pause starts at last (the reader's
+    # rule, legacy_pcm.placed_runs); every other chunk follows the one before it.
+    last_start = placed[-1][0] if name.extension == ".batch.enc" and len(placed) > 1 else None
     out: list[SourceChunk] = []
     offset = 0  # samples from the name's start
-    for run in runs:
+    for index, run in enumerate(runs):
         if run:
             start = name.start_us + offset * 1_000_000 // rate
+            if last_start is not None and index == len(runs) - 1:
+                start = last_start
             if len(run) // 2 > piece_samples:
                 out += _pieces(start, run, rate, piece_samples)
             else:

@@ -75,11 +75,6 @@ def test_one_foreign_record_spliced_into_an_object_costs_only_that_record(
     assert [(m.first_seq, m.last_seq) for m in merged.missing] == [(1, 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a .batch.enc's chunks are placed back to back from its first start, so its "
-    "last chunk's copy at the name's last start repeats that chunk's tail (FORMATS §6)",
-)
 def test_a_batch_with_a_gap_and_the_copy_of_its_last_chunk_hear_it_once(
     ctx: storage.StorageContext,
 ) -> None:

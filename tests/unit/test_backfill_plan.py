@@ -40,11 +40,14 @@ def test_only_legacy_objects_old_enough_are_sources() -> None:
 
 
 def test_a_batch_enc_record_is_a_chunk_placed_back_to_back_odd_bytes_dropped() -> None:
-    n = name("1700000000.000-1700000005.000.batch.enc")
     records = [b"\1" * (2 * 8000 + 1), b"\2" * (2 * 4000)]  # 1 s (+1 odd byte), 0.5 s at 8k
-    chunks = plan.raw_chunks(n, records, 8000, 5)
-    assert [(c.start_us - T0, c.samples) for c in chunks] == [(0, 8000), (1_000_000, 4000)]
-    assert chunks[0].pcm == b"\1" * 16000 and chunks[1].pcm == b"\2" * 8000
+    for last, at in (("0.990", 1_000_000), ("1.000", 1_000_000), ("5.000", 5_000_000)):
+        # the last record follows the one before, or starts at the name's last start when
+        # that is later (a pause), as the reader places it (legacy_pcm.placed_runs)
+        n = name(f"1700000000.000-170000000{last}.batch.enc")
+        chunks = plan.raw_chunks(n, records, 8000, 5)
+        assert [(c.start_us - T0, c.samples) for c in chunks] == [(0, 8000), (at, 4000)]
+        assert chunks[0].pcm == b"\1" * 16000 and chunks[1].pcm == b"\2" * 8000
 
 
 def test_an_enc_split_across_records_is_one_chunk_and_a_long_one_is_cut_in_pieces() -> None:

@@ -165,3 +165,43 @@ def test_kinds() -> None:
         ".enc": "legacy-pcm",
         ".bin": "legacy-pcm",
     }
+
+
+@pytest.mark.parametrize(
+    ("filename_", "records", "want"),
+    [
+        pytest.param(  # back to back: the last record at 1 s, where the first ends
+            "1700000000.000-1700000001.000.batch.enc",
+            [16000, 8000],
+            [(0, 16000), (1.0, 8000)],
+            id="continuous",
+        ),
+        pytest.param(  # the name's last start 20 ms early (jitter): back to back, no trim
+            "1700000000.000-1700000000.980.batch.enc",
+            [16000, 8000],
+            [(0, 16000), (1.0, 8000)],
+            id="jitter-early",
+        ),
+        pytest.param(  # a 1 s pause before the last chunk: it starts where the name says
+            "1700000000.000-1700000002.000.batch.enc",
+            [16000, 8000],
+            [(0, 16000), (2.0, 8000)],
+            id="pause",
+        ),
+        pytest.param(  # three records: the first two back to back, the last at its start
+            "1700000000.000-1700000003.000.batch.enc",
+            [8000, 8000, 8000],
+            [(0, 16000), (3.0, 8000)],
+            id="three",
+        ),
+        pytest.param("1700000000.000.batch.enc", [16000, 8000], [(0, 24000)], id="no-last"),
+        pytest.param("1700000000.000.enc", [16001, 7999], [(0, 24000)], id="enc-one-chunk"),
+    ],
+)
+def test_placed_runs_put_a_batch_last_record_at_its_named_start_after_a_pause(
+    filename_: str, records: list[int], want: list[tuple[float, int]]
+) -> None:
+    n = naming.parse_object_name(f"chunks/u/c/{filename_}")
+    runs = legacy_pcm.placed_runs(n, [b"\1" * r for r in records], 8000)
+    got = [((at - n.start_us) / 1e6, len(pcm)) for at, pcm in runs]
+    assert got == want
