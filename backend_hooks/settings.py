@@ -148,6 +148,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_SHUTDOWN_SECONDS",
             "AUDIOSYNC_FLUSH_CONCURRENCY",
             "AUDIOSYNC_SHARD_TASK_SECONDS",
+            "AUDIOSYNC_DELETED_MARK_SECONDS",  # older chunks are quarantined, not uploaded
         }
     ),
 }

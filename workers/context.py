@@ -48,6 +48,7 @@ class WorkerContext:
                 limits=Limits(timestamp_window_seconds=settings.timestamp_window_seconds),
                 max_attempts=settings.flush_max_attempts,
                 backoff_cap_seconds=settings.flush_backoff_max_seconds,
+                max_entry_age_seconds=settings.deleted_mark_seconds,
             ),
             clock=clock or store.time,
             redis_clock=clock is None,

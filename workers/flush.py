@@ -5,7 +5,8 @@
 2. If a recorded plan exists, a flush before this one died or lost its lease while
    carrying it out: carry out that plan, object by object, byte for byte (step 5).
 3. Otherwise read up to ``READ_LIMIT`` entries; validate each (workers/validate.py) and
-   move the bad ones, and chunks repeating a seq with other content, to quarantine with
+   move the bad ones, chunks repeating a seq with other content, and chunks first
+   appended longer ago than a deleted conversation's mark lives, to quarantine with
    their reason in one atomic step; plan the rest (workers/planner.py, pure).
 4. Record the plan (the objects in order: name, chunk ids, the other ids each deletes)
    before the first upload. It is never overwritten; it shrinks only as objects commit.
@@ -74,6 +75,9 @@ class FlushConfig:
     max_attempts: int
     backoff_cap_seconds: float
     read_limit: int = READ_LIMIT
+    #: AUDIOSYNC_DELETED_MARK_SECONDS: a chunk first appended longer ago than a deleted
+    #: conversation's mark lives is quarantined, not uploaded (None: no such bound)
+    max_entry_age_seconds: float | None = None
 
 
 class HandBack(Exception):
@@ -212,7 +216,7 @@ class _Flush:
                 pinned = None
                 raw = self.store.read_raw(self.session_id, self.config.read_limit)
         complete = pinned is not None or len(raw) < self.config.read_limit
-        good = self._checked(raw, legacy=pinned is not None)
+        good = self._checked(raw, legacy=pinned is not None, now=now)
         plan = plan_flush(good, now, self.policy, complete=complete, pinned_last_id=pinned)
         if pinned is not None and not plan.objects:  # nothing of the old cut is left to redo
             self.store.drop_legacy_intent(self.session_id, self.token)
@@ -248,10 +252,20 @@ class _Flush:
         self.released = True
 
     def _checked(
-        self, raw: list[tuple[bytes, dict[bytes, bytes]]], *, legacy: bool = False
+        self,
+        raw: list[tuple[bytes, dict[bytes, bytes]]],
+        *,
+        legacy: bool = False,
+        now: float | None = None,
     ) -> list[Entry]:
         """The valid entries; the others are quarantined with their reasons. ``legacy``: a
-        first release's cut, which kept repeats (its objects may be stored already)."""
+        first release's cut, which kept repeats (its objects may be stored already).
+
+        A chunk first appended longer ago than ``max_entry_age_seconds`` (the deleted
+        mark's lifetime) is quarantined too: its conversation may have been deleted and
+        the mark gone since, so it is not uploaded (a replay brings it back to the same
+        verdict until AUDIOSYNC_DELETED_MARK_SECONDS is raised for it). Only a fresh plan
+        checks this; a recorded plan is carried out as recorded."""
         limits = self.config.limits
         checked = [
             parse_only(eid, fields)
@@ -272,6 +286,7 @@ class _Flush:
             if isinstance(e, ChunkEntry) and e.seq in stored
         ]
         bad = [e for e in checked if isinstance(e, BadEntry)] + again
+        bad += self._too_old(good, now)
         if not legacy:
             again_ids = {b.entry_id for b in again}
             bad += conflicting_repeats([e for e in good if e.entry_id not in again_ids])
@@ -289,6 +304,24 @@ class _Flush:
             quarantined = {b.entry_id for b in bad}
             good = [e for e in good if e.entry_id not in quarantined]
         return good
+
+    def _too_old(self, good: list[Entry], now: float | None) -> list[BadEntry]:
+        limit = self.config.max_entry_age_seconds
+        if limit is None or now is None:
+            return []
+        oldest_ms = (now - limit) * 1000
+        return [
+            BadEntry(
+                e.entry_id,
+                f"first appended {(now * 1000 - e.first_appended_ms) / 86_400_000:.1f} days "
+                f"ago, longer than a deleted conversation's mark lives "
+                f"(AUDIOSYNC_DELETED_MARK_SECONDS={limit:g}): its conversation may have been "
+                "deleted since; replay it with that setting raised on the fleet once you "
+                "know it was not",
+            )
+            for e in good
+            if isinstance(e, ChunkEntry) and e.first_appended_ms < oldest_ms
+        ]
 
     def _carry_out(self, plan: FlushPlan) -> None:
         if not plan.objects:

@@ -1,13 +1,16 @@
-"""Adversary 8: audio held longer than the deleted mark lives (design gap, xfail).
+"""Adversary 8: audio held longer than the deleted mark lives.
 
 ``delete_conversation_audio``'s mark expires after ``AUDIOSYNC_DELETED_MARK_SECONDS``
 (30 days). Audio of the conversation that Redis still holds after that is uploaded into
 the deleted conversation: a quarantined chunk (quarantines have no lifetime; an operator
 replays them when the cause is fixed, maybe months later) or a parked session. Here the
 mark's expiry is simulated by deleting its key; the audio waits in the session stream as
-it would wait in the quarantine before a replay. Closing it needs a mark that outlives
-what Redis holds (no TTL, or one refreshed by what still holds the conversation's audio),
-or the delete purging the conversation's held entries: a design question for the lead.
+it would wait in the quarantine before a replay.
+
+Decided: the fleet does not upload a chunk first appended longer ago than the mark lives
+(the flush quarantines it with that reason; a replay meets the same verdict until
+AUDIOSYNC_DELETED_MARK_SECONDS is raised on the fleet), so no forgotten delete can be
+undone by old audio. The clock is moved on past the mark's life, as 30 days would.
 """
 
 from __future__ import annotations
@@ -26,11 +29,6 @@ pytestmark = pytest.mark.integration
 T0 = float(int(time.time()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the deleted mark expires (30 days) while a quarantine may hold the "
-    "conversation's audio longer; design question: a lasting tombstone or a purge",
-)
 def test_audio_held_past_the_marks_life_is_not_uploaded_into_the_deleted_conversation(
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
@@ -41,7 +39,25 @@ def test_audio_held_past_the_marks_life_is_not_uploaded_into_the_deleted_convers
     clock.sync(ctx.store.client)
     mark_conversation_deleted(ctx.store.client, "adv8-exp", "gone-conv", ttl_seconds=3600)
     ctx.store.client.delete(deleted_conversation_key("adv8-exp", "gone-conv"))  # 30 days on
-    flush(ctx, session.session_id)
+    clock.now += ctx.settings.deleted_mark_seconds + 60
+    result = flush(ctx, session.session_id)
     client.close()
     prefix = naming.conversation_prefix("adv8-exp", "gone-conv")
     assert [o.name for o in ctx.bucket.list(prefix)] == []
+    assert result.quarantined == 1 and result.objects_created == 0  # kept, not uploaded
+    [held] = ctx.store.read_quarantine(session.session_id, 10)
+    assert "AUDIOSYNC_DELETED_MARK_SECONDS" in held.reason
+
+
+def test_audio_younger_than_the_marks_life_is_uploaded(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session("adv8-young", "kept-conv", 16000, "standard")
+    session.push(speech_like(2, 16000, seed=2), T0)
+    session.close()
+    clock.sync(ctx.store.client)
+    clock.now += ctx.settings.deleted_mark_seconds - 3600  # a Redis outage of 29 days
+    result = flush(ctx, session.session_id)
+    client.close()
+    assert result.objects_created == 1 and result.quarantined == 0
