@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from backend_hooks import naming
 from backend_hooks.audio_format import SUPPORTED_RATES
-from backend_hooks.container import Segment
 from backend_hooks.errors import FormatError, SampleRateUnknownError
 
 RAW_EXTENSIONS = frozenset({".bin", ".enc", ".batch.bin", ".batch.enc"})
@@ -104,10 +103,6 @@ def raw_pcm(name: naming.ObjectName, plaintexts: Sequence[bytes]) -> bytes:
         return b"".join(p[: len(p) - len(p) % 2] for p in plaintexts)
     joined = b"".join(plaintexts)
     return joined[: len(joined) - len(joined) % 2]
-
-
-def raw_segment(name: naming.ObjectName, pcm: bytes, sample_rate: int) -> Segment:
-    return Segment(start_us=name.start_us, sample_rate=sample_rate, pcm=pcm, key=None)
 
 
 def placed_runs(
