@@ -286,11 +286,11 @@ class _Flush:
             if isinstance(e, ChunkEntry) and e.seq in stored
         ]
         bad = [e for e in checked if isinstance(e, BadEntry)] + again
-        if not legacy:  # a first release's cut is redone as it was cut
-            bad += self._too_old(good, now)
-        if not legacy:
+        if not legacy:  # (a first release's cut is redone as it was cut)
             again_ids = {b.entry_id for b in again}
-            bad += conflicting_repeats([e for e in good if e.entry_id not in again_ids])
+            old = self._too_old([e for e in good if e.entry_id not in again_ids], now)
+            taken = again_ids | {b.entry_id for b in old}
+            bad += old + conflicting_repeats([e for e in good if e.entry_id not in taken])
         if bad:
             for entry in bad:
                 log.warning(
