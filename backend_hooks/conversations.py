@@ -244,7 +244,7 @@ def copy_audio_chunks_for_merge(
     if target in sources:
         log.info("copy for merge: target %s is among the sources; skipped", target)
         sources.remove(target)
-    if _marked_deleted(ctx, uid, target, "nothing was copied"):
+    if ctx.conversation_deleted(uid, target, then="nothing was copied"):
         raise InvalidInputError(
             f"copy for merge into conversation {target} of user {uid}: it was deleted "
             "(delete_conversation_audio); nothing was copied into it"
@@ -337,18 +337,6 @@ def same_destination(
     return clashes, repeats
 
 
-def _marked_deleted(ctx: StorageContext, uid: str, conversation_id: str, then: str) -> bool:
-    """Whether ``delete_conversation_audio`` marked the conversation deleted; Redis
-    silent: ``StorageError`` saying ``then`` (what was done about it)."""
-    try:
-        return redis_store.conversation_deleted(ctx.redis_client(), uid, conversation_id)
-    except redis_store.REDIS_ERRORS as exc:
-        raise StorageError(
-            f"Redis cannot say whether conversation {conversation_id} of user {uid} was "
-            f"deleted ({exc}); {then}: retry once Redis answers"
-        ) from exc
-
-
 def _undo_if_deleted(
     ctx: StorageContext, uid: str, target: str, destinations: Sequence[str]
 ) -> None:
@@ -357,7 +345,7 @@ def _undo_if_deleted(
     either this sees the mark or the delete's listing sees the copies: nothing copied is
     left in a deleted conversation. Redis silent: deleted too, ``StorageError``."""
     try:
-        deleted = _marked_deleted(ctx, uid, target, "the copies were deleted again")
+        deleted = ctx.conversation_deleted(uid, target, then="the copies were deleted again")
     except StorageError:
         _delete_all(ctx, destinations)
         raise
@@ -610,7 +598,9 @@ def _unless_deleted(ctx: StorageContext, uid: str, conversation_id: str, path: s
     deleted conversation's audio never stays behind as a cached WAV. Redis silent: the
     WAV is deleted too (``StorageError``: retry), as the fleet uploads nothing then."""
     try:
-        deleted = _marked_deleted(ctx, uid, conversation_id, f"{path}, just made, was removed")
+        deleted = ctx.conversation_deleted(
+            uid, conversation_id, then=f"{path}, just made, was removed"
+        )
     except StorageError:
         ctx.bucket.delete(path)
         raise

@@ -83,6 +83,19 @@ class StorageContext:
             )
         return self.redis
 
+    def conversation_deleted(self, uid: str, conversation_id: str, *, then: str) -> bool:
+        """Whether ``delete_conversation_audio`` marked the conversation deleted (the mark
+        the flush fleet honours too); when Redis cannot say, ``StorageError`` saying
+        ``then`` (what the caller did, or did not do, about it)."""
+        try:
+            return redis_store.conversation_deleted(self.redis_client(), uid, conversation_id)
+        except redis_store.REDIS_ERRORS as exc:
+            raise StorageError(
+                f"Redis at {self.settings.redis_url} cannot say whether conversation "
+                f"{conversation_id} of user {uid} was deleted ({exc}); {then}: retry once "
+                "Redis answers"
+            ) from exc
+
     @classmethod
     def from_settings(cls, settings: Settings) -> StorageContext:
         return cls(
@@ -282,18 +295,6 @@ def _selected(
 # One object's reading lives in object_reader.py; these stay importable from here.
 sealed_segments = object_reader.sealed_segments
 edge_suspects = object_reader.edge_suspects
-
-
-def _read(
-    ctx: StorageContext,
-    uid: str,
-    name: naming.ObjectName,
-    raw_rate: int | None,
-    *,
-    salvage: bool = False,
-) -> object_reader.ObjectRead:
-    """``object_reader.read_object`` with this context's bucket and keys."""
-    return object_reader.read_object(ctx.bucket, ctx.keys, uid, name, raw_rate, salvage=salvage)
 
 
 def _output_rate(rates: set[int], sample_rate: int | None) -> int | None:

@@ -6,7 +6,7 @@ encodes, uploads, verifies and deletes. Per conversation, in this order:
 1. List the conversation's prefix once. Objects an earlier run wrote (found by their
    ``audiosync-backfill-sources`` metadata) are **resumed**: the sources they claim that
    are still there are read, the object is downloaded and decoded with the reader's own
-   code (``storage._read``) and checked to hold every chunk of them; only then, with
+   code (``object_reader.read_object``) and checked to hold every chunk of them; only then, with
    ``delete``, are those sources deleted. Copies of one group written by two runs at once
    (same session id) are checked equal and, with ``delete``, the extra copy goes.
 2. The other sources (old enough, docs in backfill_plan) are read in time order and
@@ -40,9 +40,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import redis
-
-from backend_hooks import container, envelope, gcs, legacy_pcm, naming, redis_store, storage
+from backend_hooks import container, envelope, gcs, legacy_pcm, naming, object_reader, storage
 from backend_hooks.errors import (
     AudioSyncError,
     ConfigError,
@@ -245,17 +243,12 @@ class Backfill:
         return self._storage
 
     def conversation_deleted(self, uid: str, cid: str) -> bool:
-        """Whether ``delete_conversation_audio`` marked the conversation deleted (the mark
-        the flush fleet honours too): nothing may be uploaded into it. ``StorageError``
-        when Redis cannot say: then nothing is uploaded either."""
-        try:
-            client = self.storage_context().redis_client()
-            return redis_store.conversation_deleted(client, uid, cid)
-        except redis.RedisError as exc:
-            raise StorageError(
-                f"Redis at {self.settings.redis_url} cannot say whether conversation {cid} "
-                f"of user {uid} was deleted ({exc}); nothing is uploaded until it answers"
-            ) from exc
+        """Whether ``delete_conversation_audio`` marked the conversation deleted: nothing
+        may be uploaded into it. ``StorageError`` when Redis cannot say: then nothing is
+        uploaded either."""
+        return self.storage_context().conversation_deleted(
+            uid, cid, then="nothing is uploaded until it answers"
+        )
 
 
 def conversations_of(
@@ -358,7 +351,8 @@ def build_object(bf: Backfill, uid: str, group: plan.Group) -> bytes:
 
 def _decode(bf: Backfill, uid: str, path: str) -> list[container.Segment]:
     """A new object as the reader decodes it (its records opened and checked)."""
-    return storage._read(bf.storage_context(), uid, naming.parse_object_name(path), None).segments
+    name = naming.parse_object_name(path)
+    return object_reader.read_object(bf.bucket, bf.keys, uid, name, None).segments
 
 
 class _Conversation:
