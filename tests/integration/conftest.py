@@ -1,5 +1,5 @@
 """Fixtures of the integration tests: a worker context on the session's servers, a settable
-clock, and a valkey of a test's own."""
+clock, a valkey of a test's own, and credentials that sign URLs offline."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 import redis
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.oauth2 import service_account
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks.redis_store import redis_time
@@ -33,3 +36,23 @@ def own_redis(tmp_path: Path) -> Iterator[StandaloneValkey]:
     """A valkey of the test's own, to stop, stall (SIGSTOP) and restart."""
     with StandaloneValkey(tmp_path / "valkey") as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def signer() -> service_account.Credentials:
+    """Service-account credentials from a locally made RSA key: they sign URLs offline."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "client_email": "reader@audiosync-test.iam.gserviceaccount.com",
+        "private_key": pem,
+        "token_uri": "https://oauth2.googleapis.com/token",
+        "project_id": "audiosync-test",
+    }
+    credentials: service_account.Credentials = (
+        service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
+    )
+    return credentials

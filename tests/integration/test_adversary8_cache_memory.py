@@ -19,11 +19,11 @@ import pytest
 from google.oauth2 import service_account
 
 from backend_hooks import storage
-from tests.integration.adversary8_reader import T0, sctx, signer
+from tests.integration.adversary8_reader import T0, sctx
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration
-__all__ = ["sctx", "signer"]  # the fixtures
+__all__ = ["sctx"]  # the fixtures
 SECONDS, RATE, PER_OBJECT = 1200, 8000, 5
 
 

@@ -21,11 +21,11 @@ import pytest
 from google.oauth2 import service_account
 
 from backend_hooks import conversations, storage
-from tests.integration.adversary8_reader import T0, sctx, signer
+from tests.integration.adversary8_reader import T0, sctx
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration
-__all__ = ["sctx", "signer"]  # the fixtures
+__all__ = ["sctx"]  # the fixtures
 
 
 def _fetch_frames(url: str) -> int:

@@ -16,10 +16,10 @@ from google.oauth2 import service_account
 
 from backend_hooks import redis_store, storage
 from backend_hooks.errors import InvalidInputError, StorageError
-from tests.integration.adversary8_reader import T0, _conversation, sctx, signer
+from tests.integration.adversary8_reader import T0, _conversation, sctx
 
 pytestmark = pytest.mark.integration
-__all__ = ["sctx", "signer"]  # the fixtures
+__all__ = ["sctx"]  # the fixtures
 
 
 def test_a_delete_racing_the_cache_write_leaves_no_merged_wav(

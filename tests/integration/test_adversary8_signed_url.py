@@ -14,10 +14,10 @@ from google.oauth2 import service_account
 
 from backend_hooks import storage
 from backend_hooks.errors import ConfigError, InvalidInputError
-from tests.integration.adversary8_reader import T0, _conversation, sctx, signer
+from tests.integration.adversary8_reader import T0, _conversation, sctx
 
 pytestmark = pytest.mark.integration
-__all__ = ["sctx", "signer"]  # the fixtures, shared
+__all__ = ["sctx"]  # the fixtures, shared
 
 
 @pytest.mark.parametrize("expiration", [timedelta(days=8), timedelta(0), 3600, "1h", None])

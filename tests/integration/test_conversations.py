@@ -25,8 +25,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
 from audiosync_dev.localstack import StackInfo
@@ -63,26 +61,6 @@ def sctx(stack: StackInfo) -> storage.StorageContext:
     """A reader's context on the session's emulator, with the secret."""
     settings = replace(Settings.from_env(stack.env(), role="reader"), encryption_secret=SECRET)
     return storage.StorageContext.from_settings(settings)
-
-
-@pytest.fixture(scope="module")
-def signer() -> service_account.Credentials:
-    """Service-account credentials from a locally made RSA key: they sign URLs offline."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "client_email": "reader@audiosync-test.iam.gserviceaccount.com",
-        "private_key": pem,
-        "token_uri": "https://oauth2.googleapis.com/token",
-        "project_id": "audiosync-test",
-    }
-    credentials: service_account.Credentials = (
-        service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
-    )
-    return credentials
 
 
 def _record(
