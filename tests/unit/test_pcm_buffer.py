@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import random
 import sys
+import tracemalloc
 
 import pytest
 
@@ -52,11 +53,18 @@ def test_python_holds_the_only_reference_and_frees_it() -> None:
 
 
 def test_closing_unfinished_frees_it_and_is_idempotent() -> None:
-    for _ in range(200):  # a leak of 1 MB each would show in RSS, a double free crash
-        buffer = PcmBuffer(1 << 20)
-        buffer.write(b"\1" * 1000)
-        buffer.close()
-        buffer.close()
+    tracemalloc.start()  # traces PyBytes allocations (PyObject_Malloc), ours included
+    try:
+        for _ in range(100):  # a double free would crash; a leak is 1 MiB each
+            buffer = PcmBuffer(1 << 20)
+            buffer.write(b"\1" * 1000)
+            buffer.close()
+            buffer.close()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak >= 1 << 20  # the buffers were traced: the check below can see a leak
+    assert current < 4 << 20, f"{current} bytes still held after 100 closed 1 MiB buffers"
 
 
 def test_an_empty_buffer_gives_empty_bytes() -> None:
