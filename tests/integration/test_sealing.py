@@ -5,13 +5,16 @@ would (issue 7, finding 6), and key rotation is done as an operator would.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from dataclasses import replace
 from typing import cast
 
 import pytest
 
+from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, envelope, naming, storage
 from backend_hooks.errors import DecryptionError
@@ -128,6 +131,39 @@ def test_rotation_old_objects_open_new_ones_are_sealed_with_the_new_secret(
     without_previous = storage.StorageContext.from_settings(_settings(ctx, NEW))
     with pytest.raises(DecryptionError, match="ENCRYPTION_SECRET_PREVIOUS"):
         storage.download_merged_audio("rot-user", "rot-conv", context=without_previous)
+
+
+def test_the_documented_rotation_through_the_environment_with_a_secret_read_from_a_file(
+    stack: StackInfo, ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """docs/FORMATS.md §3.2's steps as an operator runs them, with secrets as a file
+    gives them (a comma, the file's trailing newline), which ENCRYPTION_SECRET accepts:
+    seal with A; rotate to ENCRYPTION_SECRET=B, ENCRYPTION_SECRET_PREVIOUS_JSON=[A]
+    (pusher and reader): the objects of both read; drop A: B's still read, A's name the
+    key id they need."""
+    a = "first secret, as a file holds it 0123456789\n"
+    b = "second secret, as a file holds it 9876543210\n"
+    uid = f"rot-env-{uuid.uuid4().hex[:8]}"
+
+    def from_env(role: str, **env: str) -> Settings:
+        return Settings.from_env({**stack.env(), **env}, role=role)
+
+    _record(ctx, clock, from_env("pusher", ENCRYPTION_SECRET=a), uid, "before", 2, T0)
+    rotated = {"ENCRYPTION_SECRET": b, "ENCRYPTION_SECRET_PREVIOUS_JSON": json.dumps([a])}
+    _record(ctx, clock, from_env("pusher", **rotated), uid, "after", 2, T0 + 10)
+
+    reader = storage.StorageContext.from_settings(from_env("reader", **rotated))
+    for cid, secret in (("before", a), ("after", b)):
+        data = ctx.bucket.download(_only_object(reader, uid, cid).path)
+        assert {r.key_id for r in envelope.split_records(data)} == {
+            envelope.key_id(secret.encode())
+        }
+        assert storage.download_merged_audio(uid, cid, context=reader).sample_count == 2 * RATE
+
+    dropped = storage.StorageContext.from_settings(from_env("reader", ENCRYPTION_SECRET=b))
+    assert storage.download_merged_audio(uid, "after", context=dropped).sample_count == 2 * RATE
+    with pytest.raises(DecryptionError, match=envelope.key_id(a.encode()).hex()):
+        storage.download_merged_audio(uid, "before", context=dropped)
 
 
 def test_the_worker_quarantines_a_sealed_entry_whose_header_disagrees(
