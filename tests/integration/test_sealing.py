@@ -16,8 +16,9 @@ import pytest
 
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, envelope, naming, storage
-from backend_hooks.errors import DecryptionError
+from backend_hooks import AudioSyncClient, container, envelope, naming, storage
+from backend_hooks.codec import ChunkEncoder
+from backend_hooks.errors import DecryptionError, SplicedRecordError
 from backend_hooks.merge import MissingChunks
 from backend_hooks.settings import Settings
 from tests.integration.flushing import FakeClock, flush, keys
@@ -111,6 +112,38 @@ def test_an_object_copied_under_another_user_does_not_open(
     ctx.bucket.create_only(copied, ctx.bucket.download(name.path), content_type="x", metadata={})
     with pytest.raises(DecryptionError, match=rf"{copied}: sealed record 0 .*'thief'"):
         storage.download_merged_audio("thief", "conv", context=sctx)
+
+
+def test_a_v0_record_spliced_into_a_new_object_is_refused_or_skipped(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """A legacy v0 record of the same user put in front of a fleet object's records opens
+    with the user's key, but v0 authenticates neither its place nor its session, and the
+    pusher never writes one into a new object: the strict read refuses the object naming
+    the record; skip_broken leaves the record out, reports it, and reads the rest as
+    stored."""
+    settings = _settings(ctx, NEW)
+    uid, cid = f"splice-{uuid.uuid4().hex[:8]}", "conv"
+    _record(ctx, clock, settings, uid, cid, 6, T0)
+    sctx = storage.StorageContext.from_settings(settings)
+    name = _only_object(sctx, uid, cid)
+    stored = storage.download_merged_audio(uid, cid, context=sctx)
+    data = ctx.bucket.download(name.path)
+    chunk = envelope.split_records(data)[2].info  # the forgery claims chunk 2's place
+    assert chunk is not None
+    encoder = ChunkEncoder(RATE)
+    other = container.build_chunk(
+        chunk, encoder.encode(speech_like(1, RATE, seed=999)), encoder.pre_skip
+    )
+    assert envelope.UserKeys(NEW).key_id in data  # the same secret, the same user's key
+    _rewrite(ctx, name.path, envelope.seal_v0(envelope.UserKeys(NEW).cipher(uid), other) + data)
+
+    with pytest.raises(SplicedRecordError, match=rf"{name.path}: sealed record 0 is envelope v0"):
+        storage.download_merged_audio(uid, cid, context=sctx)
+    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=sctx)
+    assert merged.pcm == stored.pcm and merged.missing == ()
+    [skipped] = merged.skipped
+    assert skipped.path == name.path and "sealed record 0 is envelope v0" in skipped.reason
 
 
 def test_rotation_old_objects_open_new_ones_are_sealed_with_the_new_secret(
