@@ -17,11 +17,21 @@ it. A gap shorter than the tolerance is absorbed: the audio after it is stamped 
 
 **Implausible timestamps are kept, not refused.** A timestamp more than ``window_us``
 (``AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS``) from the pusher's clock ``now_us``, or
-negative, is counted in ``implausible_timestamps`` and replaced by the pusher's clock:
-a run starts at ``now_us``; inside a run the audio continues it unless ``now_us`` is more
-than the tolerance past where the audio ends (the source paused), and it never jumps back
-(audio that arrives faster than real time is a backlog, not a rewind). The time is passed
-in: this module reads no clock.
+negative, is counted in ``implausible_timestamps`` and carries no time: where its audio
+goes depends on what the current run's anchor came from.
+
+- No run yet: the run starts at ``now_us``, the only time there is.
+- A run anchored by a pushed (plausible) timestamp: the audio continues the sample clock,
+  whatever ``now_us`` says. The device's clock may be hours from the pusher's (audio
+  recorded offline and synced later), so the pusher's clock cannot tell a pause from
+  that offset: a stray ``0.0`` must not insert hours of silence.
+- A run anchored by the pusher's clock (it started with an implausible timestamp): the
+  audio continues it unless ``now_us`` is more than the tolerance past where the audio
+  ends (the source paused: a new run at ``now_us``, a gap of real pusher time, measured
+  on the clock the run's times come from), and it never jumps back (audio that arrives
+  faster than real time is a backlog, not a rewind).
+
+The time is passed in: this module reads no clock.
 """
 
 from __future__ import annotations
@@ -79,13 +89,14 @@ class Chunker:
         self.next_seq = first_seq
         self.tolerance_us = tolerance_us
         self.window_us = window_us
-        self.implausible_timestamps = 0  # pushes whose timestamp was replaced by now_us
+        self.implausible_timestamps = 0  # pushes whose timestamp was replaced
         self.runs = 0  # runs started: 1 + the re-anchors (gaps and jumps)
         self._anchor_us = 0  # time of sample 0 of the current continuous run
         self._run_samples = 0  # samples of the run before the current chunk
         self._buffer = bytearray()  # whole samples of the current chunk
         self._carry = b""  # a lone low byte waiting for its high byte
         self._started = False
+        self._on_pushers_clock = False  # the current run's anchor is now_us, not a push's
 
     def _position_us(self, sample_index: int) -> int:
         return self._anchor_us + round(sample_index * 1_000_000 / self.sample_rate)
@@ -118,21 +129,30 @@ class Chunker:
             out += self._cut_full()
             if not data:
                 return out
-        if not self.plausible(timestamp_us, now_us):
+        plausible = self.plausible(timestamp_us, now_us)
+        if not plausible:
             self.implausible_timestamps += 1
-            # The pusher's clock, never earlier than where the run's audio ends.
-            timestamp_us = max(now_us, self.expected_us) if self._started else now_us
+            timestamp_us = self._stand_in_us(now_us)
         if self._started and abs(timestamp_us - self.expected_us) > self.tolerance_us:
             out += self.flush()
             self._started = False
         if not self._started:
             self._anchor_us, self._run_samples, self._started = timestamp_us, 0, True
+            self._on_pushers_clock = not plausible
             self.runs += 1
         whole = len(data) - len(data) % 2
         self._buffer += data[:whole]
         self._carry = data[whole:]
         out += self._cut_full()
         return out
+
+    def _stand_in_us(self, now_us: int) -> int:
+        """The time given to a push whose own timestamp is implausible (module docstring)."""
+        if not self._started:
+            return now_us
+        if self._on_pushers_clock:
+            return max(now_us, self.expected_us)  # a pause is a gap; a backlog no rewind
+        return self.expected_us
 
     def _cut_full(self) -> list[RawChunk]:
         out = []

@@ -314,8 +314,8 @@ def open_record(keys: UserKeys, uid: str, record: Record, *, name: str = "sealed
         if cipher is None:
             raise DecryptionError(
                 f"{where}: sealed under key id {record.key_id.hex()}, which is neither "
-                "ENCRYPTION_SECRET nor one of ENCRYPTION_SECRET_PREVIOUS; add the secret "
-                "that sealed it to ENCRYPTION_SECRET_PREVIOUS"
+                "ENCRYPTION_SECRET nor one of ENCRYPTION_SECRET_PREVIOUS(_JSON); add the "
+                "secret that sealed it to ENCRYPTION_SECRET_PREVIOUS_JSON"
             )
         try:
             return cipher.decrypt(record.nonce, record.sealed, associated_data(record.header, uid))
@@ -331,7 +331,8 @@ def open_record(keys: UserKeys, uid: str, record: Record, *, name: str = "sealed
             continue
     raise DecryptionError(
         f"{where}: v0 record does not open with this user's key under ENCRYPTION_SECRET or "
-        "any of ENCRYPTION_SECRET_PREVIOUS: wrong secret, another user's data, or tampered bytes"
+        "any of ENCRYPTION_SECRET_PREVIOUS(_JSON): wrong secret, another user's data, or "
+        "tampered bytes"
     )
 
 

@@ -40,6 +40,13 @@ class DecryptionError(FormatError):
     """A sealed record did not open: wrong key, wrong user, or tampered bytes."""
 
 
+class SplicedRecordError(FormatError):
+    """A sealed record that opens but cannot belong to its object: of another session than
+    the object's other records, or an envelope v0 record (which authenticates neither its
+    place nor its session) among v1 records. It was written in from elsewhere; read with
+    ``skip_broken=True`` to leave it out (docs/FORMATS.md §3.3)."""
+
+
 class EnqueueError(AudioSyncError):
     """Chunks could not be appended to Redis. They are kept and retried; nothing is dropped."""
 

@@ -8,16 +8,24 @@ its reason for the caller to fall back or skip.
 
 Sealed objects: every record is opened with the uid of the object's path (envelope v1
 authenticates it; v0 records open as before); a v1 record's plaintext chunk must say what
-its authenticated header says, every v1 record of an object must be of one session, and
-audio is placed by those authenticated times.
+its authenticated header says, every v1 record of an object must be of one session, a
+new object holds v1 records or (an older pusher's) v0 records but never both, and audio
+is placed by those authenticated times.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from backend_hooks import container, envelope, gcs, legacy_pcm, naming
-from backend_hooks.errors import AudioSyncError, ConfigError, FormatError, StorageError
+from backend_hooks.errors import (
+    AudioSyncError,
+    ConfigError,
+    FormatError,
+    SplicedRecordError,
+    StorageError,
+)
 from backend_hooks.merge import MissingChunks
 
 
@@ -28,7 +36,12 @@ def sealed_segments(
     (their plaintexts concatenated, as legacy objects were written); each v1 record is one
     chunk whose container must say exactly what its authenticated header says, and the v1
     records of one object are all of one session. ``FormatError`` names the object and
-    the record otherwise."""
+    the record otherwise; a v0 record in a new object of v1 records is a
+    ``SplicedRecordError``."""
+    if name.is_new:
+        spliced = spliced_v0_records(records)
+        if spliced:
+            raise _spliced_v0(name, spliced[0])
     out: list[container.Segment] = []
     run: list[bytes] = []
     session: tuple[str, int] | None = None  # (session id, index of its first record)
@@ -48,7 +61,7 @@ def sealed_segments(
         if session is None:
             session = (info.session_id, record.index)
         elif info.session_id != session[0]:
-            raise FormatError(
+            raise SplicedRecordError(
                 f"{where} is of session {info.session_id}, record {session[1]} of session "
                 f"{session[0]}: an object holds one session's chunks, so a record was spliced "
                 "in from another object"
@@ -74,6 +87,25 @@ def sealed_segments(
         )
     end_run()
     return out
+
+
+def spliced_v0_records(records: Sequence[envelope.Record | envelope.OpenedRecord]) -> list[int]:
+    """Pure: the indexes of the v0 records of an object that also holds v1 records. The
+    pusher seals every chunk as v1, so a new object is all v1, or all v0 when an older
+    pusher (before envelope v1) sealed its chunks; v0 authenticates neither a chunk's place
+    nor its session, so a v0 record among v1 ones was written in from elsewhere."""
+    if not any(r.version == envelope.V1 for r in records):
+        return []
+    return [r.index for r in records if r.version == envelope.V0]
+
+
+def _spliced_v0(name: naming.ObjectName, index: int) -> SplicedRecordError:
+    return SplicedRecordError(
+        f"{name.path}: sealed record {index} is envelope v0 in an object of v1 records: the "
+        "pusher seals every chunk of a new object as v1, and v0 authenticates neither a "
+        "chunk's place nor its session, so it was spliced in; read with skip_broken=True "
+        "to leave it out"
+    )
 
 
 def edge_suspects(
@@ -238,11 +270,16 @@ def _salvaged_v1(
 ) -> list[container.Segment]:
     """A new sealed object's chunks, one record at a time: a record that does not open,
     parse or decode, or is of another session than the object's first good record, is
-    left out (its chunk a gap, its seq reported missing)."""
+    left out (its chunk a gap, its seq reported missing), and so is a v0 record among v1
+    ones (spliced in: ``spliced_v0_records``)."""
     segments: list[container.Segment] = []
     session: str | None = None
-    for record in _framed(name, data, broken):
+    records = _framed(name, data, broken)
+    spliced = set(spliced_v0_records(records))
+    for record in records:
         try:
+            if record.index in spliced:
+                raise _spliced_v0(name, record.index)
             opened = envelope.OpenedRecord(
                 index=record.index,
                 version=record.version,
@@ -250,7 +287,7 @@ def _salvaged_v1(
                 plaintext=envelope.open_record(keys, uid, record, name=name.path),
             )
             if opened.info is not None and session not in (None, opened.info.session_id):
-                raise FormatError(
+                raise SplicedRecordError(
                     f"{name.path}: sealed record {record.index} is of session "
                     f"{opened.info.session_id}, the object's of {session}: spliced in"
                 )

@@ -6,10 +6,12 @@ A missing or invalid value raises ``ConfigError`` naming the variable, at start-
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from json import JSONDecodeError
 from typing import TypeVar
 
 from backend_hooks.audio_format import (
@@ -38,6 +40,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "STORAGE_EMULATOR_HOST": None,  # unset: real GCS with application default credentials
     "ENCRYPTION_SECRET": None,  # required (>= 32 bytes) for the `enhanced` level
     "ENCRYPTION_SECRET_PREVIOUS": None,  # comma-separated older secrets that still open
+    "ENCRYPTION_SECRET_PREVIOUS_JSON": None,  # a JSON list of them: holds any secret
     "AUDIOSYNC_CHUNK_SECONDS": "5",
     "AUDIOSYNC_OBJECT_SECONDS": "60",
     "AUDIOSYNC_BATCH_MAX_AGE_SECONDS": "60",
@@ -91,6 +94,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_DUE_SHARDS",
             "ENCRYPTION_SECRET",
             "ENCRYPTION_SECRET_PREVIOUS",
+            "ENCRYPTION_SECRET_PREVIOUS_JSON",
             "AUDIOSYNC_CHUNK_SECONDS",
             "AUDIOSYNC_OBJECT_SECONDS",
             "AUDIOSYNC_BATCH_MAX_AGE_SECONDS",
@@ -125,6 +129,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "STORAGE_EMULATOR_HOST",
             "ENCRYPTION_SECRET",
             "ENCRYPTION_SECRET_PREVIOUS",
+            "ENCRYPTION_SECRET_PREVIOUS_JSON",
             "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS",
             "AUDIOSYNC_MAX_GAP_FILL_SECONDS",
         }
@@ -240,13 +245,15 @@ class Settings:
         if not bucket or "/" in bucket:
             raise ConfigError(f"BUCKET_PRIVATE_CLOUD_SYNC must be a bucket name, got {bucket!r}")
         secret_text = raw("ENCRYPTION_SECRET")
-        secret = None if secret_text is None else secret_text.encode("utf-8")
+        secret = None if secret_text is None else _utf8("ENCRYPTION_SECRET", secret_text)
         if secret is not None and len(secret) < MIN_SECRET_BYTES:
             raise ConfigError(
                 f"ENCRYPTION_SECRET must be at least {MIN_SECRET_BYTES} bytes of UTF-8 "
                 f"(got {len(secret)}); set a longer secret or unset it to disable `enhanced`"
             )
-        previous = _previous_secrets(raw("ENCRYPTION_SECRET_PREVIOUS"), current=secret)
+        previous = _previous_secrets(
+            raw("ENCRYPTION_SECRET_PREVIOUS"), raw("ENCRYPTION_SECRET_PREVIOUS_JSON"), secret
+        )
         chunk = _positive("AUDIOSYNC_CHUNK_SECONDS", raw("AUDIOSYNC_CHUNK_SECONDS"))
         frames = chunk / FRAME_SECONDS
         if abs(frames - round(frames)) > 1e-9:
@@ -438,31 +445,89 @@ def _digits(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-def _previous_secrets(value: str | None, *, current: bytes | None) -> tuple[bytes, ...]:
-    """ENCRYPTION_SECRET_PREVIOUS: comma-separated secrets that open, never seal."""
-    if value is None:
+def _previous_secrets(
+    comma_separated: str | None, json_list: str | None, current: bytes | None
+) -> tuple[bytes, ...]:
+    """Older secrets that open, never seal: ENCRYPTION_SECRET_PREVIOUS's, then
+    ENCRYPTION_SECRET_PREVIOUS_JSON's. Each secret is its exact bytes, as ENCRYPTION_SECRET
+    is: nothing is stripped (a form that cannot hold a character refuses it instead)."""
+    if comma_separated is None and json_list is None:
         return ()
     if current is None:
+        name = "ENCRYPTION_SECRET_PREVIOUS" + ("" if json_list is None else "_JSON")
         raise ConfigError(
-            "ENCRYPTION_SECRET_PREVIOUS is set but ENCRYPTION_SECRET is not: set the current "
-            "secret (it seals) and keep the old ones in ENCRYPTION_SECRET_PREVIOUS"
+            f"{name} is set but ENCRYPTION_SECRET is not: set the current secret (it seals) "
+            "and keep the old ones in ENCRYPTION_SECRET_PREVIOUS(_JSON)"
         )
+    return _comma_separated_secrets(comma_separated) + _json_listed_secrets(json_list)
+
+
+def _comma_separated_secrets(value: str | None) -> tuple[bytes, ...]:
+    """ENCRYPTION_SECRET_PREVIOUS: secrets without commas or surrounding whitespace."""
     out = []
-    for position, item in enumerate(value.split(","), start=1):
-        secret = item.encode("utf-8")
+    for position, item in enumerate(() if value is None else value.split(","), start=1):
         if item != item.strip():
             raise ConfigError(
                 f"ENCRYPTION_SECRET_PREVIOUS item {position} starts or ends with whitespace; "
-                "separate the secrets with bare commas (no spaces around them)"
+                "separate the secrets with bare commas (no spaces around them), or list a "
+                "secret whose whitespace is its own (a file's trailing newline) in "
+                'ENCRYPTION_SECRET_PREVIOUS_JSON, e.g. ["...\\n"]'
             )
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ConfigError(
-                f"ENCRYPTION_SECRET_PREVIOUS item {position} is {len(secret)} bytes of UTF-8; "
-                f"each comma-separated secret must be at least {MIN_SECRET_BYTES} bytes "
-                "(no empty items)"
-            )
-        out.append(secret)
+        out.append(_previous_secret("ENCRYPTION_SECRET_PREVIOUS", position, item))
     return tuple(out)
+
+
+def _json_listed_secrets(value: str | None) -> tuple[bytes, ...]:
+    """ENCRYPTION_SECRET_PREVIOUS_JSON: a JSON list of strings, which holds any secret
+    ENCRYPTION_SECRET accepts (commas, whitespace, quotes). Errors never show a secret."""
+    if value is None:
+        return ()
+    try:
+        items = json.loads(value)
+    except JSONDecodeError as exc:  # its message gives a place, never the text
+        raise ConfigError(
+            f"ENCRYPTION_SECRET_PREVIOUS_JSON is not JSON ({exc.msg} at line {exc.lineno} "
+            f"column {exc.colno}); write a JSON list of "
+            'strings, such as ["first old secret", "second"]'
+        ) from None
+    if not isinstance(items, list):
+        raise ConfigError(
+            f"ENCRYPTION_SECRET_PREVIOUS_JSON is a JSON {_json_kind(items)}; write a JSON "
+            'list of strings, such as ["first old secret", "second"]'
+        )
+    out = []
+    for position, item in enumerate(items, start=1):
+        if not isinstance(item, str):
+            raise ConfigError(
+                f"ENCRYPTION_SECRET_PREVIOUS_JSON item {position} is not a string "
+                f"(a JSON {_json_kind(item)})"
+            )
+        out.append(_previous_secret("ENCRYPTION_SECRET_PREVIOUS_JSON", position, item))
+    return tuple(out)
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "object", str: "string", bool: "true or false", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
+def _utf8(name: str, text: str) -> bytes:
+    """A secret's bytes; text that is not UTF-8 (os.environ keeps such bytes as lone
+    surrogates) is refused naming the variable."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name} is not UTF-8 text") from None
+
+
+def _previous_secret(name: str, position: int, text: str) -> bytes:
+    secret = _utf8(f"{name} item {position}", text)
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{name} item {position} is {len(secret)} bytes of UTF-8; each secret must be at "
+            f"least {MIN_SECRET_BYTES} bytes (no empty items)"
+        )
+    return secret
 
 
 def _url(name: str, value: str | None) -> str:

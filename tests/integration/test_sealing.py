@@ -5,16 +5,20 @@ would (issue 7, finding 6), and key rotation is done as an operator would.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import uuid
 from dataclasses import replace
 from typing import cast
 
 import pytest
 
+from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, envelope, naming, storage
-from backend_hooks.errors import DecryptionError
+from backend_hooks import AudioSyncClient, container, envelope, naming, storage
+from backend_hooks.codec import ChunkEncoder
+from backend_hooks.errors import DecryptionError, SplicedRecordError
 from backend_hooks.merge import MissingChunks
 from backend_hooks.settings import Settings
 from tests.integration.flushing import FakeClock, flush, keys
@@ -110,6 +114,38 @@ def test_an_object_copied_under_another_user_does_not_open(
         storage.download_merged_audio("thief", "conv", context=sctx)
 
 
+def test_a_v0_record_spliced_into_a_new_object_is_refused_or_skipped(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """A legacy v0 record of the same user put in front of a fleet object's records opens
+    with the user's key, but v0 authenticates neither its place nor its session, and the
+    pusher never writes one into a new object: the strict read refuses the object naming
+    the record; skip_broken leaves the record out, reports it, and reads the rest as
+    stored."""
+    settings = _settings(ctx, NEW)
+    uid, cid = f"splice-{uuid.uuid4().hex[:8]}", "conv"
+    _record(ctx, clock, settings, uid, cid, 6, T0)
+    sctx = storage.StorageContext.from_settings(settings)
+    name = _only_object(sctx, uid, cid)
+    stored = storage.download_merged_audio(uid, cid, context=sctx)
+    data = ctx.bucket.download(name.path)
+    chunk = envelope.split_records(data)[2].info  # the forgery claims chunk 2's place
+    assert chunk is not None
+    encoder = ChunkEncoder(RATE)
+    other = container.build_chunk(
+        chunk, encoder.encode(speech_like(1, RATE, seed=999)), encoder.pre_skip
+    )
+    assert envelope.UserKeys(NEW).key_id in data  # the same secret, the same user's key
+    _rewrite(ctx, name.path, envelope.seal_v0(envelope.UserKeys(NEW).cipher(uid), other) + data)
+
+    with pytest.raises(SplicedRecordError, match=rf"{name.path}: sealed record 0 is envelope v0"):
+        storage.download_merged_audio(uid, cid, context=sctx)
+    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=sctx)
+    assert merged.pcm == stored.pcm and merged.missing == ()
+    [skipped] = merged.skipped
+    assert skipped.path == name.path and "sealed record 0 is envelope v0" in skipped.reason
+
+
 def test_rotation_old_objects_open_new_ones_are_sealed_with_the_new_secret(
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
@@ -128,6 +164,39 @@ def test_rotation_old_objects_open_new_ones_are_sealed_with_the_new_secret(
     without_previous = storage.StorageContext.from_settings(_settings(ctx, NEW))
     with pytest.raises(DecryptionError, match="ENCRYPTION_SECRET_PREVIOUS"):
         storage.download_merged_audio("rot-user", "rot-conv", context=without_previous)
+
+
+def test_the_documented_rotation_through_the_environment_with_a_secret_read_from_a_file(
+    stack: StackInfo, ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """docs/FORMATS.md §3.2's steps as an operator runs them, with secrets as a file
+    gives them (a comma, the file's trailing newline), which ENCRYPTION_SECRET accepts:
+    seal with A; rotate to ENCRYPTION_SECRET=B, ENCRYPTION_SECRET_PREVIOUS_JSON=[A]
+    (pusher and reader): the objects of both read; drop A: B's still read, A's name the
+    key id they need."""
+    a = "first secret, as a file holds it 0123456789\n"
+    b = "second secret, as a file holds it 9876543210\n"
+    uid = f"rot-env-{uuid.uuid4().hex[:8]}"
+
+    def from_env(role: str, **env: str) -> Settings:
+        return Settings.from_env({**stack.env(), **env}, role=role)
+
+    _record(ctx, clock, from_env("pusher", ENCRYPTION_SECRET=a), uid, "before", 2, T0)
+    rotated = {"ENCRYPTION_SECRET": b, "ENCRYPTION_SECRET_PREVIOUS_JSON": json.dumps([a])}
+    _record(ctx, clock, from_env("pusher", **rotated), uid, "after", 2, T0 + 10)
+
+    reader = storage.StorageContext.from_settings(from_env("reader", **rotated))
+    for cid, secret in (("before", a), ("after", b)):
+        data = ctx.bucket.download(_only_object(reader, uid, cid).path)
+        assert {r.key_id for r in envelope.split_records(data)} == {
+            envelope.key_id(secret.encode())
+        }
+        assert storage.download_merged_audio(uid, cid, context=reader).sample_count == 2 * RATE
+
+    dropped = storage.StorageContext.from_settings(from_env("reader", ENCRYPTION_SECRET=b))
+    assert storage.download_merged_audio(uid, "after", context=dropped).sample_count == 2 * RATE
+    with pytest.raises(DecryptionError, match=envelope.key_id(a.encode()).hex()):
+        storage.download_merged_audio(uid, "before", context=dropped)
 
 
 def test_the_worker_quarantines_a_sealed_entry_whose_header_disagrees(

@@ -502,6 +502,61 @@ def test_after_an_implausible_start_a_synced_clock_continues_the_run() -> None:
     assert chunker.implausible_timestamps == 1
 
 
+OFFLINE_US = 2 * 3600 * 1_000_000  # a device syncing audio it recorded two hours ago
+
+
+def test_a_stray_timestamp_after_offline_audio_continues_the_sample_clock() -> None:
+    """Timestamps two hours old are plausible (inside the window) and anchor the run; a
+    stray 0.0 among them says nothing about time, so its audio continues the run instead
+    of starting one at the pusher's clock: 11 s of audio read back as 11 s, not 7,201 s."""
+    rate = 8000
+    chunker = make(rate, 5 * rate)
+    recorded = NOW_US - OFFLINE_US
+    chunks = chunker.push(bytes(2 * 5 * rate), recorded, now_us=NOW_US)
+    chunks += chunker.push(bytes(2 * rate), 0, now_us=NOW_US + 10_000)
+    chunks += chunker.push(bytes(2 * 5 * rate), at(6 * rate, rate, recorded), now_us=NOW_US)
+    chunks += chunker.flush()
+    assert [c.start_us for c in chunks] == [at(k * 5 * rate, rate, recorded) for k in range(3)]
+    assert chunker.runs == 1 and chunker.implausible_timestamps == 1
+    assert len(reader(chunks, rate, fill_gaps=True)) == 2 * 11 * rate
+
+
+@pytest.mark.parametrize(
+    "now_us",
+    [
+        pytest.param(NOW_US, id="pusher-two-hours-ahead"),
+        pytest.param(NOW_US - 2 * OFFLINE_US, id="pusher-two-hours-behind"),
+        pytest.param(NOW_US - OFFLINE_US + 3_000_000, id="pusher-after-a-pause"),
+    ],
+)
+def test_implausible_timestamps_after_a_pushed_anchor_never_move_the_audio(now_us: int) -> None:
+    """Once the run is anchored by a pushed timestamp, the pusher's clock says nothing
+    about the device's: implausible pushes continue the sample clock wherever the pusher's
+    clock is (a pause they hide is closed up, never hours of silence inserted)."""
+    rate = 8000
+    chunker = make(rate, rate)
+    recorded = NOW_US - OFFLINE_US
+    chunks = chunker.push(bytes(2 * rate), recorded, now_us=NOW_US - OFFLINE_US)
+    for i in range(3):
+        chunks += chunker.push(bytes(2 * rate), -1 if i % 2 else 0, now_us=now_us + i)
+    assert [c.start_us for c in chunks] == [at(k * rate, rate, recorded) for k in range(4)]
+    assert chunker.runs == 1 and chunker.implausible_timestamps == 3
+
+
+def test_a_run_re_anchored_by_a_pushed_timestamp_then_continues_through_stray_ones() -> None:
+    """The rule follows the current run's anchor: a session that started in 1970 (placed
+    by the pusher's clock) and then pushes an old but plausible time has a run of its own
+    time; a stray 0.0 after that continues it rather than jumping to the pusher's clock."""
+    rate = 8000
+    chunker = make(rate, rate)
+    chunks = chunker.push(bytes(2 * rate), 1_000_000, now_us=NOW_US)  # 1970: pusher's clock
+    recorded = NOW_US - OFFLINE_US
+    chunks += chunker.push(bytes(2 * rate), recorded, now_us=NOW_US + 1_000_000)
+    chunks += chunker.push(bytes(2 * rate), 0, now_us=NOW_US + 2_000_000)
+    assert [c.start_us for c in chunks] == [NOW_US, recorded, at(rate, rate, recorded)]
+    assert chunker.runs == 2 and chunker.implausible_timestamps == 2
+
+
 @pytest.mark.parametrize(
     ("tolerance_us", "window_us"),
     [(0, WINDOW_US), (-1, WINDOW_US), (TOLERANCE_US, TOLERANCE_US)],

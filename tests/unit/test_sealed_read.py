@@ -13,7 +13,7 @@ import pytest
 from audiosync_dev.speech import speech_like
 from backend_hooks import container, envelope, naming, storage
 from backend_hooks.codec import ChunkEncoder
-from backend_hooks.errors import FormatError
+from backend_hooks.errors import FormatError, SplicedRecordError
 from backend_hooks.merge import MergedAudio, MissingChunks, merge_segments
 
 SECRET = b"sealed-read-secret-0123456789abcdef"
@@ -129,7 +129,7 @@ def test_a_record_of_another_session_spliced_in_is_refused() -> None:
     stranger = record(info(3, OTHER_SESSION))  # same user, same key: it authenticates
     data = b"".join([*RECORDS[:3], stranger, *RECORDS[4:]])
     with pytest.raises(
-        FormatError, match=rf"{WHOLE.path}: sealed record 3 is of session b+.*spliced"
+        SplicedRecordError, match=rf"{WHOLE.path}: sealed record 3 is of session b+.*spliced"
     ):
         read([(WHOLE, data)])
 
@@ -152,3 +152,31 @@ def test_v0_records_of_an_older_pusher_still_read_as_one_payload() -> None:
     cipher = KEYS.cipher(UID)
     data = b"".join(envelope.seal_v0(cipher, plain(info(s))) for s in range(6))
     assert read([(WHOLE, data)]).sample_count == 6 * SAMPLES
+
+
+def forged_v0(chunk: container.ChunkInfo) -> bytes:
+    """A v0 record of the same user (it opens with the user's key) holding other audio
+    for ``chunk``: v0 authenticates neither the chunk's place nor its session."""
+    encoder = ChunkEncoder(RATE)
+    other = speech_like(SAMPLES / RATE, RATE, seed=999)
+    return envelope.seal_v0(
+        KEYS.cipher(UID), container.build_chunk(chunk, encoder.encode(other), encoder.pre_skip)
+    )
+
+
+@pytest.mark.parametrize(
+    ("position", "index"),
+    [pytest.param(6, 6, id="appended"), pytest.param(0, 0, id="prepended")],
+)
+def test_a_v0_record_spliced_into_an_object_of_v1_records_is_refused(
+    position: int, index: int
+) -> None:
+    """The pusher seals every chunk of a new object as v1, so a v0 record among v1 ones
+    was written in by someone else. Read as it was, the prepended one replaced chunk 2's
+    audio (1,596 of 9,600 samples changed), nothing reported."""
+    records = list(RECORDS)
+    records.insert(position, forged_v0(info(2)))
+    with pytest.raises(
+        SplicedRecordError, match=rf"{WHOLE.path}: sealed record {index} is envelope v0"
+    ):
+        read([(WHOLE, b"".join(records))])

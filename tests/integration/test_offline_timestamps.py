@@ -1,0 +1,45 @@
+"""A session whose timestamps are hours old (a device syncing audio it recorded offline),
+pushed through the real pusher, flushed into the GCS emulator and read back: a stray
+implausible timestamp among them does not move its audio."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from audiosync_dev.speech import speech_like
+from backend_hooks import AudioSyncClient, storage
+from tests.integration.flushing import FakeClock, flush
+from workers.context import WorkerContext
+
+pytestmark = pytest.mark.integration
+RATE = 8000
+OFFLINE_SECONDS = 2 * 3600
+
+
+def test_a_stray_zero_timestamp_in_offline_audio_reads_back_as_long_as_the_audio(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """5 s, then 1 s stamped 0.0, then 5 s, all recorded two hours ago: 11 s read back as
+    11 s (placed by the pusher's clock, the 0.0 second read back as 7,201 s)."""
+    uid, cid = f"offline-{uuid.uuid4().hex[:8]}", "conv"
+    recorded = clock.now - OFFLINE_SECONDS
+    audio = [speech_like(seconds, RATE, seed=seed) for seed, seconds in enumerate((5, 1, 5))]
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session(uid, cid, RATE, "standard")
+    session.push(audio[0], recorded)
+    session.push(audio[1], 0.0)
+    session.push(audio[2], recorded + 6)
+    session.close()
+    client.close()
+    assert session.implausible_timestamps == 1
+    assert flush(ctx, session.session_id).failed is None
+
+    # A gap longer than a minute is refused rather than filled (the bug's 2 h of zeros).
+    reader = storage.StorageContext.from_settings(replace(ctx.settings, max_gap_fill_seconds=60))
+    merged = storage.download_merged_audio(uid, cid, fill_gaps=True, context=reader)
+    assert merged.sample_count == 11 * RATE
+    assert merged.start_us == round(recorded * 1_000_000)
+    assert merged.missing == () and merged.skipped == ()
