@@ -16,6 +16,9 @@ from workers import quarantine
 from workers.store import QuarantinedEntry, WorkerStore
 
 SCAN_LIMIT = 100_000
+#: The largest ``scan_limit`` status takes: the largest fleet docs/CAPACITY.md sizes holds
+#: 2,000,000 sessions, and status keeps the id of each session it reads in memory.
+MAX_SCAN_LIMIT = 2_000_000
 #: Sessions a metrics scrape reads in all to tell the oldest audio and the bytes held
 #: (two commands each, pipelined), shared evenly among the shards, at least
 #: ``HELD_SAMPLE_MIN`` a shard (``held_audio``).
@@ -194,9 +197,9 @@ def quarantined_refs(store: WorkerStore, limit: int) -> list[SessionRef]:
     """Sessions in the quarantine indexes (they over-cover: some may be empty now)."""
     out: list[SessionRef] = []
     for shard in store.all_shards():
-        out += [SessionRef(shard, s) for s in store.quarantined_sessions(shard, limit - len(out))]
-        if len(out) >= limit:
+        if len(out) >= limit:  # before asking: a ZRANGE 0 -1 would read the whole index
             break
+        out += [SessionRef(shard, s) for s in store.quarantined_sessions(shard, limit - len(out))]
     return out
 
 
@@ -211,6 +214,8 @@ def quarantined_count(store: WorkerStore, limit: int) -> int:
 
 
 def fleet_status(store: WorkerStore, *, scan_limit: int = SCAN_LIMIT) -> FleetStatus:
+    if not 1 <= scan_limit <= MAX_SCAN_LIMIT:
+        raise ValueError(f"scan_limit must be 1 to {MAX_SCAN_LIMIT:,}, got {scan_limit!r}")
     now = store.time()
     client = store.client
     status = FleetStatus(now=now, shards=due_shards(store, now))
