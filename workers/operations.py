@@ -124,19 +124,7 @@ def held_audio(store: WorkerStore, now: float, budget: int = HELD_SAMPLE) -> lis
     failing longest are due last (docs/ARCHITECTURE.md, "Monitoring")."""
     shards = store.all_shards()
     per_shard = max(HELD_SAMPLE_MIN, budget // max(1, len(shards)))
-    first, last = per_shard - per_shard // 2, per_shard // 2
-    pipe = store.client.pipeline(transaction=False)
-    for shard in shards:
-        key = due_key(shard)
-        pipe.zcard(key)
-        pipe.zrange(key, 0, first - 1)
-        pipe.zrange(key, -last, -1)
-    answers = pipe.execute()
-    samples: list[tuple[int, int, list[SessionRef]]] = []
-    for i, shard in enumerate(shards):
-        count, head, tail = answers[3 * i : 3 * i + 3]
-        members = dict.fromkeys(cast(list[bytes], head) + cast(list[bytes], tail))
-        samples.append((shard, int(count), [SessionRef(shard, m.decode()) for m in members]))
+    samples = _due_index_ends(store, shards, per_shard)
     refs = [ref for _, _, shard_refs in samples for ref in shard_refs]
     read = dict(zip(refs, _ages_and_sizes(store, refs, now), strict=True))
     out = []
@@ -145,6 +133,27 @@ def held_audio(store: WorkerStore, now: float, budget: int = HELD_SAMPLE) -> lis
         oldest = max((age for age, _ in streams), default=0.0)
         size = sum(size for _, size in streams)
         out.append(HeldAudio(shard, count, len(shard_refs), oldest, size))
+    return out
+
+
+def _due_index_ends(
+    store: WorkerStore, shards: list[int], per_shard: int
+) -> list[tuple[int, int, list[SessionRef]]]:
+    """Per shard: its session count and at most ``per_shard`` of its sessions, half of
+    them due first, half due last (all of them when it holds no more), in one round trip."""
+    first, last = per_shard - per_shard // 2, per_shard // 2
+    pipe = store.client.pipeline(transaction=False)
+    for shard in shards:
+        key = due_key(shard)
+        pipe.zcard(key)
+        pipe.zrange(key, 0, first - 1)
+        pipe.zrange(key, -last, -1)
+    answers = pipe.execute()
+    out = []
+    for i, shard in enumerate(shards):
+        count, head, tail = answers[3 * i : 3 * i + 3]
+        members = dict.fromkeys(cast(list[bytes], head) + cast(list[bytes], tail))
+        out.append((shard, int(count), [SessionRef(shard, m.decode()) for m in members]))
     return out
 
 
