@@ -212,11 +212,11 @@ class RedisCollector:
 
 
 def fleet_gauges(store: WorkerStore) -> list[Metric]:
-    """Every gauge read from Redis: the lag per due
-    shard, the audio held per shard, quarantined sessions. They describe the whole fleet,
-    so every worker that serves metrics reports the same numbers: aggregate them across
-    pods with max(), never sum() (README, "Metrics"). One function, so that a single
-    exporter can serve them instead of every worker. Raises what Redis raises."""
+    """Every gauge read from Redis: the lag per due shard, the audio held per shard,
+    quarantined sessions. They describe the whole fleet, so every worker that serves
+    metrics reports the same numbers: aggregate them across pods with max(), never sum()
+    (README, "Metrics"). One function, so that a single exporter can serve them instead
+    of every worker. Raises what Redis raises."""
     from prometheus_client.core import GaugeMetricFamily
 
     from workers import operations  # the fleet's Redis reads
