@@ -8,6 +8,7 @@ workers/operations.py; this module only reads options and prints.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -45,15 +46,31 @@ def audiosync() -> None:
     """audiosync fleet operations: lag and Redis holdings, flushing now, replays, backfill."""
 
 
+def _seconds(_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A number of seconds: finite and not negative (``nan`` would pass every comparison)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"must be a finite number of seconds >= 0, got {value!r}")
+    return value
+
+
 @audiosync.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
     "--max-lag",
     type=float,
     default=None,
-    help="Exit with status 2 when a due session has waited longer than this (seconds): a probe.",
+    callback=_seconds,
+    help="Exit with status 2 when the lag (the longest a due session has waited, or the age "
+    "of the oldest audio in Redis) is longer than this (seconds): a probe.",
 )
-@click.option("--scan-limit", type=int, default=operations.SCAN_LIMIT, show_default=True)
+@click.option(
+    "--scan-limit",
+    type=click.IntRange(1, operations.MAX_SCAN_LIMIT),
+    default=operations.SCAN_LIMIT,
+    show_default=True,
+    help="Sessions read at most (and as many quarantined ones); counts past it are shown "
+    "with a '+'.",
+)
 def status(as_json: bool, max_lag: float | None, scan_limit: int) -> None:
     """How far behind the fleet is, and what Redis holds."""
     report = operations.fleet_status(redis_only_store(), scan_limit=scan_limit)

@@ -37,7 +37,7 @@ class DrainResult:
     shard: int
     flushes: int = 0
     objects: int = 0
-    errors: int = 0  # flushes that raised (each is counted in Redis and backed off)
+    errors: int = 0  # flushes that failed (GCS down, say) or raised; not in ``flushes``
     held_elsewhere: bool = False  # another task of the shard held it: nothing done
     stopped: str = ""  # why it stopped claiming: "idle", "budget", "shutdown"
 
@@ -129,5 +129,8 @@ def _collect(done: set[Future[FlushResult]], result: DrainResult) -> None:
             log.exception("shard %s: a flush raised", result.shard)
             result.errors += 1
             continue
-        result.flushes += 1
         result.objects += flushed.objects_created + flushed.objects_already_stored
+        if flushed.failed:  # it returned, backed off, instead of raising: still an error
+            result.errors += 1
+        else:
+            result.flushes += 1

@@ -6,11 +6,15 @@ prometheus-client's multiprocess mode: each process writes its values to files i
 (``prepare_worker``, on ``worker_init``: the named directory, or one per port under the
 temporary directory, shared by the workers of a host; the celery command line may have
 imported prometheus-client already, through Flower's command plugin, so its value class
-is picked again). The metric objects are made only after that, in the pool processes,
-so beat, Flower and the CLI create nothing. The worker
+is picked again). The metric objects are made only after that, in the pool processes
+and in the worker's main process when it serves (``serve``), so beat, Flower and the
+CLI create nothing. The worker
 that binds the port serves ``http://<host>:<port>/metrics``: the counters of every pool
 process writing there, summed, plus gauges read from Redis at scrape time (due sessions
-and the oldest due age per shard: the fleet's lag; quarantined sessions).
+and the oldest due age per shard: the fleet's lag; the oldest audio and the bytes held
+per shard; quarantined sessions: ``fleet_gauges``). Every label value known in advance is
+made at zero when the metrics are (the serving process makes them at once), so a
+``rate()`` has a series before the first failure (its multiprocess file holds zeros).
 """
 
 from __future__ import annotations
@@ -23,12 +27,23 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend_hooks.errors import ConfigError
 
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from workers.store import WorkerStore
+
 METRICS_PORT_ENV = "AUDIOSYNC_METRICS_PORT"
 QUARANTINE_GAUGE_LIMIT = 10_000
+#: The label values known in advance, each made at zero when the metrics are.
+FLUSH_OUTCOMES = ("ok", "skipped", "lease_lost", "handed_back", "failed")
+OBJECT_OUTCOMES = ("created", "already_stored")
+#: The errors a flush meets most (the bucket failing, a conflicting object, Redis away);
+#: any other error type is a reason of its own, made when it first happens.
+FAILURE_REASONS = ("StorageError", "ObjectConflictError", "ConnectionError", "TimeoutError")
 log = logging.getLogger(__name__)
 
 
@@ -85,7 +100,7 @@ def _metrics() -> SimpleNamespace:
 def _make_metrics() -> SimpleNamespace:
     from prometheus_client import Counter, Histogram
 
-    return SimpleNamespace(
+    made = SimpleNamespace(
         flushes=Counter(
             "audiosync_flushes_total",
             "Flushes by outcome: ok, skipped (another flush held the lease), lease_lost (a "
@@ -125,6 +140,13 @@ def _make_metrics() -> SimpleNamespace:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         ),
     )
+    for outcome in FLUSH_OUTCOMES:
+        made.flushes.labels(outcome=outcome)
+    for outcome in OBJECT_OUTCOMES:
+        made.objects.labels(outcome=outcome)
+    for reason in FAILURE_REASONS:
+        made.failures.labels(reason=reason)
+    return made
 
 
 def record_error(exc: BaseException, seconds: float) -> None:
@@ -168,7 +190,7 @@ def record_flush(result: Any, seconds: float) -> None:
 
 
 class RedisCollector:
-    """Gauges read from Redis when scraped: the lag per due shard, quarantined sessions."""
+    """The fleet-wide gauges (``fleet_gauges``), read from Redis when scraped."""
 
     def __init__(self, store_factory: Any) -> None:
         self._store_factory = store_factory
@@ -176,14 +198,9 @@ class RedisCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from workers import operations  # the fleet's Redis reads
-
         up = GaugeMetricFamily("audiosync_redis_up", "1 if the scrape could read Redis.")
         try:
-            store = self._store_factory()
-            now = store.time()
-            shards = operations.due_shards(store, now)
-            quarantined = operations.quarantined_count(store, QUARANTINE_GAUGE_LIMIT)
+            gauges = fleet_gauges(self._store_factory())
         except Exception as exc:  # a scrape must answer even when Redis is away
             log.warning("metrics: cannot read Redis: %s", exc)
             up.add_metric([], 0)
@@ -191,35 +208,75 @@ class RedisCollector:
             return
         up.add_metric([], 1)
         yield up
-        due = GaugeMetricFamily(
-            "audiosync_due_sessions", "Sessions whose due time has come.", labels=["shard"]
-        )
-        age = GaugeMetricFamily(
-            "audiosync_due_oldest_age_seconds",
-            "How long the longest-waiting due session has waited.",
-            labels=["shard"],
-        )
-        held = GaugeMetricFamily(
-            "audiosync_sessions_held", "Sessions with entries in Redis.", labels=["shard"]
-        )
-        for shard in shards:
-            due.add_metric([str(shard.shard)], shard.due)
-            age.add_metric([str(shard.shard)], shard.oldest_due_seconds)
-            held.add_metric([str(shard.shard)], shard.sessions)
-        yield from (due, age, held)
-        q = GaugeMetricFamily(
-            "audiosync_quarantined_sessions",
-            f"Sessions with entries in quarantine (of the first {QUARANTINE_GAUGE_LIMIT} "
-            "in the index).",
-        )
-        q.add_metric([], quarantined)
-        yield q
+        yield from gauges
+
+
+def fleet_gauges(store: WorkerStore) -> list[Metric]:
+    """Every gauge read from Redis: the lag per due shard, the audio held per shard,
+    quarantined sessions. They describe the whole fleet, so every worker that serves
+    metrics reports the same numbers: aggregate them across pods with max(), never sum()
+    (README, "Metrics"). One function, so that a single exporter can serve them instead
+    of every worker. Raises what Redis raises."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    from workers import operations  # the fleet's Redis reads
+
+    now = store.time()
+    shards = operations.due_shards(store, now)
+    audio = operations.held_audio(store, now)
+    quarantined = operations.quarantined_count(store, QUARANTINE_GAUGE_LIMIT)
+    due = GaugeMetricFamily(
+        "audiosync_due_sessions", "Sessions whose due time has come.", labels=["shard"]
+    )
+    age = GaugeMetricFamily(
+        "audiosync_due_oldest_age_seconds",
+        "How long the longest-waiting due session has waited.",
+        labels=["shard"],
+    )
+    held = GaugeMetricFamily(
+        "audiosync_sessions_held", "Sessions with entries in Redis.", labels=["shard"]
+    )
+    for shard in shards:
+        due.add_metric([str(shard.shard)], shard.due)
+        age.add_metric([str(shard.shard)], shard.oldest_due_seconds)
+        held.add_metric([str(shard.shard)], shard.sessions)
+    oldest = GaugeMetricFamily(
+        "audiosync_oldest_audio_age_seconds",
+        "Age of the oldest audio still in the shard's streams, sessions backing off "
+        "included (of the sessions sampled).",
+        labels=["shard"],
+    )
+    size = GaugeMetricFamily(
+        "audiosync_bytes_held",
+        "Bytes of the shard's streams (MEMORY USAGE; scaled up from the sample when the "
+        "shard holds more sessions than it).",
+        labels=["shard"],
+    )
+    sampled = GaugeMetricFamily(
+        "audiosync_held_sessions_sampled",
+        f"Sessions of the shard read for the two gauges above (a scrape reads at most "
+        f"{operations.HELD_SAMPLE} in all).",
+        labels=["shard"],
+    )
+    for shard_audio in audio:
+        label = [str(shard_audio.shard)]
+        oldest.add_metric(label, shard_audio.oldest_seconds)
+        size.add_metric(label, shard_audio.bytes_held)
+        sampled.add_metric(label, shard_audio.sampled)
+    q = GaugeMetricFamily(
+        "audiosync_quarantined_sessions",
+        f"Sessions with entries in quarantine (of the first {QUARANTINE_GAUGE_LIMIT} "
+        "in the index).",
+    )
+    q.add_metric([], quarantined)
+    return [due, age, held, oldest, size, sampled, q]
 
 
 def serve(port: int, store_factory: Any) -> bool:
     """Serve /metrics from this (a worker's main) process; False if the port is taken."""
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
+    _metrics()  # every known series at zero from the start, before the pool's first flush
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(RedisCollector(store_factory))

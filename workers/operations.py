@@ -16,6 +16,14 @@ from workers import quarantine
 from workers.store import QuarantinedEntry, WorkerStore
 
 SCAN_LIMIT = 100_000
+#: The largest ``scan_limit`` status takes: the largest fleet docs/CAPACITY.md sizes holds
+#: 2,000,000 sessions, and status keeps the id of each session it reads in memory.
+MAX_SCAN_LIMIT = 2_000_000
+#: Sessions a metrics scrape reads in all to tell the oldest audio and the bytes held
+#: (two commands each, pipelined), shared evenly among the shards, at least
+#: ``HELD_SAMPLE_MIN`` a shard (``held_audio``).
+HELD_SAMPLE = 20_000
+HELD_SAMPLE_MIN = 2
 QUARANTINE_READ = 1000
 PIPELINE = 1000  # keys read per round trip
 ENTRY_READ = 2000  # entries of one stream looked at to match a user or conversation
@@ -84,6 +92,96 @@ def due_shards(store: WorkerStore, now: float) -> list[ShardStatus]:
     return out
 
 
+@dataclass(frozen=True)
+class HeldAudio:
+    """The audio one shard's streams hold, read from a bounded sample of its sessions."""
+
+    shard: int
+    sessions: int  # in the due index: every session with entries in Redis
+    sampled: int  # of them read: all of them when the shard holds no more than the sample
+    oldest_seconds: float  # age of the oldest entry in the streams read (0: none)
+    bytes_sampled: int  # MEMORY USAGE of the streams read
+
+    @property
+    def bytes_held(self) -> int:
+        """The bytes of every stream of the shard: those read, scaled up to every session
+        when the shard holds more than the sample (an estimate then)."""
+        if not self.sampled or self.sampled >= self.sessions:
+            return self.bytes_sampled
+        return round(self.bytes_sampled * self.sessions / self.sampled)
+
+
+def held_audio(store: WorkerStore, now: float, budget: int = HELD_SAMPLE) -> list[HeldAudio]:
+    """The oldest audio and the bytes held per shard, reading at most ``budget`` sessions
+    (at least ``HELD_SAMPLE_MIN`` a shard): the whole shard when it holds no more, else
+    the half of the sample due first and the half due last. The age is the age of a
+    stream's first entry, as ``fleet_status`` tells it, so a session backing off (not due)
+    counts. Why the two ends of the due index hold the oldest audio: a session that is not
+    failing is due at most AUDIOSYNC_BATCH_MAX_AGE_SECONDS after its oldest entry (the
+    append and the planner set it so), so among those the one due first holds the oldest
+    audio; a failing session's due time is pushed back by its backoff, up to
+    AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS ahead, past every healthy session's, so the ones
+    failing longest are due last (docs/ARCHITECTURE.md, "Monitoring")."""
+    shards = store.all_shards()
+    per_shard = max(HELD_SAMPLE_MIN, budget // max(1, len(shards)))
+    samples = _due_index_ends(store, shards, per_shard)
+    refs = [ref for _, _, shard_refs in samples for ref in shard_refs]
+    read = dict(zip(refs, _ages_and_sizes(store, refs, now), strict=True))
+    out = []
+    for shard, count, shard_refs in samples:
+        streams = [read[ref] for ref in shard_refs]
+        oldest = max((age for age, _ in streams), default=0.0)
+        size = sum(size for _, size in streams)
+        out.append(HeldAudio(shard, count, len(shard_refs), oldest, size))
+    return out
+
+
+def _due_index_ends(
+    store: WorkerStore, shards: list[int], per_shard: int
+) -> list[tuple[int, int, list[SessionRef]]]:
+    """Per shard: its session count and at most ``per_shard`` of its sessions, half of
+    them due first, half due last (all of them when it holds no more), in one round trip."""
+    first, last = per_shard - per_shard // 2, per_shard // 2
+    pipe = store.client.pipeline(transaction=False)
+    for shard in shards:
+        key = due_key(shard)
+        pipe.zcard(key)
+        pipe.zrange(key, 0, first - 1)
+        pipe.zrange(key, -last, -1)
+    answers = pipe.execute()
+    out = []
+    for i, shard in enumerate(shards):
+        count, head, tail = answers[3 * i : 3 * i + 3]
+        members = dict.fromkeys(cast(list[bytes], head) + cast(list[bytes], tail))
+        out.append((shard, int(count), [SessionRef(shard, m.decode()) for m in members]))
+    return out
+
+
+def _ages_and_sizes(
+    store: WorkerStore, refs: list[SessionRef], now: float
+) -> Iterator[tuple[float, int]]:
+    """Per session: the age of its stream's first entry (0.0 if empty) and the stream's
+    MEMORY USAGE, ``PIPELINE`` sessions a round trip."""
+    for start in range(0, len(refs), PIPELINE):
+        pipe = store.client.pipeline(transaction=False)
+        for ref in refs[start : start + PIPELINE]:
+            chunks = store.in_shard(ref.shard).keys(ref.session_id).chunks
+            pipe.xrange(chunks, count=1)
+            pipe.memory_usage(chunks)
+        answers = pipe.execute()
+        for i in range(0, len(answers), 2):
+            first, size = answers[i : i + 2]
+            yield _first_entry_age(first, now), int(size or 0)
+
+
+def _first_entry_age(first: list[tuple[bytes, Any]], now: float) -> float:
+    """How long ago a stream's first entry (an ``XRANGE COUNT 1`` answer) was appended:
+    its id is the Redis server time of the append, in milliseconds; 0.0 if it is empty."""
+    if not first:
+        return 0.0
+    return max(0.0, now - int(first[0][0].split(b"-", 1)[0]) / 1000)
+
+
 def held_sessions(store: WorkerStore, limit: int) -> Iterator[SessionRef]:
     """Sessions with entries in Redis: the members of every shard's due index (a session
     with entries is always in its due index), at most ``limit``, read in pages."""
@@ -108,9 +206,9 @@ def quarantined_refs(store: WorkerStore, limit: int) -> list[SessionRef]:
     """Sessions in the quarantine indexes (they over-cover: some may be empty now)."""
     out: list[SessionRef] = []
     for shard in store.all_shards():
-        out += [SessionRef(shard, s) for s in store.quarantined_sessions(shard, limit - len(out))]
-        if len(out) >= limit:
+        if len(out) >= limit:  # before asking: a ZRANGE 0 -1 would read the whole index
             break
+        out += [SessionRef(shard, s) for s in store.quarantined_sessions(shard, limit - len(out))]
     return out
 
 
@@ -125,6 +223,8 @@ def quarantined_count(store: WorkerStore, limit: int) -> int:
 
 
 def fleet_status(store: WorkerStore, *, scan_limit: int = SCAN_LIMIT) -> FleetStatus:
+    if not 1 <= scan_limit <= MAX_SCAN_LIMIT:
+        raise ValueError(f"scan_limit must be 1 to {MAX_SCAN_LIMIT:,}, got {scan_limit!r}")
     now = store.time()
     client = store.client
     status = FleetStatus(now=now, shards=due_shards(store, now))
@@ -147,9 +247,8 @@ def fleet_status(store: WorkerStore, *, scan_limit: int = SCAN_LIMIT) -> FleetSt
                 status.entries += int(length)
                 status.bytes_held += int(size or 0)
             status.plans += int(plan)
-            if first:
-                age = now - int(first[0][0].split(b"-", 1)[0]) / 1000
-                status.oldest_entry_seconds = max(status.oldest_entry_seconds, age)
+            age = _first_entry_age(first, now)
+            status.oldest_entry_seconds = max(status.oldest_entry_seconds, age)
     for ref in quarantined_refs(store, scan_limit):
         view = store.in_shard(ref.shard)
         entries = view.read_quarantine(ref.session_id, QUARANTINE_READ)

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from audiosync_dev import processes
+from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import AudioSyncClient, redis_store, storage
 from backend_hooks.settings import Settings
@@ -141,6 +142,29 @@ def test_a_task_stops_claiming_when_the_worker_shuts_down(
     result = drain(ctx2, shard, tracked, should_stop=lambda: len(tracked.flushed) >= 1)
     assert result.stopped == "shutdown"
     assert 1 <= result.flushes <= 3 < len(by_shard[shard]) + 3
+
+
+def test_a_flush_that_fails_is_an_error_of_its_shard_task(
+    stack: StackInfo, redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    """GCS answers every upload 503: each flush fails, is counted in Redis and backs off,
+    and returns instead of raising. The task's result counts it as an error, not a flush."""
+    with GcsFaultProxy(stack.gcs_url, error_rate=1.0) as proxy:
+        env = {
+            **stack.env(),
+            "STORAGE_EMULATOR_HOST": proxy.url,
+            "AUDIOSYNC_DUE_SHARDS": "2",
+            "AUDIOSYNC_LEASE_SECONDS": "4",  # an upload's retries give up within 1 s
+        }
+        ctx = WorkerContext.from_settings(Settings.from_env(env), clock=clock)
+        by_shard = push_closed(ctx, clock, 4)
+        shard = max(by_shard, key=lambda s: len(by_shard[s]))
+        result = drain(ctx, shard, Tracked(ctx, shard), lease_seconds=4.0)
+    mine = by_shard[shard]
+    assert result.stopped == "idle"
+    assert (result.errors, result.flushes, result.objects) == (len(mine), 0, 0)
+    view = ctx.store.in_shard(shard)
+    assert [view.failures(sid).count for sid in mine] == [1] * len(mine)
 
 
 def test_a_fleet_drains_many_sessions_per_task_and_the_legacy_keys(
