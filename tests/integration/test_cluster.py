@@ -94,6 +94,8 @@ def test_sessions_across_every_shard_round_trip_on_a_cluster(
         assert merged.start_us == round(start * 1_000_000), (uid, cid)
     assert [s["shard"] for s in report["shards"]] == list(range(SHARDS))  # no legacy shard
     assert report["streams"] == 0 and report["quarantined_entries"] == 0
+    assert sorted(report["maxmemory_policy"].values()) == ["noeviction"] * 3  # each master
+    assert report["warnings"] == []
 
 
 def test_the_fleets_scripts_each_touch_one_slot_on_a_cluster(
