@@ -7,7 +7,8 @@ flush's behalf first compares the lease key with the flush's token, in the same 
 step, and otherwise returns ``LEASE_LOST`` without writing; the caller raises
 ``LeaseLostError`` and stops. A flush that outlived its lease (a stalled upload, a paused
 process) therefore cannot delete a successor's plan, commit entries twice or reschedule
-the session.
+the session. One write is not fenced: a failed flush's count (``record_failure``), which
+a flush that failed after its lease ran out still adds to the session's failures.
 
 Times are Redis server time (``TIME``), passed in as ``now`` by the flush (one clock).
 
@@ -257,16 +258,23 @@ return redis.call('DEL', KEYS[1])
 )
 
 # KEYS: lease, failures, due index. ARGV: token, session id, error line, now, backoff base
-# and cap (seconds). The session is due again after base * 2^(failures - 1), at most cap.
+# and cap (seconds), lease (ms). Counts the failure whoever holds the lease: a flush that
+# failed after its lease ran out (stalled past it) is counted too. With the lease its own,
+# or free (taken again, as a new flush would), it also pushes the due time back: due
+# again after base * 2^(failures - 1), at most cap. When another flush holds the lease it
+# only counts: the due time is that flush's to set. Returns {count, 1 if it holds the
+# lease now}.
 _FAIL = (
     ALLOW_OOM
-    + _FENCE
     + """
+local holder = redis.call('GET', KEYS[1])
 local count = redis.call('HINCRBY', KEYS[2], 'count', 1)
 redis.call('HSET', KEYS[2], 'last_error', ARGV[3], 'last_at', ARGV[4])
+if holder and holder ~= ARGV[1] then return {count, 0} end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[7]) end
 local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (count - 1))
 redis.call('ZADD', KEYS[3], string.format('%.6f', tonumber(ARGV[4]) + delay), ARGV[2])
-return count
+return {count, 1}
 """
 )
 
@@ -375,6 +383,15 @@ def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
 class Failures:
     count: int
     last_error: str
+
+
+@dataclass(frozen=True)
+class FailureCount:
+    """A failure just counted: the session's count, and whether the failed flush holds
+    the lease (its own, or taken again when it had run out) or another flush does."""
+
+    count: int
+    holds_lease: bool
 
 
 @dataclass(frozen=True)
@@ -738,14 +755,24 @@ class WorkerStore:
         _fenced(self._hand_back(keys=keys, args=[token, session_id, repr(now)]))
 
     def record_failure(
-        self, session_id: str, token: str, error: str, *, now: float, base: float, cap: float
-    ) -> int:
-        """Count a failed flush and push the session's due time back; returns the count."""
+        self,
+        session_id: str,
+        token: str,
+        error: str,
+        *,
+        now: float,
+        base: float,
+        cap: float,
+        lease_seconds: float,
+    ) -> FailureCount:
+        """Count a failed flush, even one that ran past its lease; with the lease (its own,
+        or free and taken again for ``lease_seconds``) also push the due time back."""
         k = self.keys(session_id)
         keys = [k.lease, k.failures, k.due]
-        return _fenced(
-            self._fail(keys=keys, args=[token, session_id, error[:1000], repr(now), base, cap])
-        )
+        args: list[str | float] = [token, session_id, error[:1000], repr(now), base, cap]
+        args.append(_ms(lease_seconds))
+        count, held = (int(x) for x in cast(list[int], self._fail(keys=keys, args=args)))
+        return FailureCount(count, bool(held))
 
     def park_batch(
         self, session_id: str, token: str, reason: str, up_to_id: bytes, batch: int
