@@ -452,9 +452,8 @@ class WorkerStore:
             if not self.is_cluster:
                 raise
             log.warning(
-                "the node of %s does not answer (%s): sweeping %d shards",
+                "cannot read the shard counts in %s (%s): sweeping %d shards",
                 SHARD_COUNTS_KEY,
-                SWEPT_KEY,
                 exc,
                 self.shards,
             )
