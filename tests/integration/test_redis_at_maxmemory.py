@@ -87,8 +87,9 @@ def _fill_until_refused(client: redis.Redis, sessions: list[Session], chunk_at: 
 
 
 def test_a_full_store_drains_and_takes_appends_again(
-    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+    stack: StackInfo, redis_client: redis.Redis, own_redis: StandaloneValkey, tmp_path: Path
 ) -> None:
+    """(``redis_client``: the stack's valkey, the broker here, emptied of older tasks.)"""
     env = _store_env(stack, own_redis)
     store = redis.Redis.from_url(own_redis.url)
     store.config_set("maxmemory-policy", "noeviction")
@@ -134,7 +135,7 @@ def test_a_full_store_drains_and_takes_appends_again(
 
 
 def test_a_store_that_may_evict_is_reported(
-    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+    stack: StackInfo, redis_client: redis.Redis, own_redis: StandaloneValkey, tmp_path: Path
 ) -> None:
     env = _store_env(stack, own_redis)
     store = redis.Redis.from_url(own_redis.url)
