@@ -22,6 +22,7 @@ from backend_hooks.ids import validate_id
 from backend_hooks.settings import Settings
 from workers import backfill_plan, operations
 from workers.context import redis_only_store
+from workers.store import eviction_warnings
 
 
 class _Group(click.Group):
@@ -94,7 +95,11 @@ def status(as_json: bool, max_lag: float | None, scan_limit: int) -> None:
         f"sessions, {report.parked_sessions} parked",
         *(f"  {count} x {reason}..." for reason, count in sorted(report.reasons.items())),
     ]
-    _emit(as_json, report.as_dict(), lines)
+    policies = redis_only_store().memory_policies()  # noeviction, or audio can be dropped
+    warnings = eviction_warnings(policies)
+    lines += [f"WARNING: {line}" for line in warnings]
+    data = {**report.as_dict(), "maxmemory_policy": policies, "warnings": warnings}
+    _emit(as_json, data, lines)
     if max_lag is not None and report.lag_seconds > max_lag:
         sys.exit(2)
 

@@ -29,7 +29,9 @@ What if the process is killed (or stalls past its lease) here?
 - any other exception: the failure is counted in Redis; the session is due again after an
   exponential backoff; after ``max_attempts`` it is parked (its entries are moved to
   quarantine with the reason) and new entries flow again. The first failure logs a
-  traceback, later ones one line.
+  traceback, later ones one line. A flush that fails after its lease ran out is counted
+  too: with the lease free it takes it again and backs off (or parks) as above; while
+  another flush holds it, it only adds to the count and leaves the session to that one.
 """
 
 from __future__ import annotations
@@ -429,19 +431,29 @@ class _Flush:
         return self.result(skipped="handed back: the worker is shutting down")
 
     def failed(self, exc: Exception) -> FlushResult:
+        """Count the failure, even past the lease (``WorkerStore.record_failure``). With
+        the lease (its own, or free and taken again) back off, and park at the limit; when
+        another flush holds the lease, only count: the session is that flush's now."""
         line = f"{type(exc).__name__}: {exc}".replace("\n", " ")
-        try:
-            now = self.clock()
-            count = self.store.record_failure(
+        now = self.clock()
+        counted = self.store.record_failure(
+            self.session_id,
+            self.token,
+            line,
+            now=now,
+            base=BACKOFF_BASE_SECONDS,
+            cap=self.config.backoff_cap_seconds,
+            lease_seconds=self.config.lease_seconds,
+        )
+        count = counted.count
+        if not counted.holds_lease:
+            log.warning(
+                "flush of %s failed (attempt %d) after another flush took its lease: %s",
                 self.session_id,
-                self.token,
+                count,
                 line,
-                now=now,
-                base=BACKOFF_BASE_SECONDS,
-                cap=self.config.backoff_cap_seconds,
+                exc_info=count == 1,
             )
-        except LeaseLostError:
-            log.warning("flush of %s lost its lease (after failing: %s)", self.session_id, line)
             return self.result(skipped="lease lost", failed=line)
         if count == 1:
             log.exception("flush of %s failed (attempt 1): %s", self.session_id, line)

@@ -269,7 +269,26 @@ def fleet_gauges(store: WorkerStore) -> list[Metric]:
         "in the index).",
     )
     q.add_metric([], quarantined)
-    return [due, age, held, oldest, size, sampled, q]
+    return [due, age, held, oldest, size, sampled, q, *_noeviction_gauge(store)]
+
+
+def _noeviction_gauge(store: Any) -> Iterator[Any]:
+    """1 if every node of the stream store has maxmemory-policy noeviction, else 0 (the
+    docs require it: any other policy drops audio or stores it twice at the limit)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    try:
+        policies = store.memory_policies()
+    except Exception as exc:  # a scrape must answer even when Redis is away
+        log.warning("metrics: cannot read the maxmemory-policy: %s", exc)
+        return
+    gauge = GaugeMetricFamily(
+        "audiosync_redis_noeviction",
+        "1 if the stream store's maxmemory-policy is noeviction on every node, else 0 "
+        "(status and the worker's log name the policy).",
+    )
+    gauge.add_metric([], int(all(p == "noeviction" for p in policies.values())))
+    yield gauge
 
 
 def serve(port: int, store_factory: Any) -> bool:

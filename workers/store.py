@@ -7,9 +7,18 @@ flush's behalf first compares the lease key with the flush's token, in the same 
 step, and otherwise returns ``LEASE_LOST`` without writing; the caller raises
 ``LeaseLostError`` and stops. A flush that outlived its lease (a stalled upload, a paused
 process) therefore cannot delete a successor's plan, commit entries twice or reschedule
-the session.
+the session. One write is not fenced: a failed flush's count (``record_failure``), which
+a flush that failed after its lease ran out still adds to the session's failures.
 
 Times are Redis server time (``TIME``), passed in as ``now`` by the flush (one clock).
+
+Every script and write the fleet needs to make progress runs at Redis's memory limit:
+flushes are what frees memory, so a store at ``maxmemory`` (``noeviction``, which refuses
+every command that may grow memory) must still let them take leases, commit and delete.
+Those scripts start with ``#!lua flags=allow-oom`` (``ALLOW_OOM``); the fleet's few plain
+writes (the sweep's marks, dispatch holds, due times, the quarantine index) are scripts
+of that kind too. The pusher's append is not: at the limit Redis refuses appends and the
+pusher spools or holds them. A script with flags must declare its keys (each does).
 """
 
 from __future__ import annotations
@@ -65,6 +74,9 @@ def _fenced(result: object) -> int:
     return value
 
 
+#: The first line of a script the fleet runs at Redis's memory limit (see the docstring).
+ALLOW_OOM = "#!lua flags=allow-oom\n"
+
 _FENCE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 """
@@ -89,21 +101,52 @@ local t = redis.call('TIME')
 local at_ms = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 """
 
-_RELEASE = """
+_RELEASE = (
+    ALLOW_OOM
+    + """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+)
+
+# KEYS: a lease-like key (a flush's lease, a shard's dispatch hold, the sweep's mark).
+# ARGV: token, TTL (ms). SET NX PX: 1 if taken.
+_TAKE = (
+    ALLOW_OOM
+    + """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+)
+
+# KEYS: due index. ARGV: session id, due time. Lowers (or sets, when absent) a due time.
+_SCHEDULE = (
+    ALLOW_OOM
+    + """
+return redis.call('ZADD', KEYS[1], 'LT', ARGV[2], ARGV[1])
+"""
+)
+
+# KEYS: quarantine index. ARGV: session id. Counts a quarantine about to begin.
+_BUMP_QUARANTINE_INDEX = (
+    ALLOW_OOM
+    + """
+return redis.call('ZINCRBY', KEYS[1], 1, ARGV[1])
+"""
+)
 
 # KEYS: lease, legacy intent. ARGV: token.
 _DROP_INTENT = (
-    _FENCE
+    ALLOW_OOM
+    + _FENCE
     + """
 return redis.call('DEL', KEYS[2])
 """
 )
 
 _RENEW = (
-    _FENCE
+    ALLOW_OOM
+    + _FENCE
     + """
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
@@ -111,7 +154,8 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 
 # KEYS: lease, stream, quarantine, plan. ARGV: token, then (entry id, reason) pairs.
 _QUARANTINE = (
-    _FENCE
+    ALLOW_OOM
+    + _FENCE
     + _MOVE
     + """
 if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
@@ -126,7 +170,8 @@ return moved
 # KEYS: lease, plan, legacy intent. ARGV: token, lease (ms, '' to leave it), then the
 # recorded objects in order. The lease is renewed in the same step (the first upload's).
 _RECORD_PLAN = (
-    _FENCE
+    ALLOW_OOM
+    + _FENCE
     + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
 redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
@@ -139,7 +184,9 @@ return 1
 # KEYS: lease, plan, legacy intent, stream, stored seqs. ARGV: token, lease (ms), read
 # limit. Takes the lease (when free) and reads, in one step, what a flush starts from:
 # {1, plan, intent, entries (up to the limit), stored bitmap}; {0} when the lease is held.
-_BEGIN = """
+_BEGIN = (
+    ALLOW_OOM
+    + """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
 local plan = redis.call('LRANGE', KEYS[2], 0, -1)
 local intent = redis.call('GET', KEYS[3]) or ''
@@ -149,12 +196,14 @@ if #plan == 0 and intent == '' then
 end
 return {1, plan, intent, entries, redis.call('GET', KEYS[5]) or ''}
 """
+)
 
 # KEYS: lease, plan, stream, stored seqs. ARGV: token, the recorded object (exactly as
 # stored), bitmap TTL (ms), the number n of ids it deletes, those n ids, then the seqs of
 # its chunks. The object must be the plan's head: objects are committed in order.
 _COMMIT_OBJECT = (
-    _FENCE
+    ALLOW_OOM
+    + _FENCE
     + """
 if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return -2 end
 local n = tonumber(ARGV[4])
@@ -175,7 +224,8 @@ return redis.call('LLEN', KEYS[2])
 # Entries appended after the flush's read make the session due now, so a pusher's own
 # "due now" is never overwritten; an empty stream takes its due entry with it.
 _FINISH = (
-    _FENCE
+    ALLOW_OOM
+    + _FENCE
     + """
 if redis.call('EXISTS', KEYS[5]) == 1 then return -2 end
 if #ARGV > 6 then redis.call('XDEL', KEYS[2], unpack(ARGV, 7)) end
@@ -199,7 +249,8 @@ return 1
 # KEYS: lease, due index. ARGV: token, session id, now. A flush told that its worker is
 # shutting down gives the session back: due now, lease released; the plan stays.
 _HAND_BACK = (
-    _FENCE
+    ALLOW_OOM
+    + _FENCE
     + """
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 return redis.call('DEL', KEYS[1])
@@ -207,15 +258,23 @@ return redis.call('DEL', KEYS[1])
 )
 
 # KEYS: lease, failures, due index. ARGV: token, session id, error line, now, backoff base
-# and cap (seconds). The session is due again after base * 2^(failures - 1), at most cap.
+# and cap (seconds), lease (ms). Counts the failure whoever holds the lease: a flush that
+# failed after its lease ran out (stalled past it) is counted too. With the lease its own,
+# or free (taken again, as a new flush would), it also pushes the due time back: due
+# again after base * 2^(failures - 1), at most cap. When another flush holds the lease it
+# only counts: the due time is that flush's to set. Returns {count, 1 if it holds the
+# lease now}.
 _FAIL = (
-    _FENCE
+    ALLOW_OOM
     + """
+local holder = redis.call('GET', KEYS[1])
 local count = redis.call('HINCRBY', KEYS[2], 'count', 1)
 redis.call('HSET', KEYS[2], 'last_error', ARGV[3], 'last_at', ARGV[4])
+if holder and holder ~= ARGV[1] then return {count, 0} end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[7]) end
 local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (count - 1))
 redis.call('ZADD', KEYS[3], string.format('%.6f', tonumber(ARGV[4]) + delay), ARGV[2])
-return count
+return {count, 1}
 """
 )
 
@@ -223,7 +282,8 @@ return count
 # last entry id to park, batch size. Moves the oldest entries up to that id; when none is
 # left, the plan and the failure count go too. Returns {moved, done}.
 _PARK = (
-    _FENCE
+    ALLOW_OOM
+    + _FENCE
     + _MOVE
     + """
 local batch = redis.call('XRANGE', KEYS[2], '-', ARGV[3], 'COUNT', ARGV[4])
@@ -326,6 +386,15 @@ class Failures:
 
 
 @dataclass(frozen=True)
+class FailureCount:
+    """A failure just counted: the session's count, and whether the failed flush holds
+    the lease (its own, or taken again when it had run out) or another flush does."""
+
+    count: int
+    holds_lease: bool
+
+
+@dataclass(frozen=True)
 class QuarantinedEntry:
     quarantine_id: bytes
     entry_id: bytes  # the id it had in the session stream
@@ -344,6 +413,9 @@ class WorkerStore:
         self.shards = shards
         self.pinned = pinned
         self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
+        self._take = client.register_script(_TAKE)
+        self._schedule = client.register_script(_SCHEDULE)
+        self._bump_quarantine_index = client.register_script(_BUMP_QUARANTINE_INDEX)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._quarantine = client.register_script(_QUARANTINE)
@@ -380,15 +452,27 @@ class WorkerStore:
             if not self.is_cluster:
                 raise
             log.warning(
-                "the node of %s does not answer (%s): sweeping %d shards",
+                "cannot read the shard counts in %s (%s): sweeping %d shards",
                 SHARD_COUNTS_KEY,
-                SWEPT_KEY,
                 exc,
                 self.shards,
             )
             return self.shards
         counts = [int(m) for m in members if m.isdigit() and 0 < int(m) <= MAX_DUE_SHARDS]
         return max([self.shards, *counts])
+
+    def memory_policies(self) -> dict[str, str]:
+        """The ``maxmemory-policy`` of the stream store, by node (host:port), read from
+        ``INFO memory`` (managed Redis services often refuse CONFIG GET)."""
+        if not self.is_cluster:
+            kwargs = cast(redis.Redis, self.client).connection_pool.connection_kwargs
+            node = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+            return {node: _policy(cast(Mapping[str, object], self.client.info("memory")))}
+        cluster = cast(redis.cluster.RedisCluster, self.client)
+        return {
+            node.name: _policy(cluster.info("memory", target_nodes=node))
+            for node in cluster.get_primaries()  # type: ignore[no-untyped-call]
+        }
 
     def all_shards(self) -> list[int]:
         """The shards the fleet drains: 0 .. ``shard_count() - 1``, and on a single Redis
@@ -451,9 +535,10 @@ class WorkerStore:
         if not due:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for shard in due:
-            pipe.set(dispatch_key(shard), tokens[shard], nx=True, px=_ms(hold_seconds))
-        return [shard for shard, took in zip(due, pipe.execute(), strict=True) if took]
+        for shard in due:  # EVAL, not EVALSHA: a cluster pipeline cannot load a script
+            args = [tokens[shard], _ms(hold_seconds)]
+            pipe.execute_command("EVAL", _TAKE, 1, dispatch_key(shard), *args)
+        return [shard for shard, took in zip(due, pipe.execute(), strict=True) if int(took)]
 
     def _node_groups(self, shards: list[int]) -> list[list[int]]:
         """``shards`` grouped by the node that holds them (one group on a single Redis)."""
@@ -470,7 +555,7 @@ class WorkerStore:
         """True for the first caller within ``seconds`` (fleet-wide): it walks every
         shard's dispatch. On a cluster whose node of that key does not answer: True."""
         try:
-            return bool(self.client.set(SWEPT_KEY, "1", nx=True, px=_ms(seconds)))
+            return bool(self._take(keys=[SWEPT_KEY], args=["1", _ms(seconds)]))
         except redis.RedisError:
             if not self.is_cluster:
                 raise
@@ -488,12 +573,12 @@ class WorkerStore:
     def schedule(self, session_id: str, due: float) -> None:
         """Lower (or set, when absent) the session's due time."""
         k = self.keys(session_id)
-        self.client.zadd(k.due, {session_id: due}, lt=True)
+        self._schedule(keys=[k.due], args=[session_id, repr(due)])
 
     # -- the lease -----------------------------------------------------------------------
     def acquire_lease(self, session_id: str, token: str, seconds: float) -> bool:
         k = self.keys(session_id)
-        return bool(self.client.set(k.lease, token, nx=True, px=_ms(seconds)))
+        return bool(self._take(keys=[k.lease], args=[token, _ms(seconds)]))
 
     def renew_lease(self, session_id: str, token: str, seconds: float) -> None:
         k = self.keys(session_id)
@@ -561,7 +646,8 @@ class WorkerStore:
         k = self.keys(session_id)
         if not bad:
             return 0
-        self.client.zincrby(k.quarantine_index, 1, session_id)  # first: the index over-covers
+        # First, apart (the index of the legacy keys is in another slot): it over-covers.
+        self._bump_quarantine_index(keys=[k.quarantine_index], args=[session_id])
         args: list[str | bytes] = [token]
         for entry_id, reason in bad:
             args += [entry_id, reason]
@@ -668,21 +754,31 @@ class WorkerStore:
         _fenced(self._hand_back(keys=keys, args=[token, session_id, repr(now)]))
 
     def record_failure(
-        self, session_id: str, token: str, error: str, *, now: float, base: float, cap: float
-    ) -> int:
-        """Count a failed flush and push the session's due time back; returns the count."""
+        self,
+        session_id: str,
+        token: str,
+        error: str,
+        *,
+        now: float,
+        base: float,
+        cap: float,
+        lease_seconds: float,
+    ) -> FailureCount:
+        """Count a failed flush, even one that ran past its lease; with the lease (its own,
+        or free and taken again for ``lease_seconds``) also push the due time back."""
         k = self.keys(session_id)
         keys = [k.lease, k.failures, k.due]
-        return _fenced(
-            self._fail(keys=keys, args=[token, session_id, error[:1000], repr(now), base, cap])
-        )
+        args: list[str | float] = [token, session_id, error[:1000], repr(now), base, cap]
+        args.append(_ms(lease_seconds))
+        count, held = (int(x) for x in cast(list[int], self._fail(keys=keys, args=args)))
+        return FailureCount(count, bool(held))
 
     def park_batch(
         self, session_id: str, token: str, reason: str, up_to_id: bytes, batch: int
     ) -> tuple[int, bool]:
         """Move up to ``batch`` of the oldest entries (to ``up_to_id``) to quarantine."""
         k = self.keys(session_id)
-        self.client.zincrby(k.quarantine_index, 1, session_id)
+        self._bump_quarantine_index(keys=[k.quarantine_index], args=[session_id])
         keys = [
             k.lease,
             k.chunks,
@@ -738,6 +834,26 @@ class WorkerStore:
         return bool(self._forget(keys=keys, args=[session_id, _score_text(score)]))
 
 
+NOEVICTION = "noeviction"
+
+
+def _policy(info: Mapping[str, object]) -> str:
+    return str(info.get("maxmemory_policy", "unknown"))
+
+
+def eviction_warnings(policies: Mapping[str, str]) -> list[str]:
+    """One line for each node of the stream store whose ``maxmemory-policy`` is not
+    ``noeviction`` (``WorkerStore.memory_policies``)."""
+    return [
+        f"the stream store at {node} has maxmemory-policy {policy}, not {NOEVICTION}: at its "
+        "memory limit it drops keys (stream entries: audio lost; leases, append marks, "
+        "stored-seq bitmaps: audio stored twice); set maxmemory-policy noeviction "
+        '(docs/ARCHITECTURE.md, "Redis memory")'
+        for node, policy in sorted(policies.items())
+        if policy != NOEVICTION
+    ]
+
+
 def _score_text(score: float) -> str:
     """A sorted-set score as Redis prints it (ZSCORE's reply) for an exact comparison."""
     return str(int(score)) if score == int(score) else repr(score)
@@ -758,17 +874,23 @@ def _ms(seconds: float) -> int:
 
 
 # KEYS: dispatch hold. ARGV: token, hold (ms).
-_HOLD_DISPATCH = """
+_HOLD_DISPATCH = (
+    ALLOW_OOM
+    + """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
+)
 
-_CLAIM = """
+_CLAIM = (
+    ALLOW_OOM
+    + """
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(members) do
   redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member)
 end
 return members
 """
+)

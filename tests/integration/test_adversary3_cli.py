@@ -170,7 +170,13 @@ def test_status_probe_sees_audio_held_by_a_failing_session(
         token = uuid.uuid4().hex
         assert store.acquire_lease(sid, token, 30)
         store.record_failure(
-            sid, token, "ServiceUnavailable: 503 GCS is down", now=store.time(), base=1.0, cap=300.0
+            sid,
+            token,
+            "ServiceUnavailable: 503 GCS is down",
+            now=store.time(),
+            base=1.0,
+            cap=300.0,
+            lease_seconds=30,
         )
         store.release_lease(sid, token)
 

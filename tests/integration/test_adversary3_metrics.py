@@ -81,15 +81,14 @@ def test_two_workers_on_one_host_both_have_their_flushes_counted(
 
 @pytest.fixture
 def writes_refused(redis_client: redis.Redis) -> Iterator[None]:
-    """Redis at maxmemory with noeviction: every write is refused (OOM), reads work."""
-    old = redis_client.config_get("maxmemory") | redis_client.config_get("maxmemory-policy")
-    redis_client.config_set("maxmemory-policy", "noeviction")
-    redis_client.config_set("maxmemory", "1")
+    """Redis refuses every write, the fleet's allow-oom scripts too (NOREPLICAS: a primary
+    that must see a replica to write, and sees none), reads work."""
+    old = redis_client.config_get("min-replicas-to-write")["min-replicas-to-write"]
+    redis_client.config_set("min-replicas-to-write", "1")
     try:
         yield
     finally:
-        redis_client.config_set("maxmemory", str(old["maxmemory"]))
-        redis_client.config_set("maxmemory-policy", str(old["maxmemory-policy"]))
+        redis_client.config_set("min-replicas-to-write", str(old))
 
 
 def _value(name: str, labels: dict[str, str] | None = None) -> float:
@@ -102,10 +101,10 @@ def test_a_flush_that_fails_on_redis_is_counted(
     monkeypatch: pytest.MonkeyPatch,
     writes_refused: None,
 ) -> None:
-    """Redis refuses writes (OOM at maxmemory; or a primary demoted to a read-only replica
-    by a failover). Every flush task fails, yet audiosync_redis_up stays 1 and neither
-    audiosync_flushes_total nor audiosync_flush_failures_total moves: the dashboard shows a
-    healthy, idle fleet."""
+    """Redis refuses writes (a primary without the replicas it must write to; or demoted to
+    a read-only replica by a failover). Every flush task fails, yet audiosync_redis_up
+    stays 1 and neither audiosync_flushes_total nor audiosync_flush_failures_total moves:
+    the dashboard shows a healthy, idle fleet."""
     ctx = WorkerContext.from_settings(Settings.from_env(stack.env()))
     monkeypatch.setattr(tasks, "get_context", lambda: ctx)
     before = sum(

@@ -94,6 +94,8 @@ def test_sessions_across_every_shard_round_trip_on_a_cluster(
         assert merged.start_us == round(start * 1_000_000), (uid, cid)
     assert [s["shard"] for s in report["shards"]] == list(range(SHARDS))  # no legacy shard
     assert report["streams"] == 0 and report["quarantined_entries"] == 0
+    assert sorted(report["maxmemory_policy"].values()) == ["noeviction"] * 3  # each master
+    assert report["warnings"] == []
 
 
 def test_the_fleets_scripts_each_touch_one_slot_on_a_cluster(
@@ -116,7 +118,7 @@ def test_the_fleets_scripts_each_touch_one_slot_on_a_cluster(
     assert 5 in store.stored_seqs(sid)
     [(entry_id, _)] = store.read_raw(sid, 10)
     assert store.quarantine(sid, token, [(entry_id, "a test")]) == 1
-    store.record_failure(sid, token, "boom", now=now, base=1, cap=2)
+    store.record_failure(sid, token, "boom", now=now, base=1, cap=2, lease_seconds=30)
     store.finish(sid, token, drop_ids=[], last_read_id=None, next_due=None, now=now)
     store.hand_back(sid, token, now=now)
     assert store.replay_batch(sid, 10) == (1, 0)
