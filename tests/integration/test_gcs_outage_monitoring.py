@@ -138,7 +138,9 @@ def backing_off(store: WorkerStore, client: redis.Redis, sid: str, seconds_ago: 
     for _attempt in range(8):
         token = uuid.uuid4().hex
         assert store.acquire_lease(sid, token, 30)
-        store.record_failure(sid, token, "StorageError: 503", now=store.time(), base=1.0, cap=300.0)
+        store.record_failure(
+            sid, token, "StorageError: 503", now=store.time(), base=1.0, cap=300.0, lease_seconds=30
+        )
         store.release_lease(sid, token)
 
 
