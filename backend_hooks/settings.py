@@ -490,6 +490,12 @@ def _json_listed_secrets(value: str | None) -> tuple[bytes, ...]:
             f"column {exc.colno}); write a JSON list of "
             'strings, such as ["first old secret", "second"]'
         ) from None
+    except (ValueError, RecursionError):  # a number over 4,300 digits, lists nested too deep
+        raise ConfigError(
+            "ENCRYPTION_SECRET_PREVIOUS_JSON is not JSON this reader takes (a number too "
+            'long or lists nested too deep); write a JSON list of strings, such as ["first '
+            'old secret", "second"]'
+        ) from None
     if not isinstance(items, list):
         raise ConfigError(
             f"ENCRYPTION_SECRET_PREVIOUS_JSON is a JSON {_json_kind(items)}; write a JSON "
@@ -507,7 +513,13 @@ def _json_listed_secrets(value: str | None) -> tuple[bytes, ...]:
 
 
 def _json_kind(value: object) -> str:
-    kinds = {dict: "object", str: "string", bool: "true or false", type(None): "null"}
+    kinds = {
+        dict: "object",
+        list: "list",
+        str: "string",
+        bool: "true or false",
+        type(None): "null",
+    }
     return kinds.get(type(value), "number")
 
 
