@@ -8,14 +8,18 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from google.oauth2 import service_account
 
 from audiosync_dev.speech import speech_like
 from backend_hooks import (
     container,
+    conversations,
     envelope,
+    object_reader,
     storage,
 )
 from backend_hooks.codec import ChunkEncoder
+from backend_hooks.errors import SplicedRecordError
 from tests.integration.flushing import FakeClock
 from tests.integration.test_sealing import NEW, RATE, T0, _only_object, _record, _rewrite, _settings
 from workers.context import WorkerContext
@@ -60,3 +64,27 @@ def test_the_listing_leaves_a_spliced_v0_record_out_of_the_duration(
     [item] = storage.list_audio_chunks(uid, cid, context=sctx)
     merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=sctx)
     assert (item["duration"], merged.duration) == (6.0, 6.0)
+
+
+def test_a_merged_wav_cached_before_spliced_records_were_refused_is_made_again(
+    ctx: WorkerContext,
+    clock: FakeClock,
+    signer: service_account.Credentials,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A WAV the previous release cached from an object with a spliced v0 record holds
+    the record's audio, and its sources (names, sizes, generations) have not changed
+    since: served as fresh, it kept serving the spliced audio after the upgrade."""
+    sctx, uid, cid = _spliced_conversation(ctx, clock, "splice-wav")
+    # The previous release: its fingerprint version, and no check of v0 records.
+    monkeypatch.setattr(conversations, "FINGERPRINT_VERSION", "audiosync merged wav 1")
+    monkeypatch.setattr(object_reader, "spliced_v0_records", lambda records: [])
+    made = storage.get_or_create_merged_audio(
+        uid, cid, "file-1", [T0], signing_credentials=signer, context=sctx
+    )
+    assert made.created
+    monkeypatch.undo()
+    with pytest.raises(SplicedRecordError, match="sealed record 6 is envelope v0"):
+        storage.get_or_create_merged_audio(
+            uid, cid, "file-1", [T0], signing_credentials=signer, context=sctx
+        )
