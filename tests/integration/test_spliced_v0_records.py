@@ -5,13 +5,17 @@ strict and salvage reads themselves: tests/integration/test_sealing.py."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import replace
+from typing import cast
 
 import pytest
 from google.oauth2 import service_account
 
 from audiosync_dev.speech import speech_like
 from backend_hooks import (
+    AudioSyncClient,
     container,
     conversations,
     envelope,
@@ -20,11 +24,12 @@ from backend_hooks import (
 )
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.errors import SplicedRecordError
-from tests.integration.flushing import FakeClock
+from tests.integration.flushing import FakeClock, flush, keys
 from tests.integration.test_sealing import NEW, RATE, T0, _only_object, _record, _rewrite, _settings
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration
+Stream = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 def _v0_record(uid: str, chunk: container.ChunkInfo) -> bytes:
@@ -88,3 +93,63 @@ def test_a_merged_wav_cached_before_spliced_records_were_refused_is_made_again(
         storage.get_or_create_merged_audio(
             uid, cid, "file-1", [T0], signing_credentials=signer, context=sctx
         )
+
+
+def _wait_for_entries(ctx: WorkerContext, stream: str, count: int) -> Stream:
+    deadline = time.monotonic() + 60
+    while ctx.store.client.xlen(stream) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} entries in {stream!r}"
+        time.sleep(0.05)
+    return cast(Stream, ctx.store.client.xrange(stream))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the fleet accepts an envelope v0 entry in any session (workers/validate.py "
+    "checks a v0 record's framing only) and stores it next to the session's v1 chunks, or "
+    "alone in an object of its own after the end marker: the object of the first is refused "
+    "by the strict read (and the genuine chunk of that seq is quarantined as a repeat), "
+    "the second reads as the session's audio. Deciding which v0 entries the fleet still "
+    "takes (older pushers, replayed spools) is a design choice for the fleet",
+)
+@pytest.mark.parametrize("where", ["among-the-chunks", "after-the-end-marker"])
+def test_a_v0_entry_appended_to_a_session_of_v1_chunks_is_quarantined(
+    ctx: WorkerContext, clock: FakeClock, where: str
+) -> None:
+    """Someone who can write to Redis (not GCS, not the key) appends a v0 record of the
+    same user, copied from elsewhere, to a live session's stream: the pusher seals every
+    chunk of its sessions as v1, so such an entry cannot be the session's."""
+    settings = _settings(ctx, NEW)
+    uid, cid = f"inject-{uuid.uuid4().hex[:8]}", "conv"
+    client = AudioSyncClient(settings, clock=clock)
+    session = client.open_session(uid, cid, RATE, "enhanced")
+    session.push(speech_like(3, RATE, seed=3), T0)
+    stream = keys(session.session_id)
+    if where == "after-the-end-marker":
+        session.close()
+    genuine = _wait_for_entries(ctx, stream.chunks, 3)
+    fields = genuine[2][1]
+    record = envelope.split_records(fields[b"data"])[0].info
+    assert record is not None
+    claimed = replace(record, seq=3, start_us=record.start_us + 1_000_000)
+    forged = {
+        **fields,
+        b"seq": str(claimed.seq).encode(),
+        b"start_us": str(claimed.start_us).encode(),
+        b"data": _v0_record(uid, claimed),
+    }
+    ctx.store.client.xadd(stream.chunks, forged)  # type: ignore[arg-type]
+    if where == "among-the-chunks":
+        session.push(speech_like(2, RATE, seed=4), T0 + 3)  # seq 3 and 4, the genuine ones
+        session.close()
+    client.close()
+    assert flush(ctx, session.session_id).failed is None
+    clock.now += 2 * settings.batch_max_age_seconds  # anything left is due
+    assert flush(ctx, session.session_id).failed is None
+
+    quarantined = cast(Stream, ctx.store.client.xrange(stream.quarantine))
+    assert [q[b"f:data"] for _, q in quarantined] == [forged[b"data"]]
+    sctx = storage.StorageContext.from_settings(settings)
+    merged = storage.download_merged_audio(uid, cid, context=sctx)
+    seconds = 5 if where == "among-the-chunks" else 3
+    assert merged.sample_count == seconds * RATE and merged.missing == ()
