@@ -91,9 +91,9 @@ class StorageContext:
             return redis_store.conversation_deleted(self.redis_client(), uid, conversation_id)
         except redis_store.REDIS_ERRORS as exc:
             raise StorageError(
-                f"Redis at {self.settings.redis_url} cannot say whether conversation "
-                f"{conversation_id} of user {uid} was deleted ({exc}); {then}: retry once "
-                "Redis answers"
+                f"Redis at {redis_store.shown_url(self.settings.redis_url)} cannot say "
+                f"whether conversation {conversation_id} of user {uid} was deleted ({exc}); "
+                f"{then}: retry once Redis answers"
             ) from exc
 
     @classmethod
