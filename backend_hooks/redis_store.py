@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import urllib.parse
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -271,24 +270,6 @@ def connect(url: str, *, cluster: bool = False) -> RedisClient:
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=SOCKET_TIMEOUT,
     )
-
-
-def shown_url(url: str) -> str:
-    """``url`` as messages and logs may show it: a password (``redis://user:pw@host``,
-    ``?password=pw``) replaced by ``***``."""
-    parts = urllib.parse.urlsplit(url)
-    shown = url
-    if parts.password is not None:
-        user, _, host = parts.netloc.rpartition("@")
-        shown = shown.replace(parts.netloc, f"{user.partition(':')[0]}:***@{host}", 1)
-    if parts.query:
-        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        query = "&".join(
-            f"{key}=***" if key == "password" else urllib.parse.urlencode({key: value})
-            for key, value in pairs
-        )
-        shown = shown.replace(f"?{parts.query}", f"?{query}", 1)
-    return shown
 
 
 def redis_time(client: RedisClient) -> float:

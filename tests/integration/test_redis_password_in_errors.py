@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import redis_store, storage
+from backend_hooks import storage
 from backend_hooks.errors import StorageError
 from backend_hooks.settings import Settings
 from tests.integration.commands import celery
@@ -41,17 +41,3 @@ def test_the_operator_commands_redis_error_does_not_show_the_password(
     done = celery("audiosync", "status", env={**stack.env(), "AUDIOSYNC_REDIS_URL": url})
     assert done.returncode != 0 and "is not answering" in done.stderr, done.stderr
     assert PASSWORD not in done.stdout + done.stderr
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-        (f"redis://:{PASSWORD}@host:6379/0", "redis://:***@host:6379/0"),
-        (f"rediss://user:{PASSWORD}@host/2", "rediss://user:***@host/2"),
-        (f"redis://host/0?password={PASSWORD}&db=1", "redis://host/0?password=***&db=1"),
-        (f"unix:///run/redis.sock?password={PASSWORD}", "unix:///run/redis.sock?password=***"),
-    ],
-)
-def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
-    assert redis_store.shown_url(url) == shown
