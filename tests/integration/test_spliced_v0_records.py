@@ -19,11 +19,12 @@ from backend_hooks import (
     container,
     conversations,
     envelope,
+    naming,
     object_reader,
     storage,
 )
 from backend_hooks.codec import ChunkEncoder
-from backend_hooks.errors import SplicedRecordError
+from backend_hooks.errors import FormatError, SplicedRecordError
 from tests.integration.flushing import FakeClock, flush, keys
 from tests.integration.test_sealing import NEW, RATE, T0, _only_object, _record, _rewrite, _settings
 from workers.context import WorkerContext
@@ -44,10 +45,10 @@ def _v0_record(uid: str, chunk: container.ChunkInfo) -> bytes:
 
 
 def _spliced_conversation(
-    ctx: WorkerContext, clock: FakeClock, tag: str
+    ctx: WorkerContext, clock: FakeClock, tag: str, *, prepend: bool = False
 ) -> tuple[storage.StorageContext, str, str]:
-    """A fleet object of 6 s with a v0 record claiming chunk 2 appended, rewritten as a
-    tool rewrites an object (without the flush's metadata)."""
+    """A fleet object of 6 s with a v0 record claiming chunk 2 appended (or put in front),
+    rewritten as a tool rewrites an object (without the flush's metadata)."""
     settings = _settings(ctx, NEW)
     uid, cid = f"{tag}-{uuid.uuid4().hex[:8]}", "conv"
     _record(ctx, clock, settings, uid, cid, 6, T0)
@@ -56,7 +57,8 @@ def _spliced_conversation(
     data = ctx.bucket.download(name.path)
     chunk = envelope.split_records(data)[2].info
     assert chunk is not None
-    _rewrite(ctx, name.path, data + _v0_record(uid, chunk))
+    spliced = _v0_record(uid, chunk)
+    _rewrite(ctx, name.path, spliced + data if prepend else data + spliced)
     return sctx, uid, cid
 
 
@@ -93,6 +95,27 @@ def test_a_merged_wav_cached_before_spliced_records_were_refused_is_made_again(
         storage.get_or_create_merged_audio(
             uid, cid, "file-1", [T0], signing_credentials=signer, context=sctx
         )
+
+
+def test_a_new_object_renamed_to_a_legacy_name_is_not_read_around_the_check(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """The check applies to new objects, named by their digest; a legacy ``.opus.enc``
+    holds only v0 records. Renamed to a legacy name (``{start}.opus.enc``), the object
+    with the v0 record in front read as if legacy, the v0 record's audio in place of
+    chunk 2's (12,286 of 96,000 samples changed), nothing reported: a v1 record under a
+    legacy name is refused, as the backfill and the raw legacy objects' reader do."""
+    sctx, uid, cid = _spliced_conversation(ctx, clock, "splice-rename", prepend=True)
+    name = _only_object(sctx, uid, cid)
+    legacy = f"{naming.conversation_prefix(uid, cid)}{naming.format_time(name.start_us)}.opus.enc"
+    _rewrite(ctx, legacy, ctx.bucket.download(name.path))
+    ctx.bucket.delete(name.path)
+    with pytest.raises(FormatError, match=rf"{legacy}: sealed record 1 is envelope v1"):
+        storage.download_merged_audio(uid, cid, context=sctx)
+    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=sctx)
+    [skipped] = merged.skipped
+    assert merged.sample_count == 0 and skipped.path == legacy
+    assert "sealed record 1 is envelope v1" in skipped.reason
 
 
 def _wait_for_entries(ctx: WorkerContext, stream: str, count: int) -> Stream:
