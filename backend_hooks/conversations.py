@@ -57,8 +57,9 @@ COPY_THREADS = 8
 CACHE_ATTEMPTS = 3
 #: Metadata of a cached merged WAV: what it was made from.
 FINGERPRINT_KEY = "audiosync-source-fingerprint"
-#: What a fingerprint covers, versioned: change it when the WAV's making changes.
-FINGERPRINT_VERSION = "audiosync merged wav 1"
+#: What a fingerprint covers, versioned: change it when the WAV's making changes. 2: a v0
+#: record among a new object's v1 records is refused (a WAV cached before held its audio).
+FINGERPRINT_VERSION = "audiosync merged wav 2"
 
 
 # --- audio-file records (pure) -----------------------------------------------------------

@@ -9,7 +9,8 @@ LEGACY_FORMATS.md, "Audio-file records and duration"):
   copied without metadata, or metadata that does not parse), the bytes are read once and
   the container is parsed, not decoded: each v1 chunk's ``AUDIOSYNC_SAMPLES`` for a
   ``.opus`` object, each sealed record's cleartext v1 header for a ``.opus.enc`` one (no
-  key needed; envelope v0 records are opened).
+  key needed; envelope v0 records are opened, and not counted among v1 records, where
+  the reader refuses them as spliced in).
 - **legacy single-chunk** ``.opus``: the container's first 8 bytes, ``u32 packet_count |
   u32 original_pcm_byte_length`` (little-endian), in one ranged read:
   ``original_pcm_byte_length // 2`` samples at 16 kHz.
@@ -33,7 +34,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from backend_hooks import container, envelope, gcs, naming, ogg
+from backend_hooks import container, envelope, gcs, naming, object_reader, ogg
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import AudioSyncError, ConfigError, FormatError
 
@@ -105,13 +106,18 @@ def payload_samples(payload: bytes, where: str) -> SampleCount:
 
 
 def sealed_samples(
-    data: bytes, uid: str, keys: envelope.UserKeys | None, where: str
+    data: bytes, uid: str, keys: envelope.UserKeys | None, where: str, *, new: bool = False
 ) -> SampleCount:
     """The samples of a sealed Opus object: each v1 record's cleartext header (read
     without a key; the reader authenticates it when it merges), each run of v0 records
-    opened and measured as one payload (``payload_samples``). ``ConfigError`` when a v0
-    record needs a key and none is set."""
+    opened and measured as one payload (``payload_samples``). In a ``new`` object, v0
+    records among v1 ones are not counted: the reader refuses them as spliced in
+    (``object_reader.spliced_v0_records``). ``ConfigError`` when a v0 record needs a key
+    and none is set."""
     records = envelope.split_records(data, name=where)
+    if new:
+        spliced = set(object_reader.spliced_v0_records(records))
+        records = [r for r in records if r.index not in spliced]
     total: SampleCount | None = None
     run: list[envelope.Record] = []
 
@@ -174,7 +180,7 @@ def measure(
             if head[:4] != ogg.CAPTURE:
                 return legacy_header_samples(head, name.path)
         return payload_samples(bucket.download(name.path), name.path)
-    return sealed_samples(bucket.download(name.path), uid, keys, name.path)
+    return sealed_samples(bucket.download(name.path), uid, keys, name.path, new=name.is_new)
 
 
 def opus_sample_counts(

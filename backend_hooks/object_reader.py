@@ -9,8 +9,8 @@ its reason for the caller to fall back or skip.
 Sealed objects: every record is opened with the uid of the object's path (envelope v1
 authenticates it; v0 records open as before); a v1 record's plaintext chunk must say what
 its authenticated header says, every v1 record of an object must be of one session, a
-new object holds v1 records or (an older pusher's) v0 records but never both, and audio
-is placed by those authenticated times.
+new object holds v1 records or (an older pusher's) v0 records but never both, a legacy
+object only v0 records, and audio is placed by those authenticated times.
 """
 
 from __future__ import annotations
@@ -37,11 +37,14 @@ def sealed_segments(
     chunk whose container must say exactly what its authenticated header says, and the v1
     records of one object are all of one session. ``FormatError`` names the object and
     the record otherwise; a v0 record in a new object of v1 records is a
-    ``SplicedRecordError``."""
+    ``SplicedRecordError``, a v1 record in a legacy object a ``FormatError``."""
     if name.is_new:
         spliced = spliced_v0_records(records)
         if spliced:
             raise _spliced_v0(name, spliced[0])
+    else:  # a legacy .opus.enc: else a new object renamed would escape the check above
+        for record in records:
+            _check_v0(name, record.index, record.info)
     out: list[container.Segment] = []
     run: list[bytes] = []
     session: tuple[str, int] | None = None  # (session id, index of its first record)
@@ -219,8 +222,8 @@ def _check_v0(name: naming.ObjectName, index: int, info: container.ChunkInfo | N
     if info is not None:
         raise FormatError(
             f"{name.path}: sealed record {index} is envelope v1 (an Opus chunk of session "
-            f"{info.session_id}); a legacy raw-PCM object holds only v0 records, so it is "
-            "corrupt or misnamed"
+            f"{info.session_id}); a legacy object holds only v0 records, so it is corrupt "
+            "or misnamed (a new object renamed to a legacy name, or a record spliced in)"
         )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from json import JSONDecodeError
 from typing import TypeVar
 
@@ -183,7 +184,7 @@ class Settings:
     broker_url: str
     bucket: str
     storage_emulator_host: str | None
-    encryption_secret: bytes | None
+    encryption_secret: bytes | None = field(repr=False)  # a repr goes to logs and trackers
     chunk_seconds: float
     object_seconds: float
     batch_max_age_seconds: float
@@ -211,7 +212,7 @@ class Settings:
     rollout: Rollout = NOBODY  # AUDIOSYNC_ROLLOUT_PERCENT's default
     spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
     #: ENCRYPTION_SECRET_PREVIOUS: older master secrets that still open (never seal)
-    encryption_secret_previous: tuple[bytes, ...] = ()
+    encryption_secret_previous: tuple[bytes, ...] = field(default=(), repr=False)
     #: AUDIOSYNC_DELETED_MARK_SECONDS: how long the fleet drops audio of a deleted one
     deleted_mark_seconds: int = DELETED_MARK_SECONDS
     #: AUDIOSYNC_AUDIO_FILE_GAP_SECONDS: a longer silence starts a new audio file
@@ -220,6 +221,18 @@ class Settings:
     #: longer one raises GapTooLongError (a stray chunk at time 0 would be decades of
     #: zeros). Refused, not capped: a capped gap would misplace everything after it.
     max_gap_fill_seconds: float = 21600.0
+
+    def __repr__(self) -> str:
+        """Every setting but the secrets, URLs without their password: a repr goes to
+        logs, tracebacks with locals and error trackers."""
+        shown = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in ("redis_url", "broker_url"):
+                value = shown_url(value)
+            if item.repr:
+                shown.append(f"{item.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @classmethod
     def from_env(
@@ -490,6 +503,12 @@ def _json_listed_secrets(value: str | None) -> tuple[bytes, ...]:
             f"column {exc.colno}); write a JSON list of "
             'strings, such as ["first old secret", "second"]'
         ) from None
+    except (ValueError, RecursionError):  # a number over 4,300 digits, lists nested too deep
+        raise ConfigError(
+            "ENCRYPTION_SECRET_PREVIOUS_JSON is not JSON this reader takes (a number too "
+            'long or lists nested too deep); write a JSON list of strings, such as ["first '
+            'old secret", "second"]'
+        ) from None
     if not isinstance(items, list):
         raise ConfigError(
             f"ENCRYPTION_SECRET_PREVIOUS_JSON is a JSON {_json_kind(items)}; write a JSON "
@@ -507,7 +526,13 @@ def _json_listed_secrets(value: str | None) -> tuple[bytes, ...]:
 
 
 def _json_kind(value: object) -> str:
-    kinds = {dict: "object", str: "string", bool: "true or false", type(None): "null"}
+    kinds = {
+        dict: "object",
+        list: "list",
+        str: "string",
+        bool: "true or false",
+        type(None): "null",
+    }
     return kinds.get(type(value), "number")
 
 
@@ -528,6 +553,24 @@ def _previous_secret(name: str, position: int, text: str) -> bytes:
             f"least {MIN_SECRET_BYTES} bytes (no empty items)"
         )
     return secret
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages and logs may show it: a password (``redis://user:pw@host``,
+    ``?password=pw``) replaced by ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    shown = url
+    if parts.password is not None:
+        user, _, host = parts.netloc.rpartition("@")
+        shown = shown.replace(parts.netloc, f"{user.partition(':')[0]}:***@{host}", 1)
+    if parts.query:
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        query = "&".join(
+            f"{key}=***" if key == "password" else urllib.parse.urlencode({key: value})
+            for key, value in pairs
+        )
+        shown = shown.replace(f"?{parts.query}", f"?{query}", 1)
+    return shown
 
 
 def _url(name: str, value: str | None) -> str:

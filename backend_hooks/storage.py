@@ -61,7 +61,7 @@ from backend_hooks.merge import (
     estimated_pcm_bytes,
 )
 from backend_hooks.pcm_buffer import PcmBuffer
-from backend_hooks.settings import Settings
+from backend_hooks.settings import Settings, shown_url
 
 log = logging.getLogger(__name__)
 _DOWNLOAD_THREADS = 8
@@ -91,9 +91,9 @@ class StorageContext:
             return redis_store.conversation_deleted(self.redis_client(), uid, conversation_id)
         except redis_store.REDIS_ERRORS as exc:
             raise StorageError(
-                f"Redis at {self.settings.redis_url} cannot say whether conversation "
-                f"{conversation_id} of user {uid} was deleted ({exc}); {then}: retry once "
-                "Redis answers"
+                f"Redis at {shown_url(self.settings.redis_url)} cannot say "
+                f"whether conversation {conversation_id} of user {uid} was deleted ({exc}); "
+                f"{then}: retry once Redis answers"
             ) from exc
 
     @classmethod

@@ -19,7 +19,7 @@ import redis
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.ids import validate_id
-from backend_hooks.settings import Settings
+from backend_hooks.settings import Settings, shown_url
 from workers import backfill_plan, operations
 from workers.context import redis_only_store
 from workers.store import eviction_warnings
@@ -30,7 +30,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except redis.RedisError as exc:  # one line, not a traceback
-            url = Settings.from_env(role="fleet").redis_url
+            url = shown_url(Settings.from_env(role="fleet").redis_url)
             raise click.ClickException(f"Redis at {url} is not answering: {exc}") from None
 
 
