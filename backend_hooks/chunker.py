@@ -17,19 +17,20 @@ it. A gap shorter than the tolerance is absorbed: the audio after it is stamped 
 
 **Implausible timestamps are kept, not refused.** A timestamp more than ``window_us``
 (``AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS``) from the pusher's clock ``now_us``, or
-negative, is counted in ``implausible_timestamps`` and carries no time: where its audio
-goes depends on what the current run's anchor came from.
+negative, is counted in ``implausible_timestamps`` and carries no time. Its audio is placed
+by the pusher's clock shifted by the device's offset from it (the offset: pushed timestamp
+minus ``now_us``, measured where a run was last anchored by a plausible push; 0 before any),
+but never before where the run's audio ends: at ``max(now_us + offset, sample clock)``.
 
 - No run yet: the run starts at ``now_us``, the only time there is.
-- A run anchored by a pushed (plausible) timestamp: the audio continues the sample clock,
-  whatever ``now_us`` says. The device's clock may be hours from the pusher's (audio
-  recorded offline and synced later), so the pusher's clock cannot tell a pause from
-  that offset: a stray ``0.0`` must not insert hours of silence.
-- A run anchored by the pusher's clock (it started with an implausible timestamp): the
-  audio continues it unless ``now_us`` is more than the tolerance past where the audio
-  ends (the source paused: a new run at ``now_us``, a gap of real pusher time, measured
-  on the clock the run's times come from), and it never jumps back (audio that arrives
-  faster than real time is a backlog, not a rewind).
+- Otherwise the audio continues the run when that time is within the tolerance of the
+  sample clock, and starts a new run there (a gap) when it is past it by more; it never
+  jumps back. A device syncing audio recorded offline pushes faster than real time, so
+  its sample clock runs ahead of the pusher's clock shifted by its offset (hours): a stray
+  ``0.0`` continues the sample clock, never inserts hours of silence. A live device
+  (offset ~0) whose clock resets keeps its pauses: the pusher's clock shows them. A gap
+  is how much less audio than pusher time arrived since the run's anchor (real time
+  measured on one clock), never a difference between two clocks.
 
 The time is passed in: this module reads no clock.
 """
@@ -96,7 +97,7 @@ class Chunker:
         self._buffer = bytearray()  # whole samples of the current chunk
         self._carry = b""  # a lone low byte waiting for its high byte
         self._started = False
-        self._on_pushers_clock = False  # the current run's anchor is now_us, not a push's
+        self._offset_us = 0  # the device's clock minus now_us, at the last pushed anchor
 
     def _position_us(self, sample_index: int) -> int:
         return self._anchor_us + round(sample_index * 1_000_000 / self.sample_rate)
@@ -138,7 +139,8 @@ class Chunker:
             self._started = False
         if not self._started:
             self._anchor_us, self._run_samples, self._started = timestamp_us, 0, True
-            self._on_pushers_clock = not plausible
+            if plausible:
+                self._offset_us = timestamp_us - now_us
             self.runs += 1
         whole = len(data) - len(data) % 2
         self._buffer += data[:whole]
@@ -150,9 +152,8 @@ class Chunker:
         """The time given to a push whose own timestamp is implausible (module docstring)."""
         if not self._started:
             return now_us
-        if self._on_pushers_clock:
-            return max(now_us, self.expected_us)  # a pause is a gap; a backlog no rewind
-        return self.expected_us
+        # A pause is a gap; audio arriving faster than real time (a backlog) no rewind.
+        return max(now_us + self._offset_us, self.expected_us)
 
     def _cut_full(self) -> list[RawChunk]:
         out = []

@@ -23,7 +23,7 @@ def test_a_stray_zero_timestamp_in_offline_audio_reads_back_as_long_as_the_audio
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
     """5 s, then 1 s stamped 0.0, then 5 s, all recorded two hours ago: 11 s read back as
-    11 s (placed by the pusher's clock, the 0.0 second read back as 7,201 s)."""
+    11 s (placed by the unshifted pusher's clock, the 0.0 second read back as 7,201 s)."""
     uid, cid = f"offline-{uuid.uuid4().hex[:8]}", "conv"
     recorded = clock.now - OFFLINE_SECONDS
     audio = [speech_like(seconds, RATE, seed=seed) for seed, seconds in enumerate((5, 1, 5))]

@@ -544,25 +544,41 @@ def test_a_stray_timestamp_after_offline_audio_continues_the_sample_clock() -> N
 
 
 @pytest.mark.parametrize(
-    "now_us",
+    ("anchored_at_us", "now_us", "pause_us"),
     [
-        pytest.param(NOW_US, id="pusher-two-hours-ahead"),
-        pytest.param(NOW_US - 2 * OFFLINE_US, id="pusher-two-hours-behind"),
-        pytest.param(NOW_US - OFFLINE_US + 3_000_000, id="pusher-after-a-pause"),
+        pytest.param(
+            NOW_US - OFFLINE_US, NOW_US, OFFLINE_US - 1_000_000, id="pusher-two-hours-ahead"
+        ),
+        pytest.param(NOW_US - OFFLINE_US, NOW_US - 2 * OFFLINE_US, 0, id="pusher-two-hours-behind"),
+        pytest.param(
+            NOW_US - OFFLINE_US,
+            NOW_US - OFFLINE_US + 3_000_000,
+            2_000_000,
+            id="pusher-after-a-pause",
+        ),
+        pytest.param(NOW_US, NOW_US, 0, id="offline-device-pushing-at-once"),
+        pytest.param(NOW_US, NOW_US + 3_000_000, 2_000_000, id="offline-device-after-a-pause"),
     ],
 )
-def test_implausible_timestamps_after_a_pushed_anchor_never_move_the_audio(now_us: int) -> None:
-    """Once the run is anchored by a pushed timestamp, the pusher's clock says nothing
-    about the device's: implausible pushes continue the sample clock wherever the pusher's
-    clock is (a pause they hide is closed up, never hours of silence inserted)."""
+def test_implausible_timestamps_after_a_pushed_anchor_follow_the_devices_offset(
+    anchored_at_us: int, now_us: int, pause_us: int
+) -> None:
+    """The run is anchored by a push of 2-hour-old audio that reached the pusher at
+    ``anchored_at_us``: the device's offset from the pusher's clock is 0 (a live device) or
+    -2 h (audio recorded offline). Implausible pushes are placed at the pusher's clock
+    shifted by that offset, never before the sample clock: they continue the run unless
+    the shifted clock is past it by more than the tolerance (a pause of real time, kept as
+    a gap); a pusher's clock hours from the device's is no pause."""
     rate = 8000
     chunker = make(rate, rate)
     recorded = NOW_US - OFFLINE_US
-    chunks = chunker.push(bytes(2 * rate), recorded, now_us=NOW_US - OFFLINE_US)
+    chunks = chunker.push(bytes(2 * rate), recorded, now_us=anchored_at_us)
     for i in range(3):
         chunks += chunker.push(bytes(2 * rate), -1 if i % 2 else 0, now_us=now_us + i)
-    assert [c.start_us for c in chunks] == [at(k * rate, rate, recorded) for k in range(4)]
-    assert chunker.runs == 1 and chunker.implausible_timestamps == 3
+    assert [c.start_us for c in chunks] == [
+        at(k * rate, rate, recorded) + (pause_us if k else 0) for k in range(4)
+    ]
+    assert chunker.runs == 1 + bool(pause_us) and chunker.implausible_timestamps == 3
 
 
 def test_a_run_re_anchored_by_a_pushed_timestamp_then_continues_through_stray_ones() -> None:
@@ -582,17 +598,6 @@ def test_a_run_re_anchored_by_a_pushed_timestamp_then_continues_through_stray_on
 PAUSE_US = 10 * 60 * 1_000_000  # ten minutes without audio (nobody spoke, a device off)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run anchored by a pushed timestamp continues the sample clock whatever the "
-    "pusher's clock says, so once a live device's clock resets to 1970 every later pause "
-    "is closed up (the audio after it stamped early by the pause; a conversation switched "
-    "to hours later starts where the last one ended), while a session in 1970 from its "
-    "first push keeps its pauses. Keeping them needs a design choice (e.g. the pusher's "
-    "clock shifted by the device's offset measured at the anchor, max'd with the sample "
-    "clock: an offline sync's offset is hours and its audio runs ahead, a live device's "
-    "is ~0), which changes the pinned rule of the tests above",
-)
 @pytest.mark.parametrize("switch", [False, True], ids=["same-conversation", "next-conversation"])
 def test_a_pause_after_a_live_devices_clock_resets_is_kept(switch: bool) -> None:
     """A wearable streams live (its timestamps agree with the pusher's clock), reboots
