@@ -32,6 +32,14 @@ but never before where the run's audio ends: at ``max(now_us + offset, sample cl
   is how much less audio than pusher time arrived since the run's anchor (real time
   measured on one clock), never a difference between two clocks.
 
+A run anchored by such a stand-in time takes its time from its first plausible push if
+none of its chunks is cut yet (its audio is shorter than a chunk and no switch closed
+one): the audio ends where that push starts, continuous, unless the stand-in time
+re-measured with that push's offset ends more than the tolerance before it (a pause the
+pusher's clock saw: kept as a gap). So a stray ``0.0`` as an offline sync's first push
+stays with the audio after it. A chunk already cut keeps its time (it is on its way to
+Redis): a plausible push then judges against the sample clock as any push does.
+
 The time is passed in: this module reads no clock.
 """
 
@@ -98,6 +106,7 @@ class Chunker:
         self._carry = b""  # a lone low byte waiting for its high byte
         self._started = False
         self._offset_us = 0  # the device's clock minus now_us, at the last pushed anchor
+        self._stood_in = False  # the current run's anchor is a stand-in time, not a push's
 
     def _position_us(self, sample_index: int) -> int:
         return self._anchor_us + round(sample_index * 1_000_000 / self.sample_rate)
@@ -134,11 +143,14 @@ class Chunker:
         if not plausible:
             self.implausible_timestamps += 1
             timestamp_us = self._stand_in_us(now_us)
+        elif self._started and self._stood_in and not self._run_samples:
+            self._re_place(timestamp_us, timestamp_us - now_us)
         if self._started and abs(timestamp_us - self.expected_us) > self.tolerance_us:
             out += self.flush()
             self._started = False
         if not self._started:
             self._anchor_us, self._run_samples, self._started = timestamp_us, 0, True
+            self._stood_in = not plausible
             if plausible:
                 self._offset_us = timestamp_us - now_us
             self.runs += 1
@@ -154,6 +166,18 @@ class Chunker:
             return now_us
         # A pause is a gap; audio arriving faster than real time (a backlog) no rewind.
         return max(now_us + self._offset_us, self.expected_us)
+
+    def _re_place(self, timestamp_us: int, offset_us: int) -> None:
+        """The first plausible push of a run a stand-in time anchored, none of whose chunks
+        is cut yet: the run's audio takes its time from the push (module docstring)."""
+        pending_us = self.expected_us - self._anchor_us
+        # The run's stand-in time re-measured with the offset this push shows.
+        by_pushers_clock = self._anchor_us - self._offset_us + offset_us
+        if timestamp_us - (by_pushers_clock + pending_us) > self.tolerance_us:
+            self._anchor_us = by_pushers_clock  # a pause the pusher's clock saw: a gap
+            return
+        self._anchor_us = timestamp_us - pending_us  # it ends where the push starts
+        self._offset_us, self._stood_in = offset_us, False
 
     def _cut_full(self) -> list[RawChunk]:
         out = []

@@ -511,17 +511,35 @@ def test_implausible_audio_after_a_pause_starts_a_new_run_at_now() -> None:
     assert chunker.runs == 2 and chunker.implausible_timestamps == 2
 
 
-def test_after_an_implausible_start_a_synced_clock_continues_the_run() -> None:
-    """The device's first push says 1970, then NTP syncs: pushed times agree with the
-    sample clock (anchored at the pusher's time) within the tolerance: one run."""
+def test_after_an_implausible_start_a_synced_clock_places_the_run() -> None:
+    """The device's first push says 1970, then NTP syncs: the run's audio, not yet cut into
+    a chunk, takes its time from the first plausible push (the device's clock, 80 ms
+    before the pusher's here) and ends where that push starts: one run."""
     rate = 8000
     chunker = make(rate, 5 * rate)
     chunks = chunker.push(bytes(2 * rate), 1_000_000, now_us=NOW_US)
     synced = at(rate, rate) - 80_000  # the device's capture time: 80 ms before arrival
     chunks += chunker.push(bytes(2 * rate), synced, now_us=at(rate, rate))
     chunks += chunker.flush()
-    assert [(c.start_us, c.sample_count) for c in chunks] == [(NOW_US, 2 * rate)]
-    assert chunker.implausible_timestamps == 1
+    assert [(c.start_us, c.sample_count) for c in chunks] == [(synced - 1_000_000, 2 * rate)]
+    assert chunker.runs == 1 and chunker.implausible_timestamps == 1
+
+
+def test_a_pause_before_the_first_plausible_push_is_kept() -> None:
+    """A live device starts in 1970, is silent for ten minutes, then pushes with a synced
+    clock: the pusher's clock saw the pause, so the first second stays where it arrived
+    (shifted by the device's offset, -30 ms) and the pause stays a gap."""
+    rate = 8000
+    chunker = make(rate, 5 * rate)
+    chunks = chunker.push(bytes(2 * rate), 1_000_000, now_us=NOW_US)
+    resumed = NOW_US + 1_000_000 + 10 * 60 * 1_000_000
+    chunks += chunker.push(bytes(2 * rate), resumed, now_us=resumed + 30_000)
+    chunks += chunker.flush()
+    assert [(c.start_us, c.sample_count) for c in chunks] == [
+        (NOW_US - 30_000, rate),
+        (resumed, rate),
+    ]
+    assert chunker.runs == 2 and chunker.implausible_timestamps == 1
 
 
 OFFLINE_US = 2 * 3600 * 1_000_000  # a device syncing audio it recorded two hours ago
@@ -583,8 +601,9 @@ def test_implausible_timestamps_after_a_pushed_anchor_follow_the_devices_offset(
 
 def test_a_run_re_anchored_by_a_pushed_timestamp_then_continues_through_stray_ones() -> None:
     """The rule follows the current run's anchor: a session that started in 1970 (placed
-    by the pusher's clock) and then pushes an old but plausible time has a run of its own
-    time; a stray 0.0 after that continues it rather than jumping to the pusher's clock."""
+    by the pusher's clock, its second already cut into a chunk) and then pushes an old but
+    plausible time has a run of its own time; a stray 0.0 after that continues it rather
+    than jumping to the pusher's clock."""
     rate = 8000
     chunker = make(rate, rate)
     chunks = chunker.push(bytes(2 * rate), 1_000_000, now_us=NOW_US)  # 1970: pusher's clock
@@ -618,26 +637,37 @@ def test_a_pause_after_a_live_devices_clock_resets_is_kept(switch: bool) -> None
     assert chunker.implausible_timestamps == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a session's first push, when implausible, starts a run at the pusher's clock, "
-    "and a plausible push of offline audio then re-anchors hours earlier: the first "
-    "push's audio stays at the pusher's time, and 11 s read back as 7,201 s (the issue's "
-    "own symptom, with the stray 0.0 first instead of in the middle). While that run has "
-    "emitted nothing, its pending audio could be placed right before the plausible push's "
-    "(the sample clock run backwards): a design choice, and "
-    "test_a_run_re_anchored_by_a_pushed_timestamp_then_continues_through_stray_ones pins "
-    "the current placement",
-)
 def test_a_stray_first_timestamp_before_offline_audio_stays_with_it() -> None:
+    """An offline sync whose first push is stamped 0.0: that second, not yet cut into a
+    chunk, takes its time from the 2-hour-old push after it and ends where it starts, so
+    11 s read back as 11 s (placed by the pusher's clock, as 7,201 s)."""
     rate = 8000
     chunker = make(rate, 5 * rate)
     recorded = NOW_US - OFFLINE_US
     chunks = chunker.push(bytes(2 * rate), 0, now_us=NOW_US)
     chunks += chunker.push(bytes(2 * 10 * rate), recorded + 1_000_000, now_us=NOW_US + 10_000)
     chunks += chunker.flush()
+    assert [c.start_us for c in chunks] == [at(k * 5 * rate, rate, recorded) for k in range(3)]
     assert sum(c.sample_count for c in chunks) == 11 * rate
     assert len(reader(chunks, rate, fill_gaps=True)) == 2 * 11 * rate
+    assert chunker.runs == 1 and chunker.implausible_timestamps == 1
+
+
+@pytest.mark.parametrize("cut_by", ["a-full-chunk", "a-conversation-switch"])
+def test_a_chunk_cut_before_the_first_plausible_push_keeps_its_time(cut_by: str) -> None:
+    """The bound of the re-placement: a chunk already cut (a full one, or the one a
+    conversation switch closed) is on its way to Redis with its time; the plausible push
+    then judges against the sample clock, and 2-hour-old audio starts a run of its own."""
+    rate = 8000
+    chunker = make(rate, rate if cut_by == "a-full-chunk" else 5 * rate)
+    chunks = chunker.push(bytes(2 * rate), 0, now_us=NOW_US)
+    if cut_by == "a-conversation-switch":
+        chunks += chunker.flush()
+    recorded = NOW_US - OFFLINE_US
+    chunks += chunker.push(bytes(2 * rate), recorded, now_us=NOW_US + 10_000)
+    chunks += chunker.flush()
+    assert [c.start_us for c in chunks] == [NOW_US, recorded]
+    assert chunker.runs == 2 and chunker.implausible_timestamps == 1
 
 
 @pytest.mark.parametrize(
