@@ -2,7 +2,11 @@
 
 Pushes are a byte stream: a push of odd length leaves its last byte waiting for the next
 push, which completes that sample. A push's timestamp is the time of the first sample that
-*starts* in it.
+*starts* in it. The completed sample is placed where it started, at the end of the run it
+started in, unless a flush (a conversation switch) came between: then it is the next
+push's first sample, one sample before that push's time, in the next conversation's
+audio (placed after the previous conversation's end, it would move the next
+conversation's start there, hours early after a pause).
 
 **Continuity is by sample count.** A run of audio starts at its first push's timestamp
 (the anchor); sample ``k`` of the run is at ``anchor + k / rate`` (the sample clock), so
@@ -104,6 +108,7 @@ class Chunker:
         self._run_samples = 0  # samples of the run before the current chunk
         self._buffer = bytearray()  # whole samples of the current chunk
         self._carry = b""  # a lone low byte waiting for its high byte
+        self._carry_past_flush = False  # a flush came after it: its sample goes with the next push
         self._started = False
         self._offset_us = 0  # the device's clock minus now_us, at the last pushed anchor
         self._stood_in = False  # the current run's anchor is a stand-in time, not a push's
@@ -132,7 +137,12 @@ class Chunker:
         if not data:
             return []
         out: list[RawChunk] = []
-        if self._carry:
+        carried = self._carry_past_flush and bool(self._carry)
+        if carried:
+            # A flush (a switch) closed the chunk the half sample was in: the sample it
+            # completes is this push's first, one sample before the push's own time.
+            data, self._carry, self._carry_past_flush = self._carry + data, b"", False
+        elif self._carry:
             # The first byte completes the previous push's last sample, at its place.
             self._buffer += self._carry + data[:1]
             self._carry, data = b"", data[1:]
@@ -140,13 +150,15 @@ class Chunker:
             if not data:
                 return out
         plausible = self.plausible(timestamp_us, now_us)
+        if carried:
+            timestamp_us -= round(1_000_000 / self.sample_rate)
         if not plausible:
             self.implausible_timestamps += 1
             timestamp_us = self._stand_in_us(now_us)
         elif self._started and self._stood_in and not self._run_samples:
             self._re_place(timestamp_us, timestamp_us - now_us)
         if self._started and abs(timestamp_us - self.expected_us) > self.tolerance_us:
-            out += self.flush()
+            out += self._close_chunk()
             self._started = False
         if not self._started:
             self._anchor_us, self._run_samples, self._started = timestamp_us, 0, True
@@ -194,7 +206,12 @@ class Chunker:
         return chunk
 
     def flush(self) -> list[RawChunk]:
-        """Close the current chunk early (conversation switch or end). The run goes on."""
+        """Close the current chunk early (conversation switch or end). The run goes on; a
+        half sample waiting is completed by the next push, in that push's audio."""
+        self._carry_past_flush = bool(self._carry)
+        return self._close_chunk()
+
+    def _close_chunk(self) -> list[RawChunk]:
         if not self._buffer:
             return []
         chunk = self._emit(bytes(self._buffer))

@@ -397,17 +397,10 @@ def test_gap_after_an_odd_push_completes_the_sample_in_the_old_run() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sample an odd push leaves half done is completed in the old run even when "
-    "the completing push starts a new one; after switch_conversation (Chunker.flush) that "
-    "sample is the next conversation's first chunk, one sample at the end of the previous "
-    "conversation's audio: the next conversation reads back from there (three hours of "
-    "silence here; over AUDIOSYNC_MAX_GAP_FILL_SECONDS a GapTooLongError). Placing it "
-    "right before the completing push's own time changes the rule "
-    "test_gap_after_an_odd_push_completes_the_sample_in_the_old_run pins",
-)
 def test_after_a_switch_at_an_odd_byte_the_next_conversation_starts_at_its_own_time() -> None:
+    """The half sample a switch leaves waiting is completed by the next conversation's
+    first push, and that sample is placed with it, one sample before its time: the next
+    conversation does not start at the end of the previous one's audio, hours early."""
     rate = 8000
     chunker = make(rate, 5 * rate)
     first = chunker.push(bytes(2 * rate + 1), NOW_US, now_us=NOW_US)  # ends half a sample in
@@ -415,8 +408,22 @@ def test_after_a_switch_at_an_odd_byte_the_next_conversation_starts_at_its_own_t
     later = NOW_US + 3 * 3600 * 1_000_000  # the next conversation, three hours later
     second = chunker.push(bytes(2 * rate + 1), later, now_us=later) + chunker.flush()
     assert [c.start_us for c in first] == [NOW_US]
-    assert min(c.start_us for c in second) >= later - round(1_000_000 / rate)
+    assert [(c.start_us, c.sample_count) for c in second] == [(later - 125, rate + 1)]
     assert sum(c.sample_count for c in first + second) == 2 * rate + 1
+
+
+def test_a_switch_at_an_odd_byte_in_continuous_audio_keeps_the_byte_stream() -> None:
+    """Audio that goes on through the switch: the sample the switch split is the next
+    conversation's first, where it was in the stream; no byte is lost or moved."""
+    rate = 8000
+    pcm = pcm_bytes(4 * rate + 2)
+    chunker = make(rate, 5 * rate)
+    first = chunker.push(pcm[: 2 * rate + 1], NOW_US, now_us=NOW_US) + chunker.flush()
+    second = chunker.push(pcm[2 * rate + 1 :], at(rate + 1, rate), now_us=NOW_US)
+    second += chunker.flush()
+    assert summary(first) == [(0, NOW_US, rate, pcm[: 2 * rate])]
+    assert summary(second) == [(1, at(rate, rate), rate + 1, pcm[2 * rate :])]
+    assert chunker.runs == 1 and not chunker.dangling_byte
 
 
 def test_expected_us_tracks_the_run() -> None:
