@@ -426,6 +426,49 @@ def test_a_switch_at_an_odd_byte_in_continuous_audio_keeps_the_byte_stream() -> 
     assert chunker.runs == 1 and not chunker.dangling_byte
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=700),  # bytes pushed (0: a switch instead)
+            st.sampled_from(["on-time", "late", "early", "implausible"]),
+            st.integers(min_value=0, max_value=20_000_000),  # pusher time passing, µs
+        ),
+        max_size=40,
+    ),
+    rate=st.sampled_from([8000, 16000]),
+)
+def test_whatever_the_timestamps_and_switches_every_byte_comes_out_once_in_order(
+    steps: list[tuple[int, str, int]], rate: int
+) -> None:
+    """Gaps, jumps, implausible times, re-placed runs and switches at odd bytes move
+    chunks in time, never bytes: the chunks hold the pushed byte stream (but a dangling
+    half sample), numbered in order, none longer than a chunk."""
+    chunker = make(rate, 300)
+    chunks: list[RawChunk] = []
+    pushed, now, stream_at = b"", NOW_US, NOW_US
+    for i, (length, kind, elapsed) in enumerate(steps):
+        now += elapsed
+        if not length:
+            chunks += chunker.flush()
+            continue
+        data = bytes((i * 31 + k) % 256 for k in range(length))
+        timestamp = {
+            "on-time": stream_at,
+            "late": stream_at + 5_000_000,
+            "early": stream_at - 5_000_000,
+            "implausible": 0,
+        }[kind]
+        chunks += chunker.push(data, timestamp, now_us=now)
+        pushed += data
+        stream_at = NOW_US + round((len(pushed) // 2) * 1_000_000 / rate)
+    chunks += chunker.flush()
+    assert b"".join(c.pcm for c in chunks) == pushed[: len(pushed) - len(pushed) % 2]
+    assert chunker.dangling_byte == bool(len(pushed) % 2)
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert all(0 < c.sample_count <= 300 for c in chunks)
+
+
 def test_expected_us_tracks_the_run() -> None:
     chunker = make(16000, 1000)
     chunker.push(bytes(2 * 1600), ANCHOR_US, now_us=NOW_US)
