@@ -703,6 +703,24 @@ def test_a_stray_first_timestamp_before_offline_audio_stays_with_it() -> None:
     assert chunker.runs == 1 and chunker.implausible_timestamps == 1
 
 
+def test_a_gap_an_offline_syncs_stall_left_closes_when_the_audio_after_it_is_continuous() -> None:
+    """An offline sync (2 h behind) stalls 3 s while a push is stamped 0.0: the pusher's
+    clock says it fell 2 s behind, a gap. The next push's own (plausible) time shows the
+    audio went on without one: the gap's run, not cut yet, is re-placed where it belongs."""
+    rate = 8000
+    chunker = make(rate, 5 * rate)
+    recorded = NOW_US - OFFLINE_US
+    chunks = chunker.push(bytes(2 * rate), recorded, now_us=NOW_US)
+    chunks += chunker.push(bytes(2 * rate), 0, now_us=NOW_US + 3_000_000)  # after a stall
+    chunks += chunker.push(bytes(2 * rate), recorded + 2_000_000, now_us=NOW_US + 3_010_000)
+    chunks += chunker.flush()
+    assert [(c.start_us, c.sample_count) for c in chunks] == [
+        (recorded, rate),  # closed at the gap the stall looked like
+        (recorded + 1_000_000, 2 * rate),  # re-placed: continuous after all
+    ]
+    assert len(reader(chunks, rate, fill_gaps=True)) == 2 * 3 * rate
+
+
 @pytest.mark.parametrize("cut_by", ["a-full-chunk", "a-conversation-switch"])
 def test_a_chunk_cut_before_the_first_plausible_push_keeps_its_time(cut_by: str) -> None:
     """The bound of the re-placement: a chunk already cut (a full one, or the one a
