@@ -2,7 +2,11 @@
 
 Pushes are a byte stream: a push of odd length leaves its last byte waiting for the next
 push, which completes that sample. A push's timestamp is the time of the first sample that
-*starts* in it.
+*starts* in it. The completed sample is placed where it started, at the end of the run it
+started in, unless a flush (a conversation switch) came between: then it is the next
+push's first sample, one sample before that push's time, in the next conversation's
+audio (placed after the previous conversation's end, it would move the next
+conversation's start there, hours early after a pause).
 
 **Continuity is by sample count.** A run of audio starts at its first push's timestamp
 (the anchor); sample ``k`` of the run is at ``anchor + k / rate`` (the sample clock), so
@@ -17,19 +21,28 @@ it. A gap shorter than the tolerance is absorbed: the audio after it is stamped 
 
 **Implausible timestamps are kept, not refused.** A timestamp more than ``window_us``
 (``AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS``) from the pusher's clock ``now_us``, or
-negative, is counted in ``implausible_timestamps`` and carries no time: where its audio
-goes depends on what the current run's anchor came from.
+negative, is counted in ``implausible_timestamps`` and carries no time. Its audio is placed
+by the pusher's clock shifted by the device's offset from it (the offset: pushed timestamp
+minus ``now_us``, measured where a run was last anchored by a plausible push; 0 before any),
+but never before where the run's audio ends: at ``max(now_us + offset, sample clock)``.
 
 - No run yet: the run starts at ``now_us``, the only time there is.
-- A run anchored by a pushed (plausible) timestamp: the audio continues the sample clock,
-  whatever ``now_us`` says. The device's clock may be hours from the pusher's (audio
-  recorded offline and synced later), so the pusher's clock cannot tell a pause from
-  that offset: a stray ``0.0`` must not insert hours of silence.
-- A run anchored by the pusher's clock (it started with an implausible timestamp): the
-  audio continues it unless ``now_us`` is more than the tolerance past where the audio
-  ends (the source paused: a new run at ``now_us``, a gap of real pusher time, measured
-  on the clock the run's times come from), and it never jumps back (audio that arrives
-  faster than real time is a backlog, not a rewind).
+- Otherwise the audio continues the run when that time is within the tolerance of the
+  sample clock, and starts a new run there (a gap) when it is past it by more; it never
+  jumps back. A device syncing audio recorded offline pushes faster than real time, so
+  its sample clock runs ahead of the pusher's clock shifted by its offset (hours): a stray
+  ``0.0`` continues the sample clock, never inserts hours of silence. A live device
+  (offset ~0) whose clock resets keeps its pauses: the pusher's clock shows them. A gap
+  is how much less audio than pusher time arrived since the run's anchor (real time
+  measured on one clock), never a difference between two clocks.
+
+A run anchored by such a stand-in time takes its time from its first plausible push if
+none of its chunks is cut yet (its audio is shorter than a chunk and no switch closed
+one): the audio ends where that push starts, continuous, unless the stand-in time
+re-measured with that push's offset ends more than the tolerance before it (a pause the
+pusher's clock saw: kept as a gap). So a stray ``0.0`` as an offline sync's first push
+stays with the audio after it. A chunk already cut keeps its time (it is on its way to
+Redis): a plausible push then judges against the sample clock as any push does.
 
 The time is passed in: this module reads no clock.
 """
@@ -95,8 +108,10 @@ class Chunker:
         self._run_samples = 0  # samples of the run before the current chunk
         self._buffer = bytearray()  # whole samples of the current chunk
         self._carry = b""  # a lone low byte waiting for its high byte
+        self._carry_past_flush = False  # a flush came after it: its sample goes with the next push
         self._started = False
-        self._on_pushers_clock = False  # the current run's anchor is now_us, not a push's
+        self._offset_us = 0  # the device's clock minus now_us, at the last pushed anchor
+        self._stood_in = False  # the current run's anchor is a stand-in time, not a push's
 
     def _position_us(self, sample_index: int) -> int:
         return self._anchor_us + round(sample_index * 1_000_000 / self.sample_rate)
@@ -122,7 +137,12 @@ class Chunker:
         if not data:
             return []
         out: list[RawChunk] = []
-        if self._carry:
+        carried = self._carry_past_flush and bool(self._carry)
+        if carried:
+            # A flush (a switch) closed the chunk the half sample was in: the sample it
+            # completes is this push's first, one sample before the push's own time.
+            data, self._carry, self._carry_past_flush = self._carry + data, b"", False
+        elif self._carry:
             # The first byte completes the previous push's last sample, at its place.
             self._buffer += self._carry + data[:1]
             self._carry, data = b"", data[1:]
@@ -130,15 +150,21 @@ class Chunker:
             if not data:
                 return out
         plausible = self.plausible(timestamp_us, now_us)
+        if carried:
+            timestamp_us -= round(1_000_000 / self.sample_rate)
         if not plausible:
             self.implausible_timestamps += 1
             timestamp_us = self._stand_in_us(now_us)
+        elif self._started and self._stood_in and not self._run_samples:
+            self._re_place(timestamp_us, timestamp_us - now_us)
         if self._started and abs(timestamp_us - self.expected_us) > self.tolerance_us:
-            out += self.flush()
+            out += self._close_chunk()
             self._started = False
         if not self._started:
             self._anchor_us, self._run_samples, self._started = timestamp_us, 0, True
-            self._on_pushers_clock = not plausible
+            self._stood_in = not plausible
+            if plausible:
+                self._offset_us = timestamp_us - now_us
             self.runs += 1
         whole = len(data) - len(data) % 2
         self._buffer += data[:whole]
@@ -150,9 +176,20 @@ class Chunker:
         """The time given to a push whose own timestamp is implausible (module docstring)."""
         if not self._started:
             return now_us
-        if self._on_pushers_clock:
-            return max(now_us, self.expected_us)  # a pause is a gap; a backlog no rewind
-        return self.expected_us
+        # A pause is a gap; audio arriving faster than real time (a backlog) no rewind.
+        return max(now_us + self._offset_us, self.expected_us)
+
+    def _re_place(self, timestamp_us: int, offset_us: int) -> None:
+        """The first plausible push of a run a stand-in time anchored, none of whose chunks
+        is cut yet: the run's audio takes its time from the push (module docstring)."""
+        pending_us = self.expected_us - self._anchor_us
+        # The run's stand-in time re-measured with the offset this push shows.
+        by_pushers_clock = self._anchor_us - self._offset_us + offset_us
+        if timestamp_us - (by_pushers_clock + pending_us) > self.tolerance_us:
+            self._anchor_us = by_pushers_clock  # a pause the pusher's clock saw: a gap
+            return
+        self._anchor_us = timestamp_us - pending_us  # it ends where the push starts
+        self._offset_us, self._stood_in = offset_us, False
 
     def _cut_full(self) -> list[RawChunk]:
         out = []
@@ -169,7 +206,12 @@ class Chunker:
         return chunk
 
     def flush(self) -> list[RawChunk]:
-        """Close the current chunk early (conversation switch or end). The run goes on."""
+        """Close the current chunk early (conversation switch or end). The run goes on; a
+        half sample waiting is completed by the next push, in that push's audio."""
+        self._carry_past_flush = bool(self._carry)
+        return self._close_chunk()
+
+    def _close_chunk(self) -> list[RawChunk]:
         if not self._buffer:
             return []
         chunk = self._emit(bytes(self._buffer))

@@ -310,8 +310,8 @@ class Session:
     @property
     def implausible_timestamps(self) -> int:
         """Pushes whose timestamp was outside AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS of the
-        pusher's clock (or negative): their audio continued the session's sample clock, or
-        was placed by the pusher's clock while the session had no pushed time (chunker)."""
+        pusher's clock (or negative): their audio was placed by the pusher's clock shifted
+        by the device's offset, never before the session's sample clock (chunker)."""
         return self._chunker.implausible_timestamps
 
     def _chunk(self, pcm: bytes, timestamp: float) -> list[RawChunk]:
@@ -323,9 +323,9 @@ class Session:
             log.warning(
                 "session %s: timestamp %r is negative or more than %g s from the pusher's "
                 "clock (%.6f); "
-                "its audio continues the session's sample clock, or is placed by the "
-                "pusher's clock while the session has no pushed time of its own (warned once "
-                "a session; Session.implausible_timestamps counts them)",
+                "its audio is placed by the pusher's clock shifted by the device's offset, "
+                "never before the session's sample clock (warned once a session; "
+                "Session.implausible_timestamps counts them)",
                 self.session_id,
                 timestamp,
                 self._client.settings.push_timestamp_window_seconds,

@@ -5,9 +5,10 @@
 2. If a recorded plan exists, a flush before this one died or lost its lease while
    carrying it out: carry out that plan, object by object, byte for byte (step 5).
 3. Otherwise read up to ``READ_LIMIT`` entries; validate each (workers/validate.py) and
-   move the bad ones, chunks repeating a seq with other content, and chunks first
-   appended longer ago than a deleted conversation's mark lives, to quarantine with
-   their reason in one atomic step; plan the rest (workers/planner.py, pure).
+   move the bad ones, chunks repeating a seq with other content, chunks first appended
+   longer ago than a deleted conversation's mark lives, and envelope v0 chunks of a
+   session whose pusher seals v1, to quarantine with their reason in one atomic step;
+   plan the rest (workers/planner.py, pure).
 4. Record the plan (the objects in order: name, chunk ids, the other ids each deletes)
    before the first upload. It is never overwritten; it shrinks only as objects commit.
 5. For each object: renew the lease, upload create-only within a deadline shorter than
@@ -55,7 +56,13 @@ from workers.planner import (
     plan_flush,
 )
 from workers.store import Begun, LeaseLostError, StoredSeqs, WorkerStore
-from workers.validate import Limits, parse_only, validate_entry
+from workers.validate import (
+    Limits,
+    foreign_v0_entries,
+    parse_only,
+    v1_session_sign,
+    validate_entry,
+)
 
 log = logging.getLogger(__name__)
 #: Entries read per flush: about 41 min of 5 s chunks; at most 256 MiB of chunk data
@@ -218,7 +225,9 @@ class _Flush:
                 pinned = None
                 raw = self.store.read_raw(self.session_id, self.config.read_limit)
         complete = pinned is not None or len(raw) < self.config.read_limit
-        good = self._checked(raw, legacy=pinned is not None, now=now)
+        good = self._checked(
+            raw, legacy=pinned is not None, now=now, appended_mark=begun.appended_mark
+        )
         plan = plan_flush(good, now, self.policy, complete=complete, pinned_last_id=pinned)
         if pinned is not None and not plan.objects:  # nothing of the old cut is left to redo
             self.store.drop_legacy_intent(self.session_id, self.token)
@@ -259,9 +268,13 @@ class _Flush:
         *,
         legacy: bool = False,
         now: float | None = None,
+        appended_mark: bool = False,
     ) -> list[Entry]:
         """The valid entries; the others are quarantined with their reasons. ``legacy``: a
         first release's cut, which kept repeats (its objects may be stored already).
+        ``appended_mark``: the session's ``:appended`` mark exists; with it, or with v1
+        records in the read, the pusher seals v1 and a v0 chunk in the stream is
+        quarantined (workers/validate.foreign_v0_entries).
 
         A chunk first appended longer ago than ``max_entry_age_seconds`` (the deleted
         mark's lifetime) is quarantined too: its conversation may have been deleted and
@@ -292,7 +305,10 @@ class _Flush:
             again_ids = {b.entry_id for b in again}
             old = self._too_old([e for e in good if e.entry_id not in again_ids], now)
             taken = again_ids | {b.entry_id for b in old}
-            bad += old + conflicting_repeats([e for e in good if e.entry_id not in taken])
+            sign = v1_session_sign(appended_mark, good)
+            foreign = foreign_v0_entries([e for e in good if e.entry_id not in taken], sign)
+            taken |= {b.entry_id for b in foreign}
+            bad += old + foreign + conflicting_repeats([e for e in good if e.entry_id not in taken])
         if bad:
             for entry in bad:
                 log.warning(

@@ -181,9 +181,10 @@ return 1
 """
 )
 
-# KEYS: lease, plan, legacy intent, stream, stored seqs. ARGV: token, lease (ms), read
-# limit. Takes the lease (when free) and reads, in one step, what a flush starts from:
-# {1, plan, intent, entries (up to the limit), stored bitmap}; {0} when the lease is held.
+# KEYS: lease, plan, legacy intent, stream, stored seqs, appended mark. ARGV: token, lease
+# (ms), read limit. Takes the lease (when free) and reads, in one step, what a flush starts
+# from: {1, plan, intent, entries (up to the limit), stored bitmap, 1 if the pusher's
+# appended mark exists else 0}; {0} when the lease is held.
 _BEGIN = (
     ALLOW_OOM
     + """
@@ -194,7 +195,8 @@ local entries = {}
 if #plan == 0 and intent == '' then
   entries = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', ARGV[3])
 end
-return {1, plan, intent, entries, redis.call('GET', KEYS[5]) or ''}
+local stored = redis.call('GET', KEYS[5]) or ''
+return {1, plan, intent, entries, stored, redis.call('EXISTS', KEYS[6])}
 """
 )
 
@@ -373,6 +375,9 @@ class Begun:
     intent: bytes | None
     entries: list[tuple[bytes, dict[bytes, bytes]]]
     stored: StoredSeqs
+    #: the session's ``:appended`` mark exists: its pusher seals envelope v1 (the first
+    #: release, the only pusher that sealed v0, never wrote the mark)
+    appended_mark: bool = False
 
 
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
@@ -593,11 +598,11 @@ class WorkerStore:
         another flush holds the lease. The entries are read only when there is neither a
         recorded plan nor a first-release intent (those read their own span)."""
         k = self.keys(session_id)
-        keys = [k.lease, k.plan, k.legacy_intent, k.chunks, k.stored]
+        keys = [k.lease, k.plan, k.legacy_intent, k.chunks, k.stored, k.appended]
         reply = cast(list[object], self._begin(keys=keys, args=[token, _ms(seconds), limit]))
         if not int(cast(int, reply[0])):
             return None
-        plan, intent, entries, stored = reply[1:]
+        plan, intent, entries, stored, marked = reply[1:]
         raw = [
             (cast(bytes, eid), _pairs(cast(list[bytes], fields)))
             for eid, fields in cast(list[list[object]], entries)
@@ -607,6 +612,7 @@ class WorkerStore:
             intent=cast(bytes, intent) or None,
             entries=raw,
             stored=StoredSeqs(cast(bytes, stored)),
+            appended_mark=bool(int(cast(int, marked))),
         )
 
     # -- reads (no fence needed) ---------------------------------------------------------

@@ -24,11 +24,16 @@ conversation unreadable.
 
 The checks depend only on the entry and its id, so a successor that re-reads the entries
 of a recorded plan reaches the same verdict.
+
+One check is of the session, not of an entry alone (``foreign_v0_entries``): a v0 record
+in a session whose pusher seals v1 (its ``:appended`` mark exists, or the same read holds
+v1 records of it) was written in from elsewhere, and is quarantined. A fresh plan makes
+it; a recorded plan is carried out as recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from backend_hooks import container, envelope, naming
@@ -160,3 +165,40 @@ def _check_standard(session_id: str, entry: ChunkEntry) -> None:
             f"the chunk's tags (session, seq, start_us, samples, rate) = {tagged} do not "
             f"match the entry's {said}"
         )
+
+
+def _envelope_version(entry: Entry) -> int | None:
+    """The envelope version of a sealed chunk's record (validated: exactly one record, so
+    its first byte is its version); None for anything else."""
+    if isinstance(entry, ChunkEntry) and entry.sealed and entry.data:
+        return entry.data[0]
+    return None
+
+
+def v1_session_sign(appended_mark: bool, entries: Iterable[Entry]) -> str | None:
+    """Why the session's pusher is one that seals envelope v1, or None if nothing says so.
+
+    The ``:appended`` mark: the first release, the only pusher that sealed v0, never wrote
+    it (its append was a bare XADD). A v1 record: no pusher that seals v0 writes one."""
+    if appended_mark:
+        return "the session has the :appended mark, which no pusher sealing v0 wrote"
+    if any(_envelope_version(e) == envelope.V1 for e in entries):
+        return "the same read holds envelope v1 records of the session"
+    return None
+
+
+def foreign_v0_entries(entries: Sequence[Entry], sign: str | None) -> list[BadEntry]:
+    """The chunks of ``entries`` sealed as envelope v0 when ``sign`` (``v1_session_sign``)
+    says the session's pusher seals v1: written into its stream from elsewhere."""
+    if sign is None:
+        return []
+    return [
+        BadEntry(
+            e.entry_id,
+            f"an envelope v0 record in a session whose pusher seals v1 ({sign}): v0 "
+            "authenticates neither its session nor its place, so it was written in from "
+            "elsewhere",
+        )
+        for e in entries
+        if _envelope_version(e) == envelope.V0
+    ]

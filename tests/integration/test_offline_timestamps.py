@@ -19,19 +19,22 @@ RATE = 8000
 OFFLINE_SECONDS = 2 * 3600
 
 
+@pytest.mark.parametrize("stray", [1, 0], ids=["in-the-middle", "as-the-first-push"])
 def test_a_stray_zero_timestamp_in_offline_audio_reads_back_as_long_as_the_audio(
-    ctx: WorkerContext, clock: FakeClock
+    ctx: WorkerContext, clock: FakeClock, stray: int
 ) -> None:
-    """5 s, then 1 s stamped 0.0, then 5 s, all recorded two hours ago: 11 s read back as
-    11 s (placed by the pusher's clock, the 0.0 second read back as 7,201 s)."""
+    """5 s, 1 s and 5 s of audio, all recorded two hours ago, one of them stamped 0.0 (the
+    second, or the first push): 11 s read back as 11 s (placed by the unshifted pusher's
+    clock, the 0.0 second read back as 7,201 s)."""
     uid, cid = f"offline-{uuid.uuid4().hex[:8]}", "conv"
     recorded = clock.now - OFFLINE_SECONDS
-    audio = [speech_like(seconds, RATE, seed=seed) for seed, seconds in enumerate((5, 1, 5))]
+    seconds = (1, 5, 5) if stray == 0 else (5, 1, 5)
+    audio = [speech_like(length, RATE, seed=seed) for seed, length in enumerate(seconds)]
+    starts = [recorded, recorded + seconds[0], recorded + seconds[0] + seconds[1]]
     client = AudioSyncClient(ctx.settings, clock=clock)
     session = client.open_session(uid, cid, RATE, "standard")
-    session.push(audio[0], recorded)
-    session.push(audio[1], 0.0)
-    session.push(audio[2], recorded + 6)
+    for i, pcm in enumerate(audio):
+        session.push(pcm, 0.0 if i == stray else starts[i])
     session.close()
     client.close()
     assert session.implausible_timestamps == 1

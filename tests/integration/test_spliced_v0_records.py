@@ -25,6 +25,7 @@ from backend_hooks import (
 )
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.errors import FormatError, SplicedRecordError
+from backend_hooks.redis_store import SessionKeys
 from tests.integration.flushing import FakeClock, flush, keys
 from tests.integration.test_sealing import NEW, RATE, T0, _only_object, _record, _rewrite, _settings
 from workers.context import WorkerContext
@@ -126,31 +127,31 @@ def _wait_for_entries(ctx: WorkerContext, stream: str, count: int) -> Stream:
     return cast(Stream, ctx.store.client.xrange(stream))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fleet accepts an envelope v0 entry in any session (workers/validate.py "
-    "checks a v0 record's framing only) and stores it next to the session's v1 chunks, or "
-    "alone in an object of its own after the end marker: the object of the first is refused "
-    "by the strict read (and the genuine chunk of that seq is quarantined as a repeat), "
-    "the second reads as the session's audio. Deciding which v0 entries the fleet still "
-    "takes (older pushers, replayed spools) is a design choice for the fleet",
+@pytest.mark.parametrize(
+    "where", ["among-the-chunks", "after-the-end-marker", "after-the-session-was-flushed"]
 )
-@pytest.mark.parametrize("where", ["among-the-chunks", "after-the-end-marker"])
 def test_a_v0_entry_appended_to_a_session_of_v1_chunks_is_quarantined(
     ctx: WorkerContext, clock: FakeClock, where: str
 ) -> None:
     """Someone who can write to Redis (not GCS, not the key) appends a v0 record of the
     same user, copied from elsewhere, to a live session's stream: the pusher seals every
-    chunk of its sessions as v1, so such an entry cannot be the session's."""
+    chunk of its sessions as v1, so such an entry cannot be the session's. The fleet
+    knows by the v1 records in the same read, or, once they are stored, by the session's
+    ``:appended`` mark (the first release, the only pusher that sealed v0, wrote none)."""
     settings = _settings(ctx, NEW)
     uid, cid = f"inject-{uuid.uuid4().hex[:8]}", "conv"
     client = AudioSyncClient(settings, clock=clock)
     session = client.open_session(uid, cid, RATE, "enhanced")
     session.push(speech_like(3, RATE, seed=3), T0)
     stream = keys(session.session_id)
-    if where == "after-the-end-marker":
+    if where != "among-the-chunks":
         session.close()
     genuine = _wait_for_entries(ctx, stream.chunks, 3)
+    if where == "after-the-session-was-flushed":
+        assert flush(ctx, session.session_id).objects_created == 1
+        assert ctx.store.client.xlen(stream.chunks) == 0 and ctx.store.client.exists(
+            stream.appended
+        )
     fields = genuine[2][1]
     record = envelope.split_records(fields[b"data"])[0].info
     assert record is not None
@@ -172,7 +173,51 @@ def test_a_v0_entry_appended_to_a_session_of_v1_chunks_is_quarantined(
 
     quarantined = cast(Stream, ctx.store.client.xrange(stream.quarantine))
     assert [q[b"f:data"] for _, q in quarantined] == [forged[b"data"]]
+    assert (
+        b"an envelope v0 record in a session whose pusher seals v1" in quarantined[0][1][b"reason"]
+    )
     sctx = storage.StorageContext.from_settings(settings)
     merged = storage.download_merged_audio(uid, cid, context=sctx)
     seconds = 5 if where == "among-the-chunks" else 3
     assert merged.sample_count == seconds * RATE and merged.missing == ()
+
+
+def _as_first_release(ctx: WorkerContext, stream: SessionKeys, uid: str) -> None:
+    """The session's stream as the first release's pusher wrote it: every chunk sealed
+    as envelope v0, appended by a bare XADD (no ``:appended`` mark)."""
+    user_keys = envelope.UserKeys(NEW)
+    entries = cast(Stream, ctx.store.client.xrange(stream.chunks))
+    ctx.store.client.delete(stream.chunks, stream.appended)
+    for _, fields in entries:
+        if fields[b"kind"] == b"chunk":
+            [record] = envelope.split_records(fields[b"data"])
+            plain = envelope.open_record(user_keys, uid, record)
+            fields = {**fields, b"data": envelope.seal_v0(user_keys.cipher(uid), plain)}
+        ctx.store.client.xadd(stream.chunks, fields)  # type: ignore[arg-type]
+
+
+def test_a_first_release_stream_of_v0_entries_is_stored(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """An older pusher's session (a rolling upgrade): v0 chunks only and no ``:appended``
+    mark. Nothing says its pusher seals v1, so its chunks are stored as they always were,
+    in an object of v0 records only, which reads back whole."""
+    settings = _settings(ctx, NEW)
+    uid, cid = f"first-release-{uuid.uuid4().hex[:8]}", "conv"
+    client = AudioSyncClient(settings, clock=clock)
+    session = client.open_session(uid, cid, RATE, "enhanced")
+    pcm = speech_like(3, RATE, seed=5)
+    session.push(pcm, T0)
+    session.close()
+    client.close()
+    stream = keys(session.session_id)
+    _wait_for_entries(ctx, stream.chunks, 4)
+    _as_first_release(ctx, stream, uid)
+
+    result = flush(ctx, session.session_id)
+    assert (result.failed, result.quarantined, result.objects_created) == (None, 0, 1)
+    sctx = storage.StorageContext.from_settings(settings)
+    data = ctx.bucket.download(_only_object(sctx, uid, cid).path)
+    assert {r.info for r in envelope.split_records(data)} == {None}  # v0 records only
+    merged = storage.download_merged_audio(uid, cid, context=sctx)
+    assert merged.sample_count == 3 * RATE and merged.missing == ()

@@ -397,17 +397,10 @@ def test_gap_after_an_odd_push_completes_the_sample_in_the_old_run() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sample an odd push leaves half done is completed in the old run even when "
-    "the completing push starts a new one; after switch_conversation (Chunker.flush) that "
-    "sample is the next conversation's first chunk, one sample at the end of the previous "
-    "conversation's audio: the next conversation reads back from there (three hours of "
-    "silence here; over AUDIOSYNC_MAX_GAP_FILL_SECONDS a GapTooLongError). Placing it "
-    "right before the completing push's own time changes the rule "
-    "test_gap_after_an_odd_push_completes_the_sample_in_the_old_run pins",
-)
 def test_after_a_switch_at_an_odd_byte_the_next_conversation_starts_at_its_own_time() -> None:
+    """The half sample a switch leaves waiting is completed by the next conversation's
+    first push, and that sample is placed with it, one sample before its time: the next
+    conversation does not start at the end of the previous one's audio, hours early."""
     rate = 8000
     chunker = make(rate, 5 * rate)
     first = chunker.push(bytes(2 * rate + 1), NOW_US, now_us=NOW_US)  # ends half a sample in
@@ -415,8 +408,65 @@ def test_after_a_switch_at_an_odd_byte_the_next_conversation_starts_at_its_own_t
     later = NOW_US + 3 * 3600 * 1_000_000  # the next conversation, three hours later
     second = chunker.push(bytes(2 * rate + 1), later, now_us=later) + chunker.flush()
     assert [c.start_us for c in first] == [NOW_US]
-    assert min(c.start_us for c in second) >= later - round(1_000_000 / rate)
+    assert [(c.start_us, c.sample_count) for c in second] == [(later - 125, rate + 1)]
     assert sum(c.sample_count for c in first + second) == 2 * rate + 1
+
+
+def test_a_switch_at_an_odd_byte_in_continuous_audio_keeps_the_byte_stream() -> None:
+    """Audio that goes on through the switch: the sample the switch split is the next
+    conversation's first, where it was in the stream; no byte is lost or moved."""
+    rate = 8000
+    pcm = pcm_bytes(4 * rate + 2)
+    chunker = make(rate, 5 * rate)
+    first = chunker.push(pcm[: 2 * rate + 1], NOW_US, now_us=NOW_US) + chunker.flush()
+    second = chunker.push(pcm[2 * rate + 1 :], at(rate + 1, rate), now_us=NOW_US)
+    second += chunker.flush()
+    assert summary(first) == [(0, NOW_US, rate, pcm[: 2 * rate])]
+    assert summary(second) == [(1, at(rate, rate), rate + 1, pcm[2 * rate :])]
+    assert chunker.runs == 1 and not chunker.dangling_byte
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=700),  # bytes pushed (0: a switch instead)
+            st.sampled_from(["on-time", "late", "early", "implausible"]),
+            st.integers(min_value=0, max_value=20_000_000),  # pusher time passing, µs
+        ),
+        max_size=40,
+    ),
+    rate=st.sampled_from([8000, 16000]),
+)
+def test_whatever_the_timestamps_and_switches_every_byte_comes_out_once_in_order(
+    steps: list[tuple[int, str, int]], rate: int
+) -> None:
+    """Gaps, jumps, implausible times, re-placed runs and switches at odd bytes move
+    chunks in time, never bytes: the chunks hold the pushed byte stream (but a dangling
+    half sample), numbered in order, none longer than a chunk."""
+    chunker = make(rate, 300)
+    chunks: list[RawChunk] = []
+    pushed, now, stream_at = b"", NOW_US, NOW_US
+    for i, (length, kind, elapsed) in enumerate(steps):
+        now += elapsed
+        if not length:
+            chunks += chunker.flush()
+            continue
+        data = bytes((i * 31 + k) % 256 for k in range(length))
+        timestamp = {
+            "on-time": stream_at,
+            "late": stream_at + 5_000_000,
+            "early": stream_at - 5_000_000,
+            "implausible": 0,
+        }[kind]
+        chunks += chunker.push(data, timestamp, now_us=now)
+        pushed += data
+        stream_at = NOW_US + round((len(pushed) // 2) * 1_000_000 / rate)
+    chunks += chunker.flush()
+    assert b"".join(c.pcm for c in chunks) == pushed[: len(pushed) - len(pushed) % 2]
+    assert chunker.dangling_byte == bool(len(pushed) % 2)
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert all(0 < c.sample_count <= 300 for c in chunks)
 
 
 def test_expected_us_tracks_the_run() -> None:
@@ -511,17 +561,35 @@ def test_implausible_audio_after_a_pause_starts_a_new_run_at_now() -> None:
     assert chunker.runs == 2 and chunker.implausible_timestamps == 2
 
 
-def test_after_an_implausible_start_a_synced_clock_continues_the_run() -> None:
-    """The device's first push says 1970, then NTP syncs: pushed times agree with the
-    sample clock (anchored at the pusher's time) within the tolerance: one run."""
+def test_after_an_implausible_start_a_synced_clock_places_the_run() -> None:
+    """The device's first push says 1970, then NTP syncs: the run's audio, not yet cut into
+    a chunk, takes its time from the first plausible push (the device's clock, 80 ms
+    before the pusher's here) and ends where that push starts: one run."""
     rate = 8000
     chunker = make(rate, 5 * rate)
     chunks = chunker.push(bytes(2 * rate), 1_000_000, now_us=NOW_US)
     synced = at(rate, rate) - 80_000  # the device's capture time: 80 ms before arrival
     chunks += chunker.push(bytes(2 * rate), synced, now_us=at(rate, rate))
     chunks += chunker.flush()
-    assert [(c.start_us, c.sample_count) for c in chunks] == [(NOW_US, 2 * rate)]
-    assert chunker.implausible_timestamps == 1
+    assert [(c.start_us, c.sample_count) for c in chunks] == [(synced - 1_000_000, 2 * rate)]
+    assert chunker.runs == 1 and chunker.implausible_timestamps == 1
+
+
+def test_a_pause_before_the_first_plausible_push_is_kept() -> None:
+    """A live device starts in 1970, is silent for ten minutes, then pushes with a synced
+    clock: the pusher's clock saw the pause, so the first second stays where it arrived
+    (shifted by the device's offset, -30 ms) and the pause stays a gap."""
+    rate = 8000
+    chunker = make(rate, 5 * rate)
+    chunks = chunker.push(bytes(2 * rate), 1_000_000, now_us=NOW_US)
+    resumed = NOW_US + 1_000_000 + 10 * 60 * 1_000_000
+    chunks += chunker.push(bytes(2 * rate), resumed, now_us=resumed + 30_000)
+    chunks += chunker.flush()
+    assert [(c.start_us, c.sample_count) for c in chunks] == [
+        (NOW_US - 30_000, rate),
+        (resumed, rate),
+    ]
+    assert chunker.runs == 2 and chunker.implausible_timestamps == 1
 
 
 OFFLINE_US = 2 * 3600 * 1_000_000  # a device syncing audio it recorded two hours ago
@@ -544,31 +612,48 @@ def test_a_stray_timestamp_after_offline_audio_continues_the_sample_clock() -> N
 
 
 @pytest.mark.parametrize(
-    "now_us",
+    ("anchored_at_us", "now_us", "pause_us"),
     [
-        pytest.param(NOW_US, id="pusher-two-hours-ahead"),
-        pytest.param(NOW_US - 2 * OFFLINE_US, id="pusher-two-hours-behind"),
-        pytest.param(NOW_US - OFFLINE_US + 3_000_000, id="pusher-after-a-pause"),
+        pytest.param(
+            NOW_US - OFFLINE_US, NOW_US, OFFLINE_US - 1_000_000, id="pusher-two-hours-ahead"
+        ),
+        pytest.param(NOW_US - OFFLINE_US, NOW_US - 2 * OFFLINE_US, 0, id="pusher-two-hours-behind"),
+        pytest.param(
+            NOW_US - OFFLINE_US,
+            NOW_US - OFFLINE_US + 3_000_000,
+            2_000_000,
+            id="pusher-after-a-pause",
+        ),
+        pytest.param(NOW_US, NOW_US, 0, id="offline-device-pushing-at-once"),
+        pytest.param(NOW_US, NOW_US + 3_000_000, 2_000_000, id="offline-device-after-a-pause"),
     ],
 )
-def test_implausible_timestamps_after_a_pushed_anchor_never_move_the_audio(now_us: int) -> None:
-    """Once the run is anchored by a pushed timestamp, the pusher's clock says nothing
-    about the device's: implausible pushes continue the sample clock wherever the pusher's
-    clock is (a pause they hide is closed up, never hours of silence inserted)."""
+def test_implausible_timestamps_after_a_pushed_anchor_follow_the_devices_offset(
+    anchored_at_us: int, now_us: int, pause_us: int
+) -> None:
+    """The run is anchored by a push of 2-hour-old audio that reached the pusher at
+    ``anchored_at_us``: the device's offset from the pusher's clock is 0 (a live device) or
+    -2 h (audio recorded offline). Implausible pushes are placed at the pusher's clock
+    shifted by that offset, never before the sample clock: they continue the run unless
+    the shifted clock is past it by more than the tolerance (a pause of real time, kept as
+    a gap); a pusher's clock hours from the device's is no pause."""
     rate = 8000
     chunker = make(rate, rate)
     recorded = NOW_US - OFFLINE_US
-    chunks = chunker.push(bytes(2 * rate), recorded, now_us=NOW_US - OFFLINE_US)
+    chunks = chunker.push(bytes(2 * rate), recorded, now_us=anchored_at_us)
     for i in range(3):
         chunks += chunker.push(bytes(2 * rate), -1 if i % 2 else 0, now_us=now_us + i)
-    assert [c.start_us for c in chunks] == [at(k * rate, rate, recorded) for k in range(4)]
-    assert chunker.runs == 1 and chunker.implausible_timestamps == 3
+    assert [c.start_us for c in chunks] == [
+        at(k * rate, rate, recorded) + (pause_us if k else 0) for k in range(4)
+    ]
+    assert chunker.runs == 1 + bool(pause_us) and chunker.implausible_timestamps == 3
 
 
 def test_a_run_re_anchored_by_a_pushed_timestamp_then_continues_through_stray_ones() -> None:
     """The rule follows the current run's anchor: a session that started in 1970 (placed
-    by the pusher's clock) and then pushes an old but plausible time has a run of its own
-    time; a stray 0.0 after that continues it rather than jumping to the pusher's clock."""
+    by the pusher's clock, its second already cut into a chunk) and then pushes an old but
+    plausible time has a run of its own time; a stray 0.0 after that continues it rather
+    than jumping to the pusher's clock."""
     rate = 8000
     chunker = make(rate, rate)
     chunks = chunker.push(bytes(2 * rate), 1_000_000, now_us=NOW_US)  # 1970: pusher's clock
@@ -582,17 +667,6 @@ def test_a_run_re_anchored_by_a_pushed_timestamp_then_continues_through_stray_on
 PAUSE_US = 10 * 60 * 1_000_000  # ten minutes without audio (nobody spoke, a device off)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run anchored by a pushed timestamp continues the sample clock whatever the "
-    "pusher's clock says, so once a live device's clock resets to 1970 every later pause "
-    "is closed up (the audio after it stamped early by the pause; a conversation switched "
-    "to hours later starts where the last one ended), while a session in 1970 from its "
-    "first push keeps its pauses. Keeping them needs a design choice (e.g. the pusher's "
-    "clock shifted by the device's offset measured at the anchor, max'd with the sample "
-    "clock: an offline sync's offset is hours and its audio runs ahead, a live device's "
-    "is ~0), which changes the pinned rule of the tests above",
-)
 @pytest.mark.parametrize("switch", [False, True], ids=["same-conversation", "next-conversation"])
 def test_a_pause_after_a_live_devices_clock_resets_is_kept(switch: bool) -> None:
     """A wearable streams live (its timestamps agree with the pusher's clock), reboots
@@ -613,26 +687,55 @@ def test_a_pause_after_a_live_devices_clock_resets_is_kept(switch: bool) -> None
     assert chunker.implausible_timestamps == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a session's first push, when implausible, starts a run at the pusher's clock, "
-    "and a plausible push of offline audio then re-anchors hours earlier: the first "
-    "push's audio stays at the pusher's time, and 11 s read back as 7,201 s (the issue's "
-    "own symptom, with the stray 0.0 first instead of in the middle). While that run has "
-    "emitted nothing, its pending audio could be placed right before the plausible push's "
-    "(the sample clock run backwards): a design choice, and "
-    "test_a_run_re_anchored_by_a_pushed_timestamp_then_continues_through_stray_ones pins "
-    "the current placement",
-)
 def test_a_stray_first_timestamp_before_offline_audio_stays_with_it() -> None:
+    """An offline sync whose first push is stamped 0.0: that second, not yet cut into a
+    chunk, takes its time from the 2-hour-old push after it and ends where it starts, so
+    11 s read back as 11 s (placed by the pusher's clock, as 7,201 s)."""
     rate = 8000
     chunker = make(rate, 5 * rate)
     recorded = NOW_US - OFFLINE_US
     chunks = chunker.push(bytes(2 * rate), 0, now_us=NOW_US)
     chunks += chunker.push(bytes(2 * 10 * rate), recorded + 1_000_000, now_us=NOW_US + 10_000)
     chunks += chunker.flush()
+    assert [c.start_us for c in chunks] == [at(k * 5 * rate, rate, recorded) for k in range(3)]
     assert sum(c.sample_count for c in chunks) == 11 * rate
     assert len(reader(chunks, rate, fill_gaps=True)) == 2 * 11 * rate
+    assert chunker.runs == 1 and chunker.implausible_timestamps == 1
+
+
+def test_a_gap_an_offline_syncs_stall_left_closes_when_the_audio_after_it_is_continuous() -> None:
+    """An offline sync (2 h behind) stalls 3 s while a push is stamped 0.0: the pusher's
+    clock says it fell 2 s behind, a gap. The next push's own (plausible) time shows the
+    audio went on without one: the gap's run, not cut yet, is re-placed where it belongs."""
+    rate = 8000
+    chunker = make(rate, 5 * rate)
+    recorded = NOW_US - OFFLINE_US
+    chunks = chunker.push(bytes(2 * rate), recorded, now_us=NOW_US)
+    chunks += chunker.push(bytes(2 * rate), 0, now_us=NOW_US + 3_000_000)  # after a stall
+    chunks += chunker.push(bytes(2 * rate), recorded + 2_000_000, now_us=NOW_US + 3_010_000)
+    chunks += chunker.flush()
+    assert [(c.start_us, c.sample_count) for c in chunks] == [
+        (recorded, rate),  # closed at the gap the stall looked like
+        (recorded + 1_000_000, 2 * rate),  # re-placed: continuous after all
+    ]
+    assert len(reader(chunks, rate, fill_gaps=True)) == 2 * 3 * rate
+
+
+@pytest.mark.parametrize("cut_by", ["a-full-chunk", "a-conversation-switch"])
+def test_a_chunk_cut_before_the_first_plausible_push_keeps_its_time(cut_by: str) -> None:
+    """The bound of the re-placement: a chunk already cut (a full one, or the one a
+    conversation switch closed) is on its way to Redis with its time; the plausible push
+    then judges against the sample clock, and 2-hour-old audio starts a run of its own."""
+    rate = 8000
+    chunker = make(rate, rate if cut_by == "a-full-chunk" else 5 * rate)
+    chunks = chunker.push(bytes(2 * rate), 0, now_us=NOW_US)
+    if cut_by == "a-conversation-switch":
+        chunks += chunker.flush()
+    recorded = NOW_US - OFFLINE_US
+    chunks += chunker.push(bytes(2 * rate), recorded, now_us=NOW_US + 10_000)
+    chunks += chunker.flush()
+    assert [c.start_us for c in chunks] == [NOW_US, recorded]
+    assert chunker.runs == 2 and chunker.implausible_timestamps == 1
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,28 @@
 """The fleet's check of a sealed entry (workers/validate.py): a v1 record's cleartext
 header must match the entry's own fields, or the entry is quarantined with the reason;
-a legacy v0 record (no header) is still accepted, exactly one per chunk.
+a legacy v0 record (no header) is still accepted, exactly one per chunk, unless the
+session's pusher seals v1 (its ``:appended`` mark, or v1 records in the same read).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from backend_hooks import container, envelope
 from backend_hooks.codec import ChunkEncoder
-from backend_hooks.entries import ENHANCED, KIND_CHUNK, BadEntry, ChunkEntry, NewEntry
-from workers.validate import Limits, validate_entry
+from backend_hooks.entries import (
+    ENHANCED,
+    KIND_CHUNK,
+    STANDARD,
+    BadEntry,
+    ChunkEntry,
+    Entry,
+    NewEntry,
+)
+from workers.validate import Limits, foreign_v0_entries, v1_session_sign, validate_entry
 
 KEYS = envelope.UserKeys(b"validate-sealed-secret-0123456789abcdef")
 UID = "fleet-user"
@@ -96,3 +106,36 @@ def test_the_fleet_still_accepts_exactly_one_v0_record() -> None:
 def test_the_fleet_quarantines_sealed_data_it_cannot_frame(data: bytes, reason: str) -> None:
     verdict = validate_entry(SESSION, ENTRY_ID, fields(data), LIMITS)
     assert isinstance(verdict, BadEntry) and reason in verdict.reason
+
+
+def _chunk(data: bytes, seq: int, level: str = ENHANCED) -> ChunkEntry:
+    entry_id = f"{NOW_US // 1000}-{seq}".encode()
+    entry = validate_entry(SESSION, entry_id, fields(data, seq=seq), LIMITS)
+    assert isinstance(entry, ChunkEntry)
+    return entry if level == ENHANCED else replace(entry, level=level, data=plain(INFO))
+
+
+@pytest.mark.parametrize(
+    ("appended_mark", "v1_in_the_read", "foreign"),
+    [
+        pytest.param(False, False, False, id="an-older-pushers-stream"),
+        pytest.param(True, False, True, id="the-appended-mark"),
+        pytest.param(False, True, True, id="v1-records-in-the-read"),
+        pytest.param(True, True, True, id="both"),
+    ],
+)
+def test_a_v0_chunk_is_foreign_in_a_session_whose_pusher_seals_v1(
+    appended_mark: bool, v1_in_the_read: bool, foreign: bool
+) -> None:
+    v0 = _chunk(envelope.seal_v0(KEYS.cipher(UID), plain(INFO)), seq=3)
+    v1 = _chunk(envelope.seal(KEYS, UID, replace(INFO, seq=4), plain(replace(INFO, seq=4))), 4)
+    entries: list[Entry] = [v0, v1] if v1_in_the_read else [v0]
+    bad = foreign_v0_entries(entries, v1_session_sign(appended_mark, entries))
+    assert [b.entry_id for b in bad] == ([v0.entry_id] if foreign else [])
+    assert all("an envelope v0 record in a session whose pusher seals v1" in b.reason for b in bad)
+
+
+def test_standard_chunks_are_neither_v0_nor_a_sign_of_v1() -> None:
+    standard = _chunk(SEALED_NOW, seq=3, level=STANDARD)
+    assert v1_session_sign(False, [standard]) is None
+    assert foreign_v0_entries([standard], v1_session_sign(True, [standard])) == []
