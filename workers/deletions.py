@@ -56,6 +56,10 @@ class DeletionRun:
     failed: int = 0  # items that failed this run (they stay, retried)
     left_over: bool = False  # stopped at the limit with work left
 
+    def items(self) -> int:
+        """Items this run has looked at (a note still waiting for its mark counts too)."""
+        return self.rechecks + self.blind_resolved + self.blind_waiting + self.failed
+
 
 def run(
     store: WorkerStore,
@@ -72,7 +76,7 @@ def run(
     start = random.randrange(len(shards))  # a capped run favours no shard
     worker = _Run(store, bucket, recheck_seconds, backoff_cap_seconds, result)
     for shard in store.shards_with_deletion_work(shards[start:] + shards[:start]):
-        left = limit - result.rechecks - result.blind_resolved - result.failed
+        left = limit - result.items()
         if left <= 0:
             result.left_over = True
             break
@@ -104,8 +108,9 @@ class _Run:
         claimed, members = self.store.claim_rechecks(shard, limit, claim)  # new due time
         for member in members:
             self.recheck(shard, member, claimed)
-        for member, score in self.store.blind_uploads(shard, limit - len(members)):
-            self.resolve(shard, member, score)
+        if limit > len(members):
+            for member, score in self.store.blind_uploads(shard, limit - len(members)):
+                self.resolve(shard, member, score)
 
     def recheck(self, shard: int, member: bytes, claimed: bytes) -> None:
         try:

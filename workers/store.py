@@ -850,6 +850,8 @@ class WorkerStore:
 
     def blind_uploads(self, shard: int, limit: int) -> list[tuple[bytes, bytes]]:
         """The oldest ``limit`` blind-upload notes of ``shard``: (member, score as stored)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
         flat = cast(
             list[bytes], run_script(self.client, _READ_NOTES, [blind_uploads_key(shard)], [limit])
         )

@@ -56,12 +56,21 @@ def _port(url: str) -> int:
 
 def _cluster_ok(urls: list[str]) -> bool:
     try:
-        return all(
-            redis.Redis.from_url(u, socket_timeout=1).cluster("info")["cluster_state"] == "ok"
-            for u in urls
-        )
+        for url in urls:
+            with redis.Redis.from_url(url, socket_timeout=1) as node:
+                if node.cluster("info")["cluster_state"] != "ok":
+                    return False
     except redis.RedisError:
         return False
+    return True
+
+
+def _full_coverage(urls: list[str], value: str) -> None:
+    """``cluster-require-full-coverage``: "no" lets the masters that serve go on serving
+    their slots while another is out (valkey's default "yes" stops every node then)."""
+    for url in urls:
+        with redis.Redis.from_url(url) as node:
+            node.config_set("cluster-require-full-coverage", value)
 
 
 @contextlib.contextmanager
@@ -69,8 +78,7 @@ def stalled(cluster_stack: LocalStack, number: int) -> Iterator[None]:
     """Cluster node ``number`` stopped (SIGSTOP) while the others keep serving their slots
     (``cluster-require-full-coverage no``); on exit it runs again and every node is ok."""
     urls = list(cluster_stack.cluster_node_urls.values())
-    for url in urls:
-        redis.Redis.from_url(url).config_set("cluster-require-full-coverage", "no")
+    _full_coverage(urls, "no")
     pid = cluster_stack.pids[f"valkey-cluster-{number}"]
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -81,8 +89,7 @@ def stalled(cluster_stack: LocalStack, number: int) -> Iterator[None]:
         while not _cluster_ok(urls):
             assert time.monotonic() < deadline, "the cluster was not ok again after the stall"
             time.sleep(0.2)
-        for url in urls:
-            redis.Redis.from_url(url).config_set("cluster-require-full-coverage", "yes")
+        _full_coverage(urls, "yes")
 
 
 def _conversation_marked_on(client: RedisCluster, port: int, name: str) -> str:

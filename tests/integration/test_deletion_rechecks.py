@@ -4,26 +4,29 @@ unresolved, and never lose a re-check queued while one runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import cast
 
 import pytest
 
-from backend_hooks import naming
+from audiosync_dev.speech import speech_like
+from backend_hooks import AudioSyncClient, naming
 from backend_hooks.gcs import GcsBucket
 from backend_hooks.redis_store import (
     RedisClient,
     blind_uploads_key,
+    connect_one_attempt,
     deletion_failures_key,
     deletion_item,
     deletion_recheck_key,
     mark_conversation_deleted,
     schedule_deletion_recheck,
 )
-from tests.integration.flushing import keys
+from tests.integration.flushing import FakeClock, flush, keys
 from workers import deletions, operations
 from workers.context import WorkerContext
-from workers.store import LeaseLostError
+from workers.store import LeaseLostError, WorkerStore
 
 pytestmark = pytest.mark.integration
 SHARD = 3
@@ -130,3 +133,25 @@ def test_blind_uploads_of_deleted_conversations_go_and_the_others_stay(
     # an attempt of the blind upload may land later: its conversation is listed again then
     member = deletion_item("blind-user", "gone")
     assert store.client.zscore(deletion_recheck_key(shard), member) is not None
+
+
+def test_a_flush_that_cannot_read_the_mark_uploads_and_notes_it_once(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session("unread-user", "unread-conv", 16000, "standard")
+    session.push(speech_like(7, 16000, seed=8), clock())
+    session.close()
+    client.close()
+    clock.sync(ctx.store.client)
+    nowhere = WorkerStore(  # the marks' node does not answer: nothing listens there
+        ctx.store.client,
+        ctx.store.shards,
+        mark_reader=lambda: connect_one_attempt("redis://127.0.0.1:1/0", cluster=False, seconds=1),
+    )
+    result = flush(dataclasses.replace(ctx, store=nowhere), session.session_id)
+
+    assert result.failed is None and result.objects_created == 1 and result.blind_uploads == 1
+    [name] = objects(ctx.bucket, "unread-user", "unread-conv")
+    notes = ctx.store.blind_uploads(keys(session.session_id).shard, 10)
+    assert [m for m, _ in notes] == [deletion_item("unread-user", "unread-conv", name).encode()]
