@@ -41,6 +41,7 @@ QUARANTINE_GAUGE_LIMIT = 10_000
 #: The label values known in advance, each made at zero when the metrics are.
 FLUSH_OUTCOMES = ("ok", "skipped", "lease_lost", "handed_back", "failed")
 OBJECT_OUTCOMES = ("created", "already_stored")
+DELETION_OUTCOMES = ("rechecked", "blind_resolved", "failed")  # workers/deletions.py
 #: The errors a flush meets most (the bucket failing, a conflicting object, Redis away);
 #: any other error type is a reason of its own, made when it first happens.
 FAILURE_REASONS = ("StorageError", "ObjectConflictError", "ConnectionError", "TimeoutError")
@@ -159,6 +160,8 @@ def _make_metrics() -> SimpleNamespace:
         made.objects.labels(outcome=outcome)
     for reason in FAILURE_REASONS:
         made.failures.labels(reason=reason)
+    for outcome in DELETION_OUTCOMES:
+        made.deletion_items.labels(outcome=outcome)
     return made
 
 
