@@ -63,5 +63,11 @@ beat_schedule = {
         "schedule": _settings.sweep_interval_seconds,
         # A sweep that waited longer than one interval is superseded by the next one.
         "options": {"expires": _settings.sweep_interval_seconds},
-    }
+    },
+    # Deleted conversations listed again, blind uploads settled (workers/deletions.py).
+    "audiosync-recheck-deletions": {
+        "task": "audiosync.recheck_deletions",
+        "schedule": _settings.sweep_interval_seconds,
+        "options": {"expires": _settings.sweep_interval_seconds},
+    },
 }

@@ -13,6 +13,10 @@ default object uploads), applies at most one fault drawn at random:
                    answer: the client sees a connection error for a write that happened
 =================  ==========================================================================
 
+``GcsFaultProxy.park_next_upload`` holds the next upload *before* it reaches GCS until the
+test releases it: its client gives up on the attempt (its per-attempt timeout) and
+retries, and the parked request lands when released, as an abandoned attempt does.
+
 ``RedisReplyDropProxy`` sits between a Redis client and Redis. It forwards bytes both ways
 and, when a client read holds a command that ``match`` accepts and the random draw hits,
 forwards it, waits until Redis has answered everything sent so far (at most
@@ -56,6 +60,7 @@ __all__ = [
     "FAULT_KINDS",
     "GcsFaultProxy",
     "GcsFaultStats",
+    "ParkedUpload",
     "RedisClusterReplyDropProxies",
     "RedisDropStats",
     "RedisReplyDropProxy",
@@ -91,6 +96,7 @@ _HOP_BY_HOP = frozenset(
 _UPSTREAM_TIMEOUT = 120.0  # seconds for fake-gcs-server to answer one request
 _IDLE_TIMEOUT = 60.0  # seconds a kept-alive client connection may stay silent
 _JOIN_TIMEOUT = 2.0
+_PARK_TIMEOUT = 300.0  # seconds a parked upload waits for its release at most
 
 
 def is_object_upload(method: str, path: str) -> bool:
@@ -172,6 +178,25 @@ class _Rates:
                 return kind
             point -= rate
         return None
+
+
+class ParkedUpload:
+    """An upload ``GcsFaultProxy.park_next_upload`` holds before it reaches the upstream."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()  # the upload reached the proxy and is held
+        self.landed = threading.Event()  # released, forwarded, and the upstream answered
+        self.path = ""  # its request path, once arrived
+        self.status: int | None = None  # the upstream's answer (200: it stored the object)
+        self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let the held upload go on to the upstream (its client is long gone)."""
+        self._released.set()
+
+    def _landed(self, status: int) -> None:
+        self.status = status
+        self.landed.set()
 
 
 class _GcsServer(ThreadingHTTPServer):
@@ -275,13 +300,22 @@ class _GcsHandler(BaseHTTPRequestHandler):
             return
         if fault == STALL_BEFORE:
             time.sleep(stall)
+        parked = proxy._park_if_armed(matched and fault is None, self.path)
         try:
             status, reason, headers, payload = proxy._forward(
                 self.command, self.path, list(self.headers.items()), body
             )
         except (OSError, http.client.HTTPException) as exc:
             proxy._count_upstream_failure()
+            if parked is not None:
+                parked._landed(502)
             self._answer(502, "Bad Gateway", [("Content-Type", "text/plain")], str(exc).encode())
+            return
+        if parked is not None:  # its client gave up long ago: the answer reaches no one
+            parked._landed(status)
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._answer(status, reason, headers, payload)
             return
         held = proxy._hold_if_armed(matched and fault is None, self.client_address)
         if held == "cut":
@@ -363,6 +397,8 @@ class GcsFaultProxy:
         self._server: _GcsServer | None = None
         self._thread: threading.Thread | None = None
         self._armed: dict[str, object] | None = None  # hold_next_upload's rendezvous
+        self._parking: ParkedUpload | None = None  # park_next_upload's
+        self._parked: list[ParkedUpload] = []
         self._in_flight = 0
         self._idle = threading.Condition()
 
@@ -383,6 +419,9 @@ class GcsFaultProxy:
         server, self._server = self._server, None
         if server is None:
             return
+        with self._lock:
+            for parked in self._parked:
+                parked.release()
         server.shutdown()
         server.server_close()
         with self._lock:
@@ -497,6 +536,31 @@ class GcsFaultProxy:
                     if self._armed is slot:
                         self._armed = None
         return None
+
+    def park_next_upload(self) -> ParkedUpload:
+        """Hold the next upload forwarded without a fault before it reaches the upstream,
+        until ``ParkedUpload.release``: its client gives up on it after its per-attempt
+        timeout (and retries); released, it lands, as an abandoned attempt can at any time.
+        ``close`` releases what is still parked."""
+        parked = ParkedUpload()
+        with self._lock:
+            self._parking = parked
+        return parked
+
+    def _park_if_armed(self, eligible: bool, path: str) -> ParkedUpload | None:
+        """The parked upload once released (None if this request is not the one parked)."""
+        if not eligible:
+            return None
+        with self._lock:
+            parked, self._parking = self._parking, None
+            if parked is not None:
+                self._parked.append(parked)
+        if parked is None:
+            return None
+        parked.path = path
+        parked.arrived.set()
+        parked._released.wait(_PARK_TIMEOUT)
+        return parked
 
     def _hold_if_armed(self, eligible: bool, address: tuple[str, int]) -> str | None:
         """None if not held; else "cut" or "answer", once the armed action is done.

@@ -352,6 +352,7 @@ def _undo_if_deleted(
         raise
     if deleted:
         _delete_all(ctx, destinations)
+        recheck_later(ctx, uid, target)
         raise InvalidInputError(
             f"copy for merge into conversation {target} of user {uid}: it was deleted "
             "(delete_conversation_audio) while the copies ran; they were deleted again"
@@ -386,8 +387,11 @@ def delete_conversation_audio(
     lasts ``AUDIOSYNC_DELETED_MARK_SECONDS``): the fleet drops the conversation's audio it
     still holds (a live session, a pusher's spool, a replay) instead of uploading it, and
     deletes an object a flush stored after this listing (workers/flush.py), and a reader
-    of ``get_or_create_merged_audio`` deletes a WAV it uploaded after it. If Redis
-    cannot be reached, ``StorageError`` and nothing is deleted: call again."""
+    of ``get_or_create_merged_audio`` deletes a WAV it uploaded after it. Then it queues a
+    re-check: ``AUDIOSYNC_DELETE_RECHECK_SECONDS`` later the fleet lists these prefixes
+    again and deletes what it finds (an upload attempt its client gave up on may land
+    after this listing: workers/deletions.py). If Redis cannot be reached,
+    ``StorageError`` and nothing is deleted: call again."""
     from backend_hooks import storage
 
     ctx = context or storage.default_context()
@@ -399,15 +403,49 @@ def delete_conversation_audio(
             conversation_id,
             ttl_seconds=ctx.settings.deleted_mark_seconds,
         )
+        schedule_recheck(ctx, uid, conversation_id)
     except redis_store.REDIS_ERRORS as exc:
         raise StorageError(
-            f"conversation {conversation_id} of user {uid}: could not mark it deleted in "
-            f"Redis ({exc}), so the fleet could still upload audio into it; nothing was "
-            "deleted: call delete_conversation_audio again once Redis answers"
+            f"conversation {conversation_id} of user {uid}: could not mark it deleted and "
+            f"queue its re-check in Redis ({exc}), so the fleet could still upload audio "
+            "into it; nothing was deleted: call delete_conversation_audio again once Redis "
+            "answers"
         ) from exc
     # The cache first: a reader racing this never finds a WAV of deleted chunks fresh.
     order = ("merged", "chunks", "audio")
     return {kind: ctx.bucket.delete_prefix(prefixes[kind]) for kind in order}
+
+
+def schedule_recheck(ctx: StorageContext, uid: str, conversation_id: str) -> None:
+    """Have the fleet list the deleted conversation's prefixes again, and delete what it
+    finds, ``AUDIOSYNC_DELETE_RECHECK_SECONDS`` from now (in one of its shards: the count
+    ``AUDIOSYNC_DUE_SHARDS`` is registered, as a pusher's is, so the fleet drains it).
+    Raises what Redis raises."""
+    client = ctx.redis_client()
+    shards = ctx.settings.due_shards
+    redis_store.register_shard_count(client, shards)
+    redis_store.schedule_deletion_recheck(
+        client,
+        redis_store.recheck_shard(uid, conversation_id, shards),
+        uid,
+        conversation_id,
+        after_seconds=ctx.settings.delete_recheck_seconds,
+    )
+
+
+def recheck_later(ctx: StorageContext, uid: str, conversation_id: str) -> None:
+    """After deleting what this call just wrote into a deleted conversation: an attempt of
+    that write its client gave up on may still land, so the fleet lists it again later.
+    ``StorageError`` if Redis cannot take the re-check."""
+    try:
+        schedule_recheck(ctx, uid, conversation_id)
+    except redis_store.REDIS_ERRORS as exc:
+        raise StorageError(
+            f"conversation {conversation_id} of user {uid} was deleted while this call wrote "
+            f"into it; what it wrote was deleted, but the re-check that would find a late "
+            f"retry of it could not be queued in Redis ({exc}): call delete_conversation_audio "
+            "again"
+        ) from exc
 
 
 # --- the cached merged WAV ---------------------------------------------------------------
@@ -607,6 +645,7 @@ def _unless_deleted(ctx: StorageContext, uid: str, conversation_id: str, path: s
         raise
     if deleted:
         ctx.bucket.delete(path)
+        recheck_later(ctx, uid, conversation_id)
         raise InvalidInputError(
             f"conversation {conversation_id} of user {uid} was deleted "
             "(delete_conversation_audio) while its merged WAV was made; the WAV was removed"

@@ -15,7 +15,9 @@ milliseconds are the server time of the append, the clock every age is measured 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import threading
 import zlib
 from collections.abc import Sequence
@@ -24,6 +26,8 @@ from typing import Union
 
 import redis
 import redis.cluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from backend_hooks.entries import NewEntry
 
@@ -250,6 +254,107 @@ def conversation_deleted(client: RedisClient, uid: str, conversation_id: str) ->
     return bool(client.exists(deleted_conversation_key(uid, conversation_id)))
 
 
+# -- deleted conversations: re-checks and blind uploads (docs/ARCHITECTURE.md, "Deleted
+# conversations"). Per shard, so that a cluster node out delays only its own shards' items.
+
+
+def deletion_recheck_key(shard: int) -> str:
+    """The shard's re-check queue (sorted set): member = ``deletion_item(uid, cid)``, score
+    = when (Redis server time, Unix ms) the fleet lists that deleted conversation again and
+    deletes what it finds: an upload attempt its client gave up on may land after a delete
+    listed the conversation, or after a flush deleted the object it had just stored."""
+    if shard == LEGACY_SHARD:
+        return "audiosync:deletion-rechecks:{0}"
+    return _shard_prefix(shard) + "deletion-rechecks"
+
+
+def blind_uploads_key(shard: int) -> str:
+    """The shard's notes of blind uploads (sorted set): member = ``deletion_item(uid, cid,
+    name)``, score = when (Unix ms) a flush of the shard uploaded ``name`` without being able
+    to read the conversation's deleted mark (its node did not answer). The fleet reads the
+    mark once it answers: marked, the object goes (and a re-check is scheduled)."""
+    if shard == LEGACY_SHARD:
+        return "audiosync:blind-uploads:{0}"
+    return _shard_prefix(shard) + "blind-uploads"
+
+
+def deletion_failures_key(shard: int) -> str:
+    """The shard's failing re-checks and notes (hash): field = ``recheck:`` or ``blind:``
+    then the member, value = ``attempts|first failure (Unix ms)|last error``."""
+    if shard == LEGACY_SHARD:
+        return "audiosync:deletion-failures:{0}"
+    return _shard_prefix(shard) + "deletion-failures"
+
+
+def deletion_item(*parts: str) -> str:
+    """A member of the re-check or blind-upload queue: its parts as a compact JSON list."""
+    return json.dumps(list(parts), separators=(",", ":"))
+
+
+def parse_deletion_item(member: bytes | str, parts: int) -> list[str]:
+    """The parts of a queue member; ``ValueError`` if it is not a list of ``parts`` strings."""
+    value = json.loads(member)
+    if not (
+        isinstance(value, list) and len(value) == parts and all(isinstance(v, str) for v in value)
+    ):
+        raise ValueError(f"not a list of {parts} strings: {member!r}")
+    return value
+
+
+def recheck_shard(uid: str, conversation_id: str, shards: int) -> int:
+    """The shard whose queue takes a delete's re-check (a stable hash of the conversation)."""
+    return shard_of(deletion_item(uid, conversation_id), shards)
+
+
+# KEYS: re-check queue. ARGV: member, delay (ms). Due at Redis TIME + delay, or later if it
+# is due later already (ZADD GT: one re-check at the latest time asked covers them all).
+_SCHEDULE_RECHECK = """#!lua flags=allow-oom
+local t = redis.call('TIME')
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'GT', string.format('%.0f', due), ARGV[1])
+return 1
+"""
+
+
+def schedule_deletion_recheck(
+    client: RedisClient, shard: int, uid: str, conversation_id: str, *, after_seconds: float
+) -> None:
+    """Have the fleet list the conversation again ``after_seconds`` from now (Redis time of
+    the shard's node) and delete what it finds. Idempotent; never moves one earlier."""
+    run_script(
+        client,
+        _SCHEDULE_RECHECK,
+        [deletion_recheck_key(shard)],
+        [deletion_item(uid, conversation_id), max(1, round(after_seconds * 1000))],
+    )
+
+
+@functools.cache
+def _sha1(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+def run_script(
+    client: RedisClient,
+    source: str,
+    keys: Sequence[str],
+    args: Sequence[str | bytes | int | float],
+) -> object:
+    """Run a Lua script on the node of its keys: EVALSHA, or EVAL of the source where that
+    node does not have it yet. Never ``SCRIPT LOAD``, which a cluster client sends to every
+    primary: with one of them out it fails, and the script could not run anywhere."""
+    try:
+        return client.evalsha(_sha1(source), len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        return client.eval(source, len(keys), *keys, *args)
+
+
+def register_shard_count(client: RedisClient, shards: int) -> None:
+    """Add ``shards`` to the counts the fleet drains (``SHARD_COUNTS_KEY``): a writer into a
+    shard above the fleet's own count registers it first, as each pusher does."""
+    client.sadd(SHARD_COUNTS_KEY, shards)
+
+
 #: The stream store's client: one Redis, or a Redis Cluster (``AUDIOSYNC_REDIS_CLUSTER=1``).
 RedisClient = Union[redis.Redis, redis.cluster.RedisCluster]  # noqa: UP007 (a runtime alias)
 
@@ -270,6 +375,22 @@ def connect(url: str, *, cluster: bool = False) -> RedisClient:
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=SOCKET_TIMEOUT,
     )
+
+
+def connect_one_attempt(url: str, *, cluster: bool, seconds: float) -> RedisClient:
+    """A client whose every command gets one attempt of at most ``seconds`` (connecting
+    included): no retry, no cluster retry loop. For reads whose answer may be "cannot tell
+    now" (the fleet's look at a deleted mark, which may live on a cluster node that is
+    out), never for writes that must happen."""
+    options: dict[str, object] = {
+        "decode_responses": False,
+        "socket_timeout": seconds,
+        "socket_connect_timeout": seconds,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if cluster:
+        return redis.cluster.RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)
 
 
 def redis_time(client: RedisClient) -> float:

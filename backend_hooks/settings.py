@@ -30,6 +30,15 @@ from backend_hooks.rollout import EVERYBODY, NOBODY, Rollout
 #: of it still in a stream, a pusher's spool or quarantine, appended or replayed within
 #: this time, is dropped by the fleet instead of uploaded (backend_hooks/redis_store.py).
 DELETED_MARK_SECONDS = 30 * 24 * 3600
+#: How long after a conversation delete (and after a flush dropped an object of a deleted
+#: conversation) the fleet lists the conversation again and deletes what it finds there
+#: (AUDIOSYNC_DELETE_RECHECK_SECONDS): an upload attempt its client gave up on can still
+#: land; it must have landed by then. Why an hour: docs/ARCHITECTURE.md, "Deleted
+#: conversations".
+DELETE_RECHECK_SECONDS = 3600
+#: The shortest re-check delay accepted (a sanity bound: a value below the longest an
+#: abandoned request stays in flight, minutes, lets a late upload outlive its re-check).
+MIN_DELETE_RECHECK_SECONDS = 1
 
 #: Default value of every setting (``None``: unset unless given).
 ENV_DEFAULTS: dict[str, str | None] = {
@@ -77,6 +86,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_OPUS_COMPLEXITY": ",".join(f"{r}:{c}" for r, c in DEFAULT_COMPLEXITIES.items()),
     # The reader's conversation delete (backend_hooks/redis_store.py, "deleted" marks).
     "AUDIOSYNC_DELETED_MARK_SECONDS": str(DELETED_MARK_SECONDS),
+    "AUDIOSYNC_DELETE_RECHECK_SECONDS": str(DELETE_RECHECK_SECONDS),
     # The reader's audio-file records (backend_hooks/conversations.py).
     "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS": "90",
     # The reader: the longest gap filled with silence (6 h); a longer one is refused
@@ -126,6 +136,8 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_REDIS_URL",  # a conversation delete marks it there for the fleet
             "AUDIOSYNC_REDIS_CLUSTER",
             "AUDIOSYNC_DELETED_MARK_SECONDS",
+            "AUDIOSYNC_DELETE_RECHECK_SECONDS",  # a delete schedules its re-check
+            "AUDIOSYNC_DUE_SHARDS",  # ... in one of the shards the fleet drains
             "BUCKET_PRIVATE_CLOUD_SYNC",
             "STORAGE_EMULATOR_HOST",
             "ENCRYPTION_SECRET",
@@ -155,6 +167,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_FLUSH_CONCURRENCY",
             "AUDIOSYNC_SHARD_TASK_SECONDS",
             "AUDIOSYNC_DELETED_MARK_SECONDS",  # older chunks are quarantined, not uploaded
+            "AUDIOSYNC_DELETE_RECHECK_SECONDS",
         }
     ),
 }
@@ -215,6 +228,8 @@ class Settings:
     encryption_secret_previous: tuple[bytes, ...] = field(default=(), repr=False)
     #: AUDIOSYNC_DELETED_MARK_SECONDS: how long the fleet drops audio of a deleted one
     deleted_mark_seconds: int = DELETED_MARK_SECONDS
+    #: AUDIOSYNC_DELETE_RECHECK_SECONDS: when a deleted conversation is listed again
+    delete_recheck_seconds: float = float(DELETE_RECHECK_SECONDS)
     #: AUDIOSYNC_AUDIO_FILE_GAP_SECONDS: a longer silence starts a new audio file
     audio_file_gap_seconds: float = 90.0
     #: AUDIOSYNC_MAX_GAP_FILL_SECONDS: the longest gap the reader fills with silence; a
@@ -312,6 +327,9 @@ class Settings:
                 f"AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS ({window:g}): the fleet quarantines chunks "
                 "outside its window, so a pusher's re-anchored chunks must land inside it"
             )
+        mark_seconds = _whole(
+            "AUDIOSYNC_DELETED_MARK_SECONDS", raw("AUDIOSYNC_DELETED_MARK_SECONDS")
+        )
         return cls(
             redis_url=redis_url,
             redis_cluster=_flag("AUDIOSYNC_REDIS_CLUSTER", raw("AUDIOSYNC_REDIS_CLUSTER")),
@@ -398,8 +416,9 @@ class Settings:
                 example="8000:4,16000:6",
                 one_for_all=True,
             ),
-            deleted_mark_seconds=_whole(
-                "AUDIOSYNC_DELETED_MARK_SECONDS", raw("AUDIOSYNC_DELETED_MARK_SECONDS")
+            deleted_mark_seconds=mark_seconds,
+            delete_recheck_seconds=_recheck_seconds(
+                raw("AUDIOSYNC_DELETE_RECHECK_SECONDS"), mark_seconds=mark_seconds
             ),
             max_gap_fill_seconds=_positive(
                 "AUDIOSYNC_MAX_GAP_FILL_SECONDS", raw("AUDIOSYNC_MAX_GAP_FILL_SECONDS")
@@ -571,6 +590,24 @@ def shown_url(url: str) -> str:
         )
         shown = shown.replace(f"?{parts.query}", f"?{query}", 1)
     return shown
+
+
+def _recheck_seconds(value: str | None, *, mark_seconds: int) -> float:
+    """AUDIOSYNC_DELETE_RECHECK_SECONDS: at least MIN_DELETE_RECHECK_SECONDS, and shorter
+    than the deleted mark lives (the re-check runs while the mark still stops uploads)."""
+    name = "AUDIOSYNC_DELETE_RECHECK_SECONDS"
+    seconds = _positive(name, value)
+    if seconds < MIN_DELETE_RECHECK_SECONDS:
+        raise ConfigError(
+            f"{name} must be at least {MIN_DELETE_RECHECK_SECONDS} s, got {value!r} (the "
+            f"default, {DELETE_RECHECK_SECONDS}, outlasts any abandoned upload)"
+        )
+    if seconds >= mark_seconds:
+        raise ConfigError(
+            f"{name} ({seconds:g}) must be shorter than AUDIOSYNC_DELETED_MARK_SECONDS "
+            f"({mark_seconds}): a deleted conversation is listed again while its mark lasts"
+        )
+    return seconds
 
 
 def _url(name: str, value: str | None) -> str:

@@ -40,7 +40,16 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from backend_hooks import container, envelope, gcs, legacy_pcm, naming, object_reader, storage
+from backend_hooks import (
+    container,
+    conversations,
+    envelope,
+    gcs,
+    legacy_pcm,
+    naming,
+    object_reader,
+    storage,
+)
 from backend_hooks.errors import (
     AudioSyncError,
     ConfigError,
@@ -594,6 +603,8 @@ class _Conversation:
         if bf.conversation_deleted(self.uid, self.cid):  # deleted while uploading
             bf.bucket.delete(path)
             self.report.deleted.append(path)
+            # An abandoned attempt of the upload may land later: listed again then.
+            conversations.recheck_later(bf.storage_context(), self.uid, self.cid)
             raise _Deleted()
         decoded = _legacy_decoded(group.sources)
         exact = {  # seq -> the legacy decode of a repackaged Opus chunk

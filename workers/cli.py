@@ -94,6 +94,10 @@ def status(as_json: bool, max_lag: float | None, scan_limit: int) -> None:
         f"quarantine: {report.quarantined_entries} entries in {report.quarantined_sessions} "
         f"sessions, {report.parked_sessions} parked",
         *(f"  {count} x {reason}..." for reason, count in sorted(report.reasons.items())),
+        f"deleted conversations: {report.deletions.rechecks} re-checks queued (most overdue "
+        f"{report.deletions.recheck_overdue_seconds:.1f} s), {report.deletions.blind_uploads} "
+        f"blind uploads to settle (oldest {report.deletions.blind_oldest_seconds:.1f} s), "
+        f"{report.deletions.failing} failing",
     ]
     policies = redis_only_store().memory_policies()  # noeviction, or audio can be dropped
     warnings = eviction_warnings(policies)

@@ -10,7 +10,7 @@ from backend_hooks import gcs, redis_store
 from backend_hooks.settings import Settings
 from workers.flush import FlushConfig
 from workers.planner import Policy
-from workers.store import WorkerStore
+from workers.store import WorkerStore, mark_check_seconds
 from workers.validate import Limits
 
 
@@ -49,6 +49,7 @@ class WorkerContext:
                 max_attempts=settings.flush_max_attempts,
                 backoff_cap_seconds=settings.flush_backoff_max_seconds,
                 max_entry_age_seconds=settings.deleted_mark_seconds,
+                recheck_seconds=settings.delete_recheck_seconds,
             ),
             clock=clock or store.time,
             redis_clock=clock is None,
@@ -57,7 +58,15 @@ class WorkerContext:
 
 def _store(settings: Settings) -> WorkerStore:
     client = redis_store.connect(settings.redis_url, cluster=settings.redis_cluster)
-    return WorkerStore(client, settings.due_shards)
+
+    def mark_reader() -> redis_store.RedisClient:  # deleted marks: one short attempt each
+        return redis_store.connect_one_attempt(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            seconds=mark_check_seconds(settings.lease_seconds),
+        )
+
+    return WorkerStore(client, settings.due_shards, mark_reader=mark_reader)
 
 
 @functools.cache

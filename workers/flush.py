@@ -14,8 +14,13 @@
 5. For each object: renew the lease, upload create-only within a deadline shorter than
    the lease, then commit it (delete its entries, pop it off the plan). Before and after
    the upload the conversation's deleted mark is looked at (``delete_conversation_audio``
-   sets it before deleting): a deleted conversation's object is deleted, never left, and
-   its entries are committed without it.
+   sets it before deleting), one attempt within a short timeout each: a deleted
+   conversation's object is deleted, never left, its entries are committed without it,
+   and the conversation is queued to be listed again once an abandoned attempt of the
+   upload must have landed (workers/deletions.py). A mark that cannot be read (on a Redis
+   Cluster it may live on a node that is out while the session's serves) does not stop
+   the flush: the object is uploaded with a note in the session's own shard, and the
+   fleet deletes it if the mark, once it can be read, says deleted.
 6. Finish: drop what no object holds, clear the failure count, set the next due time.
 
 What if the process is killed (or stalls past its lease) here?
@@ -23,7 +28,11 @@ What if the process is killed (or stalls past its lease) here?
 - after the plan, at any point of step 5: the successor adopts the plan; objects already
   stored answer 412 and are checked equal; entries are deleted only by the commit of the
   object that holds them. A stalled flush that wakes up finds its lease gone: its writes
-  change nothing, and its late upload is an object the plan holds anyway.
+  change nothing, and its late upload is an object the plan holds anyway. Into a
+  conversation deleted meanwhile, such an upload (or an attempt the client gave up on)
+  is found by the re-check the delete queued, or the one a flush that dropped the object
+  queued, if it lands within AUDIOSYNC_DELETE_RECHECK_SECONDS of them; the lease bounds
+  nothing there (docs/ARCHITECTURE.md, "Deleted conversations").
 - the worker is shutting down (``should_stop``, workers/shutdown.py): before each upload
   the flush looks; once told, it hands the session back (due now, lease released, the
   recorded plan left for the next flush) instead of starting another upload.
@@ -46,6 +55,7 @@ from dataclasses import dataclass
 from backend_hooks.entries import BadEntry, ChunkEntry, Entry
 from backend_hooks.errors import StorageError
 from backend_hooks.gcs import GcsBucket, UploadOutcome
+from backend_hooks.settings import DELETE_RECHECK_SECONDS
 from workers.planner import (
     FlushPlan,
     ObjectPlan,
@@ -87,6 +97,9 @@ class FlushConfig:
     #: AUDIOSYNC_DELETED_MARK_SECONDS: a chunk first appended longer ago than a deleted
     #: conversation's mark lives is quarantined, not uploaded (None: no such bound)
     max_entry_age_seconds: float | None = None
+    #: AUDIOSYNC_DELETE_RECHECK_SECONDS: a deleted conversation whose object this flush
+    #: dropped is listed again this long after (its abandoned upload attempts may land)
+    recheck_seconds: float = float(DELETE_RECHECK_SECONDS)
 
 
 class HandBack(Exception):
@@ -111,6 +124,8 @@ class FlushResult:
     upload_seconds: tuple[float, ...] = ()  # each upload's wall time (metrics)
     #: chunks of a deleted conversation (``delete_conversation_audio``) dropped unstored
     chunks_dropped_deleted: int = 0
+    #: uploads made while the deleted mark could not be read (noted for the fleet)
+    blind_uploads: int = 0
 
 
 def content_type(sealed: bool) -> str:
@@ -177,6 +192,7 @@ class _Flush:
             "chunks": 0,
             "bytes": 0,
             "dropped_deleted": 0,
+            "blind": 0,
         }
         self.upload_seconds: list[float] = []
         self.repeats = 0
@@ -200,6 +216,7 @@ class _Flush:
             chunks_stored=c["chunks"],
             bytes_stored=c["bytes"],
             chunks_dropped_deleted=c["dropped_deleted"],
+            blind_uploads=c["blind"],
             upload_seconds=tuple(self.upload_seconds),
             **extra,  # type: ignore[arg-type]
         )
@@ -394,9 +411,12 @@ class _Flush:
             self.store.renew_lease(self.session_id, self.token, lease)
         self.lease_fresh = False
         first = obj.entries[0]
-        if self.store.conversation_deleted(first.uid, first.cid):
+        deleted = self.store.deletion_mark(first.uid, first.cid)
+        if deleted:
             self._drop_deleted(obj, name, rec, text)
             return
+        if deleted is None:  # the mark's node does not answer: upload, noted for the fleet
+            self._note_blind(first, name)
         started = time.monotonic()  # measured for metrics only; no decision uses it
         outcome: UploadOutcome = self.bucket.create_only(
             name,
@@ -406,9 +426,12 @@ class _Flush:
             deadline=lease * UPLOAD_SHARE_OF_LEASE,
         )
         self.upload_seconds.append(time.monotonic() - started)
-        if self.store.conversation_deleted(first.uid, first.cid):  # deleted while uploading
+        deleted_since = self.store.deletion_mark(first.uid, first.cid)
+        if deleted_since:  # deleted while uploading
             self._drop_deleted(obj, name, rec, text)
             return
+        if deleted_since is None and deleted is not None:  # a delete may have missed it
+            self._note_blind(first, name)
         seqs = [e.seq for e in obj.entries]
         self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
         self.counts[outcome] += 1
@@ -416,13 +439,29 @@ class _Flush:
         self.counts["chunks"] += len(obj.entries)
         self.counts["bytes"] += len(data)
 
+    def _note_blind(self, first: ChunkEntry, name: str) -> None:
+        """The deleted mark cannot be read (on a cluster its node may be out while the
+        session's serves): the object is stored anyway, and a note in the session's own
+        shard names it, for the fleet to delete it once the mark says deleted."""
+        self.store.note_blind_upload(self.session_id, self.token, first.uid, first.cid, name)
+        self.counts["blind"] += 1
+
     def _drop_deleted(
         self, obj: ObjectPlan, name: str, rec: RecordedObject, text: str | bytes
     ) -> None:
         """The object's conversation was deleted (``delete_conversation_audio`` marks it
         before deleting its objects): delete the object in case this flush, or one before
         it that died after its upload, stored it after the delete had listed the prefix;
-        then commit it as if stored, so its entries go and are never uploaded."""
+        then commit it as if stored, so its entries go and are never uploaded.
+
+        An upload attempt the client gave up on (this flush's, or a dead predecessor's)
+        can still land after that delete, at any time: first the conversation is queued
+        to be listed again once such an attempt must have landed
+        (AUDIOSYNC_DELETE_RECHECK_SECONDS, workers/deletions.py)."""
+        first = obj.entries[0]
+        self.store.schedule_recheck(
+            self.session_id, first.uid, first.cid, after_seconds=self.config.recheck_seconds
+        )
         self.bucket.delete(name)
         seqs = [e.seq for e in obj.entries]
         self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)

@@ -41,6 +41,7 @@ QUARANTINE_GAUGE_LIMIT = 10_000
 #: The label values known in advance, each made at zero when the metrics are.
 FLUSH_OUTCOMES = ("ok", "skipped", "lease_lost", "handed_back", "failed")
 OBJECT_OUTCOMES = ("created", "already_stored")
+DELETION_OUTCOMES = ("rechecked", "blind_resolved", "failed")  # workers/deletions.py
 #: The errors a flush meets most (the bucket failing, a conflicting object, Redis away);
 #: any other error type is a reason of its own, made when it first happens.
 FAILURE_REASONS = ("StorageError", "ObjectConflictError", "ConnectionError", "TimeoutError")
@@ -119,6 +120,19 @@ def _make_metrics() -> SimpleNamespace:
             "audiosync_chunks_dropped_deleted_total",
             "Chunks of deleted conversations dropped instead of uploaded.",
         ),
+        blind_uploads=Counter(
+            "audiosync_blind_uploads_total",
+            "Objects uploaded while their conversation's deleted mark could not be read.",
+        ),
+        deletion_items=Counter(
+            "audiosync_deletion_items_total",
+            "Deleted-conversation re-checks and blind-upload notes carried out, by outcome.",
+            ["outcome"],
+        ),
+        late_objects=Counter(
+            "audiosync_late_objects_deleted_total",
+            "Objects a re-check or a blind-upload note found in a deleted conversation.",
+        ),
         parked=Counter(
             "audiosync_sessions_parked_total", "Sessions parked after repeated failures."
         ),
@@ -146,6 +160,8 @@ def _make_metrics() -> SimpleNamespace:
         made.objects.labels(outcome=outcome)
     for reason in FAILURE_REASONS:
         made.failures.labels(reason=reason)
+    for outcome in DELETION_OUTCOMES:
+        made.deletion_items.labels(outcome=outcome)
     return made
 
 
@@ -182,11 +198,21 @@ def record_flush(result: Any, seconds: float) -> None:
     m.bytes.inc(result.bytes_stored)
     m.quarantined.inc(result.quarantined)
     m.dropped_deleted.inc(result.chunks_dropped_deleted)
+    m.blind_uploads.inc(result.blind_uploads)
     if result.parked:
         m.parked.inc()
     for upload in result.upload_seconds:
         m.upload_seconds.observe(upload)
     m.flush_seconds.observe(seconds)
+
+
+def record_deletion_run(result: Any) -> None:
+    """Count one run of the deletion work (a ``workers.deletions.DeletionRun``)."""
+    m = _metrics()
+    m.deletion_items.labels(outcome="rechecked").inc(result.rechecks)
+    m.deletion_items.labels(outcome="blind_resolved").inc(result.blind_resolved)
+    m.deletion_items.labels(outcome="failed").inc(result.failed)
+    m.late_objects.inc(result.late_objects + result.blind_deleted)
 
 
 class RedisCollector:
@@ -269,7 +295,42 @@ def fleet_gauges(store: WorkerStore) -> list[Metric]:
         "in the index).",
     )
     q.add_metric([], quarantined)
-    return [due, age, held, oldest, size, sampled, q, *_noeviction_gauge(store)]
+    deletions = _deletion_gauges(operations.deletion_backlog(store, now))
+    return [due, age, held, oldest, size, sampled, q, *deletions, *_noeviction_gauge(store)]
+
+
+def _deletion_gauges(backlog: Any) -> list[Metric]:
+    """What deleted conversations still ask of the fleet (``operations.DeletionBacklog``)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    out: list[Metric] = []
+    for name, text, value in (
+        ("deletion_rechecks", "Queued re-checks of deleted conversations.", backlog.rechecks),
+        (
+            "deletion_recheck_overdue_seconds",
+            "How long past its due time the most overdue re-check waits.",
+            backlog.recheck_overdue_seconds,
+        ),
+        (
+            "blind_uploads_pending",
+            "Uploads made while their deleted mark could not be read, not yet settled.",
+            backlog.blind_uploads,
+        ),
+        (
+            "blind_upload_oldest_age_seconds",
+            "Age of the oldest unsettled blind upload.",
+            backlog.blind_oldest_seconds,
+        ),
+        (
+            "deletion_items_failing",
+            "Re-checks and blind-upload notes that failed at least once (they stay).",
+            backlog.failing,
+        ),
+    ):
+        gauge = GaugeMetricFamily(f"audiosync_{name}", text)
+        gauge.add_metric([], value)
+        out.append(gauge)
+    return out
 
 
 def _noeviction_gauge(store: Any) -> Iterator[Any]:

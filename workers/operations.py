@@ -11,7 +11,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, cast
 
-from backend_hooks.redis_store import due_key
+from backend_hooks.redis_store import (
+    blind_uploads_key,
+    deletion_failures_key,
+    deletion_recheck_key,
+    due_key,
+)
 from workers import quarantine
 from workers.store import QuarantinedEntry, WorkerStore
 
@@ -45,6 +50,44 @@ class ShardStatus:
     oldest_due_seconds: float  # how long the longest-waiting due session has waited
 
 
+@dataclass(frozen=True)
+class DeletionBacklog:
+    """What deleted conversations still ask of the fleet (workers/deletions.py)."""
+
+    rechecks: int = 0  # queued re-checks (most are waiting for their time)
+    recheck_overdue_seconds: float = 0.0  # how long past its due time the most overdue waits
+    blind_uploads: int = 0  # uploads made while the mark could not be read, not settled
+    blind_oldest_seconds: float = 0.0  # age of the oldest of them
+    failing: int = 0  # re-checks and notes that failed at least once (they stay, retried)
+
+
+def deletion_backlog(store: WorkerStore, now: float) -> DeletionBacklog:
+    """The re-check queues and blind-upload notes of every shard, in one round trip."""
+    shards = store.all_shards()
+    pipe = store.client.pipeline(transaction=False)
+    for shard in shards:
+        pipe.zcard(deletion_recheck_key(shard))
+        pipe.zrange(deletion_recheck_key(shard), 0, 0, withscores=True)
+        pipe.zcard(blind_uploads_key(shard))
+        pipe.zrange(blind_uploads_key(shard), 0, 0, withscores=True)
+        pipe.hlen(deletion_failures_key(shard))
+    answers = pipe.execute()
+    now_ms = now * 1000
+    rechecks = blind = failing = 0
+    overdue = oldest = 0.0
+    for i in range(len(shards)):
+        count, first, notes, first_note, failures = answers[5 * i : 5 * i + 5]
+        rechecks, blind, failing = rechecks + count, blind + notes, failing + failures
+        overdue = max(overdue, _seconds_since(first, now_ms))
+        oldest = max(oldest, _seconds_since(first_note, now_ms))
+    return DeletionBacklog(rechecks, overdue, blind, oldest, failing)
+
+
+def _seconds_since(head: list[tuple[bytes, float]], now_ms: float) -> float:
+    """How long ago (s, at least 0) the score (Unix ms) of a sorted set's first member was."""
+    return max(0.0, (now_ms - head[0][1]) / 1000) if head else 0.0
+
+
 @dataclass
 class FleetStatus:
     now: float
@@ -59,6 +102,7 @@ class FleetStatus:
     oldest_entry_seconds: float = 0.0  # age of the oldest entry still in a stream
     truncated: bool = False  # more sessions than scan_limit: the counts are lower bounds
     reasons: dict[str, int] = field(default_factory=dict)  # quarantine reasons, first words
+    deletions: DeletionBacklog = field(default_factory=DeletionBacklog)
 
     @property
     def lag_seconds(self) -> float:
@@ -228,6 +272,7 @@ def fleet_status(store: WorkerStore, *, scan_limit: int = SCAN_LIMIT) -> FleetSt
     now = store.time()
     client = store.client
     status = FleetStatus(now=now, shards=due_shards(store, now))
+    status.deletions = deletion_backlog(store, now)
     refs = list(held_sessions(store, scan_limit + 1))
     status.truncated = len(refs) > scan_limit
     refs = refs[:scan_limit]

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -35,16 +36,24 @@ import redis.cluster
 from backend_hooks.entries import MAX_SEQ
 from backend_hooks.redis_store import (
     LEGACY_SHARD,
+    REDIS_ERRORS,
     SHARD_COUNTS_KEY,
     STORED_SEQS_TTL_MS,
     SWEPT_KEY,
     RedisClient,
     SessionKeys,
+    blind_uploads_key,
     conversation_deleted,
+    deleted_conversation_key,
+    deletion_failures_key,
+    deletion_item,
+    deletion_recheck_key,
     dispatch_key,
     due_key,
     quarantine_index_key,
     redis_time,
+    run_script,
+    schedule_deletion_recheck,
     shard_of,
 )
 from backend_hooks.settings import MAX_DUE_SHARDS
@@ -411,12 +420,22 @@ class QuarantinedEntry:
 class WorkerStore:
     """The fleet's Redis operations; every write on a flush's behalf is fenced by its lease."""
 
-    def __init__(self, client: RedisClient, shards: int, *, pinned: int | None = None) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        shards: int,
+        *,
+        pinned: int | None = None,
+        mark_reader: Callable[[], RedisClient] | None = None,
+    ) -> None:
         """``shards``: AUDIOSYNC_DUE_SHARDS. A store's session keys are in the shard the
-        session hashes to, unless ``pinned`` to one shard (``in_shard``)."""
+        session hashes to, unless ``pinned`` to one shard (``in_shard``). ``mark_reader``
+        makes the client that reads deleted marks, one bounded attempt each
+        (``redis_store.connect_one_attempt``); default: ``client``."""
         self.client = client
         self.shards = shards
         self.pinned = pinned
+        self._marks = _OneAttemptReader(mark_reader or (lambda: client))
         self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
         self._take = client.register_script(_TAKE)
         self._schedule = client.register_script(_SCHEDULE)
@@ -710,6 +729,144 @@ class WorkerStore:
         """Whether the reader's ``delete_conversation_audio`` marked it deleted."""
         return conversation_deleted(self.client, uid, conversation_id)
 
+    # -- deleted conversations: the mark read once, re-checks, blind uploads -------------
+    # (docs/ARCHITECTURE.md, "Deleted conversations"; the queues are the shard's own keys)
+    def deletion_mark(self, uid: str, conversation_id: str) -> bool | None:
+        """Whether the conversation is marked deleted, asked once within a short timeout
+        (``mark_reader``); None when the mark's node does not answer so: on a cluster the
+        mark lives on any node, and a node out must not hold up another node's shards."""
+        try:
+            return conversation_deleted(self._marks.client(), uid, conversation_id)
+        except REDIS_ERRORS as exc:
+            log.warning(
+                "the deleted mark of conversation %s of user %s cannot be read now: %s",
+                conversation_id,
+                uid,
+                exc,
+            )
+            return None
+
+    def mark_node(self, uid: str, conversation_id: str) -> str | None:
+        """The cluster node holding the conversation's mark (None on a single Redis)."""
+        if not self.is_cluster:
+            return None
+        cluster = cast(redis.cluster.RedisCluster, self.client)
+        node = cluster.get_node_from_key(deleted_conversation_key(uid, conversation_id))  # type: ignore[no-untyped-call]
+        return str(node.name) if node is not None else None
+
+    def note_blind_upload(
+        self, session_id: str, token: str, uid: str, conversation_id: str, name: str
+    ) -> None:
+        """Before uploading ``name`` without knowing the mark: a note in the session's own
+        shard (fenced by the lease) that the fleet resolves once the mark can be read."""
+        k = self.keys(session_id)
+        member = deletion_item(uid, conversation_id, name)
+        _fenced(
+            run_script(
+                self.client, _NOTE_BLIND, [k.lease, blind_uploads_key(k.shard)], [token, member]
+            )
+        )
+
+    def schedule_recheck(
+        self, session_id: str, uid: str, conversation_id: str, *, after_seconds: float
+    ) -> None:
+        """Have the conversation listed again ``after_seconds`` from now, in the session's
+        shard. Not fenced: a flush that lost its lease may still have uploads in flight."""
+        shard = self.keys(session_id).shard
+        schedule_deletion_recheck(
+            self.client, shard, uid, conversation_id, after_seconds=after_seconds
+        )
+
+    def shards_with_deletion_work(self, shards: Sequence[int]) -> list[int]:
+        """The shards of ``shards`` with a re-check due or a blind-upload note, in order, node
+        by node (one pipelined round trip each); on a cluster a node that does not answer
+        is left out (its items wait for it)."""
+        found: list[int] = []
+        for group in self._node_groups(list(shards)):
+            try:
+                now_ms = round(self.in_shard(group[0]).time() * 1000)
+                pipe = self.client.pipeline(transaction=False)
+                for shard in group:
+                    pipe.zrangebyscore(deletion_recheck_key(shard), "-inf", now_ms, 0, 1)
+                    pipe.zcard(blind_uploads_key(shard))
+                answers = pipe.execute()
+            except REDIS_ERRORS as exc:
+                if not self.is_cluster:
+                    raise
+                log.warning(
+                    "deletion work: %d shards on a node that does not answer: %s", len(group), exc
+                )
+                continue
+            found += [s for i, s in enumerate(group) if answers[2 * i] or answers[2 * i + 1]]
+        return found
+
+    def claim_rechecks(
+        self, shard: int, limit: int, claim_seconds: float
+    ) -> tuple[bytes, list[bytes]]:
+        """Up to ``limit`` due re-checks of ``shard``, each pushed ``claim_seconds`` ahead
+        (no other run takes it meanwhile); returns that new score and the members."""
+        claimed, members = cast(
+            list[object],
+            run_script(
+                self.client,
+                _CLAIM_RECHECKS,
+                [deletion_recheck_key(shard)],
+                [limit, _ms(claim_seconds)],
+            ),
+        )
+        return cast(bytes, claimed), cast(list[bytes], members)
+
+    def recheck_done(self, shard: int, member: bytes, claimed: bytes) -> None:
+        """Drop a re-check carried out, unless it was scheduled again since its claim (then
+        its later due time stands)."""
+        keys = [deletion_recheck_key(shard), deletion_failures_key(shard)]
+        run_script(self.client, _RECHECK_DONE, keys, [member, claimed])
+
+    def deletion_work_failed(
+        self,
+        shard: int,
+        kind: str,
+        member: bytes,
+        error: str,
+        *,
+        claimed: bytes | None,
+        base: float,
+        cap: float,
+    ) -> int:
+        """Count a failed re-check (``kind`` "recheck": due again after base * 2^(n-1) s,
+        at most ``cap``, unless scheduled again since ``claimed``) or blind-upload note
+        ("blind": tried again by the next run); it stays, with its error. Returns n."""
+        queue = deletion_recheck_key(shard) if kind == "recheck" else blind_uploads_key(shard)
+        keys = [queue, deletion_failures_key(shard)]
+        args: list[str | bytes | int] = [
+            f"{kind}:".encode() + member,
+            member,
+            claimed or b"",
+            error.replace("\n", " ")[:500],
+            _ms(base),
+            _ms(cap),
+        ]
+        return int(cast(int, run_script(self.client, _DELETION_FAILED, keys, args)))
+
+    def blind_uploads(self, shard: int, limit: int) -> list[tuple[bytes, bytes]]:
+        """The oldest ``limit`` blind-upload notes of ``shard``: (member, score as stored)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        flat = cast(
+            list[bytes], run_script(self.client, _READ_NOTES, [blind_uploads_key(shard)], [limit])
+        )
+        return list(zip(flat[0::2], flat[1::2], strict=True))
+
+    def resolve_blind_upload(
+        self, shard: int, member: bytes, score: bytes, *, recheck: str | None, after_seconds: float
+    ) -> bool:
+        """Drop a note whose mark was read (unless a flush noted the same upload again
+        since); ``recheck``: the conversation was deleted and its blind object deleted, so
+        have it listed again ``after_seconds`` from now. True if the note went."""
+        keys = [blind_uploads_key(shard), deletion_recheck_key(shard), deletion_failures_key(shard)]
+        args: list[str | bytes | int] = [member, score, recheck or "", _ms(after_seconds)]
+        return bool(run_script(self.client, _RESOLVE_BLIND, keys, args))
+
     def stored_seqs(self, session_id: str) -> StoredSeqs:
         """Which seqs of the session objects have stored (within the bitmap's TTL)."""
         k = self.keys(session_id)
@@ -900,3 +1057,114 @@ end
 return members
 """
 )
+
+
+# -- deleted conversations: blind-upload notes and re-checks (docs/ARCHITECTURE.md, "Deleted
+# conversations"). Run with ``run_script`` (EVAL when a node lacks them, never SCRIPT LOAD
+# to every primary): the note is first needed exactly when a cluster node is out.
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: lease, blind-upload notes. ARGV: token, note. Its score: now (a flush noting the
+# same upload again moves it, so a resolution read before never drops the newer note).
+_NOTE_BLIND = (
+    ALLOW_OOM
+    + _FENCE
+    + _NOW_MS
+    + """
+redis.call('ZADD', KEYS[2], string.format('%.0f', now), ARGV[2])
+return 1
+"""
+)
+
+# KEYS: re-check queue. ARGV: limit, claim (ms). Returns {new score, members}.
+_CLAIM_RECHECKS = (
+    ALLOW_OOM
+    + _NOW_MS
+    + """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
+local claimed = string.format('%.0f', now + tonumber(ARGV[2]))
+for _, member in ipairs(members) do redis.call('ZADD', KEYS[1], 'XX', claimed, member) end
+return {claimed, members}
+"""
+)
+
+# KEYS: re-check queue, failures. ARGV: member, its claimed score.
+_RECHECK_DONE = (
+    ALLOW_OOM
+    + """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('ZREM', KEYS[1], ARGV[1]) end
+redis.call('HDEL', KEYS[2], 'recheck:' .. ARGV[1])
+return 1
+"""
+)
+
+# KEYS: the item's queue, failures. ARGV: failure field, member, claimed score ('' for a
+# note: not rescheduled), error, backoff base and cap (ms). Returns the attempts so far.
+_DELETION_FAILED = (
+    ALLOW_OOM
+    + _NOW_MS
+    + """
+local n, since = 0, now
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  local a, b = string.match(old, '^(%d+)|(%d+)|')
+  if a then n, since = tonumber(a), tonumber(b) end
+end
+n = n + 1
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%d|%.0f|%s', n, since, ARGV[4]))
+if ARGV[3] ~= '' and redis.call('ZSCORE', KEYS[1], ARGV[2]) == ARGV[3] then
+  local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (n - 1))
+  redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + delay), ARGV[2])
+end
+return n
+"""
+)
+
+# KEYS: notes. ARGV: limit. The oldest notes with their scores exactly as stored.
+_READ_NOTES = """#!lua flags=no-writes
+return redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+"""
+
+# KEYS: notes, re-check queue, failures. ARGV: note, its score as read, re-check member
+# ('' when the conversation is not deleted), re-check delay (ms). Returns 1 if it went.
+_RESOLVE_BLIND = (
+    ALLOW_OOM
+    + _NOW_MS
+    + """
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[2], 'GT', string.format('%.0f', now + tonumber(ARGV[4])), ARGV[3])
+end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[3], 'blind:' .. ARGV[1])
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+)
+
+
+class _OneAttemptReader:
+    """The client that reads deleted marks (``WorkerStore.deletion_mark``), made on first
+    use and shared by every view of the store (``in_shard`` copies share this object)."""
+
+    def __init__(self, factory: Callable[[], RedisClient]) -> None:
+        self._factory = factory
+        self._client: RedisClient | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> RedisClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self._factory()
+            return self._client
+
+
+def mark_check_seconds(lease_seconds: float) -> float:
+    """How long the flush waits for a deleted mark: short against the lease (two looks per
+    upload, which may take half of it), at most ``MARK_CHECK_SECONDS``."""
+    return min(MARK_CHECK_SECONDS, lease_seconds / 8)
+
+
+#: The longest wait for one look at a deleted mark (``mark_check_seconds``).
+MARK_CHECK_SECONDS = 2.0

@@ -13,6 +13,8 @@ Flow control (docs/ARCHITECTURE.md "Shards and flow control"):
 - ``audiosync.flush_session`` flushes one session (operators, benchmarks, tests).
 - ``audiosync.backfill_conversation`` (queue ``backfill``, workers with the reader extras
   and the key) compacts one conversation's legacy objects (workers/backfill.py).
+- ``audiosync.recheck_deletions`` (beat, every AUDIOSYNC_SWEEP_INTERVAL_SECONDS) lists
+  deleted conversations again and resolves blind uploads (workers/deletions.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from backend_hooks import redis_store
 from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.settings import Settings
-from workers import backfill, backfill_plan, drain, flush, metrics, shutdown
+from workers import backfill, backfill_plan, deletions, drain, flush, metrics, shutdown
 from workers.celery_app import app
 from workers.context import WorkerContext, get_context
 from workers.flush import FlushResult
@@ -197,3 +199,20 @@ def _backfill_context(min_age_seconds: float) -> backfill.Backfill:
     return backfill.Backfill.from_settings(
         Settings.from_env(role="backfill"), min_age_seconds=min_age_seconds
     )
+
+
+@app.task(name="audiosync.recheck_deletions", ignore_result=True)  # type: ignore[untyped-decorator]
+def recheck_deletions() -> dict[str, Any]:
+    """List deleted conversations again once abandoned uploads must have landed, and settle
+    uploads made while their deleted mark could not be read (workers/deletions.py)."""
+    ctx = get_context()
+    result = deletions.run(
+        ctx.store,
+        ctx.bucket,
+        recheck_seconds=ctx.settings.delete_recheck_seconds,
+        backoff_cap_seconds=ctx.settings.flush_backoff_max_seconds,
+    )
+    metrics.record_deletion_run(result)
+    if result != deletions.DeletionRun():
+        log.info("deletion work: %s", result)
+    return result.__dict__
