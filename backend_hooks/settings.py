@@ -55,6 +55,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_SPOOL_LEASE_SECONDS": "30",
     "AUDIOSYNC_PUSHER_THREADS": "4",
     "AUDIOSYNC_BREAKER_SECONDS": "5",
+    "AUDIOSYNC_REDIS_STALL_SECONDS": "1",
     "AUDIOSYNC_SESSION_BUFFER_SECONDS": "120",
     "AUDIOSYNC_CLOSE_SECONDS": "10",
     # -- rollout flags (issue 7; backend_hooks/rollout.py) --
@@ -100,6 +101,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_SPOOL_LEASE_SECONDS",
             "AUDIOSYNC_PUSHER_THREADS",
             "AUDIOSYNC_BREAKER_SECONDS",
+            "AUDIOSYNC_REDIS_STALL_SECONDS",
             "AUDIOSYNC_SESSION_BUFFER_SECONDS",
             "AUDIOSYNC_CLOSE_SECONDS",
             # -- rollout flags (issue 7) --
@@ -211,6 +213,10 @@ class Settings:
     deleted_mark_seconds: int = DELETED_MARK_SECONDS
     #: AUDIOSYNC_AUDIO_FILE_GAP_SECONDS: a longer silence starts a new audio file
     audio_file_gap_seconds: float = 90.0
+    #: AUDIOSYNC_REDIS_STALL_SECONDS: how long a pusher thread waits for Redis to answer one
+    #: append; past it the entries go to the spool (or wait in memory) and no other call
+    #: is sent until that one returns (backend_hooks/breaker.py)
+    redis_stall_seconds: float = 1.0
     #: AUDIOSYNC_MAX_GAP_FILL_SECONDS: the longest gap the reader fills with silence; a
     #: longer one raises GapTooLongError (a stray chunk at time 0 would be decades of
     #: zeros). Refused, not capped: a capped gap would misplace everything after it.
@@ -292,6 +298,16 @@ class Settings:
                 f"AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS ({window:g}): the fleet quarantines chunks "
                 "outside its window, so a pusher's re-anchored chunks must land inside it"
             )
+        close_seconds = _positive("AUDIOSYNC_CLOSE_SECONDS", raw("AUDIOSYNC_CLOSE_SECONDS"))
+        stall_seconds = _positive(
+            "AUDIOSYNC_REDIS_STALL_SECONDS", raw("AUDIOSYNC_REDIS_STALL_SECONDS")
+        )
+        if stall_seconds >= close_seconds:
+            raise ConfigError(
+                f"AUDIOSYNC_REDIS_STALL_SECONDS ({stall_seconds:g}) must be shorter than "
+                f"AUDIOSYNC_CLOSE_SECONDS ({close_seconds:g}): a close waits that long for "
+                "Redis before it writes its tail to the spool, within its own budget"
+            )
         return cls(
             redis_url=redis_url,
             redis_cluster=_flag("AUDIOSYNC_REDIS_CLUSTER", raw("AUDIOSYNC_REDIS_CLUSTER")),
@@ -349,7 +365,8 @@ class Settings:
             session_buffer_seconds=_positive(
                 "AUDIOSYNC_SESSION_BUFFER_SECONDS", raw("AUDIOSYNC_SESSION_BUFFER_SECONDS")
             ),
-            close_seconds=_positive("AUDIOSYNC_CLOSE_SECONDS", raw("AUDIOSYNC_CLOSE_SECONDS")),
+            close_seconds=close_seconds,
+            redis_stall_seconds=stall_seconds,
             # -- rollout flags (issue 7) --
             rollout=_rollout("AUDIOSYNC_ROLLOUT", raw),
             spool_rollout=_rollout("AUDIOSYNC_SPOOL", raw),
