@@ -1,8 +1,8 @@
 """Prometheus metrics of a pusher process, read from ``AudioSyncClient.stats()`` at scrape
 time (nothing is counted on the push path).
 
-The backend registers them on its own registry (prometheus-client is the backend's, not
-a dependency of the pusher extra)::
+The backend registers them on its own registry (prometheus-client comes with the
+``[pusher]`` extra)::
 
     from backend_hooks import pusher_metrics
     pusher_metrics.register(client)            # prometheus_client.REGISTRY by default
