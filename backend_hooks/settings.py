@@ -6,6 +6,8 @@ A missing or invalid value raises ``ConfigError`` naming the variable, at start-
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -163,6 +165,13 @@ ROLE_VARIABLES["backfill"] = (
     | {"AUDIOSYNC_CHUNK_SECONDS", "AUDIOSYNC_OPUS_BITRATES", "AUDIOSYNC_OPUS_COMPLEXITY"}
 )
 
+#: ``AUDIOSYNC_*`` variables read elsewhere than here: the workers' metrics port
+#: (workers/metrics.py) and log format (workers/logs.py).
+OTHER_VARIABLES = frozenset({"AUDIOSYNC_METRICS_PORT", "AUDIOSYNC_LOG_FORMAT"})
+_PREFIX = "AUDIOSYNC_"
+_warned_unknown: set[str] = set()  # once per process and name
+
+log = logging.getLogger(__name__)
 _N = TypeVar("_N", int, float)
 MIN_SECRET_BYTES = 32
 MAX_DUE_SHARDS = 4096  # each is a key the sweep reads every interval
@@ -232,6 +241,7 @@ class Settings:
         env = os.environ if environ is None else environ
         if role is not None and role not in ROLE_VARIABLES:
             raise ValueError(f"role must be one of {sorted(ROLE_VARIABLES)}, got {role!r}")
+        _warn_unknown(env)
         wanted = None if role is None else ROLE_VARIABLES[role]
 
         def raw(name: str) -> str | None:
@@ -401,6 +411,23 @@ class Settings:
             max_gap_fill_seconds=_positive(
                 "AUDIOSYNC_MAX_GAP_FILL_SECONDS", raw("AUDIOSYNC_MAX_GAP_FILL_SECONDS")
             ),
+        )
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """One WARNING per process for each ``AUDIOSYNC_*`` variable that is no setting (a
+    typo is otherwise silently ignored), naming the closest one."""
+    known = set(ENV_DEFAULTS) | OTHER_VARIABLES
+    by_suffix = {name.removeprefix(_PREFIX): name for name in known}  # the prefix matches
+    for name in sorted(env):
+        if not name.startswith(_PREFIX) or name in known or name in _warned_unknown:
+            continue
+        _warned_unknown.add(name)
+        closest = difflib.get_close_matches(name.removeprefix(_PREFIX), by_suffix, n=1)
+        log.warning(
+            '%s is set but is not an audiosync setting: it is ignored (%s; README, "Settings")',
+            name,
+            f"did you mean {by_suffix[closest[0]]}?" if closest else "no setting is like it",
         )
 
 
