@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -28,8 +28,8 @@ from backend_hooks.breaker import (
     BreakerStats,
     CircuitBreaker,
 )
-from backend_hooks.entries import ENHANCED
-from backend_hooks.errors import EnqueueError, SessionClosedError
+from backend_hooks.entries import ENHANCED, PROTECTION_LEVELS
+from backend_hooks.errors import ConfigError, EnqueueError, SessionClosedError
 from backend_hooks.session import DRAIN_BATCH, Session
 from backend_hooks.settings import Settings
 from backend_hooks.spool import SpoolStats
@@ -131,8 +131,17 @@ class AudioSyncClient:
             self._ensure_maintenance()
 
     @classmethod
-    def from_env(cls) -> AudioSyncClient:
-        return cls(Settings.from_env(role="pusher"))
+    def from_env(cls, *, protection_levels: Collection[str] = PROTECTION_LEVELS) -> AudioSyncClient:
+        """The process's client from the environment (the pusher's settings): call it at
+        start-up, so that a bad deployment fails its readiness instead of users' sockets.
+
+        ``protection_levels``: the levels this process opens sessions at. With
+        ``enhanced`` among them (the default), a missing ``ENCRYPTION_SECRET`` is a
+        ``ConfigError`` here, not one per socket later; a pusher that stores only
+        ``standard`` audio passes ``("standard",)``."""
+        settings = Settings.from_env(role="pusher")
+        check_levels(settings, protection_levels)
+        return cls(settings)
 
     # -- rollout flags (issue 7; backend_hooks/rollout.py) ---------------------------------
     def enabled_for(self, uid: str) -> bool:
@@ -463,6 +472,22 @@ class AudioSyncClient:
         self._redis_threads.shutdown(wait=False)
         if self.spool is not None:
             self.spool.close()  # files left stay for the next process (it adopts them)
+
+
+def check_levels(settings: Settings, protection_levels: Collection[str]) -> None:
+    """``ConfigError`` unless ``settings`` can open sessions at every one of the levels."""
+    unknown = sorted(set(protection_levels) - set(PROTECTION_LEVELS))
+    if unknown or not protection_levels:
+        raise ConfigError(
+            f"protection_levels must be some of {PROTECTION_LEVELS}, got {protection_levels!r}"
+        )
+    if ENHANCED in protection_levels and settings.encryption_secret is None:
+        raise ConfigError(
+            "ENCRYPTION_SECRET is not set, so no session could be opened at protection level "
+            "'enhanced': set it (at least 32 bytes; the read side opens with the same), or, "
+            "if this pusher stores only unsealed audio, start it with "
+            "AudioSyncClient.from_env(protection_levels=('standard',))"
+        )
 
 
 def _maintenance_loop(
