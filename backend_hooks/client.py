@@ -90,10 +90,8 @@ class AudioSyncClient:
             if settings.encryption_secret
             else None
         )
-        self.executor = ThreadPoolExecutor(
-            max_threads or settings.pusher_threads, thread_name_prefix="audiosync"
-        )
         threads = max_threads or settings.pusher_threads
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="audiosync")
         self.breaker = CircuitBreaker(
             settings.breaker_seconds,
             time.monotonic,
