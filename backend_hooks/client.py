@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 __all__ = ["AudioSyncClient", "PusherStats"]
 _MAINTENANCE_SECONDS = 1.0  # heartbeat, spool drain and retries of entries held in memory
 _REFUSAL_LOG_SECONDS = 60.0  # a session's append refused (not an outage): logged this often
+_CLOSING_RETRY_SECONDS = 0.05  # a closing client asks the breaker again this often
 _T = TypeVar("_T")
 
 
@@ -374,17 +375,22 @@ class AudioSyncClient:
             elif session.closed and not session.spooled_entries:
                 self._sessions.pop(session.session_id, None)
 
-    def _drain_sessions(self, deadline: float | None = None) -> None:
+    def _drain_sessions(self, deadline: float | None = None) -> bool:
+        """Append the sessions' spooled entries; False if a call failed or went unanswered
+        (Redis is away), True otherwise (the breaker may only have said "not now")."""
         for session in list(self._sessions.values()):
             if deadline is not None and time.monotonic() >= deadline:
-                return
+                break
             if session.spooled_entries and self._may_try_redis():
                 try:
                     session._drain_spooled()
+                except RedisNotTried:
+                    break  # the breaker is open again, or a call stalled; next pass
                 except redis_store.REDIS_ERRORS as exc:
                     if redis_store.is_outage(exc):
-                        return  # the breaker is open again; next pass
+                        return False
                     # that session's own refusal: the others' turn
+        return True
 
     def _drain_dead_owners(self, deadline: float | None = None) -> int:
         """Append what dead pusher processes left in the spool; returns entries appended."""
@@ -449,11 +455,23 @@ class AudioSyncClient:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._finish, errors, deadline)
 
+    def _drain_before_closing(self, deadline: float) -> None:
+        """Best effort until ``deadline``: what Redis takes now need not wait for the next
+        process on this spool (a spool that dies with its pod has none). Waits out an open
+        breaker or a stalled call (the trial after it may succeed); stops at the first call
+        that fails or goes unanswered: the rest stays in the spool."""
+        while time.monotonic() < deadline:
+            if not any(s.spooled_entries for s in list(self._sessions.values())):
+                break
+            if self._may_try_redis() and not self._drain_sessions(deadline):
+                return
+            time.sleep(_CLOSING_RETRY_SECONDS)
+        self._drain_dead_owners(deadline)
+
     def _finish(self, errors: list[EnqueueError], deadline: float) -> None:
         self._flush_counters()
-        if self.spool is not None:  # best effort: what Redis takes now need not wait
-            self._drain_sessions(deadline)
-            self._drain_dead_owners(deadline)
+        if self.spool is not None:
+            self._drain_before_closing(deadline)
         if not errors and any(not s.closed for s in list(self._sessions.values())):
             errors = [EnqueueError("a session was opened while the client closed")]
         if errors:
