@@ -16,6 +16,7 @@ milliseconds are the server time of the append, the clock every age is measured 
 from __future__ import annotations
 
 import hashlib
+import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -313,6 +314,7 @@ class Appender:
         self.client = client
         self._script = client.register_script(_APPEND)
         self._unregistered = shards
+        self._lock = threading.Lock()
 
     def append(
         self,
@@ -324,10 +326,11 @@ class Appender:
         max_age_seconds: float,
     ) -> int:
         """Append ``entries`` (numbered from ``first_n``); returns how many were new."""
-        shards = self._unregistered
-        if shards is not None:  # no lock across the call: a second SADD adds nothing
-            self.client.sadd(SHARD_COUNTS_KEY, shards)
-            self._unregistered = None
+        if self._unregistered is not None:
+            with self._lock:
+                if self._unregistered is not None:
+                    self.client.sadd(SHARD_COUNTS_KEY, self._unregistered)
+                    self._unregistered = None
         args: list[str | int | float | bytes] = [
             keys.session_id,
             1 if urgent else 0,
