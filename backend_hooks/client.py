@@ -11,14 +11,25 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+import redis
 
 from backend_hooks import envelope, redis_store, spool, usage
-from backend_hooks.breaker import BreakerStats, CircuitBreaker
-from backend_hooks.entries import ENHANCED
-from backend_hooks.errors import EnqueueError, SessionClosedError
+from backend_hooks.breaker import (
+    ANSWERED,
+    FAILED,
+    NO_VERDICT,
+    OPEN,
+    BreakerStats,
+    CircuitBreaker,
+)
+from backend_hooks.entries import ENHANCED, PROTECTION_LEVELS
+from backend_hooks.errors import ConfigError, EnqueueError, SessionClosedError
 from backend_hooks.session import DRAIN_BATCH, Session
 from backend_hooks.settings import Settings
 from backend_hooks.spool import SpoolStats
@@ -29,6 +40,19 @@ log = logging.getLogger(__name__)
 __all__ = ["AudioSyncClient", "PusherStats"]
 _MAINTENANCE_SECONDS = 1.0  # heartbeat, spool drain and retries of entries held in memory
 _REFUSAL_LOG_SECONDS = 60.0  # a session's append refused (not an outage): logged this often
+_CLOSING_RETRY_SECONDS = 0.05  # a closing client asks the breaker again this often
+_T = TypeVar("_T")
+
+
+class RedisNotTried(redis.exceptions.ConnectionError):
+    """A Redis call the breaker did not let through (open, or a call in flight stalled):
+    nothing was sent. A ``redis.ConnectionError`` so that callers treat it as Redis away."""
+
+
+class RedisNoAnswer(redis.exceptions.TimeoutError):
+    """A Redis call not answered within ``AUDIOSYNC_REDIS_STALL_SECONDS``: its caller stops
+    waiting and keeps its entries (spool or memory); the call goes on on a Redis thread and
+    may still land, which the append mark makes harmless (redis_store docstring)."""
 
 
 @dataclass(frozen=True)
@@ -67,11 +91,19 @@ class AudioSyncClient:
             if settings.encryption_secret
             else None
         )
-        self.executor = ThreadPoolExecutor(
-            max_threads or settings.pusher_threads, thread_name_prefix="audiosync"
+        threads = max_threads or settings.pusher_threads
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="audiosync")
+        self.breaker = CircuitBreaker(
+            settings.breaker_seconds,
+            time.monotonic,
+            max_calls=threads,
+            stall_seconds=settings.redis_stall_seconds,
         )
-        self.breaker = CircuitBreaker(settings.breaker_seconds, time.monotonic)
-        self._breaker_lock = threading.Lock()  # pool threads only, never across I/O
+        # Never held across I/O; waited on (released) by a caller waiting for a place.
+        # Pool, Redis, maintenance and closing threads only, never the event loop.
+        self._breaker_lock = threading.Condition()
+        # The calls a caller may stop waiting for run here: one thread per breaker place.
+        self._redis_threads = ThreadPoolExecutor(threads, thread_name_prefix="audiosync-redis")
         self.spool = (
             spool.Spool(
                 settings.spool_dir,
@@ -87,6 +119,7 @@ class AudioSyncClient:
         self._counters: dict[int, usage.UsageCounter] = {}  # until their final flush wrote
         self.refused_pushes = 0
         self._refusal_logged_at = float("-inf")
+        self._stalls_logged = 0
         self._stop = threading.Event()
         self._closing = False  # close()/aclose() began: no new sessions (they'd be left open)
         self._wake = threading.Event()
@@ -97,8 +130,17 @@ class AudioSyncClient:
             self._ensure_maintenance()
 
     @classmethod
-    def from_env(cls) -> AudioSyncClient:
-        return cls(Settings.from_env(role="pusher"))
+    def from_env(cls, *, protection_levels: Collection[str] = PROTECTION_LEVELS) -> AudioSyncClient:
+        """The process's client from the environment (the pusher's settings): call it at
+        start-up, so that a bad deployment fails its readiness instead of users' sockets.
+
+        ``protection_levels``: the levels this process opens sessions at. With
+        ``enhanced`` among them (the default), a missing ``ENCRYPTION_SECRET`` is a
+        ``ConfigError`` here, not one per socket later; a pusher that stores only
+        ``standard`` audio passes ``("standard",)``."""
+        settings = Settings.from_env(role="pusher")
+        check_levels(settings, protection_levels)
+        return cls(settings)
 
     # -- rollout flags (issue 7; backend_hooks/rollout.py) ---------------------------------
     def enabled_for(self, uid: str) -> bool:
@@ -175,18 +217,104 @@ class AudioSyncClient:
             spool=self.spool.stats() if self.spool else None,
         )
 
-    # -- Redis through the breaker (pool and maintenance threads) -------------------------
+    # -- Redis through the breaker (pool, Redis, maintenance and closing threads) ----------
     def _may_try_redis(self, *, force: bool = False) -> bool:
+        """Whether the breaker would let a call through now (no place taken): asked before
+        work that a skipped call would waste (claiming spool files)."""
         with self._breaker_lock:
-            return self.breaker.allow() or force
+            allowed = self.breaker.would_allow(force=force)
+            stalls = self.breaker.stalls
+        self._log_stall(stalls)
+        return allowed
 
-    def _redis_answered(self) -> None:
+    def _call_redis(self, call: Callable[[], _T], *, force: bool = False) -> _T:
+        """Make one Redis call through the breaker (backend_hooks/breaker.py).
+
+        ``RedisNotTried`` if the breaker says no. The call runs on a Redis thread and the
+        caller waits at most ``AUDIOSYNC_REDIS_STALL_SECONDS``, its wait for a place
+        included, then raises ``RedisNoAnswer``: no pool, maintenance or closing thread
+        waits on a stalled Redis longer than that, so the closes queued behind a stalled
+        call still reach the spool within their budget."""
+        patience = self.settings.redis_stall_seconds
+        give_up_at = time.monotonic() + patience
+        ticket = self._enter_redis(force, give_up_at)
+        try:
+            future = self._redis_threads.submit(self._run_call, ticket, call)
+        except BaseException:  # shut down under us: the ticket must come back
+            self._end_call(ticket, NO_VERDICT)
+            raise
+        try:
+            return future.result(timeout=max(0.0, give_up_at - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            raise RedisNoAnswer(
+                f"Redis did not answer within {patience:g} s (AUDIOSYNC_REDIS_STALL_SECONDS); "
+                "the call goes on in the background"
+            ) from None
+
+    def _enter_redis(self, force: bool, give_up_at: float) -> int:
+        """A ticket of the breaker, waiting for a place while every one is taken (at most
+        until ``give_up_at``); ``RedisNotTried`` if the breaker says no."""
         with self._breaker_lock:
-            self.breaker.record_success()
-        self._wake.set()  # spooled entries can go now
+            while True:
+                decision = self.breaker.begin(force=force)
+                if decision.ticket is not None:
+                    return decision.ticket
+                wait = min(decision.wait, give_up_at - time.monotonic())
+                if wait <= 0:
+                    break
+                self._breaker_lock.wait(wait)
+            state, stalls = self.breaker.state, self.breaker.stalls
+        self._log_stall(stalls)
+        raise RedisNotTried(
+            "a call in flight to Redis is stalled" if decision.stalled else f"breaker {state}"
+        )
 
-    def _redis_failed(self, exc: Exception) -> None:
-        if not redis_store.is_outage(exc):  # one session's trouble, not Redis's
+    def _log_stall(self, stalls: int) -> None:
+        if stalls > self._stalls_logged:  # once per stalled call, not per caller
+            self._stalls_logged = stalls
+            log.warning(
+                "Redis has not answered a call for %g s (AUDIOSYNC_REDIS_STALL_SECONDS): no "
+                "other call is sent until one returns; chunks go to %s meanwhile",
+                self.settings.redis_stall_seconds,
+                "the spool" if self.spool else "memory",
+            )
+
+    def _run_call(self, ticket: int, call: Callable[[], _T]) -> _T:
+        """Make the call and hand the ticket back with its outcome, whatever happens."""
+        outcome, failure = NO_VERDICT, None
+        try:
+            result = call()
+            outcome = ANSWERED
+            return result
+        except redis_store.REDIS_ERRORS as exc:
+            outcome = FAILED if redis_store.is_outage(exc) else ANSWERED
+            failure = exc
+            raise
+        finally:
+            opened = self._end_call(ticket, outcome)
+            if failure is not None:
+                self._log_failure(failure, opened=opened)
+
+    def _end_call(self, ticket: int, outcome: str) -> bool:
+        """Hand ``ticket`` back; whether this outcome opened the breaker."""
+        with self._breaker_lock:
+            was = self.breaker.state
+            self.breaker.end(ticket, outcome)
+            self._breaker_lock.notify_all()  # a place is free
+        if outcome == ANSWERED:
+            self._wake.set()  # spooled entries can go now
+        return outcome == FAILED and was != OPEN
+
+    def _log_failure(self, exc: Exception, *, opened: bool) -> None:
+        if opened:
+            log.warning(
+                "Redis did not take a call (%s): appends skip it for %g s "
+                "(AUDIOSYNC_BREAKER_SECONDS); chunks go to %s meanwhile",
+                exc,
+                self.settings.breaker_seconds,
+                "the spool" if self.spool else "memory",
+            )
+        elif not redis_store.is_outage(exc):  # one session's trouble, not Redis's
             now = time.monotonic()
             if now - self._refusal_logged_at >= _REFUSAL_LOG_SECONDS:  # not once a second
                 self._refusal_logged_at = now
@@ -195,38 +323,25 @@ class AudioSyncClient:
                     "or memory) and retried, the other sessions go on",
                     exc,
                 )
-            return
-        with self._breaker_lock:
-            was = self.breaker.state
-            self.breaker.record_failure()
-        if was != "open":
-            log.warning(
-                "Redis did not take an append (%s): appends skip it for %g s "
-                "(AUDIOSYNC_BREAKER_SECONDS); chunks go to %s meanwhile",
-                exc,
-                self.settings.breaker_seconds,
-                "the spool" if self.spool else "memory",
-            )
 
-    def _append_spooled(self, records: list[SpoolRecord]) -> None:
+    def _append_spooled(self, records: list[SpoolRecord], *, force: bool = False) -> None:
         """Append one session's spooled records (consecutive runs of ``n``)."""
         now_us = round(self.clock() * 1_000_000)
         max_age_us = self.settings.batch_max_age_seconds * 1_000_000
         for run in consecutive_runs(records):
             first = run[0]
             urgent = any(r.urgent for r in run) or now_us - first.entry.enq_us >= max_age_us
-            try:
-                self.appender.append(
+            self._call_redis(
+                partial(
+                    self.appender.append,
                     redis_store.SessionKeys(first.session_id, first.shard),
                     [r.entry for r in run],
                     first_n=first.n,
                     urgent=urgent,
                     max_age_seconds=self.settings.batch_max_age_seconds,
-                )
-            except redis_store.REDIS_ERRORS as exc:
-                self._redis_failed(exc)
-                raise
-            self._redis_answered()
+                ),
+                force=force,
+            )
 
     # -- the maintenance thread ---------------------------------------------------------
     def _ensure_maintenance(self) -> None:
@@ -260,22 +375,31 @@ class AudioSyncClient:
             elif session.closed and not session.spooled_entries:
                 self._sessions.pop(session.session_id, None)
 
-    def _drain_sessions(self, deadline: float | None = None) -> None:
+    def _drain_sessions(self, deadline: float | None = None) -> bool:
+        """Append the sessions' spooled entries; False if a call failed or went unanswered
+        (Redis is away), True otherwise (the breaker may only have said "not now")."""
         for session in list(self._sessions.values()):
             if deadline is not None and time.monotonic() >= deadline:
-                return
+                break
             if session.spooled_entries and self._may_try_redis():
                 try:
                     session._drain_spooled()
+                except RedisNotTried:
+                    break  # the breaker is open again, or a call stalled; next pass
                 except redis_store.REDIS_ERRORS as exc:
                     if redis_store.is_outage(exc):
-                        return  # the breaker is open again; next pass
+                        return False
                     # that session's own refusal: the others' turn
+        return True
 
     def _drain_dead_owners(self, deadline: float | None = None) -> int:
         """Append what dead pusher processes left in the spool; returns entries appended."""
         assert self.spool is not None
-        with self._adoption_lock:  # the maintenance thread and a closing thread
+        # The maintenance thread and a closing thread; the latter waits until its deadline.
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._adoption_lock.acquire(timeout=wait):
+            return 0
+        try:
             return spool.drain_dead_owners(
                 self.spool,
                 self._append_spooled,
@@ -283,6 +407,8 @@ class AudioSyncClient:
                 deadline=deadline,
                 batch=DRAIN_BATCH,
             )
+        finally:
+            self._adoption_lock.release()
 
     # -- shutdown -----------------------------------------------------------------------
     def close(self) -> None:
@@ -329,11 +455,23 @@ class AudioSyncClient:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._finish, errors, deadline)
 
+    def _drain_before_closing(self, deadline: float) -> None:
+        """Best effort until ``deadline``: what Redis takes now need not wait for the next
+        process on this spool (a spool that dies with its pod has none). Waits out an open
+        breaker or a stalled call (the trial after it may succeed); stops at the first call
+        that fails or goes unanswered: the rest stays in the spool."""
+        while time.monotonic() < deadline:
+            if not any(s.spooled_entries for s in list(self._sessions.values())):
+                break
+            if self._may_try_redis() and not self._drain_sessions(deadline):
+                return
+            time.sleep(_CLOSING_RETRY_SECONDS)
+        self._drain_dead_owners(deadline)
+
     def _finish(self, errors: list[EnqueueError], deadline: float) -> None:
         self._flush_counters()
-        if self.spool is not None:  # best effort: what Redis takes now need not wait
-            self._drain_sessions(deadline)
-            self._drain_dead_owners(deadline)
+        if self.spool is not None:
+            self._drain_before_closing(deadline)
         if not errors and any(not s.closed for s in list(self._sessions.values())):
             errors = [EnqueueError("a session was opened while the client closed")]
         if errors:
@@ -346,8 +484,26 @@ class AudioSyncClient:
         if self._maintenance is not None:
             self._maintenance.join()
         self.executor.shutdown(wait=True)
+        # A call whose caller stopped waiting ends within its socket timeout, on its own.
+        self._redis_threads.shutdown(wait=False)
         if self.spool is not None:
             self.spool.close()  # files left stay for the next process (it adopts them)
+
+
+def check_levels(settings: Settings, protection_levels: Collection[str]) -> None:
+    """``ConfigError`` unless ``settings`` can open sessions at every one of the levels."""
+    unknown = sorted(set(protection_levels) - set(PROTECTION_LEVELS))
+    if unknown or not protection_levels:
+        raise ConfigError(
+            f"protection_levels must be some of {PROTECTION_LEVELS}, got {protection_levels!r}"
+        )
+    if ENHANCED in protection_levels and settings.encryption_secret is None:
+        raise ConfigError(
+            "ENCRYPTION_SECRET is not set, so no session could be opened at protection level "
+            "'enhanced': set it (at least 32 bytes; the read side opens with the same), or, "
+            "if this pusher stores only unsealed audio, start it with "
+            "AudioSyncClient.from_env(protection_levels=('standard',))"
+        )
 
 
 def _maintenance_loop(

@@ -1,8 +1,8 @@
 """Prometheus metrics of a pusher process, read from ``AudioSyncClient.stats()`` at scrape
 time (nothing is counted on the push path).
 
-The backend registers them on its own registry (prometheus-client is the backend's, not
-a dependency of the pusher extra)::
+The backend registers them on its own registry (prometheus-client comes with the
+``[pusher]`` extra)::
 
     from backend_hooks import pusher_metrics
     pusher_metrics.register(client)            # prometheus_client.REGISTRY by default
@@ -13,6 +13,8 @@ Names (all gauges but the ``_total`` counters): ``audiosync_pusher_sessions``,
 ``audiosync_pusher_spooled_entries``, ``audiosync_pusher_spool_bytes``,
 ``audiosync_pusher_spool_max_bytes``, ``audiosync_pusher_breaker_open`` (1 while appends
 skip Redis), ``audiosync_pusher_breaker_trips_total``,
+``audiosync_pusher_redis_calls_in_flight``, ``audiosync_pusher_redis_stalls_total`` (calls
+unanswered past ``AUDIOSYNC_REDIS_STALL_SECONDS``: Redis counted as stalled),
 ``audiosync_pusher_refused_pushes_total`` (BufferFullError/SpoolFullError),
 ``audiosync_pusher_spool_full_total``, ``audiosync_pusher_spool_adopted_owners_total``,
 ``audiosync_pusher_spool_quarantined_files_total``.
@@ -53,6 +55,12 @@ class PusherCollector:
         yield gauge("spooled_entries", "this process's entries in the spool", stats.spooled_entries)
         yield gauge("breaker_open", "1 while appends skip Redis", stats.breaker.state != CLOSED)
         yield counter("breaker_trips", "times the breaker opened", stats.breaker.trips)
+        yield gauge("redis_calls_in_flight", "Redis calls in flight", stats.breaker.in_flight)
+        yield counter(
+            "redis_stalls",
+            "calls unanswered past AUDIOSYNC_REDIS_STALL_SECONDS",
+            stats.breaker.stalls,
+        )
         yield counter("refused_pushes", "pushes refused: memory buffer full", stats.refused_pushes)
         if stats.spool is not None:
             yield gauge("spool_bytes", "bytes in the spool", stats.spool.bytes)

@@ -13,14 +13,18 @@ socket or a sleep: ``apush`` returns as soon as its chunks are handed over, and 
 (never blocks) only when the session's unencoded audio exceeds
 ``AUDIOSYNC_SESSION_BUFFER_SECONDS``.
 
-**Redis away.** One failed append opens the client's circuit breaker
-(backend_hooks/breaker.py) for ``AUDIOSYNC_BREAKER_SECONDS``: appends skip Redis meanwhile.
-A session's entries that Redis did not take go to the disk spool
-(``AUDIOSYNC_SPOOL_DIR``, backend_hooks/spool.py) and, once a session has spooled, all its
-later entries follow them there until the client's maintenance thread has appended the
-spooled ones, in order. Without a spool (or with the spool full) they wait in memory, up to
-``AUDIOSYNC_SESSION_BUFFER_SECONDS`` of audio a session; beyond that a push is refused with
-``BufferFullError`` (``SpoolFullError``), never dropped silently.
+**Redis away.** Every Redis call goes through the client's circuit breaker
+(backend_hooks/breaker.py) and runs on one of the client's Redis threads; the pool thread
+waits at most ``AUDIOSYNC_REDIS_STALL_SECONDS`` for its answer, so a stalled Redis holds
+Redis threads, never the pool (the call goes on; landing twice adds nothing, see below).
+One failed call opens the breaker for ``AUDIOSYNC_BREAKER_SECONDS``: appends skip Redis
+meanwhile, and so they do while a call in flight is stalled. A session's entries that Redis
+did not take go to the disk spool (``AUDIOSYNC_SPOOL_DIR``, backend_hooks/spool.py) and,
+once a session has spooled, all its later entries follow them there until the client's
+maintenance thread has appended the spooled ones, in order. Without a spool (or with the
+spool full) they wait in memory, up to ``AUDIOSYNC_SESSION_BUFFER_SECONDS`` of audio a
+session; beyond that a push is refused with ``BufferFullError`` (``SpoolFullError``), never
+dropped silently.
 
 **Exactly once.** Every entry has a per-session append number ``n``; the append script
 skips numbers at or below the highest it has appended (backend_hooks/redis_store.py), so
@@ -44,6 +48,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -501,24 +506,27 @@ class Session:
         may_try = self._client._may_try_redis(force=force)
         if behind_spool and may_try:
             try:  # Redis answers again: our spooled entries first, from here
-                self._drain_spooled(retry_held=False)
+                self._drain_spooled(retry_held=False, force=force)
             except redis_store.REDIS_ERRORS:
                 may_try = False
             with self._spool_lock:
                 behind_spool = bool(self._spooled)
         if not behind_spool and may_try:
             try:
-                self._client.appender.append(
-                    self.redis_keys,
-                    [p.entry for p in self._held],
-                    first_n=self._held[0].n,
-                    urgent=due_now,
-                    max_age_seconds=settings.batch_max_age_seconds,
+                self._client._call_redis(
+                    partial(
+                        self._client.appender.append,
+                        self.redis_keys,
+                        [p.entry for p in self._held],
+                        first_n=self._held[0].n,
+                        urgent=due_now,
+                        max_age_seconds=settings.batch_max_age_seconds,
+                    ),
+                    force=force,
                 )
-            except redis_store.REDIS_ERRORS as exc:
-                self._client._redis_failed(exc)
+            except redis_store.REDIS_ERRORS:
+                pass  # not tried, failed or not answered in time: the spool, or memory
             else:
-                self._client._redis_answered()
                 self._settled_chunks += sum(1 for p in self._held if p.entry.kind == KIND_CHUNK)
                 self._held.clear()
                 self._logged_waiting = False
@@ -568,21 +576,29 @@ class Session:
         return True
 
     # -- the maintenance thread's side -----------------------------------------------------
-    def _drain_spooled(self, *, retry_held: bool = True) -> None:
+    def _drain_spooled(self, *, retry_held: bool = True, force: bool = False) -> None:
         """Append this session's spooled entries in order; ``RedisError`` stops it.
 
         The maintenance thread and the sender both drain (the sender when Redis answers
-        again while entries wait behind the spool); ``_drain_lock`` lets one at a time."""
+        again while entries wait behind the spool); ``_drain_lock`` lets one at a time, and
+        nobody waits for it longer than one Redis call may last
+        (``AUDIOSYNC_REDIS_STALL_SECONDS``): the entries stay spooled, for the next pass.
+        ``force``: ``AudioSyncClient._call_redis``."""
         assert self._spool is not None
-        with self._drain_lock:
+        append = partial(self._client._append_spooled, force=force)
+        if not self._drain_lock.acquire(timeout=self._client.settings.redis_stall_seconds):
+            return
+        try:
             while True:
                 with self._spool_lock:
                     files = list(self._spooled)[:DRAIN_BATCH]
                 if not files:
                     break
-                spool.drain_files(self._spool, files, self._client._append_spooled, DRAIN_BATCH)
+                spool.drain_files(self._spool, files, append, DRAIN_BATCH)
                 with self._spool_lock:
                     for _ in files:
                         self._spooled.popleft()
+        finally:
+            self._drain_lock.release()
         if retry_held and self._held:
             self._retry()  # held behind the spool (it was full): their turn now

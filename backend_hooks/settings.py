@@ -6,7 +6,9 @@ A missing or invalid value raises ``ConfigError`` naming the variable, at start-
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import math
 import os
 import urllib.parse
@@ -68,6 +70,7 @@ ENV_DEFAULTS: dict[str, str | None] = {
     "AUDIOSYNC_SPOOL_LEASE_SECONDS": "30",
     "AUDIOSYNC_PUSHER_THREADS": "4",
     "AUDIOSYNC_BREAKER_SECONDS": "5",
+    "AUDIOSYNC_REDIS_STALL_SECONDS": "1",
     "AUDIOSYNC_SESSION_BUFFER_SECONDS": "120",
     "AUDIOSYNC_CLOSE_SECONDS": "10",
     # -- rollout flags (issue 7; backend_hooks/rollout.py) --
@@ -115,6 +118,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_SPOOL_LEASE_SECONDS",
             "AUDIOSYNC_PUSHER_THREADS",
             "AUDIOSYNC_BREAKER_SECONDS",
+            "AUDIOSYNC_REDIS_STALL_SECONDS",
             "AUDIOSYNC_SESSION_BUFFER_SECONDS",
             "AUDIOSYNC_CLOSE_SECONDS",
             # -- rollout flags (issue 7) --
@@ -180,6 +184,13 @@ ROLE_VARIABLES["backfill"] = (
     | {"AUDIOSYNC_CHUNK_SECONDS", "AUDIOSYNC_OPUS_BITRATES", "AUDIOSYNC_OPUS_COMPLEXITY"}
 )
 
+#: ``AUDIOSYNC_*`` variables read elsewhere than here: the workers' metrics port
+#: (workers/metrics.py) and log format (workers/logs.py).
+OTHER_VARIABLES = frozenset({"AUDIOSYNC_METRICS_PORT", "AUDIOSYNC_LOG_FORMAT"})
+_PREFIX = "AUDIOSYNC_"
+_warned_unknown: set[str] = set()  # once per process and name
+
+log = logging.getLogger(__name__)
 _N = TypeVar("_N", int, float)
 MIN_SECRET_BYTES = 32
 MAX_DUE_SHARDS = 4096  # each is a key the sweep reads every interval
@@ -232,6 +243,10 @@ class Settings:
     delete_recheck_seconds: float = float(DELETE_RECHECK_SECONDS)
     #: AUDIOSYNC_AUDIO_FILE_GAP_SECONDS: a longer silence starts a new audio file
     audio_file_gap_seconds: float = 90.0
+    #: AUDIOSYNC_REDIS_STALL_SECONDS: how long a pusher thread waits for Redis to answer one
+    #: append; past it the entries go to the spool (or wait in memory) and no other call
+    #: is sent until that one returns (backend_hooks/breaker.py)
+    redis_stall_seconds: float = 1.0
     #: AUDIOSYNC_MAX_GAP_FILL_SECONDS: the longest gap the reader fills with silence; a
     #: longer one raises GapTooLongError (a stray chunk at time 0 would be decades of
     #: zeros). Refused, not capped: a capped gap would misplace everything after it.
@@ -259,6 +274,7 @@ class Settings:
         env = os.environ if environ is None else environ
         if role is not None and role not in ROLE_VARIABLES:
             raise ValueError(f"role must be one of {sorted(ROLE_VARIABLES)}, got {role!r}")
+        _warn_unknown(env)
         wanted = None if role is None else ROLE_VARIABLES[role]
 
         def raw(name: str) -> str | None:
@@ -330,6 +346,16 @@ class Settings:
         mark_seconds = _whole(
             "AUDIOSYNC_DELETED_MARK_SECONDS", raw("AUDIOSYNC_DELETED_MARK_SECONDS")
         )
+        close_seconds = _positive("AUDIOSYNC_CLOSE_SECONDS", raw("AUDIOSYNC_CLOSE_SECONDS"))
+        stall_seconds = _positive(
+            "AUDIOSYNC_REDIS_STALL_SECONDS", raw("AUDIOSYNC_REDIS_STALL_SECONDS")
+        )
+        if stall_seconds >= close_seconds:
+            raise ConfigError(
+                f"AUDIOSYNC_REDIS_STALL_SECONDS ({stall_seconds:g}) must be shorter than "
+                f"AUDIOSYNC_CLOSE_SECONDS ({close_seconds:g}): a close waits that long for "
+                "Redis before it writes its tail to the spool, within its own budget"
+            )
         return cls(
             redis_url=redis_url,
             redis_cluster=_flag("AUDIOSYNC_REDIS_CLUSTER", raw("AUDIOSYNC_REDIS_CLUSTER")),
@@ -387,7 +413,8 @@ class Settings:
             session_buffer_seconds=_positive(
                 "AUDIOSYNC_SESSION_BUFFER_SECONDS", raw("AUDIOSYNC_SESSION_BUFFER_SECONDS")
             ),
-            close_seconds=_positive("AUDIOSYNC_CLOSE_SECONDS", raw("AUDIOSYNC_CLOSE_SECONDS")),
+            close_seconds=close_seconds,
+            redis_stall_seconds=stall_seconds,
             # -- rollout flags (issue 7) --
             rollout=_rollout("AUDIOSYNC_ROLLOUT", raw),
             spool_rollout=_rollout("AUDIOSYNC_SPOOL", raw),
@@ -423,6 +450,23 @@ class Settings:
             max_gap_fill_seconds=_positive(
                 "AUDIOSYNC_MAX_GAP_FILL_SECONDS", raw("AUDIOSYNC_MAX_GAP_FILL_SECONDS")
             ),
+        )
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """One WARNING per process for each ``AUDIOSYNC_*`` variable that is no setting (a
+    typo is otherwise silently ignored), naming the closest one."""
+    known = set(ENV_DEFAULTS) | OTHER_VARIABLES
+    by_suffix = {name.removeprefix(_PREFIX): name for name in known}  # the prefix matches
+    for name in sorted(env):
+        if not name.startswith(_PREFIX) or name in known or name in _warned_unknown:
+            continue
+        _warned_unknown.add(name)
+        closest = difflib.get_close_matches(name.removeprefix(_PREFIX), by_suffix, n=1)
+        log.warning(
+            '%s is set but is not an audiosync setting: it is ignored (%s; README, "Settings")',
+            name,
+            f"did you mean {by_suffix[closest[0]]}?" if closest else "no setting is like it",
         )
 
 

@@ -12,6 +12,11 @@ pusher process (its *owner* directory)::
     <AUDIOSYNC_SPOOL_DIR>/.<owner>/                        an owner making its directory (renamed
                                                            into place once locked and leased)
 
+An owner's name is ``<host>-<pid>-<8 hex digits>`` (``is_owner_directory``; the host name
+with anything but letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``). Anything
+else under the root (``lost+found`` at the root of a volume, an operator's ``backups/``)
+is not the spool's: never adopted, drained or counted, whatever it holds.
+
 Every state change is an atomic ``rename``. An owner is *dead* when its lease is older
 than ``AUDIOSYNC_SPOOL_LEASE_SECONDS`` and its ``.lock`` is not held (the kernel drops a
 dead process's flock, so a process that is only slow is never taken over on a local
@@ -34,6 +39,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -54,6 +60,19 @@ LEASE_FILE = "lease"
 LOCK_FILE = ".lock"
 STARTING = "."  # .<owner>: a process making its directory (no entry file yet)
 ADOPTED = "~"  # <dead owner>~<adopter>: the adopter's liveness is the directory's
+_OWNER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*-[0-9]+-[0-9a-f]{8}")
+_NOT_IN_HOST = re.compile(r"[^A-Za-z0-9._-]|^\.")
+
+
+def new_owner_name() -> str:
+    """A name for this process's owner directory: ``<host>-<pid>-<8 hex digits>``."""
+    host = _NOT_IN_HOST.sub("_", socket.gethostname()) or "_"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def is_owner_directory(name: str) -> bool:
+    """Whether ``name`` is a pusher's owner directory, or one adopted (``<dead>~<adopter>``)."""
+    return all(_OWNER_NAME.fullmatch(part) for part in name.split(ADOPTED, 1))
 
 
 @dataclass(frozen=True)
@@ -112,7 +131,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.lease_seconds = lease_seconds
         self._clock = clock
-        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.owner = new_owner_name()
         self.directory = self.root / self.owner
         # Made under a hidden name with its lock held and its lease touched, then renamed
         # into place: no other process ever sees this owner without a live lease (it could
@@ -238,18 +257,12 @@ class Spool:
         return False
 
     def dead_directories(self) -> list[Path]:
-        """Owner directories (and adopted ones) whose owner is dead."""
+        """Owner directories (and adopted ones) whose owner is dead. ``.<owner>`` (empty
+        by construction) and what is not an owner's (``is_owner_directory``) are not."""
         out = []
-        for child in sorted(self.root.iterdir()):
-            if (
-                not child.is_dir()
-                or child.name == QUARANTINE_DIR
-                or child.name.startswith(STARTING)  # empty by construction: nothing to take
-                or child == self.directory
-            ):
-                continue
+        for child in owner_directories(self.root):
             owner = child.name.rpartition(ADOPTED)[2]
-            if not self._alive(owner):
+            if child != self.directory and not self._alive(owner):
                 out.append(child)
         return out
 
@@ -257,10 +270,8 @@ class Spool:
         """Directories this process adopted and has not emptied yet (an append failed)."""
         return [
             child
-            for child in sorted(self.root.iterdir())
-            if child.is_dir()
-            and child.name.rpartition(ADOPTED)[2] == self.owner
-            and child != self.directory
+            for child in owner_directories(self.root)
+            if child.name.rpartition(ADOPTED)[2] == self.owner and child != self.directory
         ]
 
     def adopt(self, directory: Path) -> Path | None:
@@ -317,13 +328,12 @@ class Spool:
         return files, total
 
     def _entry_files(self) -> Iterator[Path]:
-        for child in self.root.iterdir():
-            if child.is_dir() and child.name != QUARANTINE_DIR:
-                try:
-                    names = list(child.iterdir())
-                except FileNotFoundError:
-                    continue  # adopted (renamed) by another process meanwhile
-                yield from (p for p in names if _parse_name(p.name) is not None)
+        for child in owner_directories(self.root):
+            try:
+                names = list(child.iterdir())
+            except FileNotFoundError:
+                continue  # adopted (renamed) by another process meanwhile
+            yield from (p for p in names if _parse_name(p.name) is not None)
 
     def stats(self) -> SpoolStats:
         with self._counter_lock:
@@ -417,13 +427,19 @@ def drain_dead_owners(
     return drained
 
 
+def owner_directories(root: Path | str) -> list[Path]:
+    """The owner directories (adopted ones included) under a spool root, by name."""
+    return [
+        child
+        for child in sorted(Path(root).iterdir())
+        if is_owner_directory(child.name) and child.is_dir()
+    ]
+
+
 def count_files(root: Path | str) -> int:
-    """Entry files under a spool root (every owner, the quarantine excluded)."""
-    return sum(
-        count_files_of(child)
-        for child in Path(root).iterdir()
-        if child.is_dir() and child.name != QUARANTINE_DIR
-    )
+    """Entry files under a spool root (every owner's; the quarantine and what is not an
+    owner's directory excluded)."""
+    return sum(count_files_of(child) for child in owner_directories(root))
 
 
 def count_files_of(directory: Path) -> int:

@@ -47,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "status":
         total = spool.count_files(root)
-        owners = [
-            p.name for p in sorted(Path(root).iterdir()) if p.is_dir() and p.name != "quarantine"
-        ]
+        owners = [p.name for p in spool.owner_directories(root)]
         print(f"{total} entries wait in {root} ({len(owners)} owner directories)")
         for name in owners:
             print(f"  {name}: {spool.count_files_of(Path(root) / name)} entries")

@@ -165,7 +165,9 @@ def old_path(query: Query, frame: Audio) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not logging.getLogger().handlers:  # uvicorn configures its own loggers only
         logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
-    client = AudioSyncClient.from_env()  # one per process; a bad setting stops start-up
+    # One per process; a bad setting, or no ENCRYPTION_SECRET (sockets default to
+    # `enhanced`), stops start-up: the deployment fails its readiness, not users' sockets.
+    client = AudioSyncClient.from_env()
     app.state.audiosync = client
     try:
         yield

@@ -62,6 +62,9 @@ def test_a_cluster_that_is_away_trips_the_breaker_and_chunks_go_to_the_spool(
         try:
             for k in range(1, 4):
                 session.push(noise(CHUNK, seed=k), T0 + 5 * k)
+            # The pushes do not wait for the failing call (AUDIOSYNC_REDIS_STALL_SECONDS at
+            # most): its failure trips the breaker when it ends.
+            wait_for(lambda: client.stats().breaker.trips >= 1, 30)
             stats = client.stats()
         finally:
             for node in nodes:

@@ -34,9 +34,15 @@ T0 = float(int(time.time()))  # synthetic pushes start now: the worker refuses f
 
 @pytest.fixture
 def settings(stack: StackInfo, redis_client: redis.Redis) -> Settings:
-    # A close that cannot reach Redis keeps trying for AUDIOSYNC_CLOSE_SECONDS: 1 s here.
+    # A close that cannot reach Redis keeps trying for AUDIOSYNC_CLOSE_SECONDS: 1 s here,
+    # waiting at most AUDIOSYNC_REDIS_STALL_SECONDS for each call.
     return Settings.from_env(
-        {**stack.env(), "ENCRYPTION_SECRET": SECRET, "AUDIOSYNC_CLOSE_SECONDS": "1"}
+        {
+            **stack.env(),
+            "ENCRYPTION_SECRET": SECRET,
+            "AUDIOSYNC_CLOSE_SECONDS": "1",
+            "AUDIOSYNC_REDIS_STALL_SECONDS": "0.5",
+        }
     )
 
 

@@ -66,6 +66,7 @@ def test_defaults() -> None:
         ("AUDIOSYNC_BREAKER_SECONDS", "nan", "positive"),
         ("AUDIOSYNC_SESSION_BUFFER_SECONDS", "-5", "positive"),
         ("AUDIOSYNC_CLOSE_SECONDS", "x", "a number"),
+        ("AUDIOSYNC_REDIS_STALL_SECONDS", "0", "positive"),
     ],
 )
 def test_scale_settings_are_bounded(name: str, value: str, message: str) -> None:
@@ -112,6 +113,7 @@ def test_every_variable_is_read() -> None:
             "AUDIOSYNC_BREAKER_SECONDS": "1.5",
             "AUDIOSYNC_SESSION_BUFFER_SECONDS": "30",
             "AUDIOSYNC_CLOSE_SECONDS": "8",
+            "AUDIOSYNC_REDIS_STALL_SECONDS": "0.5",
             "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS": "150",
             "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS": "1800",
             "AUDIOSYNC_OPUS_BITRATES": "8000:10000,16000:20000",
@@ -145,6 +147,7 @@ def test_every_variable_is_read() -> None:
         breaker_seconds=1.5,
         session_buffer_seconds=30.0,
         close_seconds=8.0,
+        redis_stall_seconds=0.5,
         timestamp_tolerance_ms=150.0,
         push_timestamp_window_seconds=1800.0,
         opus_bitrates={**DEFAULT_BITRATES, 8000: 10000, 16000: 20000},
