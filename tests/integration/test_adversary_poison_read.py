@@ -80,13 +80,14 @@ def test_a_sealed_record_that_does_not_open_is_named_or_skipped_alone(ctx: Worke
     session.push(CHUNK * 2, time.time())
     sid = session.session_id
     _, fields = ctx.store.read_raw(sid, 10)[1]
-    body = os.urandom(12 + 100 + 16)  # one well-framed record that no key opens
-    bogus = {
-        **fields,
-        b"seq": b"2",
-        b"start_us": str(int(fields[b"start_us"]) + 5_000_000).encode(),
-        b"data": len(body).to_bytes(4, "big") + body,
-    }
+    # One well-framed v1 record that no key opens: its header is the entry's, under the
+    # user's key id, and its body is noise (a v0 one would be quarantined: v0 records do
+    # not belong in a session that seals v1).
+    start_us = int(fields[b"start_us"]) + 5_000_000
+    info = container.ChunkInfo(sid, 2, start_us, RATE, int(fields[b"samples"]))
+    body = os.urandom(12 + 100 + 16)
+    header = envelope.v1_header(envelope.key_id(secret), info, len(body))
+    bogus = {**fields, b"seq": b"2", b"start_us": str(start_us).encode(), b"data": header + body}
     raw_xadd(ctx, sid, bogus)
     session.close()
 
