@@ -473,7 +473,11 @@ class _Flush:
             self.store.schedule_recheck(
                 self.session_id, first.uid, first.cid, after_seconds=self.config.recheck_seconds
             )
-        self.bucket.delete(name)
+        # renewed and bounded as an upload is: a delete outliving the lease would end the
+        # flush "lease lost", uncounted, again with every flush while GCS deletes slowly
+        lease = self.config.lease_seconds
+        self.store.renew_lease(self.session_id, self.token, lease)
+        self.bucket.delete(name, deadline=lease * UPLOAD_SHARE_OF_LEASE)
         seqs = [e.seq for e in obj.entries]
         self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
         self.counts["dropped_deleted"] += len(obj.entries)
