@@ -237,9 +237,16 @@ class GcsBucket:
             )
         return bytes(data)
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, deadline: float | None = None) -> None:
+        """Delete ``name`` (gone already: not an error). ``deadline`` bounds the call,
+        retries included, as ``stored`` does; None: the client library's defaults (60 s a
+        request, retried for 120 s)."""
         try:
-            self.bucket.blob(name).delete()
+            if deadline is None:
+                self.bucket.blob(name).delete()
+            else:
+                retry = DEFAULT_RETRY.with_timeout(deadline / 2)
+                self.bucket.blob(name).delete(timeout=deadline / 2, retry=retry)
         except gexc.NotFound:
             return  # already gone: deleting is idempotent
         except gexc.GoogleAPIError as exc:

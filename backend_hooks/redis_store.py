@@ -306,12 +306,17 @@ def recheck_shard(uid: str, conversation_id: str, shards: int) -> int:
     return shard_of(deletion_item(uid, conversation_id), shards)
 
 
-# KEYS: re-check queue. ARGV: member, delay (ms). Due at Redis TIME + delay, or later if it
-# is due later already (ZADD GT: one re-check at the latest time asked covers them all).
+# KEYS: re-check queue. ARGV: member, delay (ms). Due at Redis TIME + delay, or, when it is
+# due that late or later already, 1 ms after its time (one re-check at the latest time asked
+# covers them all). Always a new score: a run carrying the re-check out has pushed it to the
+# end of its claim and removes it afterwards only if that score is unchanged, so a request
+# made while it lists (for attempts in flight then) is never removed with it.
 _SCHEDULE_RECHECK = """#!lua flags=allow-oom
 local t = redis.call('TIME')
 local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], 'GT', string.format('%.0f', due), ARGV[1])
+local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if old and old >= due then due = old + 1 end
+redis.call('ZADD', KEYS[1], string.format('%.0f', due), ARGV[1])
 return 1
 """
 
@@ -320,7 +325,8 @@ def schedule_deletion_recheck(
     client: RedisClient, shard: int, uid: str, conversation_id: str, *, after_seconds: float
 ) -> None:
     """Have the fleet list the conversation again ``after_seconds`` from now (Redis time of
-    the shard's node) and delete what it finds. Idempotent; never moves one earlier."""
+    the shard's node) and delete what it finds. Never moves one earlier; one already due
+    that late or later moves 1 ms on (so a run listing it now keeps it for this request)."""
     run_script(
         client,
         _SCHEDULE_RECHECK,

@@ -139,9 +139,9 @@ class CountingBucket(gcs.GcsBucket):
             name, data, content_type=content_type, metadata=metadata, deadline=deadline
         )
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, deadline: float | None = None) -> None:
         self._count("delete")
-        super().delete(name)
+        super().delete(name, deadline=deadline)
 
 
 @dataclass

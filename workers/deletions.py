@@ -18,9 +18,12 @@ AUDIOSYNC_SWEEP_INTERVAL_SECONDS) finds them:
 
 Bounded: at most ``limit`` items a run, shards taken from a random one on. On a cluster a
 node that does not answer stops only its own shards' items, and, for the notes, those
-whose mark lives on it. A failing item stays, with its attempts and last error in the
-shard's ``deletion-failures`` hash (status and metrics show them); a failing re-check is
-due again after a backoff (1 s doubling, capped). Nothing is dropped unresolved.
+whose mark lives on it: a run reads past the notes waiting for their mark's node (at most
+``WAITING_LIMIT`` a run, one look at each silent node) without spending ``limit`` on
+them, so the notes behind them, whose mark answers, are resolved. A failing item stays,
+with its attempts and last error in the shard's ``deletion-failures`` hash (status and
+metrics show them); a failing re-check is due again after a backoff (1 s doubling,
+capped). Nothing is dropped unresolved.
 
 What if the process is killed here? A claimed re-check comes due again when its claim
 ends; a note stays until resolved. Every step is idempotent (deleting what is gone is not
@@ -44,6 +47,10 @@ RUN_LIMIT = 200
 #: The longest a re-check is claimed by a run before another run may take it again.
 CLAIM_SECONDS = 300.0
 BACKOFF_BASE_SECONDS = 1.0
+#: Notes waiting for their mark's node that one run reads past at most (they cost a read
+#: in a page of ``NOTES_PAGE``, no request of their own).
+WAITING_LIMIT = 10 * RUN_LIMIT
+NOTES_PAGE = RUN_LIMIT
 
 
 @dataclass
@@ -57,8 +64,9 @@ class DeletionRun:
     left_over: bool = False  # stopped at the limit with work left
 
     def items(self) -> int:
-        """Items this run has looked at (a note still waiting for its mark counts too)."""
-        return self.rechecks + self.blind_resolved + self.blind_waiting + self.failed
+        """Items this run has carried out or tried (what its ``limit`` counts; a note
+        still waiting for its mark is bounded by ``WAITING_LIMIT`` instead)."""
+        return self.rechecks + self.blind_resolved + self.failed
 
 
 def run(
@@ -108,9 +116,26 @@ class _Run:
         claimed, members = self.store.claim_rechecks(shard, limit, claim)  # new due time
         for member in members:
             self.recheck(shard, member, claimed)
-        if limit > len(members):
-            for member, score in self.store.blind_uploads(shard, limit - len(members)):
-                self.resolve(shard, member, score)
+        self.notes(shard, limit - len(members))
+
+    def notes(self, shard: int, budget: int) -> None:
+        """Resolve up to ``budget`` of the shard's notes, oldest first, reading past those
+        left in place (waiting for their mark's node, failed, noted again): the next page
+        starts after them, since the resolved ones leave the sorted set."""
+        stayed = 0
+        while budget > 0:
+            page = self.store.blind_uploads(shard, NOTES_PAGE, offset=stayed)
+            for member, score in page:
+                if budget <= 0:
+                    return
+                if self.result.blind_waiting >= WAITING_LIMIT:
+                    self.result.left_over = True
+                    return
+                before = self.result.items()
+                stayed += self.resolve(shard, member, score)
+                budget -= self.result.items() - before
+            if len(page) < NOTES_PAGE:
+                return
 
     def recheck(self, shard: int, member: bytes, claimed: bytes) -> None:
         try:
@@ -132,27 +157,28 @@ class _Run:
                 found,
             )
 
-    def resolve(self, shard: int, member: bytes, score: bytes) -> None:
+    def resolve(self, shard: int, member: bytes, score: bytes) -> bool:
+        """Settle one note; True if it stays in the queue (waiting, failed, noted again)."""
         try:
             uid, cid, name = redis_store.parse_deletion_item(member, 3)
         except ValueError as exc:
             self.failed(shard, "blind", member, exc, None)
-            return
+            return True
         node = self.store.mark_node(uid, cid)
         if node in self.silent_nodes:
             self.result.blind_waiting += 1
-            return
+            return True
         deleted = self.store.deletion_mark(uid, cid)
         if deleted is None:  # its node still does not answer: the note waits
             self.silent_nodes.add(node)
             self.result.blind_waiting += 1
-            return
+            return True
         if deleted:
             try:
                 self.bucket.delete(name)
             except Exception as exc:
                 self.failed(shard, "blind", member, exc, None)
-                return
+                return True
             log.warning(
                 "%s, uploaded while the deleted mark could not be read, belongs to deleted "
                 "conversation %s of user %s: deleted",
@@ -162,10 +188,11 @@ class _Run:
             )
             self.result.blind_deleted += 1
         recheck = redis_store.deletion_item(uid, cid) if deleted else None
-        self.store.resolve_blind_upload(
+        went = self.store.resolve_blind_upload(
             shard, member, score, recheck=recheck, after_seconds=self.recheck_seconds
         )
         self.result.blind_resolved += 1
+        return not went
 
     def failed(
         self, shard: int, kind: str, member: bytes, exc: Exception, claimed: bytes | None

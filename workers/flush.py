@@ -412,8 +412,8 @@ class _Flush:
         self.lease_fresh = False
         first = obj.entries[0]
         deleted = self.store.deletion_mark(first.uid, first.cid)
-        if deleted:
-            self._drop_deleted(obj, name, rec, text)
+        if deleted:  # not uploaded by this flush; by a predecessor only if its plan is ours
+            self._drop_deleted(obj, name, rec, text, attempted=self.resumed)
             return
         if deleted is None:  # the mark's node does not answer: upload, noted for the fleet
             self._note_blind(first, name)
@@ -428,7 +428,7 @@ class _Flush:
         self.upload_seconds.append(time.monotonic() - started)
         deleted_since = self.store.deletion_mark(first.uid, first.cid)
         if deleted_since:  # deleted while uploading
-            self._drop_deleted(obj, name, rec, text)
+            self._drop_deleted(obj, name, rec, text, attempted=True)
             return
         if deleted_since is None and deleted is not None:  # a delete may have missed it
             self._note_blind(first, name)
@@ -447,7 +447,13 @@ class _Flush:
         self.counts["blind"] += 1
 
     def _drop_deleted(
-        self, obj: ObjectPlan, name: str, rec: RecordedObject, text: str | bytes
+        self,
+        obj: ObjectPlan,
+        name: str,
+        rec: RecordedObject,
+        text: str | bytes,
+        *,
+        attempted: bool,
     ) -> None:
         """The object's conversation was deleted (``delete_conversation_audio`` marks it
         before deleting its objects): delete the object in case this flush, or one before
@@ -457,12 +463,21 @@ class _Flush:
         An upload attempt the client gave up on (this flush's, or a dead predecessor's)
         can still land after that delete, at any time: first the conversation is queued
         to be listed again once such an attempt must have landed
-        (AUDIOSYNC_DELETE_RECHECK_SECONDS, workers/deletions.py)."""
+        (AUDIOSYNC_DELETE_RECHECK_SECONDS, workers/deletions.py). Only when an attempt may
+        exist (``attempted``: this flush uploaded, or it carries out a recorded plan whose
+        flush may have): the queue keeps one re-check per conversation at the latest time
+        asked, so a flush that uploaded nothing would only push the delete's re-check
+        back, an hour with each flush of a device still streaming into the conversation."""
         first = obj.entries[0]
-        self.store.schedule_recheck(
-            self.session_id, first.uid, first.cid, after_seconds=self.config.recheck_seconds
-        )
-        self.bucket.delete(name)
+        if attempted:
+            self.store.schedule_recheck(
+                self.session_id, first.uid, first.cid, after_seconds=self.config.recheck_seconds
+            )
+        # renewed and bounded as an upload is: a delete outliving the lease would end the
+        # flush "lease lost", uncounted, again with every flush while GCS deletes slowly
+        lease = self.config.lease_seconds
+        self.store.renew_lease(self.session_id, self.token, lease)
+        self.bucket.delete(name, deadline=lease * UPLOAD_SHARE_OF_LEASE)
         seqs = [e.seq for e in obj.entries]
         self.store.commit_object(self.session_id, self.token, text, rec.delete_ids, seqs)
         self.counts["dropped_deleted"] += len(obj.entries)

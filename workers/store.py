@@ -848,13 +848,15 @@ class WorkerStore:
         ]
         return int(cast(int, run_script(self.client, _DELETION_FAILED, keys, args)))
 
-    def blind_uploads(self, shard: int, limit: int) -> list[tuple[bytes, bytes]]:
-        """The oldest ``limit`` blind-upload notes of ``shard``: (member, score as stored)."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        flat = cast(
-            list[bytes], run_script(self.client, _READ_NOTES, [blind_uploads_key(shard)], [limit])
-        )
+    def blind_uploads(
+        self, shard: int, limit: int, *, offset: int = 0
+    ) -> list[tuple[bytes, bytes]]:
+        """The oldest ``limit`` blind-upload notes of ``shard`` after the first ``offset``:
+        (member, score as stored)."""
+        if limit < 1 or offset < 0:
+            raise ValueError(f"limit must be at least 1 and offset at least 0: {limit}, {offset}")
+        keys = [blind_uploads_key(shard)]
+        flat = cast(list[bytes], run_script(self.client, _READ_NOTES, keys, [limit, offset]))
         return list(zip(flat[0::2], flat[1::2], strict=True))
 
     def resolve_blind_upload(
@@ -1123,9 +1125,11 @@ return n
 """
 )
 
-# KEYS: notes. ARGV: limit. The oldest notes with their scores exactly as stored.
+# KEYS: notes. ARGV: limit, offset. The oldest notes after the first ``offset``, with their
+# scores exactly as stored.
 _READ_NOTES = """#!lua flags=no-writes
-return redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local first = tonumber(ARGV[2])
+return redis.call('ZRANGE', KEYS[1], first, first + tonumber(ARGV[1]) - 1, 'WITHSCORES')
 """
 
 # KEYS: notes, re-check queue, failures. ARGV: note, its score as read, re-check member

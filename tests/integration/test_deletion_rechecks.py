@@ -155,3 +155,29 @@ def test_a_flush_that_cannot_read_the_mark_uploads_and_notes_it_once(
     [name] = objects(ctx.bucket, "unread-user", "unread-conv")
     notes = ctx.store.blind_uploads(keys(session.session_id).shard, 10)
     assert [m for m, _ in notes] == [deletion_item("unread-user", "unread-conv", name).encode()]
+
+
+class QueuedSoonerWhileListing(QueuedAgainWhileListing):
+    """While the re-check lists, a delete with a shorter AUDIOSYNC_DELETE_RECHECK_SECONDS
+    than the fleet's (a reader configured apart) queues one due before the claim ends."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not self.queued:
+            self.queued = True
+            schedule_deletion_recheck(self.redis, SHARD, self.uid, self.cid, after_seconds=1)
+        return super().delete_prefix(prefix)
+
+
+def test_a_recheck_queued_while_one_runs_is_kept_even_when_due_before_the_claim_ends(
+    ctx: WorkerContext,
+) -> None:
+    client = ctx.store.client
+    schedule_deletion_recheck(client, SHARD, "soon-user", "soon-conv", after_seconds=0.001)
+    bucket = QueuedSoonerWhileListing(ctx.bucket, client, "soon-user", "soon-conv")
+
+    until(ctx, "rechecks", bucket)  # claimed for 300 s (half the fleet's 600, at most 300)
+    assert bucket.queued
+    # the request queued during the listing stands for attempts still in flight then: it
+    # must outlive the run that was listing, not be removed with its claim
+    member = deletion_item("soon-user", "soon-conv")
+    assert client.zscore(deletion_recheck_key(SHARD), member) is not None
