@@ -29,7 +29,7 @@ from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration
 #: far past Prometheus's default scrape timeout (10 s), so a loaded machine does not matter
-SCRAPE_WAIT_SECONDS = 45
+SCRAPE_WAIT_SECONDS = 30
 
 
 @pytest.mark.xfail(
