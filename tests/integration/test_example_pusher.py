@@ -9,6 +9,7 @@ a SIGTERM to the server mid-session still enqueues the session's tail.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import struct
@@ -226,13 +227,16 @@ def closed_by_server(ws: ClientConnection) -> tuple[int, str]:
 
 def a_start_whose_float_end_is_off(samples: int, rate: int) -> float:
     """A start near now at which ``start + samples / rate`` in float is 1 µs away from the
-    sample clock, so that the second conversation's start tells the two apart."""
-    now = time.time()
-    for step in range(10_000):  # about 1 start in 20 is such a start
-        start = now + step / 10_000
+    sample clock, so that the second conversation's start tells the two apart.
+
+    Whether it is depends on the start's last bits: consecutive floats from now (about 1
+    in 20 is such a start; 2**16 of them take every value those bits can have)."""
+    now = start = time.time()
+    for _ in range(2**16):
         if us(start + samples / rate) != after_us(us(start), samples, rate):
             return start
-    raise AssertionError(f"no start within 1 s of {now} whose float end is off")
+        start = math.nextafter(start, math.inf)
+    raise AssertionError(f"no start from {now} on whose float end is off")
 
 
 def test_audio_of_both_conversations_arrives_whole(
