@@ -383,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         passed = run(workdir, args.sessions)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; its logs are kept in {workdir}", file=sys.stderr)
+        print("\ndemo interrupted", file=sys.stderr)
+        say_where_logs_are(workdir)
         return 130
     except Exception as exc:
         if not isinstance(exc, (*EXPECTED_ERRORS, DemoError)):
@@ -391,11 +392,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         passed = False
     if not passed:
-        logs = ", ".join(sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*.log")))
-        print(f"its logs are kept in {workdir} ({logs or 'none written'})", file=sys.stderr)
+        say_where_logs_are(workdir)
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def say_where_logs_are(workdir: Path) -> None:
+    logs = ", ".join(sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*.log")))
+    print(f"its logs are kept in {workdir} ({logs or 'none written'})", file=sys.stderr)
 
 
 if __name__ == "__main__":
