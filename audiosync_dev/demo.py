@@ -6,19 +6,29 @@ through the asyncio pusher API (8 and 16 kHz, both protection levels, one conver
 switch, one gap); waits until every stream is drained; reads every conversation back;
 prints what it cost; writes one WAV per conversation under ``demo-out/``.
 
-Run it with ``make demo``.
+Every ``AUDIOSYNC_*`` setting (and ``ENCRYPTION_SECRET``) in the environment is honoured;
+the demo's own defaults (``DEMO_DEFAULTS``) apply only where one is unset, and the
+addresses of its own servers always win. Its servers' and processes' logs are in a
+``audiosync-demo-*`` directory under the temp dir: removed when the demo passes, kept (and
+named) when it fails.
+
+Run it with ``make demo`` (``python -m audiosync_dev.demo --help``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
+import traceback
 import urllib.request
 import wave
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +36,11 @@ from typing import Any
 import redis
 
 from audiosync_dev import processes
-from audiosync_dev.localstack import LocalStack
+from audiosync_dev.localstack import LocalStack, LocalStackError
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, redis_store, storage
+from backend_hooks.errors import AudioSyncError, EnqueueError
+from backend_hooks.session import Session
 from backend_hooks.settings import Settings
 
 SESSIONS = 20
@@ -36,6 +48,21 @@ T0 = float(int(time.time()))  # synthetic timestamps from now on: pushed faster 
 PUSH_SECONDS = 0.1  # one push per 100 ms of audio, as a pusher's websocket frames
 OUT = Path("demo-out")
 LEGACY_CHUNK_SECONDS = 5.0
+#: Settings of the demo where the environment has none (an empty value counts as none).
+DEMO_DEFAULTS = {
+    "ENCRYPTION_SECRET": "demo-secret-not-for-production-0123456789",
+    "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "1",
+}
+#: Generous bounds for waits whose length is the machine's speed (a busy laptop included).
+ENCODE_TIMEOUT = 600.0  # the pusher encodes and appends the audio handed over
+DRAIN_TIMEOUT = 300.0  # the fleet flushes every stream
+FLOWER_TIMEOUT = 60.0
+#: Errors that say what went wrong on their own: no traceback.
+EXPECTED_ERRORS = (AudioSyncError, LocalStackError, processes.ProcessError, redis.RedisError)
+
+
+class DemoError(RuntimeError):
+    """A step of the demo did not finish in time; the message says which."""
 
 
 @dataclass
@@ -58,9 +85,9 @@ class Plan:
     gap: float = 2.0
 
 
-def plans() -> list[Plan]:
+def plans(sessions: int = SESSIONS) -> list[Plan]:
     out = []
-    for i in range(SESSIONS):
+    for i in range(sessions):
         plan = Plan(
             index=i,
             rate=16000 if i % 2 == 0 else 8000,
@@ -75,9 +102,10 @@ def plans() -> list[Plan]:
     return out
 
 
-async def run_session(
+async def push_session(
     client: AudioSyncClient, plan: Plan, progress: Progress
-) -> list[Conversation]:
+) -> tuple[Session, list[Conversation]]:
+    """Hand the plan's audio over to a new session, faster than real time; not closed."""
     uid = f"demo-user-{plan.index:02d}"
     start = T0 + 3 * plan.index
     conv = Conversation(uid, f"demo-conv-{plan.index:02d}", plan.rate, start)
@@ -99,14 +127,30 @@ async def run_session(
         conv.pcm += piece
         await session.apush(piece, start + at + shift)
         progress.done += len(piece) / 2 / plan.rate
-    await session.aclose()
-    return conversations
+    return session, conversations
+
+
+async def wait_encoded(sessions: list[Session], timeout: float = ENCODE_TIMEOUT) -> None:
+    """Until every chunk handed over is encoded and in Redis.
+
+    A pusher fed in real time has encoded a call's audio by the time the call ends; the
+    demo hands half an hour of audio over in a second. Closing at once would make each
+    close wait for the encoding of that whole backlog on the client's thread pool (shared
+    by all sessions), and a busy machine runs past ``AUDIOSYNC_CLOSE_SECONDS`` (10 s)."""
+    deadline = time.monotonic() + timeout
+    while any(s.unsent_chunks for s in sessions):
+        if time.monotonic() > deadline:
+            left = sum(s.unsent_chunks for s in sessions)
+            raise DemoError(f"{left} chunks still not encoded and appended after {timeout:.0f} s")
+        await asyncio.sleep(0.1)
 
 
 class Progress:
-    """Audio seconds pushed so far, drawn as a bar when stdout is a terminal."""
+    """Audio seconds pushed so far and chunks left to encode, drawn as a bar when stdout
+    is a terminal."""
 
-    def __init__(self, total_seconds: float) -> None:
+    def __init__(self, client: AudioSyncClient, total_seconds: float) -> None:
+        self.client = client
         self.total = total_seconds
         self.done = 0.0
         self.tty = sys.stdout.isatty()
@@ -115,9 +159,10 @@ class Progress:
         if not self.tty:
             return
         filled = min(30, round(30 * self.done / self.total))
+        queued = self.client.stats().queued_chunks
         print(
             f"\r  pushing [{'#' * filled}{'.' * (30 - filled)}] "
-            f"{self.done:,.0f}/{self.total:,.0f} s of audio",
+            f"{self.done:,.0f}/{self.total:,.0f} s of audio, {queued:4d} chunks to encode",
             end="\n" if final else "",
             flush=True,
         )
@@ -128,17 +173,38 @@ class Progress:
             await asyncio.sleep(0.25)
 
 
-async def push_all(client: AudioSyncClient) -> list[Conversation]:
-    all_plans = plans()
-    progress = Progress(sum(p.seconds for p in all_plans))
+async def push_all(client: AudioSyncClient, sessions: int) -> list[Conversation]:
+    """Every session's audio handed over, encoded and appended; then every session closed
+    and the client with them (``aclose``)."""
+    all_plans = plans(sessions)
+    progress = Progress(client, sum(p.seconds for p in all_plans))
     drawer = asyncio.create_task(progress.run())
-    results = await asyncio.gather(*(run_session(client, p, progress) for p in all_plans))
-    drawer.cancel()
+    try:
+        results = await asyncio.gather(*(push_session(client, p, progress) for p in all_plans))
+        await wait_encoded([session for session, _ in results])
+        await client.aclose()
+    finally:
+        drawer.cancel()
     progress.draw(final=True)
-    return [c for group in results for c in group]
+    return [c for _, group in results for c in group]
 
 
-def wait_drained(client: redis.Redis, logs: Path, timeout: float = 90.0) -> float:
+def stop_pusher(client: AudioSyncClient, *, retry_close: bool) -> None:
+    """The pusher's threads end here, before the demo stops its servers (else they would
+    go on appending to a stopped Redis). ``close`` is idempotent: after a clean ``aclose``
+    it returns at once; after a failure it tries the sessions' tails once more; if that
+    fails too, or ``retry_close`` is false (Ctrl-C), the pool finishes its running tasks and
+    drops the rest, which the demo's servers would not outlive anyway."""
+    if retry_close:
+        try:
+            client.close()
+            return
+        except EnqueueError:
+            pass
+    client.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def wait_drained(client: redis.Redis, timeout: float = DRAIN_TIMEOUT) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         # An empty sorted set is no key: no due index left means no session is due.
@@ -146,7 +212,15 @@ def wait_drained(client: redis.Redis, logs: Path, timeout: float = 90.0) -> floa
         if not due and not client.keys(redis_store.session_key_pattern("chunks")):
             return time.monotonic() - started
         time.sleep(0.2)
-    raise RuntimeError(f"streams not drained after {timeout:.0f} s; the logs are in {logs}")
+    raise DemoError(f"streams not drained after {timeout:.0f} s")
+
+
+def demo_env(stack_env: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the demo's pusher, fleet and reader: ``environ`` (every setting
+    the user has set is honoured), ``DEMO_DEFAULTS`` where it has none, and the stack's
+    addresses over both: the demo talks to its own servers only, never to a cluster."""
+    unset = {k: v for k, v in DEMO_DEFAULTS.items() if not environ.get(k)}
+    return {**environ, **unset, **stack_env, "AUDIOSYNC_REDIS_CLUSTER": "0"}
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
@@ -162,18 +236,104 @@ def write_wav(path: Path, pcm: bytes | bytearray, rate: int) -> None:
         out.writeframes(pcm)
 
 
-def main() -> int:
+@dataclass
+class ReadBack:
+    exact: int = 0  # conversations read back sample-exact
+    objects: int = 0
+    stored: int = 0  # bytes
+    legacy_writes: int = 0  # what the old 5 s path would have written
+
+
+def read_back(conversations: list[Conversation], ctx: storage.StorageContext) -> ReadBack:
+    """Every conversation read back and checked; one WAV each under ``OUT``."""
+    OUT.mkdir(exist_ok=True)
+    out = ReadBack()
+    for conv in conversations:
+        listed = storage.list_audio_chunks(conv.uid, conv.conversation_id, context=ctx)
+        out.objects += len(listed)
+        out.stored += sum(o["size"] for o in listed)
+        merged = storage.download_merged_audio(conv.uid, conv.conversation_id, context=ctx)
+        ok = (
+            merged.sample_count * 2 == len(conv.pcm)
+            and merged.sample_rate == conv.rate
+            and merged.start_us == round(conv.start * 1_000_000)
+        )
+        out.exact += ok
+        if not ok:
+            print(
+                f"MISMATCH {conv.conversation_id}: {merged.sample_count} samples "
+                f"read, {len(conv.pcm) // 2} pushed",
+                file=sys.stderr,
+            )
+        out.legacy_writes += -(-len(conv.pcm) // (2 * int(LEGACY_CHUNK_SECONDS * conv.rate)))
+        write_wav(OUT / f"{conv.conversation_id}.wav", merged.pcm, merged.sample_rate)
+    return out
+
+
+def print_report(
+    sessions: int,
+    conversations: list[Conversation],
+    back: ReadBack,
+    object_writes: int,
+    calls: dict[str, int],
+    elapsed: float,
+) -> None:
+    raw = sum(len(c.pcm) for c in conversations)
+    audio_seconds = sum(len(c.pcm) / 2 / c.rate for c in conversations)
+    rows = [
+        (
+            "sessions",
+            f"{sessions} ({len(conversations)} conversations, 8 and 16 kHz, "
+            "standard and enhanced, 1 switch, 1 gap)",
+        ),
+        ("audio pushed", f"{audio_seconds:,.1f} s"),
+        (
+            "objects written",
+            f"{back.objects} (~{audio_seconds / max(back.objects, 1):.1f} s of audio each)",
+        ),
+        (
+            "GCS object writes",
+            f"{object_writes} (old 5 s path: {back.legacy_writes}, "
+            f"{back.legacy_writes / max(object_writes, 1):.1f}x more)",
+        ),
+        (
+            "bytes stored",
+            f"{back.stored:,} vs {raw:,} raw PCM ({raw / max(back.stored, 1):.1f}x smaller)",
+        ),
+        (
+            "Redis commands",
+            f"{sum(calls.values()):,} in all, broker included; "
+            f"XADD {calls.get('xadd', 0):,}, MULTI {calls.get('multi', 0):,}",
+        ),
+        ("round trip", f"{back.exact}/{len(conversations)} conversations sample-exact"),
+        ("WAV files", f"{OUT}/ ({len(conversations)} files)"),
+        ("elapsed", f"{elapsed:.1f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print()
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+
+
+def push(client: AudioSyncClient, sessions: int) -> list[Conversation]:
+    """``push_all`` on an event loop; whatever happens, the pusher's threads have ended
+    when this returns or raises."""
+    try:
+        return asyncio.run(push_all(client, sessions))
+    except BaseException as exc:
+        stop_pusher(client, retry_close=not isinstance(exc, KeyboardInterrupt))
+        raise
+
+
+def run(workdir: Path, sessions: int) -> bool:
+    """The demo in ``workdir``; True if every conversation read back sample-exact.
+
+    Stopped in order: the pusher (``push``), then Flower, beat and the worker, then the
+    servers, so that nothing talks to a server that is gone."""
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="audiosync-demo-"))
     stack = LocalStack(workdir=workdir / "stack")
     with stack as info:
-        env = {
-            **info.env(),
-            "ENCRYPTION_SECRET": os.environ.get(
-                "ENCRYPTION_SECRET", "demo-secret-not-for-production-0123456789"
-            ),
-            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "1",
-        }
+        env = demo_env(info.env(), os.environ)
         os.environ.update(env)
         settings = Settings.from_env(env)
         r = redis.Redis.from_url(info.redis_url)
@@ -183,87 +343,64 @@ def main() -> int:
             processes.beat(env, workdir) as _beat,
             processes.flower(env, workdir) as flower,
         ):
-            with urllib.request.urlopen(f"{flower.url}/", timeout=10) as page:
+            with urllib.request.urlopen(f"{flower.url}/", timeout=FLOWER_TIMEOUT) as page:
                 print(f"Flower: {flower.url} (answered {page.status})")
             r.config_resetstat()
             writes_before = sum(q.is_object_write for q in stack.gcs_requests())
-            client = AudioSyncClient(settings)
             pushed_at = time.monotonic()
-            conversations = asyncio.run(push_all(client))
-            client.close()
+            conversations = push(AudioSyncClient(settings), sessions)
             push_time = time.monotonic() - pushed_at
-            drain_time = wait_drained(r, logs=workdir)
+            drain_time = wait_drained(r)
             calls = command_calls(r)
-            requests = stack.gcs_requests()
-            object_writes = sum(q.is_object_write for q in requests) - writes_before
+            object_writes = sum(q.is_object_write for q in stack.gcs_requests()) - writes_before
             print(
-                f"pushed {SESSIONS} sessions in {push_time:.1f} s, drained {drain_time:.1f} s later"
+                f"pushed {sessions} sessions in {push_time:.1f} s, drained {drain_time:.1f} s later"
             )
+            back = read_back(conversations, storage.StorageContext.from_settings(settings))
+        r.close()
+        elapsed = time.monotonic() - started
+        print_report(sessions, conversations, back, object_writes, calls, elapsed)
+    if back.exact != len(conversations):
+        print("round trip FAILED", file=sys.stderr)
+        return False
+    return True
 
-            OUT.mkdir(exist_ok=True)
-            ctx = storage.StorageContext.from_settings(settings)
-            exact = objects = stored = 0
-            raw = sum(len(c.pcm) for c in conversations)
-            audio_seconds = sum(len(c.pcm) / 2 / c.rate for c in conversations)
-            legacy_writes = 0
-            for conv in conversations:
-                listed = storage.list_audio_chunks(conv.uid, conv.conversation_id, context=ctx)
-                objects += len(listed)
-                stored += sum(o["size"] for o in listed)
-                merged = storage.download_merged_audio(conv.uid, conv.conversation_id, context=ctx)
-                ok = (
-                    merged.sample_count * 2 == len(conv.pcm)
-                    and merged.sample_rate == conv.rate
-                    and merged.start_us == round(conv.start * 1_000_000)
-                )
-                exact += ok
-                if not ok:
-                    print(
-                        f"MISMATCH {conv.conversation_id}: {merged.sample_count} samples "
-                        f"read, {len(conv.pcm) // 2} pushed",
-                        file=sys.stderr,
-                    )
-                legacy_writes += -(-len(conv.pcm) // (2 * int(LEGACY_CHUNK_SECONDS * conv.rate)))
-                write_wav(OUT / f"{conv.conversation_id}.wav", merged.pcm, merged.sample_rate)
-        chunks = calls.get("xadd", 0)
-        rows = [
-            (
-                "sessions",
-                f"{SESSIONS} ({len(conversations)} conversations, 8 and 16 kHz, "
-                "standard and enhanced, 1 switch, 1 gap)",
-            ),
-            ("audio pushed", f"{audio_seconds:,.1f} s"),
-            (
-                "objects written",
-                f"{objects} (~{audio_seconds / max(objects, 1):.1f} s of audio each)",
-            ),
-            (
-                "GCS object writes",
-                f"{object_writes} (old 5 s path: {legacy_writes}, "
-                f"{legacy_writes / max(object_writes, 1):.1f}x more)",
-            ),
-            (
-                "bytes stored",
-                f"{stored:,} vs {raw:,} raw PCM ({raw / max(stored, 1):.1f}x smaller)",
-            ),
-            (
-                "Redis commands",
-                f"{sum(calls.values()):,} in all, broker included; "
-                f"XADD {chunks:,}, MULTI {calls.get('multi', 0):,}",
-            ),
-            ("round trip", f"{exact}/{len(conversations)} conversations sample-exact"),
-            ("WAV files", f"{OUT}/ ({len(conversations)} files)"),
-            ("elapsed", f"{time.monotonic() - started:.1f} s"),
-        ]
-        width = max(len(k) for k, _ in rows)
-        print()
-        for key, value in rows:
-            print(f"  {key:<{width}}  {value}")
-    if exact != len(conversations):
-        print(f"round trip FAILED; logs kept in {workdir}", file=sys.stderr)
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m audiosync_dev.demo",
+        description="The whole pipeline on embedded servers: push, flush, read back, report.",
+    )
+    parser.add_argument(
+        "--sessions", type=int, default=SESSIONS, help=f"sessions to push (2 or more; {SESSIONS})"
+    )
+    args = parser.parse_args(argv)
+    if args.sessions < 2:
+        parser.error("--sessions must be 2 or more (one switches conversation, one has a gap)")
+    # Warnings of the pusher and reader, readable; the servers and celery log to files.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    workdir = Path(tempfile.mkdtemp(prefix="audiosync-demo-"))
+    try:
+        passed = run(workdir, args.sessions)
+    except KeyboardInterrupt:
+        print("\ndemo interrupted", file=sys.stderr)
+        say_where_logs_are(workdir)
+        return 130
+    except Exception as exc:
+        if not isinstance(exc, (*EXPECTED_ERRORS, DemoError)):
+            traceback.print_exc()
+        print(f"demo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        passed = False
+    if not passed:
+        say_where_logs_are(workdir)
         return 1
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def say_where_logs_are(workdir: Path) -> None:
+    logs = ", ".join(sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*.log")))
+    print(f"its logs are kept in {workdir} ({logs or 'none written'})", file=sys.stderr)
 
 
 if __name__ == "__main__":

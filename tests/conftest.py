@@ -7,9 +7,19 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack, StackInfo
+
+# Property tests check behaviour, not speed (speed belongs to bench/): no per-example
+# deadline and no "too slow" health check, which fail an example or its data generation
+# that a busy machine merely ran slowly. A test's own @settings(...) keeps these.
+hypothesis_settings.register_profile(
+    "audiosync", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("audiosync")
 
 
 @pytest.fixture(scope="session")

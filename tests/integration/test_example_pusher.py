@@ -9,6 +9,7 @@ a SIGTERM to the server mid-session still enqueues the session's tail.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import struct
@@ -181,10 +182,22 @@ def stored_samples(context: storage.StorageContext, uid: str, conversation_id: s
     return sum(round(o["duration"] * 16000) for o in listed)  # 16 kHz in these tests
 
 
+def us(timestamp: float) -> int:
+    """A pushed timestamp in µs: where the pusher puts the first sample of a run."""
+    return round(timestamp * 1_000_000)
+
+
+def after_us(run_start_us: int, samples: int, rate: int) -> int:
+    """Where the pusher puts the sample ``samples`` after a run's first: by the sample
+    clock from the run's start (backend_hooks/chunker.py), not by the float timestamp of
+    the push that carries it (``start + samples / rate`` in float is up to 1 µs off)."""
+    return run_start_us + round(samples * 1_000_000 / rate)
+
+
 def assert_read_back(
-    context: storage.StorageContext, uid: str, conversation_id: str, pcm: bytes, start: float
+    context: storage.StorageContext, uid: str, conversation_id: str, pcm: bytes, start_us: int
 ) -> None:
-    """Every sample, from ``start`` on, and the audio is the audio that was sent."""
+    """Every sample, from ``start_us`` on, and the audio is the audio that was sent."""
     samples = len(pcm) // 2
     eventually(
         lambda: stored_samples(context, uid, conversation_id) >= samples,
@@ -192,7 +205,7 @@ def assert_read_back(
     )
     merged = storage.download_merged_audio(uid, conversation_id, context=context)
     assert (merged.sample_rate, merged.sample_count) == (16000, samples)
-    assert merged.start_us == round(start * 1_000_000)
+    assert merged.start_us == start_us
     sent = np.frombuffer(pcm, "<i2").astype(np.float64)
     got = np.frombuffer(merged.pcm, "<i2").astype(np.float64)
     # Opus is lossy: the decoded audio follows the sent waveform, sample-aligned. Measured
@@ -212,13 +225,27 @@ def closed_by_server(ws: ClientConnection) -> tuple[int, str]:
     return info.value.rcvd.code, info.value.rcvd.reason
 
 
+def a_start_whose_float_end_is_off(samples: int, rate: int) -> float:
+    """A start near now at which ``start + samples / rate`` in float is 1 µs away from the
+    sample clock, so that the second conversation's start tells the two apart.
+
+    Whether it is depends on the start's last bits: consecutive floats from now (about 1
+    in 20 is such a start; 2**16 of them take every value those bits can have)."""
+    now = start = time.time()
+    for _ in range(2**16):
+        if us(start + samples / rate) != after_us(us(start), samples, rate):
+            return start
+        start = math.nextafter(start, math.inf)
+    raise AssertionError(f"no start from {now} on whose float end is off")
+
+
 def test_audio_of_both_conversations_arrives_whole(
     server: Uvicorn,
     context: storage.StorageContext,
     store: redis.Redis,
 ) -> None:
-    t0 = time.time()
     first, second = speech_like(6.3, 16000, seed=11), speech_like(3.7, 16000, seed=12)
+    t0 = a_start_whose_float_end_is_off(len(first) // 2, 16000)
     with connect(server.url(uid="ws-user", conversation_id="ws-a", sample_rate="16000")) as ws:
         middle = send_audio(ws, first, t0, 16000)  # a whole 5 s chunk and a tail
         ws.send(switch_frame("ws-b"))
@@ -227,8 +254,10 @@ def test_audio_of_both_conversations_arrives_whole(
     with connect(server.url(uid=OLD_PATH_UID, conversation_id="old-c")) as ws:
         send_audio(ws, speech_like(1.0, 16000, seed=13), t0, 16000)
 
-    assert_read_back(context, "ws-user", "ws-a", first, t0)
-    assert_read_back(context, "ws-user", "ws-b", second, middle)
+    assert_read_back(context, "ws-user", "ws-a", first, us(t0))
+    # The switch starts no new run: the second conversation goes on by the sample clock
+    # of the first, not from the float timestamp of its first push.
+    assert_read_back(context, "ws-user", "ws-b", second, after_us(us(t0), len(first) // 2, 16000))
     eventually(lambda: usage_ms(store, "ws-user") == 10_000, "10,000 ms counted for ws-user")
     eventually(lambda: usage_ms(store, OLD_PATH_UID) == 1_000, "1,000 ms for the old path")
     assert storage.list_audio_chunks(OLD_PATH_UID, "old-c", context=context) == []
@@ -278,10 +307,10 @@ def test_audio_before_a_bad_frame_is_kept(server: Uvicorn, context: storage.Stor
         send_audio(ws, pcm, t0, 16000)
         ws.send(struct.pack("<I", 7))
         assert closed_by_server(ws)[0] == 1003
-    assert_read_back(context, "ws-bad", "kept", pcm, t0)
+    assert_read_back(context, "ws-bad", "kept", pcm, us(t0))
     with connect(server.url(uid="ws-bad", conversation_id="after")) as ws:  # still serving
         send_audio(ws, pcm, t0 + 10, 16000)
-    assert_read_back(context, "ws-bad", "after", pcm, t0 + 10)
+    assert_read_back(context, "ws-bad", "after", pcm, us(t0 + 10))
 
 
 def test_sigterm_mid_session_enqueues_the_tail(
@@ -305,7 +334,7 @@ def test_sigterm_mid_session_enqueues_the_tail(
     finally:
         server.kill()
     assert "audiosync client closed" in server.text()
-    assert_read_back(context, "term-1", "c", short, t0)
-    assert_read_back(context, "term-2", "c", long, t0)
+    assert_read_back(context, "term-1", "c", short, us(t0))
+    assert_read_back(context, "term-2", "c", long, us(t0))
     eventually(lambda: usage_ms(store, "term-1") == 2_500, "2,500 ms counted for term-1")
     assert usage_ms(store, "term-2") == 7_100

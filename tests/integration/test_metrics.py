@@ -43,7 +43,12 @@ def test_a_worker_serves_its_flush_counters_and_the_lag(
             while redis_client.keys("audiosync:{*:chunks"):
                 assert time.monotonic() < deadline, worker.tail()
                 time.sleep(0.2)
-        time.sleep(1.0)  # the last flush's counters; no sweep is left to claim what follows
+        # Beat is stopped; once no shard task is queued or running (no dispatch hold left),
+        # every flush is counted and nothing is left to claim the session added below.
+        deadline = time.monotonic() + 60
+        while redis_client.keys("audiosync:*dispatch*"):
+            assert time.monotonic() < deadline, worker.tail()
+            time.sleep(0.2)
         redis_client.zadd(keys("lagging-session").due, {"lagging-session": time.time() - 42})
         samples = scrape(port)
 
