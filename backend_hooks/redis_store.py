@@ -22,7 +22,7 @@ import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import redis
 import redis.cluster
@@ -355,6 +355,21 @@ def run_script(
         return client.eval(source, len(keys), *keys, *args)
 
 
+class NodeScript:
+    """A Lua script called as redis-py's ``Script`` is (``script(keys=..., args=...)``) but
+    run by ``run_script``: on the node of its keys only. redis-py's ``register_script``
+    answers a node's empty script cache (a restart, a failover) with ``SCRIPT LOAD`` to
+    every primary, which fails while any of them is out: the script would then run
+    nowhere, on the nodes that serve too."""
+
+    def __init__(self, client: RedisClient, source: str) -> None:
+        self.client = client
+        self.source = source
+
+    def __call__(self, *, keys: Sequence[str], args: Sequence[str | bytes | int | float]) -> Any:
+        return run_script(self.client, self.source, keys, args)
+
+
 def register_shard_count(client: RedisClient, shards: int) -> None:
     """Add ``shards`` to the counts the fleet drains (``SHARD_COUNTS_KEY``): a writer into a
     shard above the fleet's own count registers it first, as each pusher does."""
@@ -439,7 +454,7 @@ class Appender:
         """``shards``: the pusher's AUDIOSYNC_DUE_SHARDS, registered (``SHARD_COUNTS_KEY``)
         before its first append so the fleet sweeps every shard this pusher writes."""
         self.client = client
-        self._script = client.register_script(_APPEND)
+        self._script = NodeScript(client, _APPEND)
         self._unregistered = shards
         self._lock = threading.Lock()
 

@@ -40,6 +40,7 @@ from backend_hooks.redis_store import (
     SHARD_COUNTS_KEY,
     STORED_SEQS_TTL_MS,
     SWEPT_KEY,
+    NodeScript,
     RedisClient,
     SessionKeys,
     blind_uploads_key,
@@ -437,24 +438,24 @@ class WorkerStore:
         self.pinned = pinned
         self._marks = _OneAttemptReader(mark_reader or (lambda: client))
         self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
-        self._take = client.register_script(_TAKE)
-        self._schedule = client.register_script(_SCHEDULE)
-        self._bump_quarantine_index = client.register_script(_BUMP_QUARANTINE_INDEX)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-        self._quarantine = client.register_script(_QUARANTINE)
-        self._record_plan = client.register_script(_RECORD_PLAN)
-        self._begin = client.register_script(_BEGIN)
-        self._commit_object = client.register_script(_COMMIT_OBJECT)
-        self._finish = client.register_script(_FINISH)
-        self._fail = client.register_script(_FAIL)
-        self._hand_back = client.register_script(_HAND_BACK)
-        self._drop_intent = client.register_script(_DROP_INTENT)
-        self._park = client.register_script(_PARK)
-        self._replay = client.register_script(_REPLAY)
-        self._forget = client.register_script(_FORGET)
-        self._claim = client.register_script(_CLAIM)
-        self._hold_dispatch = client.register_script(_HOLD_DISPATCH)
+        self._take = NodeScript(client, _TAKE)
+        self._schedule = NodeScript(client, _SCHEDULE)
+        self._bump_quarantine_index = NodeScript(client, _BUMP_QUARANTINE_INDEX)
+        self._renew = NodeScript(client, _RENEW)
+        self._release = NodeScript(client, _RELEASE)
+        self._quarantine = NodeScript(client, _QUARANTINE)
+        self._record_plan = NodeScript(client, _RECORD_PLAN)
+        self._begin = NodeScript(client, _BEGIN)
+        self._commit_object = NodeScript(client, _COMMIT_OBJECT)
+        self._finish = NodeScript(client, _FINISH)
+        self._fail = NodeScript(client, _FAIL)
+        self._hand_back = NodeScript(client, _HAND_BACK)
+        self._drop_intent = NodeScript(client, _DROP_INTENT)
+        self._park = NodeScript(client, _PARK)
+        self._replay = NodeScript(client, _REPLAY)
+        self._forget = NodeScript(client, _FORGET)
+        self._claim = NodeScript(client, _CLAIM)
+        self._hold_dispatch = NodeScript(client, _HOLD_DISPATCH)
 
     def in_shard(self, shard: int) -> WorkerStore:
         """This store with every session's keys in ``shard``: a flush works on the shard it
