@@ -133,6 +133,11 @@ def _make_metrics() -> SimpleNamespace:
         failures=Counter(
             "audiosync_flush_failures_total", "Failed flushes by error type.", ["reason"]
         ),
+        object_conflicts=Counter(
+            "audiosync_object_conflicts_total",
+            "Uploads that met their object name taken by other bytes (a 412, the object "
+            "there not equal): nothing was overwritten, the entries stay in Redis.",
+        ),
         upload_seconds=Histogram(
             "audiosync_upload_seconds",
             "Wall time of one create-only upload, retries included.",
@@ -195,6 +200,7 @@ def record_flush(result: Any, seconds: float) -> None:
     m.blind_uploads.inc(result.blind_uploads)
     if result.parked:
         m.parked.inc()
+    m.object_conflicts.inc(result.object_conflicts)
     for upload in result.upload_seconds:
         m.upload_seconds.observe(upload)
     m.flush_seconds.observe(seconds)

@@ -128,6 +128,7 @@ def test_a_fresh_worker_serves_every_known_series_at_zero(
         assert samples[f"audiosync_objects_flushed_total{{outcome={outcome}}}"] == 0
     for reason in metrics.FAILURE_REASONS:
         assert samples[f"audiosync_flush_failures_total{{reason={reason}}}"] == 0
+    assert samples["audiosync_object_conflicts_total{}"] == 0
 
 
 def backing_off(store: WorkerStore, client: redis.Redis, sid: str, seconds_ago: float) -> None:
