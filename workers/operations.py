@@ -16,6 +16,7 @@ from backend_hooks.redis_store import (
     deletion_failures_key,
     deletion_recheck_key,
     due_key,
+    quarantine_index_key,
 )
 from workers import quarantine
 from workers.store import QuarantinedEntry, WorkerStore
@@ -270,8 +271,26 @@ def quarantined_refs(
 def quarantined_count(store: WorkerStore, limit: int, shards: list[int] | None = None) -> int:
     """Sessions of the quarantine indexes (their first ``limit``; of every shard, or of
     ``shards``) whose quarantine is not empty (the index over-covers: a refused
-    quarantine still bumped it)."""
-    refs = quarantined_refs(store, limit, shards)
+    quarantine still bumped it). Three pipelined round trips whatever the shard count
+    (the exporter reads it at every read): the sizes of the indexes, the members of those
+    not empty, the length of each member's quarantine."""
+    shards = store.all_shards() if shards is None else shards
+    pipe = store.client.pipeline(transaction=False)
+    for shard in shards:
+        pipe.zcard(quarantine_index_key(shard))
+    taken: list[tuple[int, int]] = []  # (shard, members to read), the first ``limit``
+    for shard, size in zip(shards, pipe.execute(), strict=True):
+        left = limit - sum(n for _, n in taken)
+        if size and left > 0:
+            taken.append((shard, min(int(size), left)))
+    pipe = store.client.pipeline(transaction=False)
+    for shard, count in taken:
+        pipe.zrange(quarantine_index_key(shard), 0, count - 1)
+    refs = [
+        SessionRef(shard, member.decode())
+        for (shard, _), members in zip(taken, pipe.execute(), strict=True)
+        for member in cast(list[bytes], members)
+    ]
     pipe = store.client.pipeline(transaction=False)
     for ref in refs:
         pipe.xlen(store.in_shard(ref.shard).keys(ref.session_id).quarantine)

@@ -5,6 +5,7 @@ AUDIOSYNC_EXPORTER_CACHE_SECONDS, and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import cast
 
@@ -15,11 +16,11 @@ from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo, free_port
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient
-from backend_hooks.redis_store import redis_time
+from backend_hooks.redis_store import quarantine_index_key, redis_time
 from backend_hooks.settings import Settings
 from tests.integration.commands import scrape
 from tests.integration.flushing import keys
-from workers import exporter
+from workers import exporter, operations
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
@@ -124,3 +125,23 @@ def test_a_scrape_answers_redis_down_when_redis_is_away(tmp_path: Path) -> None:
     gauges = {m.name: m for m in exporter.FleetCollector.from_settings(settings).collect()}
     assert gauges["audiosync_redis_up"].samples[0].value == 0
     assert "audiosync_due_sessions" not in gauges
+
+
+def test_the_quarantined_sessions_are_counted_across_shards_up_to_the_limit(
+    stack: StackInfo, redis_client: redis.Redis
+) -> None:
+    """Three quarantined sessions in three shards and an index entry whose quarantine is
+    empty (a refused quarantine bumps the index): 3, or the limit when it is lower."""
+    store = WorkerStore(redis_client, Settings.from_env(stack.env()).due_shards)
+    sids: dict[int, str] = {}
+    while len(sids) < 4:
+        sid = "quarantined-" + uuid.uuid4().hex[:8]
+        sids.setdefault(keys(sid).shard, sid)
+    for i, (shard, sid) in enumerate(sorted(sids.items())):
+        redis_client.zadd(quarantine_index_key(shard), {sid: 0})
+        if i < 3:
+            redis_client.xadd(keys(sid).quarantine, {"reason": "a test"})
+    assert operations.quarantined_count(store, 100) == 3
+    assert operations.quarantined_count(store, 2) == 2  # the first two index entries
+    gauges = {m.name: m for m in exporter.fleet_gauges(store)}
+    assert gauges["audiosync_quarantined_sessions"].samples[0].value == 3
