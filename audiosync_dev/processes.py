@@ -146,3 +146,16 @@ def flower(env: dict[str, str], workdir: Path, port: int | None = None) -> Celer
     )
     process.url = f"http://127.0.0.1:{port}"
     return process.start("Visit me at")
+
+
+def exporter(env: dict[str, str], workdir: Path, port: int | None = None) -> CeleryProcess:
+    """``celery -A workers audiosync exporter`` on loopback: the fleet-wide gauges."""
+    port = port or free_port()
+    process = CeleryProcess(
+        "exporter",
+        ["audiosync", "exporter", "--address=127.0.0.1", f"--port={port}"],
+        env,
+        workdir / "exporter.log",
+    )
+    process.url = f"http://127.0.0.1:{port}"
+    return process.start("audiosync exporter: the fleet-wide gauges on")

@@ -95,6 +95,11 @@ ENV_DEFAULTS: dict[str, str | None] = {
     # The reader: the longest gap filled with silence (6 h); a longer one is refused
     # (GapTooLongError), never allocated (backend_hooks/merge.py).
     "AUDIOSYNC_MAX_GAP_FILL_SECONDS": "21600",
+    # The fleet-wide gauges' exporter (workers/exporter.py): Redis is read at most once per
+    # cache period, however many Prometheus replicas scrape; one read takes at most the
+    # read budget, a node that has not answered by then is reported out.
+    "AUDIOSYNC_EXPORTER_CACHE_SECONDS": "10",
+    "AUDIOSYNC_EXPORTER_READ_SECONDS": "5",
 }
 
 #: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
@@ -172,6 +177,8 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
             "AUDIOSYNC_SHARD_TASK_SECONDS",
             "AUDIOSYNC_DELETED_MARK_SECONDS",  # older chunks are quarantined, not uploaded
             "AUDIOSYNC_DELETE_RECHECK_SECONDS",
+            "AUDIOSYNC_EXPORTER_CACHE_SECONDS",
+            "AUDIOSYNC_EXPORTER_READ_SECONDS",
         }
     ),
 }
@@ -251,6 +258,11 @@ class Settings:
     #: longer one raises GapTooLongError (a stray chunk at time 0 would be decades of
     #: zeros). Refused, not capped: a capped gap would misplace everything after it.
     max_gap_fill_seconds: float = 21600.0
+    #: AUDIOSYNC_EXPORTER_CACHE_SECONDS: the exporter reads Redis at most once this often
+    exporter_cache_seconds: float = 10.0
+    #: AUDIOSYNC_EXPORTER_READ_SECONDS: the longest one read of the fleet-wide gauges takes
+    #: (a scrape answers within it; a node that has not answered is reported out)
+    exporter_read_seconds: float = 5.0
 
     def __repr__(self) -> str:
         """Every setting but the secrets, URLs without their password: a repr goes to
@@ -449,6 +461,12 @@ class Settings:
             ),
             max_gap_fill_seconds=_positive(
                 "AUDIOSYNC_MAX_GAP_FILL_SECONDS", raw("AUDIOSYNC_MAX_GAP_FILL_SECONDS")
+            ),
+            exporter_cache_seconds=_positive(
+                "AUDIOSYNC_EXPORTER_CACHE_SECONDS", raw("AUDIOSYNC_EXPORTER_CACHE_SECONDS")
+            ),
+            exporter_read_seconds=_positive(
+                "AUDIOSYNC_EXPORTER_READ_SECONDS", raw("AUDIOSYNC_EXPORTER_READ_SECONDS")
             ),
         )
 

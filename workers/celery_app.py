@@ -24,9 +24,7 @@ def _serve_metrics(**_: object) -> None:  # the worker's main process
     port = metrics.metrics_port()
     if port is None:
         return
-    from workers.context import redis_only_store
-
-    metrics.serve(port, redis_only_store)
+    metrics.serve(port)
 
 
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]

@@ -1,4 +1,5 @@
-"""``celery -A workers audiosync status|replay|backfill``: the fleet's operator commands.
+"""``celery -A workers audiosync status|replay|backfill|exporter``: the fleet's operator
+commands, and the exporter of the fleet-wide gauges.
 
 Registered as a Celery command plugin (the ``celery.commands`` entry point in
 pyproject.toml), so it shows in ``celery --help`` and takes Celery's ``-A``. The logic is in
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -20,7 +23,7 @@ from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.ids import validate_id
 from backend_hooks.settings import Settings, shown_url
-from workers import backfill_plan, operations
+from workers import backfill_plan, metrics, operations
 from workers.context import redis_only_store
 from workers.store import eviction_warnings
 
@@ -44,7 +47,8 @@ def _emit(as_json: bool, data: Any, lines: list[str]) -> None:
 
 @click.group(name="audiosync", cls=_Group)
 def audiosync() -> None:
-    """audiosync fleet operations: lag and Redis holdings, flushing now, replays, backfill."""
+    """audiosync fleet operations: lag and Redis holdings, flushing now, replays, backfill,
+    the fleet-wide gauges' exporter."""
 
 
 def _seconds(_ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -282,3 +286,47 @@ def backfill_command(
     _emit(as_json, report.as_dict(), report.lines())
     if report.failed:
         sys.exit(1)
+
+
+@audiosync.command(name="exporter")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve /metrics on this port (default: AUDIOSYNC_METRICS_PORT, else 9808).",
+)
+@click.option("--address", default="0.0.0.0", show_default=True, help="The address to listen on.")
+def exporter_command(port: int | None, address: str) -> None:
+    """Serve the fleet-wide gauges on /metrics until SIGTERM: one per deployment.
+
+    The lag per shard (due sessions, oldest due age), the audio held, the quarantine and
+    Redis up, read from Redis at most once per AUDIOSYNC_EXPORTER_CACHE_SECONDS and within
+    AUDIOSYNC_EXPORTER_READ_SECONDS (a node that does not answer by then is reported out).
+    The workers' metrics port serves only their own counters.
+    """
+    from workers import exporter
+
+    try:
+        settings = Settings.from_env(role="fleet")
+        chosen = port or metrics.metrics_port() or exporter.DEFAULT_PORT
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    collector = exporter.FleetCollector.from_settings(settings)
+
+    def ready() -> None:
+        click.echo(
+            f"audiosync exporter: the fleet-wide gauges on http://{address}:{chosen}/metrics "
+            f"(Redis {shown_url(settings.redis_url)}, read at most every "
+            f"{settings.exporter_cache_seconds:g} s, within "
+            f"{settings.exporter_read_seconds:g} s)",
+            err=True,
+        )
+
+    try:
+        exporter.serve_until(stop, collector, chosen, address, on_ready=ready)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {address}:{chosen}: {exc}") from None
+    click.echo("audiosync exporter: stopped", err=True)

@@ -72,7 +72,7 @@ def _store(settings: Settings) -> WorkerStore:
 @functools.cache
 def redis_only_store() -> WorkerStore:
     """The fleet's Redis and nothing else (no bucket, no GCS credentials): for the
-    operator commands and the metrics server of a worker's main process."""
+    operator commands and the stream store check of a worker's main process."""
     return _store(Settings.from_env(role="fleet"))
 
 

@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from backend_hooks.entries import BadEntry, ChunkEntry, Entry
-from backend_hooks.errors import StorageError
+from backend_hooks.errors import ObjectConflictError, StorageError
 from backend_hooks.gcs import GcsBucket, UploadOutcome
 from backend_hooks.settings import DELETE_RECHECK_SECONDS
 from workers.planner import (
@@ -126,6 +126,8 @@ class FlushResult:
     chunks_dropped_deleted: int = 0
     #: uploads made while the deleted mark could not be read (noted for the fleet)
     blind_uploads: int = 0
+    #: uploads that met their object name taken by other bytes (ObjectConflictError)
+    object_conflicts: int = 0
 
 
 def content_type(sealed: bool) -> str:
@@ -505,6 +507,7 @@ class _Flush:
         the lease (its own, or free and taken again) back off, and park at the limit; when
         another flush holds the lease, only count: the session is that flush's now."""
         line = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        conflicts = int(isinstance(exc, ObjectConflictError))  # a name taken by other bytes
         now = self.clock()
         counted = self.store.record_failure(
             self.session_id,
@@ -524,7 +527,7 @@ class _Flush:
                 line,
                 exc_info=count == 1,
             )
-            return self.result(skipped="lease lost", failed=line)
+            return self.result(skipped="lease lost", failed=line, object_conflicts=conflicts)
         if count == 1:
             log.exception("flush of %s failed (attempt 1): %s", self.session_id, line)
         else:
@@ -545,7 +548,7 @@ class _Flush:
                 )
             except Exception as exc:  # Redis away: the next failure tries again
                 log.warning("session %s: parking failed: %s", self.session_id, exc)
-        return self.result(failed=line, parked=parked)
+        return self.result(failed=line, parked=parked, object_conflicts=conflicts)
 
     def _settle_plan(self) -> None:
         """Before parking, commit the objects of the recorded plan that are stored already.

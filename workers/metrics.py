@@ -8,13 +8,14 @@ temporary directory, shared by the workers of a host; the celery command line ma
 imported prometheus-client already, through Flower's command plugin, so its value class
 is picked again). The metric objects are made only after that, in the pool processes
 and in the worker's main process when it serves (``serve``), so beat, Flower and the
-CLI create nothing. The worker
-that binds the port serves ``http://<host>:<port>/metrics``: the counters of every pool
-process writing there, summed, plus gauges read from Redis at scrape time (due sessions
-and the oldest due age per shard: the fleet's lag; the oldest audio and the bytes held
-per shard; quarantined sessions: ``fleet_gauges``). Every label value known in advance is
-made at zero when the metrics are (the serving process makes them at once), so a
-``rate()`` has a series before the first failure (its multiprocess file holds zeros).
+CLI create nothing. The worker that binds the port serves
+``http://<host>:<port>/metrics``: the counters and histograms of every pool process writing
+there, summed, and nothing read from Redis. The fleet-wide gauges (the lag per shard, the
+audio held, the quarantine, Redis up) come from one process, ``celery -A workers
+audiosync exporter`` (workers/exporter.py), so that a hundred worker pods scraped do not
+read every shard a hundred times. Every label value known in advance is made at zero when
+the metrics are (the serving process makes them at once), so a ``rate()`` has a series
+before the first failure (its multiprocess file holds zeros).
 """
 
 from __future__ import annotations
@@ -25,19 +26,12 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from backend_hooks.errors import ConfigError
 
-if TYPE_CHECKING:
-    from prometheus_client.metrics_core import Metric
-
-    from workers.store import WorkerStore
-
 METRICS_PORT_ENV = "AUDIOSYNC_METRICS_PORT"
-QUARANTINE_GAUGE_LIMIT = 10_000
 #: The label values known in advance, each made at zero when the metrics are.
 FLUSH_OUTCOMES = ("ok", "skipped", "lease_lost", "handed_back", "failed")
 OBJECT_OUTCOMES = ("created", "already_stored")
@@ -139,6 +133,11 @@ def _make_metrics() -> SimpleNamespace:
         failures=Counter(
             "audiosync_flush_failures_total", "Failed flushes by error type.", ["reason"]
         ),
+        object_conflicts=Counter(
+            "audiosync_object_conflicts_total",
+            "Uploads that met their object name taken by other bytes (a 412, the object "
+            "there not equal): nothing was overwritten, the entries stay in Redis.",
+        ),
         upload_seconds=Histogram(
             "audiosync_upload_seconds",
             "Wall time of one create-only upload, retries included.",
@@ -201,6 +200,7 @@ def record_flush(result: Any, seconds: float) -> None:
     m.blind_uploads.inc(result.blind_uploads)
     if result.parked:
         m.parked.inc()
+    m.object_conflicts.inc(result.object_conflicts)
     for upload in result.upload_seconds:
         m.upload_seconds.observe(upload)
     m.flush_seconds.observe(seconds)
@@ -215,151 +215,13 @@ def record_deletion_run(result: Any) -> None:
     m.late_objects.inc(result.late_objects + result.blind_deleted)
 
 
-class RedisCollector:
-    """The fleet-wide gauges (``fleet_gauges``), read from Redis when scraped."""
-
-    def __init__(self, store_factory: Any) -> None:
-        self._store_factory = store_factory
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        up = GaugeMetricFamily("audiosync_redis_up", "1 if the scrape could read Redis.")
-        try:
-            gauges = fleet_gauges(self._store_factory())
-        except Exception as exc:  # a scrape must answer even when Redis is away
-            log.warning("metrics: cannot read Redis: %s", exc)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        yield from gauges
-
-
-def fleet_gauges(store: WorkerStore) -> list[Metric]:
-    """Every gauge read from Redis: the lag per due shard, the audio held per shard,
-    quarantined sessions. They describe the whole fleet, so every worker that serves
-    metrics reports the same numbers: aggregate them across pods with max(), never sum()
-    (README, "Metrics"). One function, so that a single exporter can serve them instead
-    of every worker. Raises what Redis raises."""
-    from prometheus_client.core import GaugeMetricFamily
-
-    from workers import operations  # the fleet's Redis reads
-
-    now = store.time()
-    shards = operations.due_shards(store, now)
-    audio = operations.held_audio(store, now)
-    quarantined = operations.quarantined_count(store, QUARANTINE_GAUGE_LIMIT)
-    due = GaugeMetricFamily(
-        "audiosync_due_sessions", "Sessions whose due time has come.", labels=["shard"]
-    )
-    age = GaugeMetricFamily(
-        "audiosync_due_oldest_age_seconds",
-        "How long the longest-waiting due session has waited.",
-        labels=["shard"],
-    )
-    held = GaugeMetricFamily(
-        "audiosync_sessions_held", "Sessions with entries in Redis.", labels=["shard"]
-    )
-    for shard in shards:
-        due.add_metric([str(shard.shard)], shard.due)
-        age.add_metric([str(shard.shard)], shard.oldest_due_seconds)
-        held.add_metric([str(shard.shard)], shard.sessions)
-    oldest = GaugeMetricFamily(
-        "audiosync_oldest_audio_age_seconds",
-        "Age of the oldest audio still in the shard's streams, sessions backing off "
-        "included (of the sessions sampled).",
-        labels=["shard"],
-    )
-    size = GaugeMetricFamily(
-        "audiosync_bytes_held",
-        "Bytes of the shard's streams (MEMORY USAGE; scaled up from the sample when the "
-        "shard holds more sessions than it).",
-        labels=["shard"],
-    )
-    sampled = GaugeMetricFamily(
-        "audiosync_held_sessions_sampled",
-        f"Sessions of the shard read for the two gauges above (a scrape reads at most "
-        f"{operations.HELD_SAMPLE} in all).",
-        labels=["shard"],
-    )
-    for shard_audio in audio:
-        label = [str(shard_audio.shard)]
-        oldest.add_metric(label, shard_audio.oldest_seconds)
-        size.add_metric(label, shard_audio.bytes_held)
-        sampled.add_metric(label, shard_audio.sampled)
-    q = GaugeMetricFamily(
-        "audiosync_quarantined_sessions",
-        f"Sessions with entries in quarantine (of the first {QUARANTINE_GAUGE_LIMIT} "
-        "in the index).",
-    )
-    q.add_metric([], quarantined)
-    deletions = _deletion_gauges(operations.deletion_backlog(store, now))
-    return [due, age, held, oldest, size, sampled, q, *deletions, *_noeviction_gauge(store)]
-
-
-def _deletion_gauges(backlog: Any) -> list[Metric]:
-    """What deleted conversations still ask of the fleet (``operations.DeletionBacklog``)."""
-    from prometheus_client.core import GaugeMetricFamily
-
-    out: list[Metric] = []
-    for name, text, value in (
-        ("deletion_rechecks", "Queued re-checks of deleted conversations.", backlog.rechecks),
-        (
-            "deletion_recheck_overdue_seconds",
-            "How long past its due time the most overdue re-check waits.",
-            backlog.recheck_overdue_seconds,
-        ),
-        (
-            "blind_uploads_pending",
-            "Uploads made while their deleted mark could not be read, not yet settled.",
-            backlog.blind_uploads,
-        ),
-        (
-            "blind_upload_oldest_age_seconds",
-            "Age of the oldest unsettled blind upload.",
-            backlog.blind_oldest_seconds,
-        ),
-        (
-            "deletion_items_failing",
-            "Re-checks and blind-upload notes that failed at least once (they stay).",
-            backlog.failing,
-        ),
-    ):
-        gauge = GaugeMetricFamily(f"audiosync_{name}", text)
-        gauge.add_metric([], value)
-        out.append(gauge)
-    return out
-
-
-def _noeviction_gauge(store: Any) -> Iterator[Any]:
-    """1 if every node of the stream store has maxmemory-policy noeviction, else 0 (the
-    docs require it: any other policy drops audio or stores it twice at the limit)."""
-    from prometheus_client.core import GaugeMetricFamily
-
-    try:
-        policies = store.memory_policies()
-    except Exception as exc:  # a scrape must answer even when Redis is away
-        log.warning("metrics: cannot read the maxmemory-policy: %s", exc)
-        return
-    gauge = GaugeMetricFamily(
-        "audiosync_redis_noeviction",
-        "1 if the stream store's maxmemory-policy is noeviction on every node, else 0 "
-        "(status and the worker's log name the policy).",
-    )
-    gauge.add_metric([], int(all(p == "noeviction" for p in policies.values())))
-    yield gauge
-
-
-def serve(port: int, store_factory: Any) -> bool:
+def serve(port: int) -> bool:
     """Serve /metrics from this (a worker's main) process; False if the port is taken."""
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
     _metrics()  # every known series at zero from the start, before the pool's first flush
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    registry.register(RedisCollector(store_factory))
     try:
         start_http_server(port, registry=registry)
     except OSError as exc:

@@ -16,6 +16,7 @@ from backend_hooks.redis_store import (
     deletion_failures_key,
     deletion_recheck_key,
     due_key,
+    quarantine_index_key,
 )
 from workers import quarantine
 from workers.store import QuarantinedEntry, WorkerStore
@@ -24,9 +25,9 @@ SCAN_LIMIT = 100_000
 #: The largest ``scan_limit`` status takes: the largest fleet docs/CAPACITY.md sizes holds
 #: 2,000,000 sessions, and status keeps the id of each session it reads in memory.
 MAX_SCAN_LIMIT = 2_000_000
-#: Sessions a metrics scrape reads in all to tell the oldest audio and the bytes held
-#: (two commands each, pipelined), shared evenly among the shards, at least
-#: ``HELD_SAMPLE_MIN`` a shard (``held_audio``).
+#: Sessions one read of the exporter (workers/exporter.py) looks at in all to tell the
+#: oldest audio and the bytes held (two commands each, pipelined), shared evenly among
+#: the shards, at least ``HELD_SAMPLE_MIN`` a shard (``held_audio``).
 HELD_SAMPLE = 20_000
 HELD_SAMPLE_MIN = 2
 QUARANTINE_READ = 1000
@@ -61,9 +62,12 @@ class DeletionBacklog:
     failing: int = 0  # re-checks and notes that failed at least once (they stay, retried)
 
 
-def deletion_backlog(store: WorkerStore, now: float) -> DeletionBacklog:
-    """The re-check queues and blind-upload notes of every shard, in one round trip."""
-    shards = store.all_shards()
+def deletion_backlog(
+    store: WorkerStore, now: float, shards: list[int] | None = None
+) -> DeletionBacklog:
+    """The re-check queues and blind-upload notes of every shard (or of ``shards``), in one
+    round trip."""
+    shards = store.all_shards() if shards is None else shards
     pipe = store.client.pipeline(transaction=False)
     for shard in shards:
         pipe.zcard(deletion_recheck_key(shard))
@@ -116,10 +120,12 @@ class FleetStatus:
         return {**asdict(self), "lag_seconds": self.lag_seconds}
 
 
-def due_shards(store: WorkerStore, now: float) -> list[ShardStatus]:
-    """The lag per due shard: three cheap commands each, in one round trip (metrics read
-    this every scrape)."""
-    shards = store.all_shards()
+def due_shards(
+    store: WorkerStore, now: float, shards: list[int] | None = None
+) -> list[ShardStatus]:
+    """The lag per due shard (of every shard, or of ``shards``): three cheap commands
+    each, in one round trip (the exporter reads this, workers/exporter.py)."""
+    shards = store.all_shards() if shards is None else shards
     pipe = store.client.pipeline(transaction=False)
     for shard in shards:
         key = due_key(shard)
@@ -155,9 +161,12 @@ class HeldAudio:
         return round(self.bytes_sampled * self.sessions / self.sampled)
 
 
-def held_audio(store: WorkerStore, now: float, budget: int = HELD_SAMPLE) -> list[HeldAudio]:
-    """The oldest audio and the bytes held per shard, reading at most ``budget`` sessions
-    (at least ``HELD_SAMPLE_MIN`` a shard): the whole shard when it holds no more, else
+def held_audio(
+    store: WorkerStore, now: float, budget: int = HELD_SAMPLE, shards: list[int] | None = None
+) -> list[HeldAudio]:
+    """The oldest audio and the bytes held per shard (of every shard, or of ``shards``),
+    reading at most ``budget`` sessions (at least ``HELD_SAMPLE_MIN`` a shard): the whole
+    shard when it holds no more, else
     the half of the sample due first and the half due last. The age is the age of a
     stream's first entry, as ``fleet_status`` tells it, so a session backing off (not due)
     counts. Why the two ends of the due index hold the oldest audio: a session that is not
@@ -166,7 +175,7 @@ def held_audio(store: WorkerStore, now: float, budget: int = HELD_SAMPLE) -> lis
     audio; a failing session's due time is pushed back by its backoff, up to
     AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS ahead, past every healthy session's, so the ones
     failing longest are due last (docs/ARCHITECTURE.md, "Monitoring")."""
-    shards = store.all_shards()
+    shards = store.all_shards() if shards is None else shards
     per_shard = max(HELD_SAMPLE_MIN, budget // max(1, len(shards)))
     samples = _due_index_ends(store, shards, per_shard)
     refs = [ref for _, _, shard_refs in samples for ref in shard_refs]
@@ -246,20 +255,42 @@ def held_sessions(store: WorkerStore, limit: int) -> Iterator[SessionRef]:
                 break
 
 
-def quarantined_refs(store: WorkerStore, limit: int) -> list[SessionRef]:
-    """Sessions in the quarantine indexes (they over-cover: some may be empty now)."""
+def quarantined_refs(
+    store: WorkerStore, limit: int, shards: list[int] | None = None
+) -> list[SessionRef]:
+    """Sessions in the quarantine indexes (of every shard, or of ``shards``; they
+    over-cover: some may be empty now)."""
     out: list[SessionRef] = []
-    for shard in store.all_shards():
+    for shard in store.all_shards() if shards is None else shards:
         if len(out) >= limit:  # before asking: a ZRANGE 0 -1 would read the whole index
             break
         out += [SessionRef(shard, s) for s in store.quarantined_sessions(shard, limit - len(out))]
     return out
 
 
-def quarantined_count(store: WorkerStore, limit: int) -> int:
-    """Sessions of the quarantine indexes (their first ``limit``) whose quarantine is not
-    empty (the index over-covers: a refused quarantine still bumped it)."""
-    refs = quarantined_refs(store, limit)
+def quarantined_count(store: WorkerStore, limit: int, shards: list[int] | None = None) -> int:
+    """Sessions of the quarantine indexes (their first ``limit``; of every shard, or of
+    ``shards``) whose quarantine is not empty (the index over-covers: a refused
+    quarantine still bumped it). Three pipelined round trips whatever the shard count
+    (the exporter reads it at every read): the sizes of the indexes, the members of those
+    not empty, the length of each member's quarantine."""
+    shards = store.all_shards() if shards is None else shards
+    pipe = store.client.pipeline(transaction=False)
+    for shard in shards:
+        pipe.zcard(quarantine_index_key(shard))
+    taken: list[tuple[int, int]] = []  # (shard, members to read), the first ``limit``
+    for shard, size in zip(shards, pipe.execute(), strict=True):
+        left = limit - sum(n for _, n in taken)
+        if size and left > 0:
+            taken.append((shard, min(int(size), left)))
+    pipe = store.client.pipeline(transaction=False)
+    for shard, count in taken:
+        pipe.zrange(quarantine_index_key(shard), 0, count - 1)
+    refs = [
+        SessionRef(shard, member.decode())
+        for (shard, _), members in zip(taken, pipe.execute(), strict=True)
+        for member in cast(list[bytes], members)
+    ]
     pipe = store.client.pipeline(transaction=False)
     for ref in refs:
         pipe.xlen(store.in_shard(ref.shard).keys(ref.session_id).quarantine)

@@ -490,8 +490,7 @@ class WorkerStore:
         """The ``maxmemory-policy`` of the stream store, by node (host:port), read from
         ``INFO memory`` (managed Redis services often refuse CONFIG GET)."""
         if not self.is_cluster:
-            kwargs = cast(redis.Redis, self.client).connection_pool.connection_kwargs
-            node = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+            node = self._single_node()
             return {node: _policy(cast(Mapping[str, object], self.client.info("memory")))}
         cluster = cast(redis.cluster.RedisCluster, self.client)
         return {
@@ -567,14 +566,31 @@ class WorkerStore:
 
     def _node_groups(self, shards: list[int]) -> list[list[int]]:
         """``shards`` grouped by the node that holds them (one group on a single Redis)."""
+        return list(self.shards_by_node(shards).values())
+
+    def shards_by_node(self, shards: list[int]) -> dict[str, list[int]]:
+        """``shards`` by the node (host:port) that holds them, as the client last learnt
+        the cluster's slots (no round trip); one node on a single Redis."""
         if not self.is_cluster or not shards:
-            return [shards] if shards else []
+            return {self._single_node(): shards} if shards else {}
         cluster = cast(redis.cluster.RedisCluster, self.client)
         groups: dict[str, list[int]] = {}
         for shard in shards:
             node = cluster.get_node_from_key(due_key(shard))  # type: ignore[no-untyped-call]
             groups.setdefault(node.name, []).append(shard)
-        return list(groups.values())
+        return groups
+
+    def memory_policy_of(self, node: str) -> str:
+        """The ``maxmemory-policy`` of one node (a name ``shards_by_node`` gave)."""
+        if not self.is_cluster:
+            return _policy(cast(Mapping[str, object], self.client.info("memory")))
+        cluster = cast(redis.cluster.RedisCluster, self.client)
+        target = cluster.get_node(node_name=node)  # type: ignore[no-untyped-call]
+        return _policy(cluster.info("memory", target_nodes=target))
+
+    def _single_node(self) -> str:
+        kwargs = cast(redis.Redis, self.client).connection_pool.connection_kwargs
+        return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
     def take_sweep(self, seconds: float) -> bool:
         """True for the first caller within ``seconds`` (fleet-wide): it walks every

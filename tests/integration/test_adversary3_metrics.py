@@ -21,7 +21,7 @@ from backend_hooks import AudioSyncClient
 from backend_hooks.settings import Settings
 from tests.integration.commands import ROOT, celery, scrape
 from tests.integration.flushing import keys
-from workers import metrics, operations, tasks
+from workers import exporter, operations, tasks
 from workers.context import WorkerContext
 from workers.store import LeaseLostError, WorkerStore
 
@@ -118,7 +118,7 @@ def test_a_flush_that_fails_on_redis_is_counted(
 
     up = {
         m.name: m.samples[0].value
-        for m in metrics.RedisCollector(lambda: ctx.store).collect()
+        for m in exporter.fleet_gauges(ctx.store)
         if m.name == "audiosync_redis_up"
     }
     assert up["audiosync_redis_up"] == 1  # reads work: the scrape sees Redis as up
@@ -153,7 +153,7 @@ def test_the_quarantined_sessions_gauge_agrees_with_status(
     status = operations.fleet_status(store)
     gauges = {
         m.name: m.samples[0].value
-        for m in metrics.RedisCollector(lambda: store).collect()
+        for m in exporter.fleet_gauges(store)
         if m.name == "audiosync_quarantined_sessions"
     }
     assert status.quarantined_sessions == 0 and redis_client.xlen(keys(sid).quarantine) == 0

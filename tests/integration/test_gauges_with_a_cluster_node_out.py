@@ -1,14 +1,11 @@
-"""The gauges read from Redis at each scrape, with one Redis Cluster master stalled.
+"""The fleet-wide gauges with one Redis Cluster master stalled.
 
 A master stalled (SIGSTOP: it accepts connections and never answers, as a master hanging
 or failing over does) with ``cluster-require-full-coverage no``: the other masters serve
 their shards and the fleet drains them (test_deleted_mark_on_a_node_that_is_out.py). The
-scrape reads every shard's due index in one cluster pipeline (``operations.due_shards``)
-with the stream store's client, which retries the stalled node for minutes: the scrape
-never answers, so during the outage, when they matter most, there are no gauges at all,
-not even ``audiosync_redis_up 0``, nor those of the shards that serve (Prometheus gives a
-scrape 10 s by default). Each scrape also leaves a thread of the worker's metrics server
-blocked on the node.
+exporter reads node by node, each command one bounded attempt, within its read budget: a
+scrape answers during the outage, when the gauges matter most, with the gauges of the
+shards that serve, ``audiosync_redis_up 0`` and the stalled node named.
 """
 
 # mypy: disable-error-code="no-untyped-call"
@@ -24,7 +21,7 @@ from audiosync_dev.localstack import LocalStack
 from backend_hooks import redis_store
 from backend_hooks.settings import Settings
 from tests.integration.test_deleted_mark_on_a_node_that_is_out import OUT, SHARDS, _env, stalled
-from workers import metrics
+from workers import exporter
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration
@@ -32,13 +29,6 @@ pytestmark = pytest.mark.integration
 SCRAPE_WAIT_SECONDS = 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gauges read every shard through the store's retrying cluster client, in "
-    "one pipeline: a stalled master blocks the whole scrape for minutes. Needs bounded, "
-    "node-by-node reads that report the serving nodes' shards (and the rest as unread), "
-    "as the sweep's dispatch does; not a local change to one reader",
-)
 def test_a_scrape_answers_with_the_serving_shards_while_a_master_is_stalled(
     cluster_stack: LocalStack, cluster_client: RedisCluster
 ) -> None:
@@ -52,7 +42,7 @@ def test_a_scrape_answers_with_the_serving_shards_while_a_master_is_stalled(
     assert serving and len(serving) < SHARDS
     for shard in range(SHARDS):
         ctx.store.in_shard(shard).schedule(f"gauged-{shard}", 0)
-    collector = metrics.RedisCollector(lambda: ctx.store)
+    collector = exporter.FleetCollector.from_settings(ctx.settings)
     scraped: list[Any] = []
 
     with stalled(cluster_stack, OUT):
@@ -62,5 +52,10 @@ def test_a_scrape_answers_with_the_serving_shards_while_a_master_is_stalled(
         answered = not scrape.is_alive()
 
     assert answered, f"the scrape did not answer within {SCRAPE_WAIT_SECONDS} s"
-    due = next(m for m in scraped if m.name == "audiosync_due_sessions")
-    assert {int(s.labels["shard"]) for s in due.samples if s.value} >= set(serving)
+    collector.close()
+    families = {m.name: m for m in scraped}
+    due = families["audiosync_due_sessions"]
+    assert {int(s.labels["shard"]) for s in due.samples if s.value} == set(serving)
+    assert families["audiosync_redis_up"].samples[0].value == 0
+    nodes = {s.labels["node"]: s.value for s in families["audiosync_redis_node_up"].samples}
+    assert [node for node, up in nodes.items() if not up] == [f"127.0.0.1:{out_port}"], nodes

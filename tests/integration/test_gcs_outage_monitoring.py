@@ -1,10 +1,11 @@
 """A GCS outage shows on the fleet's monitoring: the shard tasks' results count the failed
 flushes as errors, and the gauges read from Redis tell the age of the oldest audio held and
-the bytes held, sessions backing off included (a backing-off session is not due, so the
-due age says nothing of it). A worker's counters have every known series from the start.
+the bytes held (the exporter serves them), sessions backing off included (a backing-off
+session is not due, so the due age says nothing of it). A worker's counters have every
+known series from the start.
 
 Real valkey, fake-gcs-server behind the GCS fault proxy, a real ``celery worker`` serving
-its metrics.
+its metrics and a real exporter (``celery -A workers audiosync exporter``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from backend_hooks.redis_store import redis_time
 from backend_hooks.settings import Settings
 from tests.integration.commands import scrape
 from tests.integration.flushing import keys
-from workers import metrics, operations
+from workers import exporter, metrics, operations
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
@@ -75,7 +76,10 @@ def test_a_gcs_outage_shows_in_the_shard_task_results_and_the_held_audio_gauges(
         sid = session.session_id
         failures, stream = keys(sid).failures, keys(sid).chunks
 
-        with processes.worker(env, tmp_path, name="outage", concurrency=2) as worker:
+        with (
+            processes.worker(env, tmp_path, name="outage", concurrency=2) as worker,
+            processes.exporter(env, tmp_path) as fleet,
+        ):
             deadline = time.monotonic() + 120
             while not (
                 int(redis_client.hget(failures, "count") or 0) >= 2  # backing off
@@ -85,8 +89,10 @@ def test_a_gcs_outage_shows_in_the_shard_task_results_and_the_held_audio_gauges(
                 assert time.monotonic() < deadline, worker.tail()
                 time.sleep(0.2)
             before = first_entry_age(redis_client, stream)
-            samples = scrape(port)
+            assert fleet.url is not None
+            gauges = scrape(int(fleet.url.rsplit(":", 1)[1]))
             after = first_entry_age(redis_client, stream)
+            samples = scrape(port)
             size = redis_client.memory_usage(stream)
             log = worker.log.read_text(errors="replace")
         assert proxy.stats.errors >= 2
@@ -94,9 +100,9 @@ def test_a_gcs_outage_shows_in_the_shard_task_results_and_the_held_audio_gauges(
     results = [r for r in shard_results(log) if r["flushes"] + r["errors"]]
     assert all(r["errors"] >= 1 and r["flushes"] == r["objects"] == 0 for r in results), results
     shard = f"shard={keys(sid).shard}"
-    assert before <= samples[f"audiosync_oldest_audio_age_seconds{{{shard}}}"] <= after
-    assert samples[f"audiosync_bytes_held{{{shard}}}"] == size
-    assert samples[f"audiosync_held_sessions_sampled{{{shard}}}"] == 1
+    assert before <= gauges[f"audiosync_oldest_audio_age_seconds{{{shard}}}"] <= after
+    assert gauges[f"audiosync_bytes_held{{{shard}}}"] == size
+    assert gauges[f"audiosync_held_sessions_sampled{{{shard}}}"] == 1
     assert samples["audiosync_flushes_total{outcome=failed}"] >= 1
     assert redis_client.exists(stream)  # nothing was stored, nothing lost
 
@@ -122,8 +128,7 @@ def test_a_fresh_worker_serves_every_known_series_at_zero(
         assert samples[f"audiosync_objects_flushed_total{{outcome={outcome}}}"] == 0
     for reason in metrics.FAILURE_REASONS:
         assert samples[f"audiosync_flush_failures_total{{reason={reason}}}"] == 0
-    assert samples["audiosync_oldest_audio_age_seconds{shard=0}"] == 0
-    assert samples["audiosync_bytes_held{shard=0}"] == 0
+    assert samples["audiosync_object_conflicts_total{}"] == 0
 
 
 def backing_off(store: WorkerStore, client: redis.Redis, sid: str, seconds_ago: float) -> None:
@@ -149,7 +154,7 @@ def gauge_values(store: WorkerStore) -> dict[str, float]:
         f"{sample.name}{{{','.join(f'{k}={v}' for k, v in sorted(sample.labels.items()))}}}": (
             sample.value
         )
-        for family in metrics.fleet_gauges(store)
+        for family in exporter.fleet_gauges(store)
         for sample in family.samples
     }
 

@@ -24,7 +24,7 @@ from backend_hooks.entries import KIND_END, NewEntry
 from backend_hooks.settings import Settings
 from tests.integration.commands import as_json, celery
 from tests.integration.flushing import stored_seqs
-from workers import metrics
+from workers import exporter
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def _store_env(stack: StackInfo, store: StandaloneValkey) -> dict[str, str]:
 
 def _gauges(ctx: WorkerContext) -> dict[str, float]:
     """The gauges a scrape reads from Redis (the first sample of each)."""
-    collected = metrics.RedisCollector(lambda: ctx.store).collect()
+    collected = exporter.fleet_gauges(ctx.store)
     return {m.name: m.samples[0].value for m in collected if m.samples}
 
 
