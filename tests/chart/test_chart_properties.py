@@ -269,3 +269,23 @@ def test_the_spool_drainer_runs_the_spool_cli_in_watch_mode() -> None:
     command = container(rendered("everything-on"), "spool-drainer")["command"]
     assert command[:5] == ["python", "-m", "backend_hooks.spool_cli", "drain", "--watch"]
     assert command[command.index("--metrics-port") + 1] == "9809"
+
+
+def egress_ports(policy: dict[str, Any]) -> set[int]:
+    return {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+
+
+def test_network_policies_let_workers_reach_only_redis_the_broker_gcs_and_dns() -> None:
+    policies = {
+        o["metadata"]["name"]: o
+        for o in rendered("production-example")
+        if o["kind"] == "NetworkPolicy"
+    }
+    worker = policies["audiosync-worker"]
+    assert egress_ports(worker) == {53, 6379, 443}
+    gcs = [r for r in worker["spec"]["egress"] if {p["port"] for p in r["ports"]} == {443}]
+    assert [peer["ipBlock"]["cidr"] for peer in gcs[0]["to"]] == ["199.36.153.8/30"]
+    flower = policies["audiosync-flower"]
+    assert egress_ports(flower) == {53, 6379}
+    (broker,) = [r for r in flower["spec"]["egress"] if {p["port"] for p in r["ports"]} == {6379}]
+    assert [peer["ipBlock"]["cidr"] for peer in broker["to"]] == ["10.20.1.0/29"]
