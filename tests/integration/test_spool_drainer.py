@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey, free_port
 from backend_hooks.redis_store import SessionKeys
@@ -187,3 +188,27 @@ def _appended_count(log: str) -> int:
     """The entries a drainer says it appended since it started (its last log line)."""
     line = next(li for li in reversed(log.splitlines()) if "since it started" in li)
     return int(line.split("appended ", 1)[1].split(" ", 1)[0])
+
+
+def test_a_session_redis_refuses_does_not_hold_back_other_dead_pushers_spools(
+    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+) -> None:
+    """Redis refuses one session's appends (WRONGTYPE: its stream key holds a string). The
+    drainer keeps that session's files, counts the errors, and still drains a dead
+    pusher's spool that appears later; once the key is cleared, the first one too."""
+    spool_dir = tmp_path / "spool"
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
+    unreachable = {**env, "AUDIOSYNC_REDIS_URL": "redis://127.0.0.1:1/0"}  # the pushers spool
+    [refused] = dead_pushers(unreachable, 1, 3)
+    client = redis.Redis.from_url(own_redis.url)
+    client.set(refused.chunks, b"not a stream")
+    with drainers(env, tmp_path, 1, "--interval", "0.2", "--max-backoff", "0.5") as [drainer]:
+        assert wait_for(lambda: drainer.metric("audiosync_spool_drain_errors_total") >= 2, 60)
+        [later] = dead_pushers(unreachable, 1, 3)
+        assert wait_for(lambda: stream(own_redis.url, later) == chunks(3), 60)
+        assert len(spool_files(spool_dir)) == 3  # the refused session's, kept
+        client.delete(refused.chunks)  # the operator clears the collision
+        assert wait_for(lambda: stream(own_redis.url, refused) == chunks(3), 60)
+        assert wait_for(lambda: not spool_files(spool_dir), 30)
+        assert drainer.terminate() == 0
+    assert stream(own_redis.url, later) == chunks(3)
