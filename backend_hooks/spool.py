@@ -398,12 +398,16 @@ def drain_dead_owners(
     deadline: float | None = None,
     progress: Callable[[int], None] | None = None,
     batch: int = 32,
+    refused_session: Callable[[BaseException], bool] = lambda exc: False,
 ) -> int:
     """Adopt every dead owner's directory and append its files, session by session in
     ``n`` order, after what is left of directories this process adopted earlier (their
     append failed); the caller runs one drain at a time per ``spool``. Returns the entries
     appended. Stops early (files kept) when ``may_try`` says no, at ``deadline``
-    (monotonic), or at the first append that fails."""
+    (monotonic), or at the first append that fails, unless ``refused_session`` says the
+    failure is that session's own (Redis refused its key, not Redis away): then that
+    session's files stay and the next session goes on, so one poisoned session does not
+    hold back every directory behind it."""
     drained = 0
     ours = spool.adopted_directories()  # adopted earlier, an append failed: theirs first
     for directory in ours + spool.dead_directories():
@@ -418,6 +422,14 @@ def drain_dead_owners(
             try:
                 count = drain_files(spool, files, append, batch)
             except Exception as exc:
+                if refused_session(exc):
+                    log.warning(
+                        "spool: %s stays in %s for a later drain: %s",
+                        files[0].name,
+                        adopted.name,
+                        exc,
+                    )
+                    continue
                 log.warning("spool: %s stays for a later drain: %s", adopted.name, exc)
                 return drained
             drained += count

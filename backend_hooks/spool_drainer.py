@@ -174,6 +174,7 @@ class Drainer:
                 self._counted_append,
                 may_try=lambda: not self.stop.is_set(),
                 batch=DRAIN_BATCH,
+                refused_session=_refused_session,
             )
         except Exception as exc:  # the volume (adopt, list, rename): the next pass retries
             log.warning("spool drainer: the pass failed: %s", exc, exc_info=True)
@@ -212,6 +213,12 @@ class Drainer:
                 )
             self.stop.wait(wait)
         return appended
+
+
+def _refused_session(exc: BaseException) -> bool:
+    """Redis refused that session's key (``WRONGTYPE``: a collision): the other sessions
+    go on. Redis away, the volume failing or the drainer stopping end the pass."""
+    return isinstance(exc, redis_store.REDIS_ERRORS) and not redis_store.is_outage(exc)
 
 
 def _waiting(seen: spool.SpoolSurvey | None) -> str:
