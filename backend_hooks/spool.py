@@ -398,12 +398,16 @@ def drain_dead_owners(
     deadline: float | None = None,
     progress: Callable[[int], None] | None = None,
     batch: int = 32,
+    refused_session: Callable[[BaseException], bool] = lambda exc: False,
 ) -> int:
     """Adopt every dead owner's directory and append its files, session by session in
     ``n`` order, after what is left of directories this process adopted earlier (their
     append failed); the caller runs one drain at a time per ``spool``. Returns the entries
     appended. Stops early (files kept) when ``may_try`` says no, at ``deadline``
-    (monotonic), or at the first append that fails."""
+    (monotonic), or at the first append that fails, unless ``refused_session`` says the
+    failure is that session's own (Redis refused its key, not Redis away): then that
+    session's files stay and the next session goes on, so one poisoned session does not
+    hold back every directory behind it."""
     drained = 0
     ours = spool.adopted_directories()  # adopted earlier, an append failed: theirs first
     for directory in ours + spool.dead_directories():
@@ -418,6 +422,14 @@ def drain_dead_owners(
             try:
                 count = drain_files(spool, files, append, batch)
             except Exception as exc:
+                if refused_session(exc):
+                    log.warning(
+                        "spool: %s stays in %s for a later drain: %s",
+                        files[0].name,
+                        adopted.name,
+                        exc,
+                    )
+                    continue
                 log.warning("spool: %s stays for a later drain: %s", adopted.name, exc)
                 return drained
             drained += count
@@ -447,3 +459,40 @@ def count_files_of(directory: Path) -> int:
         return sum(1 for p in directory.iterdir() if _parse_name(p.name) is not None)
     except FileNotFoundError:
         return 0
+
+
+@dataclass(frozen=True)
+class SpoolSurvey:
+    """What waits under a spool root now, as the files on disk say."""
+
+    files: int  # entry files of every owner (live or dead), the quarantine excluded
+    bytes: int
+    oldest_mtime: float | None  # the oldest entry file's modification time; None: no file
+    quarantined_files: int
+
+
+def survey(root: Path | str) -> SpoolSurvey:
+    """Count the entry files under ``root``, their bytes and the oldest one's age stamp
+    (one ``stat`` per file: the spool drainer's gauges, once per pass)."""
+    files = total = 0
+    oldest: float | None = None
+    for directory in owner_directories(root):
+        try:
+            names = list(directory.iterdir())
+        except FileNotFoundError:
+            continue  # adopted (renamed) meanwhile: counted under its new name next time
+        for path in names:
+            if _parse_name(path.name) is None:
+                continue
+            try:
+                status = path.stat()
+            except FileNotFoundError:
+                continue  # appended and removed meanwhile
+            files += 1
+            total += status.st_size
+            oldest = status.st_mtime if oldest is None else min(oldest, status.st_mtime)
+    quarantine = Path(root) / QUARANTINE_DIR
+    quarantined = (
+        sum(1 for p in quarantine.iterdir() if p.suffix != ".reason") if quarantine.is_dir() else 0
+    )
+    return SpoolSurvey(files, total, oldest, quarantined)

@@ -1,23 +1,26 @@
-"""``python -m backend_hooks.spool_cli status|drain``: the pusher's disk spool by hand.
+"""``python -m backend_hooks.spool_cli status|drain [--watch]``: the pusher's disk spool.
 
 ``status`` counts what waits in ``AUDIOSYNC_SPOOL_DIR`` (per owner directory, live or
 dead). ``drain`` appends what dead pusher processes left there to Redis, in order, with
 a progress bar, exactly as a starting pusher does in the background; a live pusher's
-files are never touched (its lock is held). Settings come from the environment
+files are never touched (its lock is held). ``drain --watch`` does it every
+``--interval`` seconds until SIGTERM/SIGINT, logging instead of a progress bar, with its
+metrics on ``--metrics-port`` (backend_hooks/spool_drainer.py): the spool drainer of a
+spool directory shared by many pusher pods. Settings come from the environment
 (``AUDIOSYNC_REDIS_URL``, ``AUDIOSYNC_SPOOL_DIR``, ...; README "Settings").
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from backend_hooks import redis_store, spool
+from backend_hooks import spool, spool_drainer
 from backend_hooks.errors import ConfigError
 from backend_hooks.settings import Settings
-from backend_hooks.spool_format import SpoolRecord, consecutive_runs
 
 
 def _bar(total: int) -> Callable[[int], None]:
@@ -33,11 +36,52 @@ def _bar(total: int) -> Callable[[int], None]:
     return step
 
 
+def _seconds(flag: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            return spool_drainer.checked_seconds(flag, float(text))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    return parse
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"a TCP port (1 to 65535), got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backend_hooks.spool_cli")
     parser.add_argument("command", choices=("status", "drain"))
     parser.add_argument("--dir", help="the spool directory (default: AUDIOSYNC_SPOOL_DIR)")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="drain: run until SIGTERM/SIGINT, a pass every --interval seconds",
+    )
+    parser.add_argument(
+        "--interval",
+        type=_seconds("--interval"),
+        default=spool_drainer.DEFAULT_INTERVAL_SECONDS,
+        help="--watch: seconds between passes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-backoff",
+        type=_seconds("--max-backoff"),
+        default=spool_drainer.DEFAULT_MAX_BACKOFF_SECONDS,
+        help="--watch: at most this many seconds between passes after failed ones "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        help="--watch: serve Prometheus metrics on this port (default: none)",
+    )
     args = parser.parse_args(argv)
+    if args.command != "drain" and args.watch:
+        parser.error("--watch goes with drain")
     settings = Settings.from_env(role="pusher")
     root = args.dir or settings.spool_dir
     if not root:
@@ -54,24 +98,21 @@ def main(argv: list[str] | None = None) -> int:
         quarantined = sum(1 for p in (Path(root) / "quarantine").glob("*") if p.suffix != ".reason")
         print(f"  quarantine: {quarantined} files")
         return 0
+    if args.watch:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return spool_drainer.watch(
+            settings,
+            root,
+            interval=args.interval,
+            max_backoff=args.max_backoff,
+            metrics_port=args.metrics_port,
+        )
     own = spool.Spool(
         root, max_bytes=settings.spool_max_bytes, lease_seconds=settings.spool_lease_seconds
     )
-    appender = redis_store.Appender(
-        redis_store.connect(settings.redis_url, cluster=settings.redis_cluster),
-        settings.due_shards,
-    )
-
-    def append(records: list[SpoolRecord]) -> None:
-        for run in consecutive_runs(records):
-            appender.append(
-                redis_store.SessionKeys(run[0].session_id, run[0].shard),
-                [r.entry for r in run],
-                first_n=run[0].n,
-                urgent=True,  # late already: flush promptly
-                max_age_seconds=settings.batch_max_age_seconds,
-            )
-
+    append = spool_drainer.redis_append(settings)
     try:
         total = spool.count_files(root)
         drained = spool.drain_dead_owners(own, append, progress=_bar(total))

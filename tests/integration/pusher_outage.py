@@ -1,9 +1,13 @@
 """Shared helpers of the pusher outage tests: a Redis of their own, a client on it with
-short timeouts, and a read of a session's stream by identity."""
+short timeouts, a read of a session's stream by identity, and a real pusher process that
+spools its chunks (to be killed: a dead pusher's spool)."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +20,8 @@ from redis.retry import Retry
 from backend_hooks.entries import ChunkEntry, parse_entry
 from backend_hooks.redis_store import SessionKeys
 from backend_hooks.settings import Settings
+
+from .commands import ROOT
 
 SECRET = "outage-test-secret-0123456789abcdef"
 
@@ -81,3 +87,58 @@ def spool_files(root: Path) -> list[Path]:
         and p.parent.name != "quarantine"
         and p.suffix in (".open", ".ready", ".uploading", ".done")
     ]
+
+
+PUSHER = """
+import os, sys, time
+from backend_hooks import AudioSyncClient, spool
+from backend_hooks.settings import Settings
+from tests.integration.pusher_outage import noise, quick_client
+
+mode, chunks = sys.argv[1], int(sys.argv[2])
+settings = Settings.from_env(role="pusher")
+if mode == "crash-after-append":
+    real_done = spool.Spool.done
+    def done(self, path):  # the dangerous line: appended, not yet renamed
+        os.kill(os.getpid(), 9)
+    spool.Spool.done = done
+client = AudioSyncClient(settings, redis_client=quick_client(settings.redis_url))
+session = client.open_session("u1", "c1", 8000, "enhanced")
+t0 = float(int(time.time()))
+for k in range(chunks):
+    session.push(noise(40000, seed=k), t0 + 5 * k)
+print(session.session_id, session.redis_keys.shard, session.spooled_entries, flush=True)
+time.sleep(120)  # until killed
+"""
+
+
+def spooling_pusher(
+    mode: str, chunks: int, env: dict[str, str]
+) -> tuple[subprocess.Popen[str], SessionKeys]:
+    """A pusher process that pushes ``chunks`` 5 s chunks of one session at 8 kHz while
+    Redis is away (``mode`` "spool"; "crash-after-append": it SIGKILLs itself after its
+    first append of spooled entries, before their rename), then sleeps until killed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PUSHER, mode, str(chunks)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    session_id, shard, spooled = proc.stdout.readline().split()
+    assert int(spooled) == chunks  # every chunk went to the spool
+    return proc, SessionKeys(session_id, int(shard))
+
+
+def spool_env(env: dict[str, str], url: str, spool_dir: Path) -> dict[str, str]:
+    """The environment of a pusher process (or the spool CLI) on ``url`` and ``spool_dir``."""
+    settings_for(env, url, spool_dir)  # validates
+    return {
+        **env,
+        "AUDIOSYNC_REDIS_URL": url,
+        "ENCRYPTION_SECRET": SECRET,
+        "AUDIOSYNC_SPOOL_DIR": str(spool_dir),
+        "AUDIOSYNC_SPOOL_LEASE_SECONDS": "1",
+        "AUDIOSYNC_BREAKER_SECONDS": "0.3",
+    }

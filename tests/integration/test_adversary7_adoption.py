@@ -15,8 +15,16 @@ import pytest
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient
 
-from .pusher_outage import quick_client, settings_for, spool_files, stream, wait_for
-from .test_spool import CHUNK, _child, _env
+from .pusher_outage import (
+    quick_client,
+    settings_for,
+    spool_env,
+    spool_files,
+    spooling_pusher,
+    stream,
+    wait_for,
+)
+from .test_spool import CHUNK
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +33,9 @@ def test_a_directory_adopted_while_redis_was_away_is_drained_once_it_is_back(
     stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    env = _env(stack, own_redis.url, spool_dir)
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
     own_redis.stop()
-    proc, keys = _child("spool", 3, env)
+    proc, keys = spooling_pusher("spool", 3, env)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # The next pusher starts while Redis is still away: its breaker is closed, so its

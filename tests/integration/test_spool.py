@@ -7,10 +7,7 @@ in order, with all its samples, and the end marker last."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -31,8 +28,17 @@ from backend_hooks import (
 )
 from backend_hooks.redis_store import SessionKeys
 
-from .commands import ROOT, run_python
-from .pusher_outage import SECRET, noise, quick_client, settings_for, spool_files, stream, wait_for
+from .commands import run_python
+from .pusher_outage import (
+    noise,
+    quick_client,
+    settings_for,
+    spool_env,
+    spool_files,
+    spooling_pusher,
+    stream,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 RATE = 8000
@@ -248,64 +254,13 @@ def test_a_single_push_of_ten_minutes_is_taken_whole_and_a_cancelled_apush_loses
 
 
 # -- real processes ------------------------------------------------------------------------
-CHILD = """
-import os, sys, time
-from backend_hooks import AudioSyncClient, spool
-from backend_hooks.settings import Settings
-from tests.integration.pusher_outage import noise, quick_client
-
-mode, chunks = sys.argv[1], int(sys.argv[2])
-settings = Settings.from_env(role="pusher")
-if mode == "crash-after-append":
-    real_done = spool.Spool.done
-    def done(self, path):  # the dangerous line: appended, not yet renamed
-        os.kill(os.getpid(), 9)
-    spool.Spool.done = done
-client = AudioSyncClient(settings, redis_client=quick_client(settings.redis_url))
-session = client.open_session("u1", "c1", 8000, "enhanced")
-t0 = float(int(time.time()))
-for k in range(chunks):
-    session.push(noise(40000, seed=k), t0 + 5 * k)
-print(session.session_id, session.redis_keys.shard, session.spooled_entries, flush=True)
-time.sleep(120)  # until killed
-"""
-
-
-def _child(
-    mode: str, chunks: int, env: dict[str, str]
-) -> tuple[subprocess.Popen[str], SessionKeys]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, mode, str(chunks)],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    session_id, shard, spooled = proc.stdout.readline().split()
-    assert int(spooled) == chunks  # every chunk went to the spool
-    return proc, SessionKeys(session_id, int(shard))
-
-
-def _env(stack: StackInfo, url: str, spool_dir: Path) -> dict[str, str]:
-    settings_for(stack.env(), url, spool_dir)  # validates
-    return {
-        **stack.env(),
-        "AUDIOSYNC_REDIS_URL": url,
-        "ENCRYPTION_SECRET": SECRET,
-        "AUDIOSYNC_SPOOL_DIR": str(spool_dir),
-        "AUDIOSYNC_SPOOL_LEASE_SECONDS": "1",
-        "AUDIOSYNC_BREAKER_SECONDS": "0.3",
-    }
-
-
 def test_a_pusher_killed_with_a_full_spool_is_drained_by_the_next_one(
     stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    env = _env(stack, own_redis.url, spool_dir)
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
     own_redis.stop()
-    proc, keys = _child("spool", 8, env)
+    proc, keys = spooling_pusher("spool", 8, env)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert len(spool_files(spool_dir)) == 8
@@ -325,9 +280,9 @@ def test_a_kill_between_the_append_and_the_rename_duplicates_nothing(
     """The child's maintenance thread appends its first 32 spooled entries and is SIGKILLed
     before renaming the first file; the command drains the rest, appending those 32 again."""
     spool_dir = tmp_path / "spool"
-    env = _env(stack, own_redis.url, spool_dir)
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
     own_redis.stop()
-    proc, keys = _child("crash-after-append", 40, env)
+    proc, keys = spooling_pusher("crash-after-append", 40, env)
     own_redis.start()
     assert proc.wait(30) == -signal.SIGKILL
     assert len(stream(own_redis.url, keys)) == 32  # the append landed, the renames did not

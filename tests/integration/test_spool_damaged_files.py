@@ -13,8 +13,16 @@ import pytest
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient
 
-from .pusher_outage import quick_client, settings_for, spool_files, stream, wait_for
-from .test_spool import CHUNK, _child, _env
+from .pusher_outage import (
+    quick_client,
+    settings_for,
+    spool_env,
+    spool_files,
+    spooling_pusher,
+    stream,
+    wait_for,
+)
+from .test_spool import CHUNK
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +31,9 @@ def test_damaged_spool_files_are_quarantined_with_their_reason_and_the_rest_appe
     stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
 ) -> None:
     spool_dir = tmp_path / "spool"
-    env = _env(stack, own_redis.url, spool_dir)
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
     own_redis.stop()
-    proc, keys = _child("spool", 4, env)  # a pusher killed with 4 chunks spooled
+    proc, keys = spooling_pusher("spool", 4, env)  # a pusher killed with 4 chunks spooled
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     files = sorted(spool_files(spool_dir))

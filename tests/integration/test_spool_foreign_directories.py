@@ -14,8 +14,8 @@ import pytest
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient, spool, spool_cli
 
-from .pusher_outage import quick_client, settings_for, stream, wait_for
-from .test_spool import CHUNK, _child, _env
+from .pusher_outage import quick_client, settings_for, spool_env, spooling_pusher, stream, wait_for
+from .test_spool import CHUNK
 
 pytestmark = pytest.mark.integration
 
@@ -33,9 +33,9 @@ def test_directories_that_are_not_a_pushers_are_left_alone(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     spool_dir = tmp_path / "spool"
-    env = _env(stack, own_redis.url, spool_dir)
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
     own_redis.stop()
-    proc, keys = _child("spool", 2, env)  # a pusher killed with two chunks spooled
+    proc, keys = spooling_pusher("spool", 2, env)  # a pusher killed with two chunks spooled
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     [dead] = [p for p in spool_dir.iterdir() if p.is_dir() and p.name != "quarantine"]
