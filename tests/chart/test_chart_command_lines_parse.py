@@ -17,16 +17,8 @@ from tests.chart.rendering import container, rendered
 COMPONENTS = ["worker", "backfill", "beat", "flower", "exporter"]
 
 
-def cli_has_exporter() -> bool:
-    from workers.cli import audiosync
-
-    return "exporter" in audiosync.commands
-
-
 @pytest.mark.parametrize("name", COMPONENTS)
 def test_the_rendered_celery_command_line_parses(name: str, tmp_path: Path) -> None:
-    if name == "exporter" and not cli_has_exporter():
-        pytest.xfail("exporter lands with the exporter branch")
     command = container(rendered("everything-on"), name)["command"]
     assert command[0] == "celery"
     executable = str(Path(sys.executable).parent / "celery")

@@ -48,16 +48,18 @@ def test_appends_and_flushes_go_on_where_scripts_were_flushed_while_a_master_is_
     node = cluster_client.get_node_from_key(redis_store.due_key(session.redis_keys.shard))
     audio = speech_like(3, 16000, seed=22)
 
-    with processes.worker(env, tmp_path, name="scripts-lost") as worker:
-        with stalled(cluster_stack, OUT):
-            cluster_client.execute_command("SCRIPT FLUSH", target_nodes=node)  # a restart
-            session.push(audio, float(int(time.time())))
-            session.close()
-            assert pusher.stats().breaker.trips == 0, "an append waited on the master that is out"
-            deadline = time.monotonic() + 90
-            while _held(cluster_client, [session]) or not _objects(reader.bucket, cid):
-                assert time.monotonic() < deadline, f"not flushed\n{worker.tail()}"
-                time.sleep(0.2)
+    with (
+        processes.worker(env, tmp_path, name="scripts-lost") as worker,
+        stalled(cluster_stack, OUT),
+    ):
+        cluster_client.execute_command("SCRIPT FLUSH", target_nodes=node)  # a restart
+        session.push(audio, float(int(time.time())))
+        session.close()
+        assert pusher.stats().breaker.trips == 0, "an append waited on the master that is out"
+        deadline = time.monotonic() + 90
+        while _held(cluster_client, [session]) or not _objects(reader.bucket, cid):
+            assert time.monotonic() < deadline, f"not flushed\n{worker.tail()}"
+            time.sleep(0.2)
     pusher.close()
     names = _objects(reader.bucket, cid)
     assert len(names) == 1 and names[0].startswith(naming.conversation_prefix(UID, cid))
