@@ -13,7 +13,7 @@ demo: venv
 test: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 lint: venv
 	$(VENV)/bin/ruff check .
