@@ -16,6 +16,7 @@ from typing import Any
 import click
 import redis
 
+from backend_hooks import __version__
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.ids import validate_id
@@ -43,6 +44,7 @@ def _emit(as_json: bool, data: Any, lines: list[str]) -> None:
 
 
 @click.group(name="audiosync", cls=_Group)
+@click.version_option(__version__, prog_name="audiosync", message="%(prog)s %(version)s")
 def audiosync() -> None:
     """audiosync fleet operations: lag and Redis holdings, flushing now, replays, backfill."""
 

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from backend_hooks.build_info import register_build_info
 from backend_hooks.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -360,6 +361,7 @@ def serve(port: int, store_factory: Any) -> bool:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(RedisCollector(store_factory))
+    register_build_info(registry)
     try:
         start_http_server(port, registry=registry)
     except OSError as exc:
