@@ -147,7 +147,7 @@ def _shard_of_message(ctx: WorkerContext, session_id: str) -> int:
 #: The queue of backfill tasks: its workers need the reader extras (opuslib, libopus) and
 #: ENCRYPTION_SECRET, which the flush fleet never holds, so they are a deployment of their
 #: own: ``celery -A workers worker -Q backfill`` (docs/ARCHITECTURE.md, "Backfill"). The
-#: route is celeryconfig's ``task_routes``.
+#: route is workers.celeryconfig's ``task_routes``.
 BACKFILL_QUEUE = "backfill"
 
 
