@@ -42,11 +42,14 @@ WORKDIR /tmp
 LABEL org.opencontainers.image.title="audiosync" \
       org.opencontainers.image.licenses="MIT"
 
-# ---- pusher-tools: the spool drainer, beside the backend's pushers on the spool volume
-FROM runtime AS pusher-tools
+# ---- libopus for the images that encode or decode Opus (never the fleet's)
+FROM runtime AS runtime-opus
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libopus0 \
     && rm -rf /var/lib/apt/lists/*
+
+# ---- pusher-tools: the spool drainer, beside the backend's pushers on the spool volume
+FROM runtime-opus AS pusher-tools
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels 'audiosync[pusher]'
 USER 10001:10001
@@ -54,10 +57,7 @@ ENTRYPOINT ["python", "-m", "backend_hooks.spool_cli"]
 CMD ["drain", "--watch"]
 
 # ---- backfill: compacting legacy objects decodes and re-encodes Opus, with the key
-FROM runtime AS backfill
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libopus0 \
-    && rm -rf /var/lib/apt/lists/*
+FROM runtime-opus AS backfill
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels 'audiosync[fleet,reader]'
 USER 10001:10001
