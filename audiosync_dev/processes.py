@@ -27,11 +27,22 @@ class ProcessError(RuntimeError):
 
 
 class CeleryProcess:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        python: str = sys.executable,
+        cwd: Path | None = None,
+    ) -> None:
+        """``python -m celery -A workers ARGS`` in ``cwd`` (default: this process's)."""
         self.name = name
-        self.args = [sys.executable, "-m", "celery", "-A", "workers", *args]
+        self.args = [python, "-m", "celery", "-A", "workers", *args]
         self.env = {**os.environ, **env}
         self.log = log
+        self.cwd = cwd
         self._process: subprocess.Popen[bytes] | None = None
         self.url: str | None = None  # where it serves, for servers such as Flower
 
@@ -40,6 +51,7 @@ class CeleryProcess:
         self._process = subprocess.Popen(
             self.args,
             env=self.env,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

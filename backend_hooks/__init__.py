@@ -6,6 +6,7 @@ shared contract modules of this package (entries, naming, container framing, key
 without the pusher's codec, so it runs without libopus.
 """
 
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 from backend_hooks.errors import (
@@ -22,6 +23,12 @@ from backend_hooks.errors import (
     StorageError,
     UnsupportedFormatError,
 )
+
+try:
+    #: The installed release (pyproject.toml's version): one number for every role.
+    __version__ = _metadata.version("audiosync")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from backend_hooks.client import AudioSyncClient
@@ -51,4 +58,5 @@ __all__ = [
     "SpoolFullError",
     "StorageError",
     "UnsupportedFormatError",
+    "__version__",
 ]

@@ -17,7 +17,8 @@ skip Redis), ``audiosync_pusher_breaker_trips_total``,
 unanswered past ``AUDIOSYNC_REDIS_STALL_SECONDS``: Redis counted as stalled),
 ``audiosync_pusher_refused_pushes_total`` (BufferFullError/SpoolFullError),
 ``audiosync_pusher_spool_full_total``, ``audiosync_pusher_spool_adopted_owners_total``,
-``audiosync_pusher_spool_quarantined_files_total``.
+``audiosync_pusher_spool_quarantined_files_total``; and ``audiosync_build_info{version}``
+(backend_hooks/build_info.py: once per registry, however many clients register).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from backend_hooks.breaker import CLOSED
+from backend_hooks.build_info import register_build_info
 
 if TYPE_CHECKING:
     from backend_hooks.client import AudioSyncClient
@@ -86,4 +88,5 @@ def register(client: AudioSyncClient, registry: Any = None) -> PusherCollector:
         registry = REGISTRY
     collector = PusherCollector(client)
     registry.register(collector)
+    register_build_info(registry)
     return collector

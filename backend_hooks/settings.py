@@ -183,7 +183,7 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
     ),
 }
 #: The backfill (workers/backfill.py: the ``audiosync backfill`` command and the
-#: ``backfill`` queue's workers) reads, opens and reseals objects: the fleet's settings,
+#: ``audiosync.backfill`` queue's workers) reads, opens and reseals objects: the fleet's settings,
 #: the reader's (the secrets among them) and the encoder's. Never the flush fleet's role.
 ROLE_VARIABLES["backfill"] = (
     ROLE_VARIABLES["fleet"]

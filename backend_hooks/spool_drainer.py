@@ -30,6 +30,7 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from backend_hooks import redis_store, spool
+from backend_hooks.build_info import register_build_info
 from backend_hooks.settings import Settings
 from backend_hooks.spool_format import SpoolRecord, consecutive_runs
 
@@ -251,6 +252,7 @@ def watch(
     """Run the drainer on ``root`` until SIGTERM or SIGINT; exit status 0."""
     registry = CollectorRegistry()
     metrics = DrainerMetrics(registry)
+    register_build_info(registry)
     own = spool.Spool(
         root, max_bytes=settings.spool_max_bytes, lease_seconds=settings.spool_lease_seconds
     )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent development set-up (used by `make venv`):
 #   - checks python3 >= 3.11 and the libopus shared library (installs it with apt-get as root),
-#   - creates .venv and installs the project with its dev extras when pyproject.toml changed.
+#   - creates .venv and installs the project with its dev extras when pyproject.toml changed,
+#   - puts the checkout on .venv's path (audiosync_dev is not in the wheel).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -36,3 +37,12 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install -q -e '.[dev]'
     touch .venv/.installed
 fi
+
+# The wheel ships backend_hooks and workers only; the development tree (audiosync_dev: local
+# stack, chaos harness, demo) is imported from the checkout by every process of .venv.
+.venv/bin/python - <<'PY'
+import os, sysconfig
+path = os.path.join(sysconfig.get_paths()["purelib"], "audiosync-checkout.pth")
+with open(path, "w") as pth:
+    pth.write(os.getcwd() + "\n")
+PY

@@ -27,7 +27,7 @@ Raw PCM is re-encoded with the pusher's encoder settings (``AUDIOSYNC_OPUS_BITRA
 are resealed as envelope v1 under the current ``ENCRYPTION_SECRET``.
 
 Needs libopus (opuslib, the ``reader`` extras) and the key: it runs in the operator's
-shell or on a worker of the ``backfill`` queue, never on the key-less flush fleet.
+shell or on a worker of the ``audiosync.backfill`` queue, never on the key-less flush fleet.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def load_codec() -> ModuleType:
         raise ConfigError(
             "backfill encodes and decodes Opus and needs opuslib and libopus: run it where "
             "the reader extras are installed (pip install '.[fleet,reader]' and libopus0), "
-            f"e.g. a worker of the 'backfill' queue; here: {exc}"
+            f"e.g. a worker of the 'audiosync.backfill' queue; here: {exc}"
         ) from None
     return codec
 

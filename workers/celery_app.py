@@ -11,7 +11,7 @@ from workers import logs, metrics, shutdown  # noqa: F401
 
 log = logging.getLogger(__name__)
 app = Celery("audiosync")
-app.config_from_object("celeryconfig")
+app.config_from_object("workers.celeryconfig")
 
 
 @signals.worker_init.connect  # type: ignore[untyped-decorator]

@@ -19,6 +19,7 @@ from typing import Any
 import click
 import redis
 
+from backend_hooks import __version__
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.ids import validate_id
@@ -45,7 +46,34 @@ def _emit(as_json: bool, data: Any, lines: list[str]) -> None:
             click.echo(line)
 
 
+#: How long ``backfill --fleet`` waits for the workers' answers to "which queues?".
+INSPECT_TIMEOUT = 2.0
+
+
+def _consumers(queue: str, timeout: float) -> tuple[int, list[str]]:
+    """How many workers answered within ``timeout`` (Celery's ``inspect active_queues``,
+    a broadcast over the broker), and the names of those that consume ``queue``."""
+    from workers import app
+
+    replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    consuming = [
+        name
+        for name, queues in replies.items()
+        if any(q.get("name") == queue for q in queues or [])
+    ]
+    return len(replies), sorted(consuming)
+
+
+def _no_consumer(queue: str, answered: int, timeout: float) -> str:
+    return (
+        f"no worker consumes the '{queue}' queue ({answered} worker(s) answered within "
+        f"{timeout:g} s): the tasks wait in it until one does, e.g. "
+        f"`celery -A workers worker -Q {queue}` with the reader extras and ENCRYPTION_SECRET"
+    )
+
+
 @click.group(name="audiosync", cls=_Group)
+@click.version_option(__version__, prog_name="audiosync", message="%(prog)s %(version)s")
 def audiosync() -> None:
     """audiosync fleet operations: lag and Redis holdings, flushing now, replays, backfill,
     the fleet-wide gauges' exporter."""
@@ -212,7 +240,15 @@ def replay(
 @click.option(
     "--fleet",
     is_flag=True,
-    help="Enqueue one task per conversation on the 'backfill' queue instead of working here.",
+    help="Enqueue one task per conversation on the 'audiosync.backfill' queue instead of "
+    "working here; warns when no worker consumes that queue.",
+)
+@click.option(
+    "--inspect-timeout",
+    type=click.FloatRange(min=0.1, max=600),
+    default=INSPECT_TIMEOUT,
+    show_default=True,
+    help="With --fleet: seconds to wait for the workers to say which queues they consume.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def backfill_command(
@@ -223,6 +259,7 @@ def backfill_command(
     sample_rate: str | None,
     min_age: float,
     fleet: bool,
+    inspect_timeout: float,
     as_json: bool,
 ) -> None:
     """Compact a user's legacy 5 s objects into 60 s objects of the new format.
@@ -246,7 +283,7 @@ def backfill_command(
     rate = None if sample_rate is None else int(sample_rate)
     now_us = time.time_ns() // 1000
     if fleet:
-        from workers.tasks import backfill_conversation
+        from workers.tasks import BACKFILL_QUEUE, backfill_conversation
 
         if conversations:
             chosen = sorted(set(conversations))
@@ -258,10 +295,22 @@ def backfill_command(
             chosen = sorted(backfill.conversations_of(listing, uid))
         for cid in chosen:
             backfill_conversation.delay(uid, cid, delete, rate, min_age, dry_run)
+        answered, consumers = _consumers(BACKFILL_QUEUE, inspect_timeout)
+        warnings = [] if consumers else [_no_consumer(BACKFILL_QUEUE, answered, inspect_timeout)]
+        for line in warnings:
+            click.echo(f"WARNING: {line}", err=True)
         _emit(
             as_json,
-            {"enqueued": chosen, "queue": "backfill"},
-            [f"enqueued {len(chosen)} conversation(s) on the 'backfill' queue"],
+            {
+                "enqueued": chosen,
+                "queue": BACKFILL_QUEUE,
+                "consumers": consumers,
+                "warnings": warnings,
+            },
+            [
+                f"enqueued {len(chosen)} conversation(s) on the '{BACKFILL_QUEUE}' queue",
+                *(f"consumed by {name}" for name in consumers),
+            ],
         )
         return
     with click.progressbar(length=0, label="backfilling", file=sys.stderr) as bar:

@@ -339,8 +339,11 @@ def serve_until(
     the port cannot be bound; ``on_ready`` runs once it is."""
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from backend_hooks.build_info import register_build_info
+
     registry = CollectorRegistry()
     registry.register(collector)
+    register_build_info(registry)
     server, thread = start_http_server(port, addr=address, registry=registry)
     on_ready()
     try:

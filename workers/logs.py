@@ -43,7 +43,7 @@ def _json_if_asked(logger: logging.Logger, **_: object) -> None:
     try:
         wanted = log_format()
     except ConfigError:
-        return  # celeryconfig stops the process with the message
+        return  # workers.celeryconfig stops the process with the message
     if wanted == "json":
         for handler in logger.handlers:
             handler.setFormatter(json_formatter())

@@ -29,6 +29,7 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
+from backend_hooks.build_info import register_build_info
 from backend_hooks.errors import ConfigError
 
 METRICS_PORT_ENV = "AUDIOSYNC_METRICS_PORT"
@@ -222,6 +223,7 @@ def serve(port: int) -> bool:
     _metrics()  # every known series at zero from the start, before the pool's first flush
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    register_build_info(registry)
     try:
         start_http_server(port, registry=registry)
     except OSError as exc:

@@ -11,8 +11,8 @@ Flow control (docs/ARCHITECTURE.md "Shards and flow control"):
   runs the sweep's dispatch itself when no one did within the interval: a pool busy with
   shard tasks keeps dispatching even while beat's sweeps wait behind them in the queue.
 - ``audiosync.flush_session`` flushes one session (operators, benchmarks, tests).
-- ``audiosync.backfill_conversation`` (queue ``backfill``, workers with the reader extras
-  and the key) compacts one conversation's legacy objects (workers/backfill.py).
+- ``audiosync.backfill_conversation`` (queue ``audiosync.backfill``, workers with the reader
+  extras and the key) compacts one conversation's legacy objects (workers/backfill.py).
 - ``audiosync.recheck_deletions`` (beat, every AUDIOSYNC_SWEEP_INTERVAL_SECONDS) lists
   deleted conversations again and resolves blind uploads (workers/deletions.py).
 """
@@ -146,9 +146,10 @@ def _shard_of_message(ctx: WorkerContext, session_id: str) -> int:
 
 #: The queue of backfill tasks: its workers need the reader extras (opuslib, libopus) and
 #: ENCRYPTION_SECRET, which the flush fleet never holds, so they are a deployment of their
-#: own: ``celery -A workers worker -Q backfill`` (docs/ARCHITECTURE.md, "Backfill"). The
-#: route is celeryconfig's ``task_routes``.
-BACKFILL_QUEUE = "backfill"
+#: own: ``celery -A workers worker -Q audiosync.backfill`` (docs/ARCHITECTURE.md,
+#: "Backfill"). The route is workers.celeryconfig's ``task_routes``; the prefix keeps it
+#: apart from an adopter's own queues on a shared broker.
+BACKFILL_QUEUE = "audiosync.backfill"
 
 
 @app.task(

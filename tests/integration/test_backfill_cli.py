@@ -1,10 +1,12 @@
 """``celery -A workers audiosync backfill`` as operators run it, and its Celery task on a
-real worker of the ``backfill`` queue (``celery -A workers worker -Q backfill``), against
+real worker of the ``audiosync.backfill`` queue (``celery -A workers worker -Q
+audiosync.backfill``), against
 the session's valkey and fake-gcs-server."""
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -140,7 +142,8 @@ def test_the_task_refuses_clearly_where_opuslib_is_missing(
 
 @pytest.fixture
 def backfill_worker(env: dict[str, str], tmp_path: Path) -> Iterator[processes.CeleryProcess]:
-    """A worker of the backfill queue only, as deployed: `-Q backfill`, with the key."""
+    """A worker of the backfill queue only, as deployed: `-Q audiosync.backfill`, with the
+    key."""
     redis.Redis.from_url(env["AUDIOSYNC_REDIS_URL"]).flushall()
     args = [
         "worker",
@@ -165,9 +168,18 @@ def test_fleet_mode_runs_one_task_per_conversation_twice_at_once(
     before = {cid: storage.download_merged_audio(uid, cid, context=reader) for cid in "ab"}
     for _ in range(2):  # two operators at once: both sets of tasks race
         sent = as_json(
-            celery("audiosync", "backfill", "--uid", uid, "--fleet", "--delete", "--json", env=env)
+            celery(
+                *("audiosync", "backfill", "--uid", uid, "--fleet", "--delete", "--json"),
+                *("--inspect-timeout", "10"),  # a loaded machine's worker answers late
+                env=env,
+            )
         )
-        assert sent == {"enqueued": ["a", "b"], "queue": "backfill"}
+        assert sent == {
+            "enqueued": ["a", "b"],
+            "queue": "audiosync.backfill",
+            "consumers": [f"backfill@{socket.gethostname()}"],
+            "warnings": [],
+        }
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         log = backfill_worker.log.read_text(errors="replace")

@@ -48,7 +48,7 @@ def test_the_fleet_imports_without_opuslib(stack: StackInfo, no_opus: dict[str, 
         [
             "-c",
             "import sys\n"
-            "import workers, workers.tasks, celeryconfig\n"
+            "import workers, workers.tasks, workers.celeryconfig\n"
             "from workers import app\n"
             "app.loader.import_default_modules()\n"
             "assert 'audiosync-sweep' in app.conf.beat_schedule\n"

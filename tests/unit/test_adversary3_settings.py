@@ -28,7 +28,7 @@ def test_the_fleet_accepts_what_the_pusher_accepts() -> None:
 
 def test_a_worker_starts_with_the_deployment() -> None:
     done = subprocess.run(
-        [sys.executable, "-c", "import celeryconfig"],
+        [sys.executable, "-c", "import workers.celeryconfig"],
         env={**os.environ, **ENV},
         cwd=ROOT,
         capture_output=True,

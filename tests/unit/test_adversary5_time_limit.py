@@ -1,6 +1,6 @@
 """Adversarial review 5: the hard time limit and the shard task's budget.
 
-``celeryconfig.task_time_limit`` is ``10 * AUDIOSYNC_LEASE_SECONDS``, "a backstop, never
+``workers.celeryconfig.task_time_limit`` is ``10 * AUDIOSYNC_LEASE_SECONDS``, "a backstop, never
 the normal end of a flush". Since shard tasks, one task runs for
 ``AUDIOSYNC_SHARD_TASK_SECONDS`` and then waits for the flushes in flight (a flush: up to
 8 uploads of half a lease each, the lease renewed before each: about 4 leases), then
@@ -19,10 +19,10 @@ from tests.integration.commands import run_python
 def test_a_shard_budget_the_time_limit_would_cut_is_refused_or_fits() -> None:
     """Finding 7 (low: a configuration that guarantees hard kills is accepted). Lease
     30 s, shard budget 300 s: shard tasks run under a hard limit longer than the budget
-    plus the longest flush (4 leases) plus a lease of slack (celeryconfig's
+    plus the longest flush (4 leases) plus a lease of slack (workers.celeryconfig's
     task_annotations)."""
     env = {"AUDIOSYNC_LEASE_SECONDS": "30", "AUDIOSYNC_SHARD_TASK_SECONDS": "300"}
-    code = "import celeryconfig, workers.tasks as t\nprint(t.flush_shard.time_limit)"
+    code = "import workers.celeryconfig, workers.tasks as t\nprint(t.flush_shard.time_limit)"
     done = run_python(["-c", code], env)
     assert done.returncode == 0, done.stderr[-400:]
     limit = float(done.stdout.split()[-1])

@@ -51,8 +51,9 @@ task_annotations = {
     }
 }
 # Backfill tasks need opuslib and the key, which the flush fleet has not: they go to a
-# queue of their own, served by `celery -A workers worker -Q backfill` (workers/backfill.py).
-task_routes = {"audiosync.backfill_conversation": {"queue": "backfill"}}
+# queue of their own (workers.tasks.BACKFILL_QUEUE), served by
+# `celery -A workers worker -Q audiosync.backfill` (workers/backfill.py).
+task_routes = {"audiosync.backfill_conversation": {"queue": "audiosync.backfill"}}
 worker_send_task_events = True  # for Flower
 task_send_sent_event = True
 timezone = "UTC"
