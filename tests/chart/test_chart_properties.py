@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import yaml
 
-from workers import celeryconfig
 from backend_hooks.settings import ROLE_VARIABLES
 from tests.chart.rendering import (
     CHART,
@@ -30,6 +29,7 @@ from tests.chart.rendering import (
     rendered,
     workloads,
 )
+from workers import celeryconfig
 
 VALUE_SETS = sorted(VALUE_FILES)
 
