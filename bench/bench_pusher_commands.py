@@ -17,7 +17,8 @@ more (``periodic``'s final flush), then ``client.aclose()``.
 
 Counting: ``CONFIG RESETSTAT`` before the client exists, ``INFO commandstats`` after it
 closed, so the pusher's whole life is in it (its connections' ``CLIENT SETINFO``, the shard
-count's ``SADD``, the first ``EVALSHA``'s ``NOSCRIPT`` and its ``SCRIPT LOAD``). A
+count's ``SADD``, the first ``EVALSHA``'s ``NOSCRIPT`` and the ``EVAL`` that
+sends the script once to that node). A
 ``MONITOR`` (bench/bench_commands.py's ``MonitorTap``) tells the commands the pusher sends
 (a script call counts as one) from the ones the append script runs inside (``GET``,
 ``XADD``, ``SET``, ``TIME``, ``ZADD``); ``INFO commandstats`` counts both, and its total,
