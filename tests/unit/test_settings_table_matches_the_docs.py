@@ -21,6 +21,8 @@ from backend_hooks.settings import (
     VARIABLES,
     Settings,
 )
+from workers.logs import LOG_FORMAT_ENV, log_format
+from workers.metrics import METRICS_PORT_ENV, metrics_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(
@@ -98,6 +100,13 @@ def test_the_derived_names_follow_the_table() -> None:
         if variable.needs is not None:
             assert names.index(variable.needs[0]) < names.index(variable.name)
     assert needed
+
+
+def test_a_variable_read_elsewhere_defaults_as_the_table_says() -> None:
+    assert log_format({}) == VARIABLE[LOG_FORMAT_ENV].default == "text"
+    assert metrics_port({}) is None and VARIABLE[METRICS_PORT_ENV].default is None
+    assert VARIABLE[LOG_FORMAT_ENV].read_in == "workers/logs.py"
+    assert VARIABLE[METRICS_PORT_ENV].read_in == "workers/metrics.py"
 
 
 def container_comments() -> set[str]:
