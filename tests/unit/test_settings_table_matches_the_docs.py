@@ -5,6 +5,7 @@ Redis key table is every key the code names."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import re
 from pathlib import Path
@@ -87,6 +88,14 @@ def test_every_variable_settings_holds_is_parsed_into_a_field_or_combined() -> N
             assert variable.roles, variable.name
             assert variable.field is None or variable.field in fields, variable.name
     assert {v.field for v in VARIABLES if v.field} < fields  # the rest are combined
+
+
+def test_the_settings_fields_defaults_are_the_tables() -> None:
+    """A field with a default (for a Settings built in code) has the table's, parsed."""
+    read = Settings.from_env({})
+    for item in dataclasses.fields(Settings):
+        if item.default is not dataclasses.MISSING:
+            assert getattr(read, item.name) == item.default, item.name
 
 
 def test_the_derived_names_follow_the_table() -> None:
