@@ -357,6 +357,7 @@ _NEEDS_CURRENT_SECRET = (
     "ENCRYPTION_SECRET",
     "set the current secret (it seals) and keep the old ones in ENCRYPTION_SECRET_PREVIOUS(_JSON)",
 )
+# The sets of roles the rows use.
 _ALL = _roles(PUSHER, READER, FLEET, BACKFILL)
 _FLEET = _roles(FLEET, BACKFILL)
 _READER = _roles(READER, BACKFILL)
@@ -367,7 +368,8 @@ _SECRETS = _roles(PUSHER, READER, BACKFILL)  # never the fleet: it holds no key
 _BATCH = _roles(PUSHER, FLEET, BACKFILL)  # the pusher's batches are the fleet's objects
 _TIMESTAMPS = _roles(PUSHER, FLEET, BACKFILL)  # the pusher's window is inside the fleet's
 
-#: Every environment variable audiosync reads, in README's order (a test holds README's
+#: Every environment variable audiosync reads (but requests' proxy and CA variables, which
+#: backend_hooks/gcs.py reads as requests would), in README's order (a test holds README's
 #: settings table to it): ``Settings.from_env`` parses each one that has a parser, then
 #: checks the settings that bound one another.
 # fmt: off
