@@ -142,7 +142,7 @@ class AudioSyncClient:
         check_levels(settings, protection_levels)
         return cls(settings)
 
-    # -- rollout flags (issue 7; backend_hooks/rollout.py) ---------------------------------
+    # -- who is on audiosync, and on the spool (backend_hooks/rollout.py) -------------------
     def enabled_for(self, uid: str) -> bool:
         """Whether ``uid``'s audio goes through audiosync (``AUDIOSYNC_ROLLOUT_*``); if not,
         the backend keeps its old upload path for that user. Stable per uid."""
