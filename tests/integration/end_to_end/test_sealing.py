@@ -1,6 +1,6 @@
 """Envelope v1 end to end: a real pusher seals, the real flush stores into the GCS
 emulator, the reader opens; then the bucket is tampered with as an attacker or a bug
-would (issue 7, finding 6), and key rotation is done as an operator would.
+would (records dropped, copied, spliced), and key rotation is done as an operator would.
 """
 
 from __future__ import annotations

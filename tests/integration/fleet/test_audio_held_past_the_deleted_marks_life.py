@@ -1,4 +1,4 @@
-"""Adversary 8: audio held longer than the deleted mark lives.
+"""Audio held longer than the deleted mark lives.
 
 ``delete_conversation_audio``'s mark expires after ``AUDIOSYNC_DELETED_MARK_SECONDS``
 (30 days). Audio of the conversation that Redis still holds after that is uploaded into
@@ -33,16 +33,16 @@ def test_audio_held_past_the_marks_life_is_not_uploaded_into_the_deleted_convers
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
     client = AudioSyncClient(ctx.settings, clock=clock)
-    session = client.open_session("adv8-exp", "gone-conv", 16000, "standard")
+    session = client.open_session("held-exp", "gone-conv", 16000, "standard")
     session.push(speech_like(2, 16000, seed=1), T0)
     session.close()
     clock.sync(ctx.store.client)
-    mark_conversation_deleted(ctx.store.client, "adv8-exp", "gone-conv", ttl_seconds=3600)
-    ctx.store.client.delete(deleted_conversation_key("adv8-exp", "gone-conv"))  # 30 days on
+    mark_conversation_deleted(ctx.store.client, "held-exp", "gone-conv", ttl_seconds=3600)
+    ctx.store.client.delete(deleted_conversation_key("held-exp", "gone-conv"))  # 30 days on
     clock.now += ctx.settings.deleted_mark_seconds + 60
     result = flush(ctx, session.session_id)
     client.close()
-    prefix = naming.conversation_prefix("adv8-exp", "gone-conv")
+    prefix = naming.conversation_prefix("held-exp", "gone-conv")
     assert [o.name for o in ctx.bucket.list(prefix)] == []
     assert result.quarantined == 1 and result.objects_created == 0  # kept, not uploaded
     [held] = ctx.store.read_quarantine(session.session_id, 10)
@@ -53,7 +53,7 @@ def test_audio_younger_than_the_marks_life_is_uploaded(
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
     client = AudioSyncClient(ctx.settings, clock=clock)
-    session = client.open_session("adv8-young", "kept-conv", 16000, "standard")
+    session = client.open_session("held-young", "kept-conv", 16000, "standard")
     session.push(speech_like(2, 16000, seed=2), T0)
     session.close()
     clock.sync(ctx.store.client)

@@ -1,4 +1,4 @@
-"""Adversary 8: the backfill's resume step must never delete a sealed legacy source on
+"""The backfill's resume step must never delete a sealed legacy source on
 the word of a plain (standard) object.
 
 ``earlier_objects`` trusts any new object whose ``audiosync-backfill-sources`` metadata
@@ -65,7 +65,7 @@ def source_claim(source: plan.Source) -> dict[str, int]:
 def test_a_plain_object_claiming_a_sealed_source_never_gets_it_deleted(
     bf: backfill.Backfill,
 ) -> None:
-    uid, cid = f"adv8lvl-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"lvl-{uuid.uuid4().hex[:8]}", "conv"
     source, plain = _plain_claim_of_sealed(bf, uid, cid)
     report = backfill.backfill_conversation(
         bf, uid, cid, now_us=NOW_US, delete=True, sample_rate=8000

@@ -1,4 +1,4 @@
-"""Adversary 8: the backfill report's numbers after a GCS failure half-way.
+"""The backfill report's numbers after a GCS failure half-way.
 
 ``backfill_user`` turned a conversation's ``StorageError`` into one "failed" line and
 dropped that conversation's report: the objects it had already written (and verified)
@@ -37,7 +37,7 @@ def bf(stack: Any) -> backfill.Backfill:
 def test_a_conversation_stopped_by_gcs_reports_what_it_wrote(
     bf: backfill.Backfill, monkeypatch: Any
 ) -> None:
-    uid, cid = f"adv8rep-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"rep-{uuid.uuid4().hex[:8]}", "conv"
     rng = random.Random(9)
     write_legacy(bf.bucket, uid, cid, ".bin", [T0], [rng.randbytes(32000)])
     write_legacy(

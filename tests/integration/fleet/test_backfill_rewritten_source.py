@@ -1,4 +1,4 @@
-"""Adversary 8: a legacy source rewritten after a backfill run wrote its object.
+"""A legacy source rewritten after a backfill run wrote its object.
 
 The resume step matched an earlier object's claimed sources by file name and size only,
 and verified chunk layout only (raw PCM goes through a lossy encoder). A legacy ``.bin``
@@ -38,7 +38,7 @@ def bf(stack: Any) -> backfill.Backfill:
 def test_a_source_rewritten_after_its_object_was_written_is_kept(
     bf: backfill.Backfill,
 ) -> None:
-    uid, cid = f"adv8rw-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"rw-{uuid.uuid4().hex[:8]}", "conv"
     rng = random.Random(8)
     first = write_legacy(bf.bucket, uid, cid, ".bin", [T0], [rng.randbytes(32000)])
     write_legacy(bf.bucket, uid, cid, ".bin", [T0 + 2], [rng.randbytes(32000)])
@@ -67,7 +67,7 @@ def test_a_source_rewritten_after_its_object_was_written_is_kept(
 def test_a_rewritten_source_after_a_run_killed_mid_deletion_is_kept(
     bf: backfill.Backfill,
 ) -> None:
-    uid, cid = f"adv8rw-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"rw-{uuid.uuid4().hex[:8]}", "conv"
     rng = random.Random(10)
     first = write_legacy(bf.bucket, uid, cid, ".bin", [T0], [rng.randbytes(32000)])
     second = write_legacy(bf.bucket, uid, cid, ".bin", [T0 + 2], [rng.randbytes(32000)])

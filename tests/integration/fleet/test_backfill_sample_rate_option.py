@@ -1,4 +1,4 @@
-"""Adversary 8: ``backfill --sample-rate`` against what a conversation's objects tell.
+"""``backfill --sample-rate`` against what a conversation's objects tell.
 
 An operator who runs ``backfill --uid U --sample-rate 16000 --delete`` over a user whose
 older conversations were recorded at 8 kHz (the old default, pcm8) had those re-encoded
@@ -47,7 +47,7 @@ def _at_8k(bf: backfill.Backfill, uid: str, cid: str) -> list[str]:
 def test_a_sample_rate_the_objects_contradict_skips_the_conversation(
     bf: backfill.Backfill,
 ) -> None:
-    uid, cid = f"adv8rate-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"rate-{uuid.uuid4().hex[:8]}", "conv"
     sources = _at_8k(bf, uid, cid)
     report = backfill.backfill_user(bf, uid, [cid], now_us=NOW_US, delete=True, sample_rate=16000)
     left = sorted(o.name for o in bf.bucket.list(naming.conversation_prefix(uid, cid)))
@@ -58,7 +58,7 @@ def test_a_sample_rate_the_objects_contradict_skips_the_conversation(
 
 
 def test_the_rate_the_objects_tell_is_taken_as_given(bf: backfill.Backfill) -> None:
-    uid, cid = f"adv8rate-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"rate-{uuid.uuid4().hex[:8]}", "conv"
     sources = _at_8k(bf, uid, cid)
     report = backfill.backfill_user(bf, uid, [cid], now_us=NOW_US, delete=True, sample_rate=8000)
     assert len(report.written) == 1 and sorted(report.deleted) == sources, report.lines()

@@ -1,4 +1,4 @@
-"""Adversary 8: the ``audiosync.backfill_conversation`` task's ``min_age_seconds``,
+"""The ``audiosync.backfill_conversation`` task's ``min_age_seconds``,
 ``delete`` and ``dry_run`` (``delete="false"`` from a producer is truthy).
 
 The CLI bounds ``--min-age`` (``FloatRange(min=0)``), the task took whatever a producer
@@ -35,7 +35,7 @@ def test_a_bad_min_age_is_refused_and_a_live_object_left_alone(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     bucket = GcsBucket.from_settings(Settings.from_env(env, role="backfill"))
-    uid, cid = f"adv8task-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"task-{uuid.uuid4().hex[:8]}", "conv"
     young = write_legacy(bucket, uid, cid, ".bin", [time.time() - 5], [speech_like(1, 16000, 1)])
     result = tasks.backfill_conversation.run(uid, cid, True, 16000, min_age)
     assert "min_age" in result.get("error", ""), result
@@ -51,7 +51,7 @@ def test_delete_and_dry_run_must_be_booleans(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     bucket = GcsBucket.from_settings(Settings.from_env(env, role="backfill"))
-    uid, cid = f"adv8flag-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"flag-{uuid.uuid4().hex[:8]}", "conv"
     old = time.time() - 3 * 3600
     sources = [
         write_legacy(bucket, uid, cid, ".bin", [old + 2 * i], [speech_like(2, 16000, i)])

@@ -1,6 +1,7 @@
-"""Adversarial tests of ``celery -A workers audiosync status|replay`` (workers/cli.py,
-workers/operations.py). Each test states the behaviour an operator relies on; each failed
-on the code as first reviewed, and passes since the fixes it names.
+"""``celery -A workers audiosync status|replay`` (workers/cli.py, workers/operations.py):
+replay's filters move exactly what they match, a dry run reports what the real run moves,
+and status probes what is held, needing only Redis and saying when it is down. Each test
+states the behaviour an operator relies on.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def test_replay_quarantined_with_reason_moves_every_matching_entry(
     a deploy fixed): one ``replay --quarantined --reason`` run must put them all back (or
     at least not report that it is done while 205 stay in quarantine)."""
     env = stack.env()
-    sid = "adv3-many-" + uuid.uuid4().hex[:8]
+    sid = "cli-many-" + uuid.uuid4().hex[:8]
     pipe = redis_client.pipeline()
     for i in range(1205):
         pipe.xadd(
@@ -125,7 +126,7 @@ def test_dry_run_reports_what_the_real_run_moves(
     stack: StackInfo, redis_client: redis.Redis
 ) -> None:
     env = stack.env()
-    sid = "adv3-dry-" + uuid.uuid4().hex[:8]
+    sid = "cli-dry-" + uuid.uuid4().hex[:8]
     pipe = redis_client.pipeline()
     for i in range(1205):
         pipe.xadd(
@@ -158,7 +159,7 @@ def test_status_probe_sees_audio_held_by_a_failing_session(
     store = WorkerStore(
         redis.Redis.from_url(stack.redis_url), Settings.from_env(stack.env()).due_shards
     )
-    sid = "adv3-failing-" + uuid.uuid4().hex[:8]
+    sid = "cli-failing-" + uuid.uuid4().hex[:8]
     now = store.time()
     old_ms = int((now - 600) * 1000)
     for i in range(3):  # appended 10 minutes ago (stream ids are append times)
@@ -229,7 +230,7 @@ def test_replay_user_conversation_finds_a_session_that_switched_to_it(
     env = stack.env()
     settings = Settings.from_env(env)
     client = AudioSyncClient(settings)
-    session = client.open_session("adv3-switcher", "c1", 8000, "standard")
+    session = client.open_session("cli-switcher", "c1", 8000, "standard")
     start = time.time() - 20
     session.push(bytes(2 * 8000 * 10), start)
     session.switch_conversation("c2")
@@ -244,7 +245,7 @@ def test_replay_user_conversation_finds_a_session_that_switched_to_it(
         "audiosync",
         "replay",
         "--user",
-        "adv3-switcher",
+        "cli-switcher",
         "--conversation",
         "c2",
         "--dry-run",

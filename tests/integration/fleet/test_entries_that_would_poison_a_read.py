@@ -1,5 +1,5 @@
-"""Entries that passed validate_entry but made the whole conversation unreadable (found by
-an adversarial review). The worker now counts the samples a standard chunk's Opus packets
+"""Entries that pass validate_entry's format checks but would make the whole conversation
+unreadable. The worker counts the samples a standard chunk's Opus packets
 hold (from their TOC bytes) and quarantines a chunk that holds fewer than its tags say.
 A sealed record that no key opens stays the reader's to handle: a strict read names it,
 ``skip_broken`` leaves out that record alone.
@@ -71,8 +71,8 @@ def test_a_chunk_whose_packets_hold_too_few_samples_is_quarantined(
 def test_a_sealed_record_that_does_not_open_is_named_or_skipped_alone(ctx: WorkerContext) -> None:
     """The worker holds no key, so it stores a record that no key opens with its
     neighbours: a strict read names it; ``skip_broken`` reads the other chunks of its
-    object and reports the record (issue 8)."""
-    secret = b"adversary-secret-0123456789-abcdef"
+    object and reports the record."""
+    secret = b"unopenable-record-secret-0123456789"
     settings = replace(ctx.settings, encryption_secret=secret)
     client = AudioSyncClient(settings)
     uid = f"sealed-{uuid.uuid4().hex[:8]}"

@@ -1,6 +1,6 @@
 """The upgrade path (FORMATS.md 5.5) still validates a first-release cut by this release's
-rules (adversarial review 2; each test failed before the fix: a legacy cut is now checked
-only as the first release checked it, by parsing, and an emptied cut drops ``:intent``).
+rules: a legacy cut is checked only as the first release checked it, by parsing, and an
+emptied cut drops ``:intent``.
 
 While ``:intent`` exists the flush reads up to the pinned entry and plans "by the first
 release's rules" so it "writes the same objects byte for byte", but ``_checked`` still runs

@@ -1,7 +1,7 @@
-"""The upgrade path (FORMATS.md 5.5) did not reproduce a first-release cut (found by an
-adversarial review; both tests failed before the fix). Now, while ``:intent`` exists, the
-flush reads up to the pinned entry whatever its read limit and plans by the first
-release's rules: every group written, no object cap, repeats kept. What the review found:
+"""The upgrade path (FORMATS.md 5.5) reproduces a first-release cut: while ``:intent``
+exists, the flush reads up to the pinned entry whatever its read limit and plans by the
+first release's rules: every group written, no object cap, repeats kept. The fault this
+guards against:
 
 "A first-release flush that died after uploading left ``:intent``; the next flush cuts at
 that entry again (the old rule), records that as its plan and deletes ``:intent``, so it

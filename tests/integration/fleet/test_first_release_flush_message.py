@@ -1,4 +1,4 @@
-"""Adversarial review 5: the release before shards, during a rolling upgrade.
+"""The release before shards, during a rolling upgrade.
 
 The previous release's sweep claimed a legacy session (``audiosync:due:{0}``, claim: one
 lease) and queued ``audiosync.flush_session`` with the session id as its only argument.
@@ -29,11 +29,11 @@ pytestmark = pytest.mark.integration
 def test_a_first_release_flush_session_message_flushes_the_legacy_session(
     stack: StackInfo, redis_client: redis.Redis
 ) -> None:
-    """Finding 8 (low: delays legacy sessions during the upgrade window). A queued
-    previous-release message ``flush_session(S)`` for a session S with legacy keys must
-    flush S's legacy stream; today it flushes the keys of shard_of(S) and leaves S."""
+    """A queued previous-release message ``flush_session(S)`` for a session S with legacy
+    keys flushes S's legacy stream, not the keys of shard_of(S) (which would delay legacy
+    sessions during the upgrade window)."""
     client = AudioSyncClient(Settings.from_env(stack.env()))
-    session = client.open_session("adv5-legacy", "conv", RATE, "standard")
+    session = client.open_session("shard-legacy", "conv", RATE, "standard")
     session.redis_keys = redis_store.SessionKeys(session.session_id, redis_store.LEGACY_SHARD)
     session.push(CHUNK * 2, time.time() - 10)
     session.close()

@@ -1,6 +1,6 @@
-"""Adversarial tests of the fleet's Prometheus metrics (workers/metrics.py, the hooks in
-workers/celery_app.py, the recording in workers/tasks.py); each failed on the code as first
-reviewed."""
+"""The fleet's Prometheus metrics (workers/metrics.py, the hooks in workers/celery_app.py,
+the recording in workers/tasks.py): every worker's flushes counted, failed ones too, the
+quarantine gauge agreeing with status, and no metrics directory left by a CLI run."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_a_flush_that_fails_on_redis_is_counted(
     failed_before = _value("audiosync_flushes_total", {"outcome": "failed"})
 
     with pytest.raises(redis.RedisError):
-        tasks.flush_session("adv3-oom-session")  # what the pool process runs
+        tasks.flush_session("metrics-oom-session")  # what the pool process runs
 
     up = {
         m.name: m.samples[0].value
@@ -138,7 +138,7 @@ def test_the_quarantined_sessions_gauge_agrees_with_status(
     the empty quarantine (0 sessions); the gauge counts the index (1) for ever."""
     settings = Settings.from_env(stack.env())
     client = AudioSyncClient(settings)
-    session = client.open_session("adv3-gauge", "conv", 8000, "standard")
+    session = client.open_session("metrics-gauge", "conv", 8000, "standard")
     session.push(bytes(2 * 8000 * 5), time.time() - 5)
     client.close()
     sid = session.session_id

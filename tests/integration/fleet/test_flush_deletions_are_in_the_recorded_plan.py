@@ -1,6 +1,5 @@
-"""The flush's ``drop_ids`` were not part of the recorded plan (found by an adversarial
-review; failed before the fix, which puts every deletion of a flush that uploads into
-some object's commit). What the review found:
+"""Every deletion of a flush that uploads is part of the recorded plan (in some object's
+commit), ``drop_ids`` included. The fault this guards against:
 
 A repeat (a retried append of a chunk already in the read) that lies after the last
 written object's last chunk is not in any object's ``also``: it goes to

@@ -1,5 +1,5 @@
-"""A flush that lost its lease while parking raised out of flush_session (found by an
-adversarial review; now it returns ``skipped="lease lost"``). What the review found:
+"""A flush that loses its lease while parking returns ``skipped="lease lost"`` instead of
+raising out of flush_session. The fault this guards against:
 
 flush.py: "any other exception: the failure is counted ... never a crash loop"; the
 lease-lost case is meant to end in ``FlushResult(skipped="lease lost")``. ``failed()``

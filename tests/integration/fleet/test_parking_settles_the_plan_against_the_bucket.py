@@ -1,6 +1,6 @@
-"""An object stored in GCS whose plan Redis no longer has, then a new cut (found by an
-adversarial review). Parking now settles the plan against the bucket first; the Redis
-crash case is a documented limit of ``appendfsync everysec`` (a strict xfail here).
+"""An object stored in GCS whose plan Redis no longer has, then a new cut. Parking settles
+the plan against the bucket first; the Redis crash case is a documented limit of
+``appendfsync everysec`` (a strict xfail here).
 
 Exactly once rests on "a recorded plan is carried out byte for byte by any successor":
 an object already stored comes back as a 412 checked equal. Whenever the plan goes away

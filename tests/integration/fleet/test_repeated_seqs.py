@@ -1,8 +1,8 @@
-"""Repeated seqs that escaped the planner's "repeat within one read" rule (found by an
-adversarial review; each test failed before the fix). Fixed by deleting a repeat with the
+"""Repeated seqs that escape the planner's "repeat within one read" rule. Handled by
+deleting a repeat with the
 object that holds its original, wherever it lies, and by the session's stored-seq bitmap
 (``audiosync:{S}:stored``, set by each commit), which sends a chunk whose seq is already
-stored to quarantine. What the review found:
+stored to quarantine. The faults this guards against:
 
 The planner drops a chunk whose seq already appeared *earlier in the same read* and
 deletes it "with the rest" (workers/planner.py). Deletion is a prefix of the stream,

@@ -1,18 +1,18 @@
-"""Adversarial review 5: a session whose shard is not one the fleet drains.
+"""A session whose shard is not one the fleet drains.
 
 ``shard_of`` is computed once, by the pusher, with the pusher's AUDIOSYNC_DUE_SHARDS; the
 fleet drains ``range(its own AUDIOSYNC_DUE_SHARDS)`` (``WorkerStore.all_shards``). Nothing
 compares the two. So when the fleet's count is lower than a pusher's (the count lowered
 from 32 to 16: every session opened before, and every pusher not yet restarted, writes to
 shards 16..31; or pushers and fleet simply configured differently), a session in a shard
->= the fleet's count is:
+>= the fleet's count would be:
 
-- never flushed: its audio sits in Redis until the stream's memory runs out (finding 1);
+- never flushed: its audio sits in Redis until the stream's memory runs out;
 - invisible to ``celery -A workers audiosync status``: no lag, no stream, no bytes, so the
-  ``--max-lag`` probe stays green while audio is stranded (finding 2);
-- "not in Redis" for ``replay --session``, so an operator cannot even make it due (3).
+  ``--max-lag`` probe stays green while audio is stranded;
+- "not in Redis" for ``replay --session``, so an operator cannot even make it due.
 
-Each test asserts what a deployment needs and fails today.
+Each test asserts what a deployment needs instead.
 """
 
 from __future__ import annotations
@@ -67,12 +67,12 @@ def _fleet_store(stack: StackInfo) -> WorkerStore:
 def test_a_session_in_a_shard_beyond_the_fleets_count_is_flushed(
     stack: StackInfo, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    """Finding 1 (high: audio never reaches GCS). AUDIOSYNC_DUE_SHARDS lowered from 32 to
+    """Audio reaches GCS from any shard. AUDIOSYNC_DUE_SHARDS lowered from 32 to
     16 (or the pushers' and the fleet's differ): a closed session in shard >= 16 must still
     be flushed by the fleet; a control session in a shard < 16 shows the worker runs."""
-    sid, uid = _push_beyond(stack, "adv5-stranded")
+    sid, uid = _push_beyond(stack, "shard-stranded")
     control = AudioSyncClient(Settings.from_env(_env(stack, FLEET_SHARDS)))
-    session = control.open_session("adv5-control", "conv", RATE, "standard")
+    session = control.open_session("shard-control", "conv", RATE, "standard")
     session.push(CHUNK, time.time() - 5)
     session.close()
     control.close()
@@ -81,7 +81,7 @@ def test_a_session_in_a_shard_beyond_the_fleets_count_is_flushed(
     shard = redis_store.shard_of(sid, PUSHER_SHARDS)
     stream = redis_store.SessionKeys(sid, shard).chunks
     control_stream = session.redis_keys.chunks
-    with processes.worker(env, tmp_path, name="adv5-shards", concurrency=2) as worker:
+    with processes.worker(env, tmp_path, name="shard-shards", concurrency=2) as worker:
         deadline = time.monotonic() + 30
         while redis_client.exists(control_stream):
             assert time.monotonic() < deadline, worker.tail()
@@ -101,10 +101,10 @@ def test_a_session_in_a_shard_beyond_the_fleets_count_is_flushed(
 def test_status_reports_audio_held_in_a_shard_beyond_the_fleets_count(
     stack: StackInfo, redis_client: redis.Redis
 ) -> None:
-    """Finding 2 (high: the lag probe is blind). ``audiosync status`` of a 16-shard fleet
+    """The lag probe sees every shard. ``audiosync status`` of a 16-shard fleet
     must count the stream (and its age) of a session that a 32-shard pusher put in shard
-    >= 16; today it reports 0 streams and 0 s lag, and ``--max-lag`` exits 0."""
-    sid, _ = _push_beyond(stack, "adv5-blind")
+    >= 16, not 0 streams and 0 s lag with ``--max-lag`` exiting 0."""
+    sid, _ = _push_beyond(stack, "shard-blind")
     held = redis_client.xlen(redis_store.SessionKeys(sid, redis_store.shard_of(sid, 32)).chunks)
     streams = len(redis_client.keys(redis_store.session_key_pattern("chunks")))  # with the
     report = operations.fleet_status(_fleet_store(stack))  # sessions that missed the shard
@@ -119,10 +119,10 @@ def test_status_reports_audio_held_in_a_shard_beyond_the_fleets_count(
 def test_replay_session_finds_a_session_in_a_shard_beyond_the_fleets_count(
     stack: StackInfo, redis_client: redis.Redis
 ) -> None:
-    """Finding 3 (medium: no operator way out). ``replay --session S`` must find S's
-    entries wherever they are; today ``locate`` looks only in the fleet's shards and the
-    command answers that S is not in Redis."""
-    sid, _ = _push_beyond(stack, "adv5-replay")
+    """An operator's way out: ``replay --session S`` must find S's
+    entries wherever they are, not only in the fleet's shards (answering that S is not in
+    Redis)."""
+    sid, _ = _push_beyond(stack, "shard-replay")
     assert operations.locate(_fleet_store(stack), sid), f"locate does not find {sid}"
     done = as_json(
         celery("audiosync", "replay", "--session", sid, "--json", env=_env(stack, FLEET_SHARDS))

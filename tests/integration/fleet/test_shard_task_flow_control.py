@@ -1,4 +1,4 @@
-"""Adversarial review 5: flow control of the shard tasks (workers/drain.py, tasks.py).
+"""Flow control of the shard tasks (workers/drain.py, tasks.py).
 
 The promise (workers/tasks.py, drain.py): "at most one shard task is queued or running
 per shard"; "however long the backlog, a shard has at most one task in the queue: a sweep
@@ -6,12 +6,12 @@ never multiplies work". The dispatch hold that keeps it lasts
 ``shard_task_seconds + 2 * lease`` when the sweep sets it, and one lease when the running
 task renews it. Two ways it lapses while the task it stands for still exists:
 
-- finding 4: after its budget a task waits for its flushes in flight *without renewing
+- after its budget a task waits for its flushes in flight *without renewing
   the hold*. A flush may take several leases (up to 8 uploads of half a lease each, the
   lease renewed before each), so the hold runs out one lease after the last renewal, the
   claims of the sessions in flight (one lease) run out too, and the next sweep sends a
   second task of the shard while the first is still running: two tasks drain one shard.
-- finding 5: a task waiting in a backed-up queue (all pool processes busy) longer than
+- a task waiting in a backed-up queue (all pool processes busy) longer than
   the hold: the next sweep (or the dispatch at the end of any shard task) sends another
   task of the same shard. The queue then holds several tasks of one shard, and the older
   one, when it finally runs, finds the newer token holding and does nothing (the no-op
@@ -51,10 +51,10 @@ def _one_shard(stack: StackInfo, clock: FakeClock, **env: str) -> WorkerContext:
 def test_the_hold_is_kept_while_a_task_waits_for_its_last_flushes(
     stack: StackInfo, redis_client: redis.Redis, clock: FakeClock
 ) -> None:
-    """Finding 4 (medium: the per-shard bound breaks; two tasks flush one shard). Lease
+    """The hold outlives the budget (else two tasks flush one shard). Lease
     1 s, budget 0.3 s; the one flush in flight takes 3 s (a slow upload: a flush may take
     up to about 4 leases). While the task is still running, the sweep must not be able to
-    send a second task of the shard; today the hold expires 1 s after the budget."""
+    send a second task of the shard (the hold once expired 1 s after the budget)."""
     ctx = _one_shard(stack, clock)
     push_closed(ctx, clock, 3)
     started, release = threading.Event(), threading.Event()
@@ -110,7 +110,7 @@ def _queued_shard_tasks(broker: redis.Redis) -> list[tuple[str, str]]:
 def test_a_backed_up_queue_holds_at_most_one_more_task_per_shard_and_hold_period(
     stack: StackInfo, redis_client: redis.Redis, clock: FakeClock
 ) -> None:
-    """Finding 5, bounded (docs/ARCHITECTURE.md, "Flow control"). A shard task waits in the
+    """A backed-up queue, bounded (docs/ARCHITECTURE.md, "Flow control"). A shard task waits in the
     queue (every pool process busy) longer than its hold (here 0.1 + 2 x 0.2 s; by
     default 10 + 2 x 30 s): the next dispatch may queue a second task of the shard, never
     more than one a hold period, and the late one, run, does nothing at all (not even the

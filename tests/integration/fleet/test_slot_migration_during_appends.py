@@ -1,5 +1,5 @@
 # mypy: disable-error-code="no-untyped-call"
-"""Adversarial review 5: resharding a Redis Cluster while a shard is in use.
+"""Resharding a Redis Cluster while a shard is in use.
 
 Every key of every session of a shard, its due index and its dispatch hold carry the
 same hash tag (``{s<k>}``): one shard is one slot, with 1/AUDIOSYNC_DUE_SHARDS of all the
@@ -94,7 +94,7 @@ def migration(cluster_client: RedisCluster, env: dict[str, str]) -> Iterator[_Mi
     """A session pushed (closed, due) before its shard's slot starts migrating; the slot
     marked migrating and that session's stream moved already."""
     client = AudioSyncClient(Settings.from_env(env))
-    session = client.open_session("adv5-migrating", "conv", RATE, "standard")
+    session = client.open_session("shard-migrating", "conv", RATE, "standard")
     session.push(CHUNK * 2, time.time() - 10)
     session.close()
     client.close()
@@ -116,13 +116,13 @@ def migration(cluster_client: RedisCluster, env: dict[str, str]) -> Iterator[_Mi
 def test_a_new_session_appends_while_its_shards_slot_migrates(
     migration: _Migration, env: dict[str, str]
 ) -> None:
-    """Finding 9a (medium: a shard cannot take new sessions during a reshard). A session
+    """A shard takes new sessions during a reshard: a session
     opened while its shard's slot is being moved must get its first chunk into Redis."""
     shard = migration.shard
     client = AudioSyncClient(Settings.from_env(env))
     try:
         for i in range(400):
-            session = client.open_session(f"adv5-new-{i}", "conv", RATE, "standard")
+            session = client.open_session(f"shard-new-{i}", "conv", RATE, "standard")
             if session.redis_keys.shard == shard:
                 break
         else:

@@ -1,5 +1,5 @@
-"""Parking settles the plan against the bucket, but a zombie's upload can land after it
-(adversarial review 2). A documented gap (docs/ARCHITECTURE.md, "Known gaps"), kept here
+"""Parking settles the plan against the bucket, but a zombie's upload can land after it. A
+documented gap (docs/ARCHITECTURE.md, "Known gaps"), kept here
 as a strict xfail: it needs a flush frozen through ``AUDIOSYNC_FLUSH_MAX_ATTEMPTS``
 consecutive failures (about 39 minutes with the defaults).
 

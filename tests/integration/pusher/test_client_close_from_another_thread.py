@@ -1,4 +1,4 @@
-"""Adversary 7 (issue 7): ``client.close()`` from another thread while the loop pushes.
+"""``client.close()`` from another thread while the loop pushes.
 
 ``AudioSyncClient.close`` said only "do not call it on an event loop that drives
 sessions"; a shutdown thread (a signal-handling thread, a supervisor) calling it while the

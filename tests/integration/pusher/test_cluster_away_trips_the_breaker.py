@@ -1,4 +1,4 @@
-"""Adversary 7 (issue 7): the whole Redis Cluster away (AUDIOSYNC_REDIS_CLUSTER=1).
+"""The whole Redis Cluster away (AUDIOSYNC_REDIS_CLUSTER=1).
 
 With every node unreachable, redis-py's cluster client raises ``RedisClusterException``
 ("Redis Cluster cannot be connected"), which is not a ``redis.RedisError``: the pusher's

@@ -1,4 +1,4 @@
-"""Adversary 7 (issue 7): a dead owner's directory adopted while Redis failed.
+"""A dead owner's directory adopted while Redis failed.
 
 The adopter renames ``<dead>`` to ``<dead>~<adopter>`` and appends its files; when that
 append fails (Redis away, OOM, a stall) the files stay in the adopted directory. Nobody

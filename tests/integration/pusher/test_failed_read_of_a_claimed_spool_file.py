@@ -1,4 +1,4 @@
-"""Adversary 7 (issue 7): a session's own spooled file whose read fails once.
+"""A session's own spooled file whose read fails once.
 
 ``Spool.claim`` renames ``.ready`` to ``.uploading`` and then reads it. When that read
 fails (EMFILE with hundreds of websockets, EIO), the file stays ``.uploading`` while the

@@ -120,7 +120,7 @@ def start_times(settings: Settings, session_id: str) -> list[int]:
 def test_implausible_timestamps_are_kept_at_the_pushers_clock(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Issue 7, finding 2: 0.0, 1e12 (ms as s), 1e300, negative. Not refused (a websocket
+    """Implausible timestamps: 0.0, 1e12 (ms as s), 1e300, negative. Not refused (a websocket
     handler's exception would lose the frame or the session): the audio is placed at the
     pusher's clock, counted, and one WARNING a session names the first value."""
     now = T0 + 0.5

@@ -1,4 +1,4 @@
-"""Adversary 7 (issue 7): sessions opened while ``AudioSyncClient.close()`` runs.
+"""Sessions opened while ``AudioSyncClient.close()`` runs.
 
 ``close()`` closes the sessions it saw when it started, then stops the maintenance thread
 and shuts the pool down. A session opened meanwhile (a websocket that connected during a

@@ -1,5 +1,5 @@
 """The disk spool and the breaker against a real Redis that is stopped, stalled and
-restarted, and real pusher processes that are killed (issue 7, "Never block, never drop").
+restarted, and real pusher processes that are killed: never block the loop, never drop a chunk.
 
 Every run audits the session's stream by identity afterwards: each chunk sequence once,
 in order, with all its samples, and the end marker last."""
@@ -175,7 +175,7 @@ def test_spool_full_refuses_with_a_clear_error_and_keeps_what_it_took(
 def test_no_spool_buffer_full_then_a_failed_aclose_is_retried_from_the_loop(
     stack: StackInfo, own_redis: StandaloneValkey
 ) -> None:
-    """Finding 3: the retry of a failed ``client.aclose()`` used to hit a shut-down pool."""
+    """The retry of a failed ``client.aclose()`` used to hit a shut-down pool."""
     settings = settings_for(stack.env(), own_redis.url, None, AUDIOSYNC_SESSION_BUFFER_SECONDS="10")
     client = AudioSyncClient(settings, redis_client=quick_client(own_redis.url))
 
@@ -201,7 +201,8 @@ def test_no_spool_buffer_full_then_a_failed_aclose_is_retried_from_the_loop(
 def test_client_close_closes_sessions_concurrently_within_its_budget(
     stack: StackInfo, own_redis: StandaloneValkey
 ) -> None:
-    """Finding 3: 30 sessions took 18 s to fail, one after another."""
+    """30 sessions whose closes fail, fail together, not one after another (they took
+    18 s)."""
     settings = settings_for(stack.env(), own_redis.url, None, AUDIOSYNC_CLOSE_SECONDS="3")
     client = AudioSyncClient(settings, redis_client=quick_client(own_redis.url))
     sessions = [client.open_session(f"u{i}", "c", RATE, "standard") for i in range(30)]
@@ -298,7 +299,7 @@ def test_a_kill_between_the_append_and_the_rename_duplicates_nothing(
 def test_cancelled_pushes_and_a_racing_aclose_never_hold_the_loop(
     stack: StackInfo, own_redis: StandaloneValkey
 ) -> None:
-    """Finding 4: with Redis stalled, a cancelled apush followed by another held the loop
+    """With Redis stalled, a cancelled apush followed by another held the loop
     4.6 s (a thread lock taken on the loop), and an apush racing client.aclose() fired a
     10 ms timer 15.3 s late. Here both happen while a 10 ms timer measures the loop."""
     settings = settings_for(stack.env(), own_redis.url, None, AUDIOSYNC_CLOSE_SECONDS="3")
@@ -401,7 +402,7 @@ def test_one_session_refused_by_redis_does_not_trip_the_breaker_for_the_others(
 def test_an_owner_directory_appears_only_locked_and_leased(tmp_path: Path) -> None:
     """A process still making its directory is never taken for a dead owner: the directory
     is made under a hidden name and renamed into place with its lock held and its lease
-    touched (adversary 7, the start-up window)."""
+    touched (the start-up window)."""
     root = tmp_path / "spool"
     first = spool.Spool(root, max_bytes=1 << 20, lease_seconds=0.001)
     starting = root / ".host-1-deadbeef"  # as a second process would leave it mid-start

@@ -1,4 +1,4 @@
-"""Adversary 7 (issue 7): the spool's disk is full (ENOSPC) long before
+"""The spool's disk is full (ENOSPC) long before
 AUDIOSYNC_SPOOL_MAX_BYTES. Order and exactly-once hold (checked here by identity, and by
 hand on a 64 kB tmpfs), but the refusal said "the spool is full
 (AUDIOSYNC_SPOOL_MAX_BYTES)" with the spool nearly empty and never named the disk error,

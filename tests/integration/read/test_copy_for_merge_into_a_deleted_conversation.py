@@ -1,4 +1,4 @@
-"""Adversary 8: ``copy_audio_chunks_for_merge`` into a conversation that
+"""``copy_audio_chunks_for_merge`` into a conversation that
 ``delete_conversation_audio`` has marked deleted.
 
 The fleet and the backfill upload nothing into a marked conversation, and delete what
@@ -18,15 +18,14 @@ import pytest
 
 from backend_hooks import redis_store, storage
 from backend_hooks.errors import InvalidInputError, StorageError
-from tests.integration.read.legacy_conversation import T0, sctx
+from tests.integration.read.legacy_conversation import T0
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration
-__all__ = ["sctx"]  # the fixture
 
 
 def _source(sctx: storage.StorageContext) -> str:
-    uid = f"adv8copy-{uuid.uuid4().hex[:8]}"
+    uid = f"copy-{uuid.uuid4().hex[:8]}"
     for i in range(3):
         write_legacy(sctx.bucket, uid, "src", ".bin", [T0 + 2 * i], [bytes([i]) * 64000])
     return uid

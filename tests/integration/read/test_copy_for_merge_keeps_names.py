@@ -1,4 +1,4 @@
-"""Adversary 8: ``copy_audio_chunks_for_merge`` keeps every name exactly, below the
+"""``copy_audio_chunks_for_merge`` keeps every name exactly, below the
 conversation's prefix too.
 
 The reader takes every object under ``chunks/{uid}/{cid}/`` whose file name parses as a
@@ -19,16 +19,15 @@ import pytest
 
 from backend_hooks import storage
 from backend_hooks.errors import ObjectConflictError
-from tests.integration.read.legacy_conversation import T0, sctx
+from tests.integration.read.legacy_conversation import T0
 
 pytestmark = pytest.mark.integration
-__all__ = ["sctx"]  # the fixture
 
 
 def test_a_chunk_in_a_folder_keeps_its_folder_and_conflicts_with_nothing(
     sctx: storage.StorageContext,
 ) -> None:
-    uid = f"adv8names-{uuid.uuid4().hex[:8]}"
+    uid = f"names-{uuid.uuid4().hex[:8]}"
     name = f"{T0:.3f}.bin"
     for where, fill in ((name, b"\x01"), (f"sub/{name}", b"\x02")):
         sctx.bucket.create_only(
@@ -46,7 +45,7 @@ def test_two_sources_with_one_name_and_other_bytes_copy_neither(
 ) -> None:
     """Copies run in threads: both raced to one destination and, where the create-only
     rewrite is not enforced (the emulator), both were "copied", one over the other."""
-    uid = f"adv8clash-{uuid.uuid4().hex[:8]}"
+    uid = f"clash-{uuid.uuid4().hex[:8]}"
     name = f"{T0:.3f}.bin"
     for cid, fill in (("s1", b"\x01"), ("s2", b"\x02"), ("s3", b"\x01")):
         sctx.bucket.create_only(

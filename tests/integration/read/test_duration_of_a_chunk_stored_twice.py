@@ -1,4 +1,4 @@
-"""Adversary 8: an audio file's duration when one new object holds two chunks with the
+"""An audio file's duration when one new object holds two chunks with the
 same start (the backfill puts a plain legacy chunk stored twice, a ``.bin`` and a legacy
 ``.opus`` of the same start, into one object: one chunk each).
 
@@ -39,7 +39,7 @@ def bf(stack: Any) -> backfill.Backfill:
 def test_a_chunk_stored_twice_counts_once_before_and_after_the_backfill(
     bf: backfill.Backfill,
 ) -> None:
-    uid, cid = f"adv8dur-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"dur-{uuid.uuid4().hex[:8]}", "conv"
     pcm = speech_like(2, 16000, seed=5)
     write_legacy(bf.bucket, uid, cid, ".bin", [T0], [pcm])
     write_legacy_opus(bf.bucket, uid, cid, ".opus", T0, pcm)  # the same chunk, as Opus

@@ -1,4 +1,5 @@
-"""Issue 8's "done when", as one conversation in the GCS emulator.
+"""The whole read side on one conversation in the GCS emulator: every legacy kind, mixed,
+broken and backfilled twice.
 
 Every legacy kind (written byte for byte from LEGACY_FORMATS.md by tests/legacy_objects.py
 and tests/legacy_opus.py, records sealed the old way) next to a new object the fleet
@@ -28,7 +29,7 @@ from tests.legacy_opus import write_legacy_opus
 from workers import backfill
 
 pytestmark = pytest.mark.integration
-SECRET = "issue8-done-secret-0123456789abcdefgh"
+SECRET = "every-legacy-kind-secret-0123456789abcd"
 NOW = time.time()
 T0 = float(int(NOW)) - 3 * 3600  # older than the backfill's default --min-age
 R = 16000

@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side): the candidate fallback by start millisecond when the
+"""The candidate fallback by start millisecond when the
 candidate that reads holds less than the one that failed.
 
 A new object of three chunks (3 s) and a legacy ``.bin`` of its first chunk share a start
@@ -17,15 +17,11 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 
-from audiosync_dev.localstack import StackInfo
 from backend_hooks import codec, container, naming, storage
 from backend_hooks.errors import FormatError
-from backend_hooks.settings import Settings
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration
@@ -34,13 +30,7 @@ T0_US = round(T0 * 1_000_000)
 RATE = 16000
 
 
-@pytest.fixture(scope="module")
-def ctx(stack: StackInfo) -> Iterator[storage.StorageContext]:
-    settings = replace(Settings.from_env(stack.env()), encryption_secret=None)
-    yield storage.StorageContext.from_settings(settings)
-
-
-def new_object(ctx: storage.StorageContext, uid: str, cid: str, chunks: int) -> tuple[str, bytes]:
+def new_object(sctx: storage.StorageContext, uid: str, cid: str, chunks: int) -> tuple[str, bytes]:
     """A plain new ``.opus`` of ``chunks`` 1 s chunks from T0; its path and bytes."""
     encoder = codec.ChunkEncoder(RATE)
     data = b"".join(
@@ -57,50 +47,50 @@ def new_object(ctx: storage.StorageContext, uid: str, cid: str, chunks: int) -> 
 
 @pytest.mark.parametrize("chunks", [3, 1])
 def test_a_stand_in_replaces_only_the_audio_it_covers(
-    ctx: storage.StorageContext, chunks: int
+    sctx: storage.StorageContext, chunks: int
 ) -> None:
-    uid, cid = f"adv8r-f-{uuid.uuid4().hex[:8]}", "conv"
-    path, data = new_object(ctx, uid, cid, chunks)
-    ctx.bucket.bucket.blob(path).upload_from_string(data[: len(data) // 2])  # truncated
+    uid, cid = f"fallback-{uuid.uuid4().hex[:8]}", "conv"
+    path, data = new_object(sctx, uid, cid, chunks)
+    sctx.bucket.bucket.blob(path).upload_from_string(data[: len(data) // 2])  # truncated
     first = random.Random(1).randbytes(2 * RATE)
-    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [first])
+    write_legacy(sctx.bucket, uid, cid, ".bin", [T0], [first])
     if chunks == 1:  # the .bin holds all the broken object held: it stands in for it
-        merged = storage.download_merged_audio(uid, cid, sample_rate=RATE, context=ctx)
+        merged = storage.download_merged_audio(uid, cid, sample_rate=RATE, context=sctx)
         assert merged.pcm == first
         assert [(s.path, len(s.used_instead)) for s in merged.skipped] == [(path, 1)]
         return
     with pytest.raises(FormatError, match=path) as raised:
-        storage.download_merged_audio(uid, cid, sample_rate=RATE, context=ctx)
+        storage.download_merged_audio(uid, cid, sample_rate=RATE, context=sctx)
     assert "hold its audio only to" in str(raised.value)
     merged = storage.download_merged_audio(
-        uid, cid, sample_rate=RATE, skip_broken=True, context=ctx
+        uid, cid, sample_rate=RATE, skip_broken=True, context=sctx
     )
     assert merged.pcm == first and [s.path for s in merged.skipped] == [path]
 
 
 def test_later_objects_inside_a_failed_one_still_stand_in_with_the_first(
-    ctx: storage.StorageContext,
+    sctx: storage.StorageContext,
 ) -> None:
     """A backfilled object beside all its sources: when it fails, the sources (the first
     of its start, the others later) read in its place, as before."""
-    uid, cid = f"adv8r-f-{uuid.uuid4().hex[:8]}", "conv"
-    path, data = new_object(ctx, uid, cid, 3)
-    ctx.bucket.bucket.blob(path).upload_from_string(data[: len(data) // 2])  # truncated
+    uid, cid = f"fallback-{uuid.uuid4().hex[:8]}", "conv"
+    path, data = new_object(sctx, uid, cid, 3)
+    sctx.bucket.bucket.blob(path).upload_from_string(data[: len(data) // 2])  # truncated
     sources = [random.Random(i).randbytes(2 * RATE) for i in range(3)]
     for i, source in enumerate(sources):
-        write_legacy(ctx.bucket, uid, cid, ".bin", [T0 + i], [source])
-    merged = storage.download_merged_audio(uid, cid, sample_rate=RATE, context=ctx)
+        write_legacy(sctx.bucket, uid, cid, ".bin", [T0 + i], [source])
+    merged = storage.download_merged_audio(uid, cid, sample_rate=RATE, context=sctx)
     assert merged.pcm == b"".join(sources)
     assert [(s.path, len(s.used_instead)) for s in merged.skipped] == [(path, 1)]
 
 
 def test_an_object_renamed_to_start_after_its_chunk_is_refused_not_silently_trimmed(
-    ctx: storage.StorageContext,
+    sctx: storage.StorageContext,
 ) -> None:
     """Its chunk (seq 1 of the session) starts at 1 s, its name at 5 s: by the time the
     stream reads it, the timeline is at 4 s, and its chunk was trimmed away as an overlap,
     not even reported missing (its sequence number was read)."""
-    uid, cid = f"adv8r-f-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"fallback-{uuid.uuid4().hex[:8]}", "conv"
     encoder = codec.ChunkEncoder(RATE)
 
     def chunk(seq: int, at_s: int) -> bytes:
@@ -111,13 +101,13 @@ def test_an_object_renamed_to_start_after_its_chunk_is_refused_not_silently_trim
         start, end = T0_US + start_s * 1_000_000, T0_US + end_s * 1_000_000
         stem = f"{naming.format_time(start)}-{naming.format_time(end)}"
         path = f"{naming.conversation_prefix(uid, cid)}{stem}_{naming.content_digest(data)}.opus"
-        ctx.bucket.bucket.blob(path).upload_from_string(data)
+        sctx.bucket.bucket.blob(path).upload_from_string(data)
         return path
 
     put(0, 4, chunk(0, 0) + chunk(2, 3))
     renamed = put(5, 6, chunk(1, 1))
     with pytest.raises(FormatError, match=f"{renamed}: holds audio from"):
-        storage.download_merged_audio(uid, cid, context=ctx)
-    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=ctx)
+        storage.download_merged_audio(uid, cid, context=sctx)
+    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=sctx)
     assert merged.sample_count == 4 * RATE and [s.path for s in merged.skipped] == [renamed]
     assert [(m.first_seq, m.last_seq) for m in merged.missing] == [(1, 1)]

@@ -1,4 +1,4 @@
-"""Adversary 8: the memory ``get_or_create_merged_audio`` takes to make a WAV.
+"""The memory ``get_or_create_merged_audio`` takes to make a WAV.
 
 It merged the whole audio file in memory (``download_merged_audio``: every sample, then
 the WAV written from it), though the reader streams (``write_merged_wav``: a few objects
@@ -19,18 +19,17 @@ import pytest
 from google.oauth2 import service_account
 
 from backend_hooks import storage
-from tests.integration.read.legacy_conversation import T0, sctx
+from tests.integration.read.legacy_conversation import T0
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration
-__all__ = ["sctx"]  # the fixtures
 SECONDS, RATE, PER_OBJECT = 1200, 8000, 5
 
 
 def test_making_the_wav_does_not_hold_the_audio_in_memory(
     sctx: storage.StorageContext, signer: service_account.Credentials
 ) -> None:
-    uid, cid = f"adv8mem-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"mem-{uuid.uuid4().hex[:8]}", "conv"
     chunk = (bytes(range(256)) * 400)[: PER_OBJECT * RATE * 2]
     starts = [T0 - SECONDS + i * PER_OBJECT for i in range(SECONDS // PER_OBJECT)]
     for start in starts:

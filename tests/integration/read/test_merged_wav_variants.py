@@ -1,4 +1,4 @@
-"""Adversary 8: two variants of one audio file's merged WAV share one cached object.
+"""Two variants of one audio file's merged WAV share one cached object.
 
 ``get_or_create_merged_audio`` caches every variant (``fill_gaps``, ``sample_rate``) at
 the same path, ``merged/{uid}/{conversation_id}/{audio_file_id}.wav``, and the signed URL
@@ -21,11 +21,10 @@ import pytest
 from google.oauth2 import service_account
 
 from backend_hooks import conversations, storage
-from tests.integration.read.legacy_conversation import T0, sctx
+from tests.integration.read.legacy_conversation import T0
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration
-__all__ = ["sctx"]  # the fixtures
 
 
 def _fetch_frames(url: str) -> int:
@@ -39,7 +38,7 @@ def _fetch_frames(url: str) -> int:
 def test_a_url_of_the_filled_wav_still_serves_it_after_an_unfilled_one_is_made(
     sctx: storage.StorageContext, signer: service_account.Credentials
 ) -> None:
-    uid, cid = f"adv8var-{uuid.uuid4().hex[:8]}", "conv"
+    uid, cid = f"var-{uuid.uuid4().hex[:8]}", "conv"
     rng = random.Random(4)
     write_legacy(sctx.bucket, uid, cid, ".bin", [T0], [rng.randbytes(32000)])
     write_legacy(sctx.bucket, uid, cid, ".bin", [T0 + 3], [rng.randbytes(32000)])  # a 2 s gap

@@ -1,4 +1,4 @@
-"""Candidate fallback and ``skip_broken`` in the real GCS emulator (issue 8): objects of
+"""Candidate fallback and ``skip_broken`` in the real GCS emulator: objects of
 the same start stand in for each other; a conversation with a corrupt, a truncated or a
 foreign user's object is readable with ``skip_broken=True`` (each skipped object listed
 with its path and why, its audio a gap) and otherwise raises a typed error naming the

@@ -1,6 +1,6 @@
-"""Adversary (issue 8, read side): breaks whose fix is a design decision, left
-``xfail(strict=True)`` for the lead (each reason says what is lost and why it is not a
-minimal fix).
+"""Reads of spliced records, copied chunks and objects deleted under the reader: breaks
+whose fix is a design decision are left ``xfail(strict=True)`` (each reason says what is
+lost and why it is not a minimal fix).
 
 - (Decided, now passing: one record of another user spliced into a good sealed object
   costs only that record with ``skip_broken``; the record is named in ``skipped``, its
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 T0 = float(int(time.time()))
 T0_US = round(T0 * 1_000_000)
 RATE = 16000
-SECRET = b"adversary8r-design-secret-0123456789abcdef"
+SECRET = b"read-design-limits-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def ctx(stack: StackInfo) -> Iterator[storage.StorageContext]:
 
 
 def conversation() -> tuple[str, str]:
-    return f"adv8r-d-{uuid.uuid4().hex[:8]}", "conv"
+    return f"design-{uuid.uuid4().hex[:8]}", "conv"
 
 
 def pcm(seconds: float, seed: int) -> bytes:

@@ -1,4 +1,4 @@
-"""The streaming reader in the real GCS emulator (issue 8): ``iter_merged_audio`` and
+"""The streaming reader in the real GCS emulator: ``iter_merged_audio`` and
 ``write_merged_wav`` give exactly the in-memory merge, read a bounded number of objects
 ahead, and a gap longer than ``AUDIOSYNC_MAX_GAP_FILL_SECONDS`` is refused naming the
 objects on either side, before any download when the listing shows it."""

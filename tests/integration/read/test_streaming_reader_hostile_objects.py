@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side) in the real GCS emulator: objects and sinks an attacker
+"""The streaming reader in the real GCS emulator against objects and sinks an attacker
 or an unlucky operator hands the streaming reader.
 
 - a plain ``.opus`` named to end a century later (the in-memory read sized its buffer
@@ -24,16 +24,12 @@ import threading
 import time
 import uuid
 import wave
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from audiosync_dev.localstack import StackInfo
 from backend_hooks import codec, container, naming, storage
 from backend_hooks.errors import FormatError
-from backend_hooks.settings import Settings
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration
@@ -43,26 +39,20 @@ RATE = 16000
 CENTURY_US = 100 * 365 * 86400 * 1_000_000
 
 
-@pytest.fixture(scope="module")
-def ctx(stack: StackInfo) -> Iterator[storage.StorageContext]:
-    settings = replace(Settings.from_env(stack.env()), encryption_secret=None)
-    yield storage.StorageContext.from_settings(settings)
-
-
 def conversation() -> tuple[str, str]:
-    return f"adv8r-{uuid.uuid4().hex[:8]}", "conv"
+    return f"hostile-{uuid.uuid4().hex[:8]}", "conv"
 
 
 def pcm(seconds: float, seed: int) -> bytes:
     return random.Random(seed).randbytes(round(seconds * RATE) * 2)
 
 
-def put(ctx: storage.StorageContext, path: str, data: bytes) -> None:
-    ctx.bucket.bucket.blob(path).upload_from_string(data, content_type="application/octet-stream")
+def put(sctx: storage.StorageContext, path: str, data: bytes) -> None:
+    sctx.bucket.bucket.blob(path).upload_from_string(data, content_type="application/octet-stream")
 
 
 def opus_object(
-    ctx: storage.StorageContext,
+    sctx: storage.StorageContext,
     uid: str,
     cid: str,
     *,
@@ -82,63 +72,63 @@ def opus_object(
     )
     stem = f"{naming.format_time(start_us)}-{naming.format_time(end_us or start_us)}"
     path = f"{naming.conversation_prefix(uid, cid)}{stem}_{naming.content_digest(data)}.opus"
-    put(ctx, path, data)
+    put(sctx, path, data)
     return path
 
 
 def test_a_name_ending_a_century_later_does_not_size_the_in_memory_read(
-    ctx: storage.StorageContext,
+    sctx: storage.StorageContext,
 ) -> None:
     uid, cid = conversation()
-    opus_object(ctx, uid, cid, start_us=T0_US, seconds=2, end_us=T0_US + CENTURY_US)
-    with storage.iter_merged_audio(uid, cid, context=ctx) as stream:
+    opus_object(sctx, uid, cid, start_us=T0_US, seconds=2, end_us=T0_US + CENTURY_US)
+    with storage.iter_merged_audio(uid, cid, context=sctx) as stream:
         assert stream.size_hint < 100 * 1024 * 1024, stream.size_hint
-    merged = storage.download_merged_audio(uid, cid, context=ctx)
+    merged = storage.download_merged_audio(uid, cid, context=sctx)
     assert merged.sample_count == 2 * RATE and merged.start_us == T0_US
 
 
 def test_a_chunk_claiming_negative_samples_is_a_broken_object_that_can_be_skipped(
-    ctx: storage.StorageContext,
+    sctx: storage.StorageContext,
 ) -> None:
     uid, cid = conversation()
     audio = pcm(2, 1)
-    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [audio])
-    bad = opus_object(ctx, uid, cid, start_us=T0_US + 2_000_000, seconds=1, claimed=-1)
+    write_legacy(sctx.bucket, uid, cid, ".bin", [T0], [audio])
+    bad = opus_object(sctx, uid, cid, start_us=T0_US + 2_000_000, seconds=1, claimed=-1)
     with pytest.raises(FormatError, match=bad):
-        storage.download_merged_audio(uid, cid, sample_rate=RATE, context=ctx)
+        storage.download_merged_audio(uid, cid, sample_rate=RATE, context=sctx)
     merged = storage.download_merged_audio(
-        uid, cid, sample_rate=RATE, skip_broken=True, context=ctx
+        uid, cid, sample_rate=RATE, skip_broken=True, context=sctx
     )
     assert merged.pcm == audio and [s.path for s in merged.skipped] == [bad]
 
 
 def test_an_empty_legacy_opus_object_does_not_start_the_audio(
-    ctx: storage.StorageContext,
+    sctx: storage.StorageContext,
 ) -> None:
     uid, cid = conversation()
     empty = struct.pack("<II", 0, 0)  # a legacy Opus chunk of no packets and no PCM
-    put(ctx, f"{naming.conversation_prefix(uid, cid)}{T0 - 10:.3f}.opus", empty)
+    put(sctx, f"{naming.conversation_prefix(uid, cid)}{T0 - 10:.3f}.opus", empty)
     audio = pcm(1, 2)
-    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [audio])
+    write_legacy(sctx.bucket, uid, cid, ".bin", [T0], [audio])
     for fill_gaps in (True, False):
-        merged = storage.download_merged_audio(uid, cid, None, fill_gaps, RATE, context=ctx)
+        merged = storage.download_merged_audio(uid, cid, None, fill_gaps, RATE, context=sctx)
         assert merged.start_us == T0_US
         assert merged.pcm == audio
 
 
 def test_a_wav_written_to_a_file_opened_for_appending_is_a_wav_of_the_audio(
-    ctx: storage.StorageContext, tmp_path: Path
+    sctx: storage.StorageContext, tmp_path: Path
 ) -> None:
     uid, cid = conversation()
     audio = pcm(1, 3)
-    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [audio])
+    write_legacy(sctx.bucket, uid, cid, ".bin", [T0], [audio])
     by_mode, by_flag = tmp_path / "mode.wav", tmp_path / "flag.wav"
     with by_mode.open("ab") as appending:  # seekable, but every write lands at the end
         assert appending.seekable()
-        storage.write_merged_wav(uid, cid, appending, sample_rate=RATE, context=ctx)
+        storage.write_merged_wav(uid, cid, appending, sample_rate=RATE, context=sctx)
     descriptor = os.open(by_flag, os.O_WRONLY | os.O_CREAT | os.O_APPEND)  # mode says "wb"
     with os.fdopen(descriptor, "wb") as appending:
-        storage.write_merged_wav(uid, cid, appending, sample_rate=RATE, context=ctx)
+        storage.write_merged_wav(uid, cid, appending, sample_rate=RATE, context=sctx)
     for target in (by_mode, by_flag):
         data = target.read_bytes()
         assert len(data) == 44 + len(audio)
@@ -153,13 +143,13 @@ def _read_threads() -> list[threading.Thread]:
 
 
 def test_a_stream_dropped_midway_without_close_leaves_no_read_thread(
-    ctx: storage.StorageContext,
+    sctx: storage.StorageContext,
 ) -> None:
     uid, cid = conversation()
     for i in range(3 * storage.READ_AHEAD):
-        write_legacy(ctx.bucket, uid, cid, ".bin", [T0 + i], [pcm(1, 10 + i)])
+        write_legacy(sctx.bucket, uid, cid, ".bin", [T0 + i], [pcm(1, 10 + i)])
     before = set(_read_threads())
-    stream = storage.iter_merged_audio(uid, cid, sample_rate=RATE, context=ctx)
+    stream = storage.iter_merged_audio(uid, cid, sample_rate=RATE, context=sctx)
     next(stream)
     assert set(_read_threads()) - before  # reading ahead
     del stream
@@ -171,13 +161,13 @@ def test_a_stream_dropped_midway_without_close_leaves_no_read_thread(
 
 
 def test_a_wav_to_a_sink_that_takes_part_of_each_write_is_complete(
-    ctx: storage.StorageContext,
+    sctx: storage.StorageContext,
 ) -> None:
     """A raw (unbuffered) socket or pipe file takes part of a write and says how much
     (``RawIOBase.write``); the rest was dropped: a WAV missing most of its audio."""
     uid, cid = conversation()
     audio = pcm(1, 4)
-    write_legacy(ctx.bucket, uid, cid, ".bin", [T0], [audio])
+    write_legacy(sctx.bucket, uid, cid, ".bin", [T0], [audio])
 
     class Trickle:  # takes at most 1000 bytes a call, like a socket's send
         def __init__(self) -> None:
@@ -189,5 +179,5 @@ def test_a_wav_to_a_sink_that_takes_part_of_each_write_is_complete(
             return len(taken)
 
     sink = Trickle()
-    storage.write_merged_wav(uid, cid, sink, sample_rate=RATE, context=ctx)
+    storage.write_merged_wav(uid, cid, sink, sample_rate=RATE, context=sctx)
     assert len(sink.data) == 44 + len(audio) and bytes(sink.data[44:]) == audio

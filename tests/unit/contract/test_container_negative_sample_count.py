@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side): a v1 chunk whose ``AUDIOSYNC_SAMPLES`` is negative
+"""A v1 chunk whose ``AUDIOSYNC_SAMPLES`` is negative
 (its last granule position made to agree) is corrupt, and must say so as a
 ``FormatError`` like every other corrupt chunk: it raised ``SystemError`` from deep in
 the decoder, which neither ``skip_broken`` nor the candidate fallback catch, so one

@@ -1,7 +1,7 @@
 """backend_hooks.envelope v1: cleartext header, key id, associated data, key rotation.
 
-One test per row of the sealing bad-input table (issue 7, "Sealing"); the reader's checks
-after opening (splices, gaps, swaps) are tests/unit/read/test_sealed_read.py.
+One test per bad input of sealing and opening (docs/FORMATS.md 3.2, 3.3); the reader's
+checks after opening (splices, gaps, swaps) are tests/unit/read/test_sealed_read.py.
 """
 
 from __future__ import annotations

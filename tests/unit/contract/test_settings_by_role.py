@@ -1,5 +1,5 @@
-"""Adversarial tests of the settings by role (backend_hooks/settings.py ROLE_VARIABLES);
-each failed on the code as first reviewed."""
+"""The settings by role (backend_hooks/settings.py ROLE_VARIABLES): the fleet accepts what
+the pusher accepts, and a worker starts with the deployment's whole environment."""
 
 from __future__ import annotations
 

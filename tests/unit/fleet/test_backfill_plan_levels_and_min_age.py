@@ -1,4 +1,4 @@
-"""Adversary 8, pure backfill policy: the protection level of an earlier object against
+"""Pure backfill policy: the protection level of an earlier object against
 the sources it claims (``backfill_plan.level_problems``), and the minimum age
 (``backfill_plan.checked_min_age``)."""
 

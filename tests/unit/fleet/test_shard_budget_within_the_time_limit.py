@@ -1,4 +1,4 @@
-"""Adversarial review 5: the hard time limit and the shard task's budget.
+"""The hard time limit and the shard task's budget.
 
 ``workers.celeryconfig.task_time_limit`` is ``10 * AUDIOSYNC_LEASE_SECONDS``, "a backstop, never
 the normal end of a flush". Since shard tasks, one task runs for
@@ -17,7 +17,7 @@ from tests.integration.commands import run_python
 
 
 def test_a_shard_budget_the_time_limit_would_cut_is_refused_or_fits() -> None:
-    """Finding 7 (low: a configuration that guarantees hard kills is accepted). Lease
+    """A configuration that guarantees hard kills is never accepted as such. Lease
     30 s, shard budget 300 s: shard tasks run under a hard limit longer than the budget
     plus the longest flush (4 leases) plus a lease of slack (workers.celeryconfig's
     task_annotations)."""

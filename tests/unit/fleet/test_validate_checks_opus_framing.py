@@ -1,5 +1,5 @@
-"""Worker validation counted Opus samples from TOC bytes only (adversarial review 2; failed
-before the framing check of RFC 6716 §3.2 was added to ``opus_packet_samples``).
+"""Worker validation counts Opus samples by the framing rules of RFC 6716 §3.2
+(``opus_packet_samples``), not from TOC bytes only.
 
 a932f06 added the check because a chunk whose packets hold fewer samples than its tags
 "made the whole conversation unreadable" (``decode_packets`` raises ``FormatError`` and

@@ -1,4 +1,4 @@
-"""Adversary 8, pure: a new object's span (``conversations.chunk_span``) when its chunks
+"""Pure: a new object's span (``conversations.chunk_span``) when its chunks
 overlap (more samples than its name's span), hold a gap (fewer) or are contiguous."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side): the ctypes ``opus_decode`` fast path against packets
+"""The ctypes ``opus_decode`` fast path against packets
 and counts a corrupt or hostile object carries.
 
 - An empty packet is not an Opus packet (RFC 6716 §3.1: at least the TOC byte), yet

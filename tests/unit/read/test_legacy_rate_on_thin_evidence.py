@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side): ``legacy_pcm.infer_sample_rate`` on thin evidence.
+"""``legacy_pcm.infer_sample_rate`` on thin evidence.
 
 Each piece of evidence implies ``samples / spacing``: the rate when the next chunk follows
 without a gap, less than it after a gap. So one piece implying 12 kHz is as much "12 kHz,

@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side): what the listing alone says about an object
+"""What the listing alone says about an object
 (``storage._span``) when a new object's name ends before it starts.
 
 ``{start}-{end}_{digest}.opus`` with ``end`` before ``start`` (a writer's clock bug, a

@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side): the merger and the listing-only size estimate against
+"""The merger and the listing-only size estimate against
 objects that hold no audio and names that lie about their end.
 
 - A segment of no samples (a legacy Opus chunk whose header says 0 bytes, a 1-byte raw

@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side): a second session's chunks placed on a timeline whose
+"""A second session's chunks placed on a timeline whose
 origin is another's.
 
 The pusher stamps a chunk ``anchor + round(index * 1e6 / rate)`` microseconds (chunker.py),

@@ -1,5 +1,5 @@
 """Reading sealed v1 objects: the checks after opening, placement by authenticated time,
-missing chunks reported (issue 7, finding 6).
+missing chunks reported.
 
 Pure: real Ogg Opus chunks sealed in memory and the reader's pure functions
 (``storage.sealed_segments``, ``storage.edge_suspects``, ``merge_segments``); the same

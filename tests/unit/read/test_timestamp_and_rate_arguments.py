@@ -1,4 +1,4 @@
-"""Adversary (issue 8, read side): ``timestamps=`` (and ``sample_rate=``) as a backend
+"""``timestamps=`` (and ``sample_rate=``) as a backend
 hands it over, wrong.
 
 Every merge function and ``delete_audio_chunks`` select objects by listing timestamps
