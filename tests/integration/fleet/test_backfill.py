@@ -21,31 +21,21 @@ from backend_hooks.container import ChunkInfo
 from backend_hooks.gcs import GcsBucket
 from backend_hooks.merge import MergedAudio
 from backend_hooks.settings import Settings
+from tests.integration.backfilling import SECRET
 from tests.legacy_objects import write_legacy
 from tests.legacy_opus import write_legacy_opus
 from workers import backfill
 from workers.backfill_plan import SOURCES_KEY, parse_claims
 
 pytestmark = pytest.mark.integration
-SECRET = "backfill-integration-secret-0123456789"
 NOW = time.time()
 T0 = float(int(NOW)) - 3 * 3600  # older than the default --min-age (1 h)
 NOW_US = int(NOW * 1_000_000)
 
 
 @pytest.fixture(scope="module")
-def settings(stack: Any) -> Settings:
-    return Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": SECRET}, role="backfill")
-
-
-@pytest.fixture
-def bf(settings: Settings) -> backfill.Backfill:
-    return backfill.Backfill.from_settings(settings)
-
-
-@pytest.fixture(scope="module")
-def reader(settings: Settings) -> storage.StorageContext:
-    return storage.StorageContext.from_settings(settings)
+def reader(backfill_settings: Settings) -> storage.StorageContext:
+    return storage.StorageContext.from_settings(backfill_settings)
 
 
 def audio(seconds: float, rate: int, seed: int, odd: bool = False) -> bytes:

@@ -14,27 +14,19 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from typing import Any
 
 import pytest
 
 from audiosync_dev.speech import speech_like
 from backend_hooks import naming
-from backend_hooks.settings import Settings
+from tests.integration.backfilling import SECRET
 from tests.legacy_objects import filename, write_legacy
 from workers import backfill
 from workers import backfill_plan as plan
 
 pytestmark = pytest.mark.integration
-SECRET = "adversary8-backfill-level-secret-0123456789"
 NOW_US = time.time_ns() // 1000
 T0 = float(NOW_US // 1_000_000 - 3 * 3600)
-
-
-@pytest.fixture(scope="module")
-def bf(stack: Any) -> backfill.Backfill:
-    settings = Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": SECRET}, role="backfill")
-    return backfill.Backfill.from_settings(settings)
 
 
 def _plain_claim_of_sealed(bf: backfill.Backfill, uid: str, cid: str) -> tuple[str, str]:

@@ -18,20 +18,13 @@ import pytest
 
 from backend_hooks import naming
 from backend_hooks.errors import StorageError
-from backend_hooks.settings import Settings
+from tests.integration.backfilling import SECRET
 from tests.legacy_objects import write_legacy
 from workers import backfill
 
 pytestmark = pytest.mark.integration
-SECRET = "adversary8-backfill-report-secret-0123456789"
 NOW_US = time.time_ns() // 1000
 T0 = float(NOW_US // 1_000_000 - 3 * 3600)
-
-
-@pytest.fixture(scope="module")
-def bf(stack: Any) -> backfill.Backfill:
-    settings = Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": SECRET}, role="backfill")
-    return backfill.Backfill.from_settings(settings)
 
 
 def test_a_conversation_stopped_by_gcs_reports_what_it_wrote(

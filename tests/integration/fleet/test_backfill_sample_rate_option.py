@@ -14,25 +14,16 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from typing import Any
 
 import pytest
 
 from backend_hooks import naming
-from backend_hooks.settings import Settings
 from tests.legacy_objects import write_legacy
 from workers import backfill
 
 pytestmark = pytest.mark.integration
-SECRET = "adversary8-backfill-rate-secret-0123456789"
 NOW_US = time.time_ns() // 1000
 T0 = float(NOW_US // 1_000_000 - 3 * 3600)
-
-
-@pytest.fixture(scope="module")
-def bf(stack: Any) -> backfill.Backfill:
-    settings = Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": SECRET}, role="backfill")
-    return backfill.Backfill.from_settings(settings)
 
 
 def _at_8k(bf: backfill.Backfill, uid: str, cid: str) -> list[str]:

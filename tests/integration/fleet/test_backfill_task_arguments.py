@@ -20,11 +20,11 @@ from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks.gcs import GcsBucket
 from backend_hooks.settings import Settings
+from tests.integration.backfilling import SECRET
 from tests.legacy_objects import write_legacy
 from workers import tasks
 
 pytestmark = pytest.mark.integration
-SECRET = "adversary8-backfill-task-secret-0123456789"
 
 
 @pytest.mark.parametrize("min_age", [float("nan"), -1.0, "3600", True, None, [1]])

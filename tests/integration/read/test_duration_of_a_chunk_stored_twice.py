@@ -13,27 +13,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 import pytest
 
 from audiosync_dev.speech import speech_like
 from backend_hooks import storage
-from backend_hooks.settings import Settings
 from tests.legacy_objects import write_legacy
 from tests.legacy_opus import write_legacy_opus
 from workers import backfill
 
 pytestmark = pytest.mark.integration
-SECRET = "adversary8-durations-secret-0123456789abcdef"
 NOW_US = time.time_ns() // 1000
 T0 = float(NOW_US // 1_000_000 - 3 * 3600)
-
-
-@pytest.fixture(scope="module")
-def bf(stack: Any) -> backfill.Backfill:
-    settings = Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": SECRET}, role="backfill")
-    return backfill.Backfill.from_settings(settings)
 
 
 def test_a_chunk_stored_twice_counts_once_before_and_after_the_backfill(

@@ -23,13 +23,13 @@ from backend_hooks import naming, storage
 from backend_hooks.errors import DecryptionError
 from backend_hooks.resample import resampled_length
 from backend_hooks.settings import Settings
+from tests.integration.backfilling import SECRET
 from tests.integration.fleet.test_backfill import fleet_object
 from tests.legacy_objects import write_legacy
 from tests.legacy_opus import write_legacy_opus
 from workers import backfill
 
 pytestmark = pytest.mark.integration
-SECRET = "every-legacy-kind-secret-0123456789abcd"
 NOW = time.time()
 T0 = float(int(NOW)) - 3 * 3600  # older than the backfill's default --min-age
 R = 16000
@@ -44,17 +44,12 @@ def audio(seconds: float, seed: int, rate: int = R) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def settings(stack: Any) -> Settings:
-    return Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": SECRET}, role="backfill")
-
-
-@pytest.fixture(scope="module")
-def reader(settings: Settings) -> storage.StorageContext:
-    return storage.StorageContext.from_settings(settings)
+def reader(backfill_settings: Settings) -> storage.StorageContext:
+    return storage.StorageContext.from_settings(backfill_settings)
 
 
 def test_every_legacy_kind_mixed_broken_and_backfilled_twice(
-    settings: Settings, reader: storage.StorageContext
+    backfill_settings: Settings, reader: storage.StorageContext
 ) -> None:
     uid, cid = f"done-{uuid.uuid4().hex[:8]}", "conv"
     bucket, key = reader.bucket, SECRET.encode()
@@ -116,7 +111,7 @@ def test_every_legacy_kind_mixed_broken_and_backfilled_twice(
     ] == pytest.approx(2.0)
 
     # The backfill, twice: the first compacts what reads, the second changes nothing.
-    bf = backfill.Backfill.from_settings(settings)
+    bf = backfill.Backfill.from_settings(backfill_settings)
     now_us = int(NOW * 1_000_000)
     first = backfill.backfill_conversation(bf, uid, cid, now_us=now_us)
     assert first.written, first.lines()
