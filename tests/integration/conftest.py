@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
+from backend_hooks import storage
 from backend_hooks.redis_store import redis_time
 from backend_hooks.settings import Settings
 from tests.integration.backfilling import SECRET as BACKFILL_SECRET
@@ -71,3 +72,9 @@ def backfill_settings(stack: StackInfo) -> Settings:
 def bf(backfill_settings: Settings) -> backfill.Backfill:
     """A backfill on the session's servers (its bucket counts its calls: one per test)."""
     return backfill.Backfill.from_settings(backfill_settings)
+
+
+@pytest.fixture(scope="module")
+def backfill_reader(backfill_settings: Settings) -> storage.StorageContext:
+    """A reader's context that opens what the backfill tests seal (``backfill_settings``)."""
+    return storage.StorageContext.from_settings(backfill_settings)

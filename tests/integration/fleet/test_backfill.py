@@ -33,11 +33,6 @@ T0 = float(int(NOW)) - 3 * 3600  # older than the default --min-age (1 h)
 NOW_US = int(NOW * 1_000_000)
 
 
-@pytest.fixture(scope="module")
-def reader(backfill_settings: Settings) -> storage.StorageContext:
-    return storage.StorageContext.from_settings(backfill_settings)
-
-
 def audio(seconds: float, rate: int, seed: int, odd: bool = False) -> bytes:
     return speech_like(seconds, rate, seed=seed) + (b"\x07" if odd else b"")
 
@@ -121,15 +116,15 @@ def fleet_object(bucket: GcsBucket, uid: str, cid: str, start: float, pcm: bytes
     return path
 
 
-def merged(reader: storage.StorageContext, uid: str, cid: str) -> MergedAudio:
-    return storage.download_merged_audio(uid, cid, context=reader)
+def merged(backfill_reader: storage.StorageContext, uid: str, cid: str) -> MergedAudio:
+    return storage.download_merged_audio(uid, cid, context=backfill_reader)
 
 
 def test_a_user_backfilled_twice_then_deleted_plays_the_same(
-    bf: backfill.Backfill, reader: storage.StorageContext
+    bf: backfill.Backfill, backfill_reader: storage.StorageContext
 ) -> None:
     uid = _user(bf)
-    before = {cid: merged(reader, uid, cid) for cid in ("c8", "c16")}
+    before = {cid: merged(backfill_reader, uid, cid) for cid in ("c8", "c16")}
     assert before["c8"].sample_rate == 8000 and before["c16"].sample_rate == 16000
     everything = paths(bf, uid)
     legacy = [p for p in everything if not naming.parse_object_name(p).is_new]
@@ -152,10 +147,11 @@ def test_a_user_backfilled_twice_then_deleted_plays_the_same(
         assert SOURCES_KEY in meta
     # Both kept: the reader plays the audio once, byte for byte as before.
     for cid in ("c8", "c16"):
-        after = merged(reader, uid, cid)
+        after = merged(backfill_reader, uid, cid)
         assert after.pcm == before[cid].pcm and after.start_us == before[cid].start_us
         assert after.missing == ()
-        assert storage.download_audio_chunks_and_merge(uid, cid, context=reader) == after.pcm
+        merged_again = storage.download_audio_chunks_and_merge(uid, cid, context=backfill_reader)
+        assert merged_again == after.pcm
 
     second = backfill.backfill_user(bf, uid, now_us=NOW_US)
     assert second.written == [] and second.already_stored == [] and not second.failed
@@ -170,7 +166,7 @@ def test_a_user_backfilled_twice_then_deleted_plays_the_same(
     assert third.objects_after == 5 and third.legacy_objects_after == 0
     assert third.bytes_after < third.legacy_bytes_before / 4  # Opus, not raw PCM
     for cid, rate in (("c8", 8000), ("c16", 16000)):
-        after = merged(reader, uid, cid)
+        after = merged(backfill_reader, uid, cid)
         old = before[cid]
         assert (after.sample_rate, after.start_us, after.sample_count) == (
             old.sample_rate,
@@ -180,9 +176,9 @@ def test_a_user_backfilled_twice_then_deleted_plays_the_same(
         assert after.missing == ()
         head = at(rate, 12)
         assert snr_db(old.pcm[:head], after.pcm[:head]) > 3  # raw PCM through Opus
-    c8 = merged(reader, uid, "c8").pcm
+    c8 = merged(backfill_reader, uid, "c8").pcm
     assert c8[at(8000, 12) : at(8000, 17)] == bytes(at(8000, 5))  # the gap, still silence
-    c16 = merged(reader, uid, "c16").pcm
+    c16 = merged(backfill_reader, uid, "c16").pcm
     assert c16[at(16000, 12) :] == before["c16"].pcm[at(16000, 12) :]  # Opus: repackaged
 
     fourth = backfill.backfill_user(bf, uid, now_us=NOW_US, delete=True)
@@ -196,7 +192,7 @@ class Killed(Exception):
 
 @pytest.mark.parametrize(("stage", "nth"), [("uploaded", 2), ("verified", 1), ("deleted", 3)])
 def test_a_run_killed_between_upload_and_delete_resumes(
-    stack: Any, reader: storage.StorageContext, stage: str, nth: int
+    stack: Any, backfill_reader: storage.StorageContext, stage: str, nth: int
 ) -> None:
     small = Settings.from_env(
         {
@@ -213,7 +209,7 @@ def test_a_run_killed_between_upload_and_delete_resumes(
         write_legacy(bf.bucket, uid, cid, ".bin", [T0 + 2 * i], [audio(2, 16000, 30 + i)])
         for i in range(6)
     ]
-    before = merged(reader, uid, cid)
+    before = merged(backfill_reader, uid, cid)
     seen: dict[str, list[str]] = {"uploaded": [], "verified": [], "deleted": []}
 
     def checkpoint(at: str, path: str) -> None:
@@ -244,7 +240,7 @@ def test_a_run_killed_between_upload_and_delete_resumes(
     assert not set(again.written) & set(uploads)
     assert sorted(again.deleted) == sorted(set(sources) - set(seen["deleted"]))
     assert paths(bf, uid, cid) == sorted([*uploads, *again.written])
-    after = merged(reader, uid, cid)
+    after = merged(backfill_reader, uid, cid)
     assert (after.start_us, after.sample_count, after.missing) == (
         before.start_us,
         before.sample_count,
@@ -256,7 +252,7 @@ def test_a_run_killed_between_upload_and_delete_resumes(
 
 
 def test_two_runs_at_once_leave_one_object_after_delete(
-    bf: backfill.Backfill, reader: storage.StorageContext
+    bf: backfill.Backfill, backfill_reader: storage.StorageContext
 ) -> None:
     uid, cid = f"bf-race-{uuid.uuid4().hex[:8]}", "c"
     key = SECRET.encode()
@@ -265,7 +261,7 @@ def test_two_runs_at_once_leave_one_object_after_delete(
             bf.bucket, uid, cid, ".enc", [T0 + 2 * i], [audio(2, 16000, 40 + i)], secret=key
         )
         write_legacy(bf.bucket, uid, cid, ".bin", [T0 + 4 + 2 * i], [audio(2, 16000, 42 + i)])
-    before = merged(reader, uid, cid)
+    before = merged(backfill_reader, uid, cid)
     listing = bf.bucket.list(naming.conversation_prefix(uid, cid))  # both runs list first
     one = backfill.backfill_conversation(bf, uid, cid, now_us=NOW_US, listing=listing)
     two = backfill.backfill_conversation(bf, uid, cid, now_us=NOW_US, listing=listing)
@@ -276,19 +272,19 @@ def test_two_runs_at_once_leave_one_object_after_delete(
     assert two.already_stored == [standard]
     [copy] = two.written
     assert copy.endswith(".opus.enc") and copy not in one.written
-    assert merged(reader, uid, cid).pcm == before.pcm  # played once
+    assert merged(backfill_reader, uid, cid).pcm == before.pcm  # played once
 
     done = backfill.backfill_conversation(bf, uid, cid, now_us=NOW_US, delete=True)
     assert not done.failed and done.written == []
     left = paths(bf, uid, cid)
     assert len(left) == 2 and all(naming.parse_object_name(p).is_new for p in left)
     assert len(done.deleted) == 4 + 1  # the sources and one of the two enhanced copies
-    after = merged(reader, uid, cid)
+    after = merged(backfill_reader, uid, cid)
     assert (after.start_us, after.sample_count) == (before.start_us, before.sample_count)
 
 
 def test_an_untellable_rate_is_skipped_young_objects_are_left_and_a_bad_object_keeps_its_sources(
-    bf: backfill.Backfill, reader: storage.StorageContext
+    bf: backfill.Backfill, backfill_reader: storage.StorageContext
 ) -> None:
     uid = f"bf-skip-{uuid.uuid4().hex[:8]}"
     lone = write_legacy(bf.bucket, uid, "lone", ".bin", [T0], [audio(2, 16000, 50)])

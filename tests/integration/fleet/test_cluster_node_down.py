@@ -1,5 +1,5 @@
 # mypy: disable-error-code="no-untyped-call"
-"""Found by the chaos run on a Redis Cluster: one node out stops the sweep for every shard.
+"""On a Redis Cluster, one node out must not stop the sweep for every shard.
 
 The sweep (``WorkerStore.dispatch``, run by ``audiosync.sweep`` and at the end of every
 shard task) reads the due index of every shard in one cluster pipeline. When one node

@@ -43,16 +43,11 @@ def audio(seconds: float, seed: int, rate: int = R) -> bytes:
     return speech_like(seconds, rate, seed=seed)
 
 
-@pytest.fixture(scope="module")
-def reader(backfill_settings: Settings) -> storage.StorageContext:
-    return storage.StorageContext.from_settings(backfill_settings)
-
-
 def test_every_legacy_kind_mixed_broken_and_backfilled_twice(
-    backfill_settings: Settings, reader: storage.StorageContext
+    backfill_settings: Settings, backfill_reader: storage.StorageContext
 ) -> None:
     uid, cid = f"done-{uuid.uuid4().hex[:8]}", "conv"
-    bucket, key = reader.bucket, SECRET.encode()
+    bucket, key = backfill_reader.bucket, SECRET.encode()
     a, b1, b2, c1, c2, twice = (audio(2, s) for s in (1, 2, 3, 4, 5, 6))
     write_legacy(bucket, uid, cid, ".bin", [T0], [a])  # 0-2 s
     write_legacy(bucket, uid, cid, ".batch.bin", [T0 + 2, T0 + 4], [b1, b2])  # 2-6
@@ -81,10 +76,10 @@ def test_every_legacy_kind_mixed_broken_and_backfilled_twice(
     write_legacy(bucket, uid, cid, ".bin", [T0 + 26], [audio(2, 13)])  # overlaps it by 0.5 s
 
     with pytest.raises(DecryptionError, match=rf"{corrupt}.*record"):
-        storage.download_merged_audio(uid, cid, context=reader)
+        storage.download_merged_audio(uid, cid, context=backfill_reader)
 
     def read() -> Any:
-        return storage.download_merged_audio(uid, cid, skip_broken=True, context=reader)
+        return storage.download_merged_audio(uid, cid, skip_broken=True, context=backfill_reader)
 
     merged = read()
     assert sorted(s.path for s in merged.skipped) == [corrupt, copied]
@@ -104,7 +99,7 @@ def test_every_legacy_kind_mixed_broken_and_backfilled_twice(
     assert pcm[at(23.5) : at(26.5)] != bytes(at(3))  # the fleet's object, whole
     assert pcm[at(26.5) :] == audio(2, 13)[at(0.5) :]  # the overlap trimmed from the later
 
-    listed = {o["path"]: o for o in storage.list_audio_chunks(uid, cid, context=reader)}
+    listed = {o["path"]: o for o in storage.list_audio_chunks(uid, cid, context=backfill_reader)}
     assert all(o["duration"] is not None for p, o in listed.items() if p != copied)
     assert listed[f"{naming.conversation_prefix(uid, cid)}{T0 + 20:.3f}.opus.enc"][
         "duration"
@@ -148,18 +143,18 @@ def new_object(bucket: Any, uid: str, cid: str, start: float, pcm: bytes, rate: 
 
 
 def test_an_8k_conversation_read_at_16k_keeps_its_timeline(
-    reader: storage.StorageContext,
+    backfill_reader: storage.StorageContext,
 ) -> None:
     uid, cid = f"done8-{uuid.uuid4().hex[:8]}", "conv"
-    new_object(reader.bucket, uid, cid, T0, audio(5, 21, 8000), 8000)
-    new_object(reader.bucket, uid, cid, T0 + 10, audio(5, 22, 8000), 8000)
-    own = storage.download_merged_audio(uid, cid, context=reader)
+    new_object(backfill_reader.bucket, uid, cid, T0, audio(5, 21, 8000), 8000)
+    new_object(backfill_reader.bucket, uid, cid, T0 + 10, audio(5, 22, 8000), 8000)
+    own = storage.download_merged_audio(uid, cid, context=backfill_reader)
     assert own.sample_rate == 8000 and own.sample_count == 15 * 8000
-    up = storage.download_merged_audio(uid, cid, sample_rate=16000, context=reader)
+    up = storage.download_merged_audio(uid, cid, sample_rate=16000, context=backfill_reader)
     assert up.sample_rate == 16000 and up.start_us == own.start_us
     assert up.sample_count == resampled_length(own.sample_count, 8000, 16000) == 15 * 16000
     assert up.pcm[at(5) : at(10)] == bytes(at(5))  # the gap, where it was
     for start in (0, 10):
         assert up.pcm[at(start) : at(start + 5)] != bytes(at(5))
-    down = storage.download_merged_audio(uid, cid, sample_rate=8000, context=reader)
+    down = storage.download_merged_audio(uid, cid, sample_rate=8000, context=backfill_reader)
     assert down.pcm == own.pcm

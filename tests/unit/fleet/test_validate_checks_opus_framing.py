@@ -1,13 +1,13 @@
 """Worker validation counts Opus samples by the framing rules of RFC 6716 §3.2
 (``opus_packet_samples``), not from TOC bytes only.
 
-a932f06 added the check because a chunk whose packets hold fewer samples than its tags
-"made the whole conversation unreadable" (``decode_packets`` raises ``FormatError`` and
-``download_merged_audio`` fails). ``opus_packet_samples`` reads the TOC byte (and the
-frame count of code 3) but not the framing that the decoder checks: a code-2 packet
-with no frame-length byte counts as two 20 ms frames here, and libopus refuses it
-(OPUS_INVALID_PACKET). The chunk passes every worker check, is stored, and the
-conversation no longer decodes, the very outcome the check was added for.
+The check exists because a chunk whose packets hold fewer samples than its tags makes
+the whole conversation unreadable (``decode_packets`` raises ``FormatError`` and
+``download_merged_audio`` fails). Counted from the TOC byte (and the frame count of
+code 3) alone, without the framing that the decoder checks, a code-2 packet with no
+frame-length byte counts as two 20 ms frames, and libopus refuses it
+(OPUS_INVALID_PACKET). Were that chunk to pass every worker check, it would be stored
+and the conversation would no longer decode, the very outcome the check is for.
 """
 
 from __future__ import annotations

@@ -212,8 +212,8 @@ def test_jitter_below_the_tolerance_loses_and_adds_no_sample(
 def test_uniform_jitter_on_20_ms_pushes_keeps_whole_chunks(jitter_ms: int) -> None:
     """±15 ms / ±19 ms of uniform jitter on 20 ms pushes, one minute.
 
-    On main (f79d79c, 20 ms from the first push) this very sequence made 494 / 784
-    chunks and lost 8.83 % / 13.98 % of the audio on read (bench/bench_timestamps.py's
+    An earlier chunker (20 ms from the first push) made 494 / 784 chunks of this very
+    sequence and lost 8.83 % / 13.98 % of the audio on read (bench/bench_timestamps.py's
     model, seed 7). Now: 12 chunks of exactly 5 s, nothing lost or added."""
     rate, frame = 16000, 320
     rng = random.Random(7)
