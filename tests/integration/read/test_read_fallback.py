@@ -11,36 +11,29 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import replace
 
 import pytest
 
-from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import container, envelope, gcs, naming, storage
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.errors import ConfigError, DecryptionError, FormatError
 from backend_hooks.settings import Settings
+from tests.integration.read.sealing import SECRET
 from tests.legacy_objects import legacy_bytes, write_legacy
 
 pytestmark = pytest.mark.integration
 T0 = float(int(time.time()))
-SECRET = b"read-fallback-integration-secret-012345"
 
 
 @pytest.fixture(scope="module")
-def settings(stack: StackInfo) -> Settings:
-    return replace(Settings.from_env(stack.env()), encryption_secret=SECRET)
+def bucket(sealed_settings: Settings) -> gcs.GcsBucket:
+    return gcs.GcsBucket.from_settings(sealed_settings)
 
 
 @pytest.fixture(scope="module")
-def bucket(settings: Settings) -> gcs.GcsBucket:
-    return gcs.GcsBucket.from_settings(settings)
-
-
-@pytest.fixture(scope="module")
-def sctx(settings: Settings, bucket: gcs.GcsBucket) -> storage.StorageContext:
-    ctx = storage.StorageContext.from_settings(settings)
+def sctx(sealed_settings: Settings, bucket: gcs.GcsBucket) -> storage.StorageContext:
+    ctx = storage.StorageContext.from_settings(sealed_settings)
     ctx.bucket = bucket
     return ctx
 

@@ -16,18 +16,17 @@ from dataclasses import replace
 
 import pytest
 
-from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, gcs, storage
 from backend_hooks.errors import GapTooLongError
 from backend_hooks.settings import Settings
 from tests.integration.flushing import FakeClock, flush
+from tests.integration.read.sealing import SECRET
 from tests.legacy_objects import write_legacy
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration
 T0 = float(int(time.time()))
-SECRET = b"read-stream-integration-secret-0123456789"
 
 
 class CountingBucket(gcs.GcsBucket):
@@ -44,20 +43,17 @@ class CountingBucket(gcs.GcsBucket):
         return super().download(name)
 
 
-@pytest.fixture(scope="module")
-def settings(stack: StackInfo) -> Settings:
-    return replace(Settings.from_env(stack.env()), encryption_secret=SECRET)
-
-
 @pytest.fixture
-def bucket(settings: Settings) -> Iterator[CountingBucket]:
-    yield CountingBucket(gcs.GcsBucket.from_settings(settings))
+def bucket(sealed_settings: Settings) -> Iterator[CountingBucket]:
+    yield CountingBucket(gcs.GcsBucket.from_settings(sealed_settings))
 
 
 def _sctx(
-    settings: Settings, bucket: gcs.GcsBucket, max_gap: float = 21600.0
+    sealed_settings: Settings, bucket: gcs.GcsBucket, max_gap: float = 21600.0
 ) -> storage.StorageContext:
-    ctx = storage.StorageContext.from_settings(replace(settings, max_gap_fill_seconds=max_gap))
+    ctx = storage.StorageContext.from_settings(
+        replace(sealed_settings, max_gap_fill_seconds=max_gap)
+    )
     ctx.bucket = bucket
     return ctx
 
@@ -67,7 +63,7 @@ def pcm(seconds: float, rate: int, seed: int) -> bytes:
 
 
 def test_the_stream_is_the_in_memory_merge_and_reads_a_few_objects_ahead(
-    settings: Settings, bucket: CountingBucket
+    sealed_settings: Settings, bucket: CountingBucket
 ) -> None:
     uid, cid, rate = f"stream-{uuid.uuid4().hex[:8]}", "conv", 8000
     chunks = [pcm(5, rate, i) for i in range(12)]
@@ -77,7 +73,7 @@ def test_the_stream_is_the_in_memory_merge_and_reads_a_few_objects_ahead(
         ext = ".enc" if i % 3 == 0 else ".bin"
         write_legacy(bucket, uid, cid, ext, [T0 + 5 * i], [chunk], secret=SECRET)
     want = b"".join(bytes(len(c)) if i == 7 else c for i, c in enumerate(chunks))
-    sctx = _sctx(settings, bucket)
+    sctx = _sctx(sealed_settings, bucket)
 
     stream = storage.iter_merged_audio(uid, cid, context=sctx)
     # Known before the first block is asked for; only a few objects read so far.
@@ -119,17 +115,19 @@ def test_the_stream_is_the_in_memory_merge_and_reads_a_few_objects_ahead(
     assert bytes(pipe.data[44:]) == want
 
 
-def test_an_abandoned_stream_stops_reading(settings: Settings, bucket: CountingBucket) -> None:
+def test_an_abandoned_stream_stops_reading(
+    sealed_settings: Settings, bucket: CountingBucket
+) -> None:
     uid, cid = f"abandon-{uuid.uuid4().hex[:8]}", "conv"
     for i in range(3 * storage.READ_AHEAD):
         write_legacy(bucket, uid, cid, ".bin", [T0 + 5 * i], [pcm(5, 8000, i)])
-    with storage.iter_merged_audio(uid, cid, context=_sctx(settings, bucket)) as stream:
+    with storage.iter_merged_audio(uid, cid, context=_sctx(sealed_settings, bucket)) as stream:
         next(stream)
     assert len(bucket.downloads) <= 2 * storage.READ_AHEAD + 1
 
 
 def test_a_stray_chunk_far_away_is_refused_before_any_download(
-    settings: Settings, bucket: CountingBucket
+    sealed_settings: Settings, bucket: CountingBucket
 ) -> None:
     uid, cid, rate = f"stray-{uuid.uuid4().hex[:8]}", "conv", 8000
     a, b = pcm(5, rate, 1), pcm(5, rate, 2)
@@ -137,7 +135,7 @@ def test_a_stray_chunk_far_away_is_refused_before_any_download(
     stray = write_legacy(bucket, uid, cid, ".bin", [86_400.0], [c])  # 1970
     first = write_legacy(bucket, uid, cid, ".bin", [T0], [a])
     write_legacy(bucket, uid, cid, ".bin", [T0 + 5], [b])
-    sctx = _sctx(settings, bucket)
+    sctx = _sctx(sealed_settings, bucket)
     with pytest.raises(GapTooLongError) as caught:
         storage.download_merged_audio(uid, cid, sample_rate=rate, context=sctx)
     assert (caught.value.before, caught.value.after) == (stray, first)
@@ -156,7 +154,7 @@ def test_a_stray_chunk_far_away_is_refused_before_any_download(
 
 
 def test_a_gap_only_reading_shows_is_refused_when_the_stream_reaches_it(
-    ctx: WorkerContext, clock: FakeClock, settings: Settings
+    ctx: WorkerContext, clock: FakeClock, sealed_settings: Settings
 ) -> None:
     """New objects' names bound their audio; a skipped broken object between two others
     opens a gap the listing could not see: refused in the stream, naming both sides."""
@@ -170,13 +168,13 @@ def test_a_gap_only_reading_shows_is_refused_when_the_stream_reaches_it(
     bad = write_legacy(ctx.bucket, uid, cid, ".enc", [T0 + 5], [pcm(3, rate, 2)], secret=b"x" * 40)
     last = write_legacy(ctx.bucket, uid, cid, ".bin", [T0 + 8], [pcm(2, rate, 3)])
     counting = CountingBucket(ctx.bucket)
-    sctx = _sctx(settings, counting, max_gap=2.5)
+    sctx = _sctx(sealed_settings, counting, max_gap=2.5)
     with pytest.raises(GapTooLongError) as caught:
         storage.download_merged_audio(uid, cid, sample_rate=rate, skip_broken=True, context=sctx)
     assert caught.value.after == last and caught.value.before.endswith(".opus")
     assert caught.value.gap_seconds == pytest.approx(3.0, abs=0.01)
     assert bad in counting.downloads  # the listing could not tell: the stream did
     merged = storage.download_merged_audio(
-        uid, cid, sample_rate=rate, skip_broken=True, context=_sctx(settings, ctx.bucket)
+        uid, cid, sample_rate=rate, skip_broken=True, context=_sctx(sealed_settings, ctx.bucket)
     )
     assert merged.sample_count == 10 * rate and [s.path for s in merged.skipped] == [bad]

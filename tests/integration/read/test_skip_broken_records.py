@@ -9,53 +9,44 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import replace
-from typing import Any
 
 import pytest
 
 from audiosync_dev.speech import speech_like
 from backend_hooks import naming, storage
 from backend_hooks.errors import DecryptionError, FormatError
-from backend_hooks.settings import Settings
+from tests.integration.read.sealing import SECRET
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration
-SECRET = b"skip-broken-records-secret-0123456789"
 T0 = float(int(time.time())) - 3600
 R = 16000
 
 
-@pytest.fixture(scope="module")
-def reader(stack: Any) -> storage.StorageContext:
-    settings = replace(Settings.from_env(stack.env(), role="reader"), encryption_secret=SECRET)
-    return storage.StorageContext.from_settings(settings)
-
-
-def rewrite(reader: storage.StorageContext, path: str, data: bytes) -> None:
-    reader.bucket.delete(path)
-    reader.bucket.create_only(path, data, content_type="x", metadata={})
+def rewrite(sealed_sctx: storage.StorageContext, path: str, data: bytes) -> None:
+    sealed_sctx.bucket.delete(path)
+    sealed_sctx.bucket.create_only(path, data, content_type="x", metadata={})
 
 
 def test_a_bad_record_of_a_batch_is_silence_of_its_length(
-    reader: storage.StorageContext,
+    sealed_sctx: storage.StorageContext,
 ) -> None:
     uid, cid = f"skiprec-{uuid.uuid4().hex[:8]}", "conv"
     chunks = [speech_like(2, R, seed=s) for s in (1, 2, 3)]
-    write_legacy(reader.bucket, uid, cid, ".bin", [T0 - 2], [speech_like(2, R, seed=9)])
+    write_legacy(sealed_sctx.bucket, uid, cid, ".bin", [T0 - 2], [speech_like(2, R, seed=9)])
     [path] = [
         write_legacy(
-            reader.bucket, uid, cid, ".batch.enc", [T0, T0 + 2, T0 + 4], chunks, secret=SECRET
+            sealed_sctx.bucket, uid, cid, ".batch.enc", [T0, T0 + 2, T0 + 4], chunks, secret=SECRET
         )
     ]
-    data = bytearray(reader.bucket.download(path))
+    data = bytearray(sealed_sctx.bucket.download(path))
     second = 4 + 12 + len(chunks[0]) + 16  # the second record's first byte
     data[second + 4 + 12 + 50] ^= 0xFF  # a byte of its ciphertext
-    rewrite(reader, path, bytes(data))
+    rewrite(sealed_sctx, path, bytes(data))
 
     with pytest.raises(DecryptionError, match=rf"{path}: sealed record 1"):
-        storage.download_merged_audio(uid, cid, context=reader)
-    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=reader)
+        storage.download_merged_audio(uid, cid, context=sealed_sctx)
+    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=sealed_sctx)
     start = 2 * 2 * R
     assert merged.pcm[start:] == chunks[0] + bytes(len(chunks[1])) + chunks[2]
     [skipped] = merged.skipped
@@ -64,39 +55,41 @@ def test_a_bad_record_of_a_batch_is_silence_of_its_length(
 
 
 def test_a_truncated_object_keeps_the_records_before_the_cut(
-    reader: storage.StorageContext,
+    sealed_sctx: storage.StorageContext,
 ) -> None:
     uid, cid = f"skipcut-{uuid.uuid4().hex[:8]}", "conv"
     chunks = [speech_like(2, R, seed=s) for s in (4, 5)]
-    write_legacy(reader.bucket, uid, cid, ".bin", [T0 - 2], [speech_like(2, R, seed=8)])
-    path = write_legacy(reader.bucket, uid, cid, ".batch.enc", [T0, T0 + 2], chunks, secret=SECRET)
-    data = reader.bucket.download(path)
-    rewrite(reader, path, data[:-100])  # the last record cut short
+    write_legacy(sealed_sctx.bucket, uid, cid, ".bin", [T0 - 2], [speech_like(2, R, seed=8)])
+    path = write_legacy(
+        sealed_sctx.bucket, uid, cid, ".batch.enc", [T0, T0 + 2], chunks, secret=SECRET
+    )
+    data = sealed_sctx.bucket.download(path)
+    rewrite(sealed_sctx, path, data[:-100])  # the last record cut short
 
     # (its framing is broken, so it is no rate evidence: the rate is given)
     with pytest.raises(FormatError, match=rf"{path}: sealed record 1"):
-        storage.download_merged_audio(uid, cid, sample_rate=R, context=reader)
+        storage.download_merged_audio(uid, cid, sample_rate=R, context=sealed_sctx)
     merged = storage.download_merged_audio(
-        uid, cid, sample_rate=R, skip_broken=True, context=reader
+        uid, cid, sample_rate=R, skip_broken=True, context=sealed_sctx
     )
     assert merged.pcm[2 * 2 * R :] == chunks[0]  # the first record, in place
     assert [s.path for s in merged.skipped] == [path]
     assert naming.parse_object_name(path).start_us == round(T0 * 1_000_000)
 
 
-def test_a_whole_candidate_wins_over_a_salvaged_one(reader: storage.StorageContext) -> None:
+def test_a_whole_candidate_wins_over_a_salvaged_one(sealed_sctx: storage.StorageContext) -> None:
     """X.enc with one bad record of three and X.bin of the same chunk: the .bin is read."""
     uid, cid = f"skipcand-{uuid.uuid4().hex[:8]}", "conv"
     chunk = speech_like(3, R, seed=6)
-    write_legacy(reader.bucket, uid, cid, ".bin", [T0 - 3], [speech_like(3, R, seed=7)])
+    write_legacy(sealed_sctx.bucket, uid, cid, ".bin", [T0 - 3], [speech_like(3, R, seed=7)])
     enc = write_legacy(
-        reader.bucket, uid, cid, ".enc", [T0], [chunk], secret=SECRET, records_per_chunk=3
+        sealed_sctx.bucket, uid, cid, ".enc", [T0], [chunk], secret=SECRET, records_per_chunk=3
     )
-    write_legacy(reader.bucket, uid, cid, ".bin", [T0], [chunk])
-    data = bytearray(reader.bucket.download(enc))
+    write_legacy(sealed_sctx.bucket, uid, cid, ".bin", [T0], [chunk])
+    data = bytearray(sealed_sctx.bucket.download(enc))
     data[-20] ^= 0xFF  # the last record's ciphertext
-    rewrite(reader, enc, bytes(data))
-    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=reader)
+    rewrite(sealed_sctx, enc, bytes(data))
+    merged = storage.download_merged_audio(uid, cid, skip_broken=True, context=sealed_sctx)
     assert merged.pcm[3 * 2 * R :] == chunk
     [skipped] = merged.skipped
     assert skipped.path == enc and skipped.used_instead == (enc[: -len(".enc")] + ".bin",)
