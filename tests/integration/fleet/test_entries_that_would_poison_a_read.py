@@ -24,8 +24,7 @@ import pytest
 from backend_hooks import AudioSyncClient, container, envelope, storage
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.errors import DecryptionError
-from tests.integration.fleet.test_exactly_once import CHUNK, RATE, push_chunks, raw_xadd
-from tests.integration.flushing import FakeClock, flush
+from tests.integration.flushing import CHUNK, RATE, FakeClock, flush, push_chunks, raw_xadd
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration

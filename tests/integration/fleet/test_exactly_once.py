@@ -17,62 +17,32 @@ from dataclasses import replace
 import pytest
 import redis
 
-from backend_hooks import AudioSyncClient, Session, container, storage
+from backend_hooks import AudioSyncClient, container, storage
 from backend_hooks.entries import KIND_CHUNK, NewEntry
 from backend_hooks.redis_store import redis_time
 from backend_hooks.settings import Settings
 from tests.integration.flushing import (
+    CHUNK,
+    RATE,
     CueBucket,
     FakeClock,
+    assert_exactly_once,
     die,
     flush,
+    in_thread,
     keys,
     lease_expires,
-    overlapping_objects,
+    push_chunks,
+    raw_xadd,
     read_entries,
     stall_until,
     stored_seqs,
 )
 from workers import quarantine
 from workers.context import WorkerContext
-from workers.flush import FlushResult
 from workers.store import LeaseLostError
 
 pytestmark = pytest.mark.integration
-RATE = 8000
-CHUNK = bytes(2 * RATE * 5)  # 5 s of silence: one chunk
-
-
-def push_chunks(
-    ctx: WorkerContext, clock: FakeClock, uid: str, chunks: int, close: bool = True
-) -> Session:
-    """A standard session with ``chunks`` chunks of 5 s from now on, closed unless told."""
-    client = AudioSyncClient(ctx.settings, clock=clock)
-    session = client.open_session(uid, "conv", RATE, "standard")
-    now = time.time()
-    session.push(CHUNK * chunks, now)
-    if close:
-        session.close()
-    return session
-
-
-def in_thread(target: Callable[[], FlushResult]) -> tuple[threading.Thread, list[FlushResult]]:
-    results: list[FlushResult] = []
-    thread = threading.Thread(target=lambda: results.append(target()), daemon=True)
-    thread.start()
-    return thread, results
-
-
-def raw_xadd(ctx: WorkerContext, session_id: str, fields: dict[bytes, bytes]) -> None:
-    """An entry appended behind the pusher's back (a bug, an old pusher, an attacker)."""
-    ctx.store.client.xadd(keys(session_id).chunks, dict(fields.items()))
-
-
-def assert_exactly_once(ctx: WorkerContext, uid: str, session_id: str, chunks: int) -> None:
-    assert stored_seqs(ctx, uid, "conv") == list(range(chunks))  # each chunk once, none lost
-    assert overlapping_objects(ctx, uid, "conv") == []
-    assert read_entries(ctx, session_id) == []
-    assert ctx.store.read_plan(session_id) == []
 
 
 # -- 1. a zombie's writes --------------------------------------------------------------------

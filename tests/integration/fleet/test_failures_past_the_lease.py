@@ -15,8 +15,15 @@ from dataclasses import replace
 
 import pytest
 
-from tests.integration.fleet.test_exactly_once import push_chunks
-from tests.integration.flushing import CueBucket, Died, FakeClock, flush, keys, lease_expires
+from tests.integration.flushing import (
+    CueBucket,
+    Died,
+    FakeClock,
+    flush,
+    keys,
+    lease_expires,
+    push_chunks,
+)
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration

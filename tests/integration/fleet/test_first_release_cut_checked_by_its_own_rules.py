@@ -28,9 +28,16 @@ import pytest
 
 from backend_hooks import AudioSyncClient
 from backend_hooks.entries import ChunkEntry
-from tests.integration.fleet.test_exactly_once import CHUNK, RATE
 from tests.integration.fleet.test_first_release_cut_resumed import _first_release_flush_died
-from tests.integration.flushing import FakeClock, flush, keys, read_entries, stored_seqs
+from tests.integration.flushing import (
+    CHUNK,
+    RATE,
+    FakeClock,
+    flush,
+    keys,
+    read_entries,
+    stored_seqs,
+)
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration

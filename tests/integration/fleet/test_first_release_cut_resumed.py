@@ -30,13 +30,15 @@ from dataclasses import replace
 import pytest
 
 from backend_hooks.entries import ChunkEntry
-from tests.integration.fleet.test_exactly_once import assert_exactly_once, push_chunks, raw_xadd
 from tests.integration.flushing import (
     CueBucket,
     FakeClock,
+    assert_exactly_once,
     die,
     flush,
     keys,
+    push_chunks,
+    raw_xadd,
     read_entries,
     stored_seqs,
 )

@@ -20,7 +20,7 @@ import redis
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import AudioSyncClient, redis_store
 from backend_hooks.settings import Settings
-from tests.integration.fleet.test_exactly_once import CHUNK, RATE
+from tests.integration.flushing import CHUNK, RATE
 from workers import tasks
 
 pytestmark = pytest.mark.integration

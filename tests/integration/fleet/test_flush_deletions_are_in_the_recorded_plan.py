@@ -23,8 +23,16 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.fleet.test_exactly_once import assert_exactly_once, push_chunks, raw_xadd
-from tests.integration.flushing import CueBucket, Died, FakeClock, die, flush
+from tests.integration.flushing import (
+    CueBucket,
+    Died,
+    FakeClock,
+    assert_exactly_once,
+    die,
+    flush,
+    push_chunks,
+    raw_xadd,
+)
 from workers.context import WorkerContext
 from workers.flush import flush_session
 from workers.store import WorkerStore

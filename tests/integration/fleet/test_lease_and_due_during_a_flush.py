@@ -14,8 +14,7 @@ import time
 import pytest
 
 from backend_hooks.redis_store import redis_time
-from tests.integration.fleet.test_exactly_once import push_chunks
-from tests.integration.flushing import CueBucket, FakeClock, flush, keys
+from tests.integration.flushing import CueBucket, FakeClock, flush, keys, push_chunks
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.integration.fleet.test_exactly_once import push_chunks
-from tests.integration.flushing import CueBucket, FakeClock, die, lease_expires
+from tests.integration.flushing import CueBucket, FakeClock, die, lease_expires, push_chunks
 from workers.context import WorkerContext
 from workers.flush import flush_session
 from workers.store import WorkerStore

@@ -17,8 +17,7 @@ import pytest
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo, free_port
 from tests.integration.commands import scrape
-from tests.integration.fleet.test_exactly_once import push_chunks
-from tests.integration.flushing import CueBucket, FakeClock, die, flush, read_entries
+from tests.integration.flushing import CueBucket, FakeClock, die, flush, push_chunks, read_entries
 from workers.context import WorkerContext
 from workers.planner import RecordedObject
 

@@ -29,8 +29,16 @@ from typing import cast
 
 import pytest
 
-from tests.integration.fleet.test_exactly_once import CHUNK, assert_exactly_once, push_chunks
-from tests.integration.flushing import CueBucket, FakeClock, die, flush, keys
+from tests.integration.flushing import (
+    CHUNK,
+    CueBucket,
+    FakeClock,
+    assert_exactly_once,
+    die,
+    flush,
+    keys,
+    push_chunks,
+)
 from workers import quarantine
 from workers.context import WorkerContext
 from workers.planner import RecordedObject

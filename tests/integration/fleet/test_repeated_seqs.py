@@ -28,13 +28,16 @@ import pytest
 
 from backend_hooks import container
 from backend_hooks.codec import ChunkEncoder
-from tests.integration.fleet.test_exactly_once import (
+from tests.integration.flushing import (
     RATE,
+    FakeClock,
     assert_exactly_once,
+    flush,
     push_chunks,
     raw_xadd,
+    read_entries,
+    stored_seqs,
 )
-from tests.integration.flushing import FakeClock, flush, read_entries, stored_seqs
 from workers import quarantine
 from workers.context import WorkerContext
 

@@ -28,7 +28,7 @@ from audiosync_dev.localstack import StackInfo
 from backend_hooks import AudioSyncClient, redis_store, storage
 from backend_hooks.settings import Settings
 from tests.integration.commands import as_json, celery
-from tests.integration.fleet.test_exactly_once import CHUNK, RATE
+from tests.integration.flushing import CHUNK, RATE
 from workers import operations
 from workers.store import WorkerStore
 

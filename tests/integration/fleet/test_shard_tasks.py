@@ -18,8 +18,7 @@ from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import AudioSyncClient, redis_store, storage
 from backend_hooks.settings import Settings
-from tests.integration.fleet.test_exactly_once import CHUNK, RATE
-from tests.integration.flushing import FakeClock
+from tests.integration.flushing import CHUNK, RATE, FakeClock
 from tests.integration.flushing import flush as run_flush
 from workers.context import WorkerContext
 from workers.drain import DrainResult, drain_shard

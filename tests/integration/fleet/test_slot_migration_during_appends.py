@@ -38,7 +38,7 @@ from audiosync_dev.localstack import LocalStack
 from backend_hooks import AudioSyncClient, redis_store
 from backend_hooks.errors import EnqueueError
 from backend_hooks.settings import Settings
-from tests.integration.fleet.test_exactly_once import CHUNK, RATE
+from tests.integration.flushing import CHUNK, RATE
 
 pytestmark = pytest.mark.integration
 

@@ -26,12 +26,14 @@ from dataclasses import replace
 import pytest
 
 from backend_hooks.errors import StorageError
-from tests.integration.fleet.test_exactly_once import CHUNK, in_thread, push_chunks
 from tests.integration.flushing import (
+    CHUNK,
     CueBucket,
     FakeClock,
     flush,
+    in_thread,
     lease_expires,
+    push_chunks,
     read_entries,
     stall_until,
     stored_seqs,

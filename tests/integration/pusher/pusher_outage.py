@@ -1,6 +1,7 @@
 """Shared helpers of the pusher outage tests: a Redis of their own, a client on it with
-short timeouts, a read of a session's stream by identity, and a real pusher process that
-spools its chunks (to be killed: a dead pusher's spool)."""
+short timeouts, the chunks they push and a read of a session's stream by identity (with
+what it should find), and a real pusher process that spools its chunks (to be killed: a
+dead pusher's spool)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,21 @@ from backend_hooks.settings import Settings
 from tests.integration.commands import ROOT
 
 SECRET = "outage-test-secret-0123456789abcdef"
+
+
+#: What the outage tests push: 8 kHz, chunks of 5 s, from ``T0`` on.
+RATE = 8000
+CHUNK = 5 * RATE  # samples of one 5 s chunk
+T0 = float(int(time.time()))
+
+
+def expected(chunks: int, tail: int = 0) -> list[tuple[str, int, int]]:
+    """What ``stream`` reads of a session of ``chunks`` whole chunks (and a ``tail`` of
+    that many samples), closed: each chunk once, in order, then the end marker."""
+    out = [("chunk", seq, CHUNK) for seq in range(chunks)]
+    if tail:
+        out.append(("chunk", chunks, tail))
+    return [*out, ("end", -1, 0)]
 
 
 def quick_client(url: str) -> redis.Redis:

@@ -20,8 +20,15 @@ import pytest
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient, SessionClosedError
 from backend_hooks.chunker import RawChunk
-from tests.integration.pusher.pusher_outage import noise, quick_client, settings_for, stream
-from tests.integration.pusher.test_spool import CHUNK, RATE, T0
+from tests.integration.pusher.pusher_outage import (
+    CHUNK,
+    RATE,
+    T0,
+    noise,
+    quick_client,
+    settings_for,
+    stream,
+)
 
 pytestmark = pytest.mark.integration
 

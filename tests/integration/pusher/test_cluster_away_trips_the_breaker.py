@@ -18,8 +18,16 @@ from audiosync_dev.localstack import LocalStack
 from backend_hooks import AudioSyncClient
 from backend_hooks.entries import ChunkEntry, parse_entry
 from backend_hooks.redis_store import SessionKeys
-from tests.integration.pusher.pusher_outage import SECRET, noise, settings_for, wait_for
-from tests.integration.pusher.test_spool import CHUNK, RATE, T0, expected
+from tests.integration.pusher.pusher_outage import (
+    CHUNK,
+    RATE,
+    SECRET,
+    T0,
+    expected,
+    noise,
+    settings_for,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -17,6 +17,10 @@ import pytest
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient
 from tests.integration.pusher.pusher_outage import (
+    CHUNK,
+    RATE,
+    T0,
+    expected,
     noise,
     quick_client,
     settings_for,
@@ -24,7 +28,6 @@ from tests.integration.pusher.pusher_outage import (
     stream,
     wait_for,
 )
-from tests.integration.pusher.test_spool import CHUNK, RATE, T0, expected
 
 pytestmark = pytest.mark.integration
 

@@ -15,13 +15,14 @@ import pytest
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient, EnqueueError, SessionClosedError
 from tests.integration.pusher.pusher_outage import (
+    RATE,
+    T0,
     noise,
     quick_client,
     settings_for,
     stream,
     wait_for,
 )
-from tests.integration.pusher.test_spool import RATE, T0
 
 pytestmark = pytest.mark.integration
 

@@ -29,6 +29,10 @@ from backend_hooks import (
 from backend_hooks.redis_store import SessionKeys
 from tests.integration.commands import run_python
 from tests.integration.pusher.pusher_outage import (
+    CHUNK,
+    RATE,
+    T0,
+    expected,
     noise,
     quick_client,
     settings_for,
@@ -40,16 +44,6 @@ from tests.integration.pusher.pusher_outage import (
 )
 
 pytestmark = pytest.mark.integration
-RATE = 8000
-CHUNK = 5 * RATE  # samples of one 5 s chunk
-T0 = float(int(time.time()))
-
-
-def expected(chunks: int, tail: int = 0) -> list[tuple[str, int, int]]:
-    out = [("chunk", seq, CHUNK) for seq in range(chunks)]
-    if tail:
-        out.append(("chunk", chunks, tail))
-    return [*out, ("end", -1, 0)]
 
 
 def test_redis_stopped_chunks_spool_then_drain_in_order_exactly_once(

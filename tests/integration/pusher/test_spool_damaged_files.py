@@ -13,6 +13,7 @@ import pytest
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient
 from tests.integration.pusher.pusher_outage import (
+    CHUNK,
     quick_client,
     settings_for,
     spool_env,
@@ -21,7 +22,6 @@ from tests.integration.pusher.pusher_outage import (
     stream,
     wait_for,
 )
-from tests.integration.pusher.test_spool import CHUNK
 
 pytestmark = pytest.mark.integration
 

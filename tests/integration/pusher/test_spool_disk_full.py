@@ -16,13 +16,16 @@ import pytest
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient, SpoolFullError
 from tests.integration.pusher.pusher_outage import (
+    CHUNK,
+    RATE,
+    T0,
+    expected,
     noise,
     quick_client,
     settings_for,
     stream,
     wait_for,
 )
-from tests.integration.pusher.test_spool import CHUNK, RATE, T0, expected
 
 pytestmark = pytest.mark.integration
 
