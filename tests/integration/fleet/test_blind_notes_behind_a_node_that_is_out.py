@@ -21,12 +21,12 @@ from redis.cluster import RedisCluster
 from audiosync_dev.localstack import LocalStack
 from backend_hooks import naming, redis_store
 from backend_hooks.settings import Settings
-from tests.integration.fleet.test_deleted_mark_on_a_node_that_is_out import (
+from tests.integration.fleet.cluster_node_out import (
     OUT,
     SHARDS,
     UID,
-    _env,
-    _port,
+    node_out_env,
+    port_of,
     stalled,
 )
 from workers import deletions
@@ -52,8 +52,8 @@ def _cids_marked(client: RedisCluster, port: int, on: bool, count: int, name: st
 def test_a_note_whose_mark_answers_is_resolved_behind_a_budget_of_waiting_ones(
     cluster_stack: LocalStack, cluster_client: RedisCluster
 ) -> None:
-    ctx = WorkerContext.from_settings(Settings.from_env(_env(cluster_stack)))
-    out_port = _port(cluster_stack.cluster_node_urls[OUT])
+    ctx = WorkerContext.from_settings(Settings.from_env(node_out_env(cluster_stack)))
+    out_port = port_of(cluster_stack.cluster_node_urls[OUT])
     shard = next(
         s
         for s in range(SHARDS)

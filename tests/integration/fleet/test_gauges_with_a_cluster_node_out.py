@@ -20,10 +20,10 @@ from redis.cluster import RedisCluster
 from audiosync_dev.localstack import LocalStack
 from backend_hooks import redis_store
 from backend_hooks.settings import Settings
-from tests.integration.fleet.test_deleted_mark_on_a_node_that_is_out import (
+from tests.integration.fleet.cluster_node_out import (
     OUT,
     SHARDS,
-    _env,
+    node_out_env,
     stalled,
 )
 from workers import exporter
@@ -37,7 +37,7 @@ SCRAPE_WAIT_SECONDS = 30
 def test_a_scrape_answers_with_the_serving_shards_while_a_master_is_stalled(
     cluster_stack: LocalStack, cluster_client: RedisCluster
 ) -> None:
-    ctx = WorkerContext.from_settings(Settings.from_env(_env(cluster_stack)))
+    ctx = WorkerContext.from_settings(Settings.from_env(node_out_env(cluster_stack)))
     out_port = int(cluster_stack.cluster_node_urls[OUT].rsplit(":", 1)[1])
     serving = [
         s

@@ -21,13 +21,13 @@ from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, naming, redis_store, storage
 from backend_hooks.settings import Settings
-from tests.integration.fleet.test_deleted_mark_on_a_node_that_is_out import (
+from tests.integration.fleet.cluster_node_out import (
     OUT,
-    _env,
-    _held,
-    _objects,
-    _port,
-    _session_served,
+    held_sessions,
+    node_out_env,
+    objects_of,
+    port_of,
+    session_served,
     stalled,
 )
 
@@ -38,13 +38,13 @@ UID = "node-out-user"
 def test_appends_and_flushes_go_on_where_scripts_were_flushed_while_a_master_is_out(
     cluster_stack: LocalStack, cluster_client: RedisCluster, tmp_path: Path
 ) -> None:
-    env = _env(cluster_stack)
+    env = node_out_env(cluster_stack)
     settings = Settings.from_env(env)
     reader = storage.StorageContext.from_settings(Settings.from_env(env, role="reader"))
-    out_port = _port(cluster_stack.cluster_node_urls[OUT])
+    out_port = port_of(cluster_stack.cluster_node_urls[OUT])
     cid = f"scripts-lost-{time.time_ns()}"
     pusher = AudioSyncClient(settings)
-    session = _session_served(pusher, cluster_client, cid, out_port)
+    session = session_served(pusher, cluster_client, cid, out_port)
     node = cluster_client.get_node_from_key(redis_store.due_key(session.redis_keys.shard))
     audio = speech_like(3, 16000, seed=22)
 
@@ -57,9 +57,9 @@ def test_appends_and_flushes_go_on_where_scripts_were_flushed_while_a_master_is_
         session.close()
         assert pusher.stats().breaker.trips == 0, "an append waited on the master that is out"
         deadline = time.monotonic() + 90
-        while _held(cluster_client, [session]) or not _objects(reader.bucket, cid):
+        while held_sessions(cluster_client, [session]) or not objects_of(reader.bucket, cid):
             assert time.monotonic() < deadline, f"not flushed\n{worker.tail()}"
             time.sleep(0.2)
     pusher.close()
-    names = _objects(reader.bucket, cid)
+    names = objects_of(reader.bucket, cid)
     assert len(names) == 1 and names[0].startswith(naming.conversation_prefix(UID, cid))
