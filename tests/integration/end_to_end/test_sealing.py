@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
-from dataclasses import replace
 from typing import cast
 
 import pytest
@@ -22,61 +20,28 @@ from backend_hooks.errors import DecryptionError, SplicedRecordError
 from backend_hooks.merge import MissingChunks
 from backend_hooks.settings import Settings
 from tests.integration.flushing import FakeClock, flush, keys
+from tests.integration.sealed_sessions import (
+    NEW,
+    OLD,
+    RATE,
+    T0,
+    only_object,
+    record_sealed,
+    rewrite_object,
+    sealing_settings,
+)
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration
-T0 = float(int(time.time()))
-RATE = 8000
-OLD = b"the-secret-before-the-rotation-0123456789"
-NEW = b"the-secret-after-the-rotation-9876543210"
-
-
-def _settings(ctx: WorkerContext, secret: bytes, previous: tuple[bytes, ...] = ()) -> Settings:
-    return replace(
-        ctx.settings,
-        encryption_secret=secret,
-        encryption_secret_previous=previous,
-        chunk_seconds=1.0,
-    )
-
-
-def _record(
-    ctx: WorkerContext,
-    clock: FakeClock,
-    settings: Settings,
-    uid: str,
-    cid: str,
-    seconds: float,
-    start: float,
-) -> str:
-    """Push ``seconds`` of enhanced audio, close, flush; the session id."""
-    client = AudioSyncClient(settings, clock=clock)
-    session = client.open_session(uid, cid, RATE, "enhanced")
-    session.push(speech_like(seconds, RATE, seed=int(start) % 1000), start)
-    session.close()
-    result = flush(ctx, session.session_id)
-    assert result.failed is None and result.objects_created == 1, result
-    client.close()
-    return session.session_id
-
-
-def _only_object(sctx: storage.StorageContext, uid: str, cid: str) -> naming.ObjectName:
-    [item] = storage.list_audio_chunks(uid, cid, context=sctx)
-    return naming.parse_object_name(item["path"])
-
-
-def _rewrite(ctx: WorkerContext, path: str, data: bytes) -> None:
-    ctx.bucket.delete(path)
-    ctx.bucket.create_only(path, data, content_type="application/octet-stream", metadata={})
 
 
 def test_a_dropped_record_is_reported_and_logged(
     ctx: WorkerContext, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = _settings(ctx, NEW)
-    session_id = _record(ctx, clock, settings, "seal-user", "seal-conv", 6, T0)
+    settings = sealing_settings(ctx, NEW)
+    session_id = record_sealed(ctx, clock, settings, "seal-user", "seal-conv", 6, T0)
     sctx = storage.StorageContext.from_settings(settings)
-    name = _only_object(sctx, "seal-user", "seal-conv")
+    name = only_object(sctx, "seal-user", "seal-conv")
     data = ctx.bucket.download(name.path)
     records = envelope.split_records(data)
     assert [r.version for r in records] == [1] * 6  # the pusher writes v1
@@ -85,7 +50,7 @@ def test_a_dropped_record_is_reported_and_logged(
     assert whole.missing == () and whole.sample_count == 6 * RATE
 
     third = records[2]
-    _rewrite(ctx, name.path, data[: third.offset] + data[third.end :])
+    rewrite_object(ctx, name.path, data[: third.offset] + data[third.end :])
     with caplog.at_level(logging.WARNING, logger="backend_hooks.storage"):
         merged = storage.download_merged_audio("seal-user", "seal-conv", context=sctx)
     before, after = records[1].info, records[3].info
@@ -96,7 +61,7 @@ def test_a_dropped_record_is_reported_and_logged(
     assert merged.sample_count == 6 * RATE  # filled with zeros, and reported
     assert f"session {session_id} chunks 2..2" in caplog.text
 
-    _rewrite(ctx, name.path, data[: records[5].offset])  # the last record dropped
+    rewrite_object(ctx, name.path, data[: records[5].offset])  # the last record dropped
     merged = storage.download_merged_audio("seal-user", "seal-conv", context=sctx)
     assert [(m.first_seq, m.last_seq, m.found_by) for m in merged.missing] == [(5, None, name.path)]
 
@@ -104,10 +69,10 @@ def test_a_dropped_record_is_reported_and_logged(
 def test_an_object_copied_under_another_user_does_not_open(
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
-    settings = _settings(ctx, NEW)
-    _record(ctx, clock, settings, "victim", "conv", 2, T0)
+    settings = sealing_settings(ctx, NEW)
+    record_sealed(ctx, clock, settings, "victim", "conv", 2, T0)
     sctx = storage.StorageContext.from_settings(settings)
-    name = _only_object(sctx, "victim", "conv")
+    name = only_object(sctx, "victim", "conv")
     copied = naming.conversation_prefix("thief", "conv") + name.filename
     ctx.bucket.create_only(copied, ctx.bucket.download(name.path), content_type="x", metadata={})
     with pytest.raises(DecryptionError, match=rf"{copied}: sealed record 0 .*'thief'"):
@@ -122,11 +87,11 @@ def test_a_v0_record_spliced_into_a_new_object_is_refused_or_skipped(
     pusher never writes one into a new object: the strict read refuses the object naming
     the record; skip_broken leaves the record out, reports it, and reads the rest as
     stored."""
-    settings = _settings(ctx, NEW)
+    settings = sealing_settings(ctx, NEW)
     uid, cid = f"splice-{uuid.uuid4().hex[:8]}", "conv"
-    _record(ctx, clock, settings, uid, cid, 6, T0)
+    record_sealed(ctx, clock, settings, uid, cid, 6, T0)
     sctx = storage.StorageContext.from_settings(settings)
-    name = _only_object(sctx, uid, cid)
+    name = only_object(sctx, uid, cid)
     stored = storage.download_merged_audio(uid, cid, context=sctx)
     data = ctx.bucket.download(name.path)
     chunk = envelope.split_records(data)[2].info  # the forgery claims chunk 2's place
@@ -136,7 +101,9 @@ def test_a_v0_record_spliced_into_a_new_object_is_refused_or_skipped(
         chunk, encoder.encode(speech_like(1, RATE, seed=999)), encoder.pre_skip
     )
     assert envelope.UserKeys(NEW).key_id in data  # the same secret, the same user's key
-    _rewrite(ctx, name.path, envelope.seal_v0(envelope.UserKeys(NEW).cipher(uid), other) + data)
+    rewrite_object(
+        ctx, name.path, envelope.seal_v0(envelope.UserKeys(NEW).cipher(uid), other) + data
+    )
 
     with pytest.raises(SplicedRecordError, match=rf"{name.path}: sealed record 0 is envelope v0"):
         storage.download_merged_audio(uid, cid, context=sctx)
@@ -149,9 +116,9 @@ def test_a_v0_record_spliced_into_a_new_object_is_refused_or_skipped(
 def test_rotation_old_objects_open_new_ones_are_sealed_with_the_new_secret(
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
-    _record(ctx, clock, _settings(ctx, OLD), "rot-user", "rot-conv", 2, T0)
-    rotated = _settings(ctx, NEW, (OLD,))
-    _record(ctx, clock, rotated, "rot-user", "rot-conv", 2, T0 + 10)
+    record_sealed(ctx, clock, sealing_settings(ctx, OLD), "rot-user", "rot-conv", 2, T0)
+    rotated = sealing_settings(ctx, NEW, (OLD,))
+    record_sealed(ctx, clock, rotated, "rot-user", "rot-conv", 2, T0 + 10)
 
     sctx = storage.StorageContext.from_settings(rotated)
     ids: list[bytes | None] = []
@@ -161,7 +128,7 @@ def test_rotation_old_objects_open_new_ones_are_sealed_with_the_new_secret(
     merged = storage.download_merged_audio("rot-user", "rot-conv", context=sctx, fill_gaps=False)
     assert merged.sample_count == 4 * RATE and merged.missing == ()
 
-    without_previous = storage.StorageContext.from_settings(_settings(ctx, NEW))
+    without_previous = storage.StorageContext.from_settings(sealing_settings(ctx, NEW))
     with pytest.raises(DecryptionError, match="ENCRYPTION_SECRET_PREVIOUS"):
         storage.download_merged_audio("rot-user", "rot-conv", context=without_previous)
 
@@ -181,13 +148,13 @@ def test_the_documented_rotation_through_the_environment_with_a_secret_read_from
     def from_env(role: str, **env: str) -> Settings:
         return Settings.from_env({**stack.env(), **env}, role=role)
 
-    _record(ctx, clock, from_env("pusher", ENCRYPTION_SECRET=a), uid, "before", 2, T0)
+    record_sealed(ctx, clock, from_env("pusher", ENCRYPTION_SECRET=a), uid, "before", 2, T0)
     rotated = {"ENCRYPTION_SECRET": b, "ENCRYPTION_SECRET_PREVIOUS_JSON": json.dumps([a])}
-    _record(ctx, clock, from_env("pusher", **rotated), uid, "after", 2, T0 + 10)
+    record_sealed(ctx, clock, from_env("pusher", **rotated), uid, "after", 2, T0 + 10)
 
     reader = storage.StorageContext.from_settings(from_env("reader", **rotated))
     for cid, secret in (("before", a), ("after", b)):
-        data = ctx.bucket.download(_only_object(reader, uid, cid).path)
+        data = ctx.bucket.download(only_object(reader, uid, cid).path)
         assert {r.key_id for r in envelope.split_records(data)} == {
             envelope.key_id(secret.encode())
         }
@@ -202,7 +169,7 @@ def test_the_documented_rotation_through_the_environment_with_a_secret_read_from
 def test_the_worker_quarantines_a_sealed_entry_whose_header_disagrees(
     ctx: WorkerContext, clock: FakeClock
 ) -> None:
-    client = AudioSyncClient(_settings(ctx, NEW), clock=clock)
+    client = AudioSyncClient(sealing_settings(ctx, NEW), clock=clock)
     session = client.open_session("q-user", "q-conv", RATE, "enhanced")
     session.push(speech_like(3, RATE, seed=3), T0)
     session.close()

@@ -26,16 +26,16 @@ from backend_hooks import (
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.errors import FormatError, SplicedRecordError
 from backend_hooks.redis_store import SessionKeys
-from tests.integration.end_to_end.test_sealing import (
+from tests.integration.flushing import FakeClock, flush, keys
+from tests.integration.sealed_sessions import (
     NEW,
     RATE,
     T0,
-    _only_object,
-    _record,
-    _rewrite,
-    _settings,
+    only_object,
+    record_sealed,
+    rewrite_object,
+    sealing_settings,
 )
-from tests.integration.flushing import FakeClock, flush, keys
 from workers.context import WorkerContext
 
 pytestmark = pytest.mark.integration
@@ -58,16 +58,16 @@ def _spliced_conversation(
 ) -> tuple[storage.StorageContext, str, str]:
     """A fleet object of 6 s with a v0 record claiming chunk 2 appended (or put in front),
     rewritten as a tool rewrites an object (without the flush's metadata)."""
-    settings = _settings(ctx, NEW)
+    settings = sealing_settings(ctx, NEW)
     uid, cid = f"{tag}-{uuid.uuid4().hex[:8]}", "conv"
-    _record(ctx, clock, settings, uid, cid, 6, T0)
+    record_sealed(ctx, clock, settings, uid, cid, 6, T0)
     sctx = storage.StorageContext.from_settings(settings)
-    name = _only_object(sctx, uid, cid)
+    name = only_object(sctx, uid, cid)
     data = ctx.bucket.download(name.path)
     chunk = envelope.split_records(data)[2].info
     assert chunk is not None
     spliced = _v0_record(uid, chunk)
-    _rewrite(ctx, name.path, spliced + data if prepend else data + spliced)
+    rewrite_object(ctx, name.path, spliced + data if prepend else data + spliced)
     return sctx, uid, cid
 
 
@@ -115,9 +115,9 @@ def test_a_new_object_renamed_to_a_legacy_name_is_not_read_around_the_check(
     chunk 2's (12,286 of 96,000 samples changed), nothing reported: a v1 record under a
     legacy name is refused, as the backfill and the raw legacy objects' reader do."""
     sctx, uid, cid = _spliced_conversation(ctx, clock, "splice-rename", prepend=True)
-    name = _only_object(sctx, uid, cid)
+    name = only_object(sctx, uid, cid)
     legacy = f"{naming.conversation_prefix(uid, cid)}{naming.format_time(name.start_us)}.opus.enc"
-    _rewrite(ctx, legacy, ctx.bucket.download(name.path))
+    rewrite_object(ctx, legacy, ctx.bucket.download(name.path))
     ctx.bucket.delete(name.path)
     with pytest.raises(FormatError, match=rf"{legacy}: sealed record 1 is envelope v1"):
         storage.download_merged_audio(uid, cid, context=sctx)
@@ -146,7 +146,7 @@ def test_a_v0_entry_appended_to_a_session_of_v1_chunks_is_quarantined(
     chunk of its sessions as v1, so such an entry cannot be the session's. The fleet
     knows by the v1 records in the same read, or, once they are stored, by the session's
     ``:appended`` mark (the first release, the only pusher that sealed v0, wrote none)."""
-    settings = _settings(ctx, NEW)
+    settings = sealing_settings(ctx, NEW)
     uid, cid = f"inject-{uuid.uuid4().hex[:8]}", "conv"
     client = AudioSyncClient(settings, clock=clock)
     session = client.open_session(uid, cid, RATE, "enhanced")
@@ -210,7 +210,7 @@ def test_a_first_release_stream_of_v0_entries_is_stored(
     """An older pusher's session (a rolling upgrade): v0 chunks only and no ``:appended``
     mark. Nothing says its pusher seals v1, so its chunks are stored as they always were,
     in an object of v0 records only, which reads back whole."""
-    settings = _settings(ctx, NEW)
+    settings = sealing_settings(ctx, NEW)
     uid, cid = f"first-release-{uuid.uuid4().hex[:8]}", "conv"
     client = AudioSyncClient(settings, clock=clock)
     session = client.open_session(uid, cid, RATE, "enhanced")
@@ -225,7 +225,7 @@ def test_a_first_release_stream_of_v0_entries_is_stored(
     result = flush(ctx, session.session_id)
     assert (result.failed, result.quarantined, result.objects_created) == (None, 0, 1)
     sctx = storage.StorageContext.from_settings(settings)
-    data = ctx.bucket.download(_only_object(sctx, uid, cid).path)
+    data = ctx.bucket.download(only_object(sctx, uid, cid).path)
     assert {r.info for r in envelope.split_records(data)} == {None}  # v0 records only
     merged = storage.download_merged_audio(uid, cid, context=sctx)
     assert merged.sample_count == 3 * RATE and merged.missing == ()
