@@ -10,16 +10,10 @@ a SIGTERM to the server mid-session still enqueues the session's tail.
 from __future__ import annotations
 
 import math
-import os
-import signal
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 import pytest
@@ -28,72 +22,18 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from audiosync_dev import processes
-from audiosync_dev.localstack import StackInfo, free_port
+from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import storage
 from backend_hooks.settings import Settings
+from tests.integration.example_pusher import Uvicorn
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 SECRET = "example-pusher-test-secret-0123456789abcdef"
 OLD_PATH_UID = "old-path-user"  # on the deny list: the backend's old path
 FRAME_MS = [20, 40, 60, 100, 80, 20, 100]  # the backend's frame sizes, cycled
-STARTUP_TIMEOUT = 30.0
 READ_BACK_TIMEOUT = 30.0
-
-
-class Uvicorn:
-    """``python -m uvicorn examples.pusher:app`` on a free loopback port, its log in a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "examples.pusher:app",
-                    "--host=127.0.0.1",
-                    f"--port={self.port}",
-                ],
-                cwd=ROOT,
-                env={**os.environ, **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self) -> Uvicorn:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while "Application startup complete" not in self.text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"uvicorn did not start:\n{self.text()[-3000:]}")
-            time.sleep(0.05)
-        return self
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def url(self, **query: str) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/audio?{urlencode(query)}"
-
-    def terminate(self, timeout: float = 20.0) -> None:
-        """SIGTERM, as Kubernetes sends it; asserts a graceful exit: uvicorn runs the lifespan
-        shutdown, then exits by the signal it caught (-15) or, in older versions, with 0."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
-        text = self.text()
-        assert code in (0, -signal.SIGTERM), text[-3000:]
-        assert "Application shutdown complete." in text, text[-3000:]
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,10 @@ import pytest
 import redis
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, naming, redis_store, storage
-from backend_hooks.container import ChunkInfo
-from backend_hooks.gcs import GcsBucket
+from backend_hooks import naming, redis_store, storage
 from backend_hooks.merge import MergedAudio
 from backend_hooks.settings import Settings
-from tests.integration.backfilling import SECRET
+from tests.integration.backfilling import SECRET, fleet_object
 from tests.legacy_objects import write_legacy
 from tests.legacy_opus import write_legacy_opus
 from workers import backfill
@@ -94,26 +92,6 @@ def _user(bf: backfill.Backfill) -> str:
     write_legacy_opus(b, uid, "c16", ".opus.enc", T0 + 14, o2, secret=key)
     fleet_object(b, uid, "c16", T0 + 20, audio(2, r, 19))
     return uid
-
-
-def fleet_object(bucket: GcsBucket, uid: str, cid: str, start: float, pcm: bytes) -> str:
-    """A new object as the fleet writes it (one standard chunk of a pusher session): the
-    backfill must leave it alone."""
-    from backend_hooks import codec
-
-    encoder = codec.ChunkEncoder(16000)
-    info = ChunkInfo(uuid.uuid4().hex, 0, int(start * 1_000_000), 16000, len(pcm) // 2)
-    data = container.build_chunk(info, encoder.encode(pcm), encoder.pre_skip)
-    path = naming.object_name(
-        uid, cid, start_us=info.start_us, end_us=info.end_us, sealed=False, data=data
-    )
-    meta = {
-        "audiosync-format": "1",
-        "audiosync-rate": "16000",
-        "audiosync-session": info.session_id,
-    }
-    bucket.create_only(path, data, content_type="audio/ogg", metadata=meta)
-    return path
 
 
 def merged(backfill_reader: storage.StorageContext, uid: str, cid: str) -> MergedAudio:

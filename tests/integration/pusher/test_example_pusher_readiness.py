@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from audiosync_dev.localstack import StackInfo
-from tests.integration.end_to_end.test_example_pusher import STARTUP_TIMEOUT, Uvicorn
+from tests.integration.example_pusher import STARTUP_TIMEOUT, Uvicorn
 
 pytestmark = pytest.mark.integration
 

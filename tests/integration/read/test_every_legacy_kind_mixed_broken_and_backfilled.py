@@ -23,8 +23,7 @@ from backend_hooks import naming, storage
 from backend_hooks.errors import DecryptionError
 from backend_hooks.resample import resampled_length
 from backend_hooks.settings import Settings
-from tests.integration.backfilling import SECRET
-from tests.integration.fleet.test_backfill import fleet_object
+from tests.integration.backfilling import SECRET, fleet_object
 from tests.legacy_objects import write_legacy
 from tests.legacy_opus import write_legacy_opus
 from workers import backfill
