@@ -25,7 +25,7 @@ from backend_hooks.settings import (
 from workers.logs import LOG_FORMAT_ENV, log_format
 from workers.metrics import METRICS_PORT_ENV, metrics_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SOURCES = sorted(
     p for folder in ("backend_hooks", "workers") for p in (ROOT / folder).rglob("*.py")
 )
