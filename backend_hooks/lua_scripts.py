@@ -13,8 +13,8 @@ stating its ``KEYS`` and ``ARGV``.
 
 A fragment several scripts need (the lease fence, the quarantine move, ...) is written out
 in each of them between ``-- <shared NAME>`` and ``-- </shared NAME>`` lines: no assembly
-at load time, so each file runs as it reads (``redis-cli --eval`` too), and
-tests/unit/test_lua_scripts.py pins every copy of a fragment equal.
+at load time, so each file runs as it reads, and tests/unit/test_lua_scripts.py pins every
+copy of a fragment equal.
 
 A script never unpacks a caller's list of any length into one command: Lua's ``unpack``
 returns at most what its C stack holds (LUAI_MAXCSTACK, 8000 values), so such a list goes
