@@ -113,7 +113,7 @@ def test_every_script_is_headed_by_its_keys_and_argv(package: str, name: str) ->
 
 @pytest.mark.parametrize(("package", "name"), sorted(SCRIPTS))
 def test_each_script_keeps_its_flags_line(package: str, name: str) -> None:
-    assert "\r" not in SCRIPTS[package, name]  # "allow-oom\r" is no flag (.gitattributes)
+    assert "\r" not in SCRIPTS[package, name]  # LF line ends (.gitattributes)
     lines = SCRIPTS[package, name].splitlines()
     flags = lines[0] if lines[0].startswith("#!") else None
     if (package, name) in ALLOW_OOM_SCRIPTS:
