@@ -13,6 +13,7 @@ path, are not read).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -28,7 +29,10 @@ import redis
 
 from audiosync_dev.localstack import StackInfo, free_port
 from audiosync_dev.processes import CeleryProcess
+from backend_hooks.lua_scripts import SCRIPTS as SHARED_SCRIPTS
 from tests.integration.commands import ROOT
+from workers.lua_scripts import SCRIPTS as FLEET_SCRIPTS
+from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
 SHIPPED_PACKAGES = {"backend_hooks", "workers"}
@@ -133,6 +137,38 @@ def test_worker_beat_and_flower_start_from_the_installed_wheel(
                 python=installed.python, cwd=installed.home,
             )  # fmt: skip
             running.enter_context(process.start(ready))
+
+
+def test_the_installed_wheel_ships_and_runs_the_lua_scripts(
+    installed: Installed, stack: StackInfo, redis_client: redis.Redis
+) -> None:
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        shipped = {n for n in wheel.namelist() if n.endswith(".lua")}
+    checkout = {
+        f"{package}/lua/{name}.lua"
+        for package, table in (("backend_hooks", SHARED_SCRIPTS), ("workers", FLEET_SCRIPTS))
+        for name in table
+    }
+    assert shipped == checkout
+    code = (
+        "import json, sys, redis\n"
+        "import backend_hooks.lua_scripts, workers.lua_scripts\n"
+        "from workers.store import WorkerStore\n"
+        "tables = {'backend_hooks': backend_hooks.lua_scripts.SCRIPTS,\n"
+        "          'workers': workers.lua_scripts.SCRIPTS}\n"
+        "store = WorkerStore(redis.Redis.from_url(sys.argv[1]), 1)\n"
+        "took = store.acquire_lease('wheel-session', 'wheel-token', 60)\n"
+        "files = [backend_hooks.lua_scripts.__file__, workers.lua_scripts.__file__]\n"
+        "scripts = {p: dict(t) for p, t in tables.items()}\n"
+        "print(json.dumps({'took': took, 'scripts': scripts, 'files': files}))\n"
+    )
+    run = _run([installed.python, "-c", code, stack.redis_url], cwd=installed.home, env=_env(stack))
+    out = json.loads(run.stdout)
+    assert all(file.startswith(str(installed.site)) for file in out["files"]), out["files"]
+    assert out["scripts"] == {"backend_hooks": dict(SHARED_SCRIPTS), "workers": dict(FLEET_SCRIPTS)}
+    assert out["took"] is True
+    lease = WorkerStore(redis_client, 1).keys("wheel-session").lease
+    assert redis_client.get(lease) == b"wheel-token"
 
 
 def _env(stack: StackInfo) -> dict[str, str]:

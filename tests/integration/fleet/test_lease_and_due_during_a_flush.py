@@ -2,7 +2,7 @@
 
 - A pusher that appends while a flush runs (a close's end marker, say) makes the session
   due now: the flush's finish compares the stream's last entry with the last one it read
-  and does not overwrite "due now" with the time it computed (workers/store.py _FINISH).
+  and does not overwrite "due now" with the time it computed (workers/lua/finish.lua).
 - A flush renews its lease before each upload, so another flush cannot take the session
   however long a plan of several objects takes, as long as each upload fits its share.
 """
