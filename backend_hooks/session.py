@@ -275,13 +275,17 @@ class Session:
         deadline = time.monotonic() + self._client.settings.close_seconds
         future = self._start_close()
         while True:
-            try:
-                left = await asyncio.wait_for(
-                    asyncio.shield(asyncio.wrap_future(future)),
-                    max(0.0, deadline - time.monotonic()),
-                )
-            except TimeoutError:
-                raise self._close_error(None) from None
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result of a
+            # future that finished as the task was cancelled, swallowing the cancellation
+            # (a Ctrl-C, a shutdown's cancel) that the caller then never sees.
+            if future.done():
+                left = future.result()
+            else:
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        left = await asyncio.shield(asyncio.wrap_future(future))
+                except TimeoutError:
+                    raise self._close_error(None) from None
             if not left:
                 self._mark_closed()
                 return
