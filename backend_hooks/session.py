@@ -589,7 +589,7 @@ class Session:
         may_try = self._transport.may_try(force=force)
         if behind_spool and may_try:
             try:  # Redis answers again: our spooled entries first, from here
-                self._drain_spooled(retry_held=False, force=force)
+                self._drain_spooled(force=force)
             except redis_store.REDIS_ERRORS:
                 may_try = False
             with self._spool_lock:
@@ -663,18 +663,18 @@ class Session:
         outcome = Drain.DONE
         if drain and self._spooled and self._transport.may_try():
             try:
-                self._drain_spooled(retry_held=False)
+                self._drain_spooled()
             except RedisNotTried:
                 outcome = Drain.NOT_TRIED  # the breaker is open again, or a call stalled
             except redis_store.REDIS_ERRORS as exc:
                 if redis_store.is_outage(exc):
                     outcome = Drain.REDIS_AWAY
                 # else that session's own refusal: its entries stay spooled
-        if self._held:
-            self._retry()  # entries held in memory: try Redis again
+        if self._held:  # held in memory (no spool, or it was full): try Redis again
+            self._retry()
         return outcome
 
-    def _drain_spooled(self, *, retry_held: bool = True, force: bool = False) -> None:
+    def _drain_spooled(self, *, force: bool = False) -> None:
         """Append this session's spooled entries in order; ``RedisError`` stops it.
 
         The maintenance thread and the sender both drain (the sender when Redis answers
@@ -697,5 +697,3 @@ class Session:
                         self._spooled.popleft()
         finally:
             self._drain_lock.release()
-        if retry_held and self._held:
-            self._retry()  # held behind the spool (it was full): their turn now
