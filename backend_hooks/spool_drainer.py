@@ -10,6 +10,9 @@ the same directory: a dead owner's directory is renamed by exactly one adopter.
 - A failed pass (Redis away, a refusal, the volume away) is logged and counted in
   ``audiosync_spool_drain_errors_total``; the next pass waits ``interval`` doubled per
   failed pass in a row, at most ``max_backoff`` seconds; the files stay where they were.
+- An entry it cannot read, list or probe (another user's file or directory, a FIFO, EIO)
+  is quarantined or skipped with a logged reason and counted in
+  ``audiosync_spool_skipped_entries_total{reason}``; the other entries go on.
 - SIGTERM/SIGINT: the append in flight finishes (its files are renamed ``.done``), the
   next batch is not started (its files go back to ``.ready``), the process exits 0; what it
   adopted and did not append is adopted by the next drainer or pusher (its lock is gone).
@@ -117,6 +120,16 @@ class DrainerMetrics:
             "Failed appends and failed passes of this drainer (Redis or the volume away)",
             registry=registry,
         )
+        self.skipped = Counter(
+            "audiosync_spool_skipped_entries",
+            "Spool entries this drainer could not read, list or probe, by reason: "
+            "unreadable_file (quarantined), unlistable_directory, unprobeable_owner "
+            "(skipped, tried again next pass)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in spool.SKIP_REASONS:
+            self.skipped.labels(reason=reason)
 
     def observe(self, seen: spool.SpoolSurvey, now: float) -> None:
         self.files.set(seen.files)
@@ -152,6 +165,10 @@ class Drainer:
         self._clock = clock
         self.stop = threading.Event()
         self._outcome = PassOutcome()
+        own.on_skip = self._counted_skip
+
+    def _counted_skip(self, reason: str) -> None:
+        self.metrics.skipped.labels(reason=reason).inc()
 
     def _counted_append(self, records: list[SpoolRecord]) -> None:
         if self.stop.is_set():

@@ -29,10 +29,16 @@ CHUNK = 5 * 8000  # samples of one 5 s chunk of the spooling pusher
 class DrainerProcess:
     """``python -m backend_hooks.spool_cli drain --watch`` with its log in a file."""
 
-    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log: Path,
+        *args: str,
+        program: tuple[str, ...] = ("-m", "backend_hooks.spool_cli"),
+    ) -> None:
         self.port = free_port()
         self.log = log
-        command = [sys.executable, "-m", "backend_hooks.spool_cli", "drain", "--watch"]
+        command = [sys.executable, *program, "drain", "--watch"]
         # The drainer appends sealed files as they are: it needs no encryption key.
         full_env = {k: v for k, v in {**os.environ, **env}.items() if k != "ENCRYPTION_SECRET"}
         with log.open("wb") as out:
@@ -53,6 +59,10 @@ class DrainerProcess:
         samples = scrape(self.port)
         return {name.split("{", 1)[0]: value for name, value in samples.items()}
 
+    def scrape(self) -> dict[str, float]:
+        """Every sample, labels included (``name{label=value}``)."""
+        return scrape(self.port)
+
     def metric(self, name: str) -> float:
         return self.metrics()[name]
 
@@ -69,12 +79,17 @@ class DrainerProcess:
 
 @contextlib.contextmanager
 def drainers(
-    env: dict[str, str], tmp_path: Path, count: int, *args: str
+    env: dict[str, str],
+    tmp_path: Path,
+    count: int,
+    *args: str,
+    program: tuple[str, ...] = ("-m", "backend_hooks.spool_cli"),
 ) -> Iterator[list[DrainerProcess]]:
     started: list[DrainerProcess] = []
     try:
         for k in range(count):
-            started.append(DrainerProcess(env, tmp_path / f"drainer-{k}.log", *args))
+            log = tmp_path / f"drainer-{k}.log"
+            started.append(DrainerProcess(env, log, *args, program=program))
         yield started
     finally:
         for drainer in started:
