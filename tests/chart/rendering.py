@@ -32,6 +32,7 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("monitoring.googleapis.com/v1", "PodMonitoring"),
+    ("monitoring.googleapis.com/v1", "Rules"),
     ("keda.sh/v1alpha1", "ScaledObject"),
 }
 #: Components whose pods are the flush fleet or serve it: never an encryption secret.

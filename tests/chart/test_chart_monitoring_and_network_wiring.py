@@ -160,6 +160,21 @@ def test_every_scraped_series_carries_the_release_label_the_alerts_select(
         } in endpoint["relabelings"]
 
 
+def test_the_alerts_are_evaluated_where_the_series_are_scraped() -> None:
+    """GMP scrapes into Google Cloud Managed Service for Prometheus, whose rule evaluator
+    reads Rules (monitoring.googleapis.com/v1, the same groups); a PrometheusRule there is
+    refused by the API server (no such kind) or read by a Prometheus without the series."""
+    production = rendered("production-example")
+    (pod_monitoring,) = [o for o in production if o["kind"] == "PodMonitoring"]
+    assert pod_monitoring["apiVersion"] == "monitoring.googleapis.com/v1"
+    assert not [o for o in production if o["kind"] == "PrometheusRule"]
+    (rules,) = [o for o in production if o["kind"] == "Rules"]
+    assert rules["apiVersion"] == "monitoring.googleapis.com/v1"
+    (operator,) = [o for o in rendered("everything-on") if o["kind"] == "PrometheusRule"]
+    names = [[r["alert"] for r in g["rules"]] for g in rules["spec"]["groups"]]
+    assert names == [[r["alert"] for r in g["rules"]] for g in operator["spec"]["groups"]]
+
+
 def test_two_releases_select_different_series() -> None:
     other = render({"prometheusRule": {"enabled": True}}, name="other")
     (rule,) = [o for o in other if o["kind"] == "PrometheusRule"]

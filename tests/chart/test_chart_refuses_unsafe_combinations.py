@@ -72,6 +72,24 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         r"keda\.minReplicas .*keda\.maxReplicas",
     ),
     (
+        "gmp-scraping-with-operator-alerts",
+        {
+            "monitoring": {
+                "podMonitor": {"enabled": True, "apiGroup": "monitoring.googleapis.com"}
+            },
+            "prometheusRule": {"enabled": True},
+        },
+        r"prometheusRule\.apiGroup",
+    ),
+    (
+        "operator-scraping-with-gmp-alerts",
+        {
+            "monitoring": {"serviceMonitor": {"enabled": True}},
+            "prometheusRule": {"enabled": True, "apiGroup": "monitoring.googleapis.com"},
+        },
+        r"prometheusRule\.apiGroup",
+    ),
+    (
         "both-monitors",
         {"monitoring": {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}}},
         r"podMonitor\.enabled.*serviceMonitor\.enabled",
