@@ -6,6 +6,7 @@ e-mail pattern lets in exactly the addresses it names."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -173,6 +174,27 @@ def test_the_alerts_are_evaluated_where_the_series_are_scraped() -> None:
     (operator,) = [o for o in rendered("everything-on") if o["kind"] == "PrometheusRule"]
     names = [[r["alert"] for r in g["rules"]] for g in rules["spec"]["groups"]]
     assert names == [[r["alert"] for r in g["rules"]] for g in operator["spec"]["groups"]]
+
+
+def test_the_dashboard_shows_one_release_chosen_by_namespace_and_release() -> None:
+    (dashboard,) = [
+        o
+        for o in rendered("everything-on")
+        if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    board = json.loads(dashboard["data"]["audiosync.json"])
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert {"datasource", "namespace", "release"} <= set(variables)
+    chosen = 'namespace="$namespace",audiosync_release="$release"'
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            assert [
+                m.group(0) for m in SERIES.finditer(expr) if chosen not in (m.group(2) or "")
+            ] == [], expr
+            if "audiosync_spool_bytes" in expr or "audiosync_spool_files" in expr:
+                # every drainer reports the whole volume: max(), never sum()
+                assert expr.startswith("max("), expr
 
 
 def test_two_releases_select_different_series() -> None:
