@@ -237,6 +237,27 @@ def test_the_gcs_clients_reach_the_gke_metadata_server_for_workload_identity() -
         }
 
 
+def test_flower_with_google_oauth_reaches_googles_token_endpoint() -> None:
+    """The OAuth login exchanges its code with Google (accounts.google.com,
+    www.googleapis.com, over HTTPS): without the egress every login fails."""
+    values = {
+        "flower": {
+            "auth": {
+                "oauth": {
+                    "enabled": True,
+                    "allowedEmails": ".*@example.com",
+                    "redirectUri": "https://flower.example.com/login",
+                    "existingSecret": "audiosync-flower-oauth",
+                }
+            }
+        }
+    }
+    flower = policies(values)[f"{RELEASE}-flower"]
+    assert ("0.0.0.0/0", 443) in egress_peers(flower)
+    basic_only = policies({})[f"{RELEASE}-flower"]
+    assert 443 not in {port for _, port in egress_peers(basic_only)}
+
+
 def test_the_metadata_server_rule_is_a_value() -> None:
     found = policies({"networkPolicy": {"metadataServer": []}})
     assert not {p for p in egress_peers(found[f"{RELEASE}-worker"]) if p[0].startswith("169.254.")}
