@@ -583,10 +583,29 @@ def count_files(root: Path | str) -> int:
 
 
 def count_files_of(directory: Path) -> int:
+    """Entry files in one owner directory; 0 if it is gone or cannot be listed (another
+    user's, EIO: ``listing_error`` says why)."""
     try:
         return sum(1 for p in directory.iterdir() if _parse_name(p.name) is not None)
     except FileNotFoundError:
         return 0
+    except OSError as exc:
+        if not is_entry_error(exc):
+            raise
+        return 0
+
+
+def listing_error(directory: Path) -> OSError | None:
+    """Why ``directory`` cannot be listed (an entry's own error), or None."""
+    try:
+        os.listdir(directory)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if not is_entry_error(exc):
+            raise
+        return exc
+    return None
 
 
 @dataclass(frozen=True)

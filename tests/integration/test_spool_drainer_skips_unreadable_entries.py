@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 
+from .commands import ROOT
 from .pusher_outage import spool_env, spool_files, stream, wait_for
 from .test_spool_drainer import chunks, dead_pushers, drainers
 
@@ -168,3 +172,48 @@ def test_entries_the_drainer_cannot_read_or_probe_are_skipped_and_the_rest_drain
     assert stream(own_redis.url, sessions[2]) == []
     [reason] = reasons(spool_dir)
     assert "Input/output error" in reason
+
+
+def test_status_and_a_one_shot_drain_name_what_they_cannot_read_and_go_on(
+    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+) -> None:
+    """``status`` lists an owner directory it may not enter as unreadable (not a crash);
+    the one-shot ``drain`` appends the readable dead pusher's spool, leaves the other,
+    and exits 2 (something remains)."""
+    spool_dir = tmp_path / "spool"
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
+    own_redis.stop()
+    sessions = dead_pushers(env, 2, 2)
+    directory = {
+        keys.session_id: next(p.parent for p in spool_files(spool_dir) if keys.session_id in p.name)
+        for keys in sessions
+    }
+    closed = directory[sessions[1].session_id]
+    refuse = {"closed_directories": [closed.name], "foreign_locks": [], "unreadable_files": []}
+    env = {
+        **os.environ,
+        **{k: v for k, v in env.items() if k != "ENCRYPTION_SECRET"},
+        "SPOOL_TEST_REFUSE": json.dumps(refuse),
+    }
+    own_redis.start()
+    time.sleep(1.5)  # the lease (AUDIOSYNC_SPOOL_LEASE_SECONDS=1) of the last one goes stale
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", REFUSING_DRAINER, *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    status = run("status")
+    assert status.returncode == 0, status.stderr
+    assert f"{closed.name}: cannot be listed" in status.stdout
+    drained = run("drain")
+    assert drained.returncode == 2, drained.stdout + drained.stderr
+    assert "appended 2 entries" in drained.stdout
+    assert stream(own_redis.url, sessions[0]) == chunks(2)
+    assert stream(own_redis.url, sessions[1]) == []
+    assert "cannot be probed" in drained.stderr
