@@ -18,7 +18,10 @@ from backend_hooks.settings import Settings
 from tests.chart.rendering import CHART, chart
 
 #: Values tried for every setting: bounds, fractions, huge numbers, junk.
-CANDIDATES = ("0", "00", "0.5", "1", "1.5", "7", "50", "4096", "4097", "100000", "1e9", "-1", "abc")
+CANDIDATES = (
+    *("0", "00", "0.5", "1", "1.5", "7", "50", "4096", "4097", "100000", "1e9", "-1"),
+    *("abc", "", " ", "a/b", "UPPER_case", "http://fake-gcs:4443", "1,2", "8000:12000"),
+)
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 #: (where in the values, the role whose settings they are, the defaults they join)
 SECTIONS = {
