@@ -230,6 +230,7 @@ def test_the_gcs_clients_reach_the_gke_metadata_server_for_workload_identity() -
     for name in ("worker", "backfill"):
         peers = egress_peers(found[f"{RELEASE}-{name}"])
         assert ("169.254.169.254/32", 80) in peers, name
+        assert ("169.254.169.254/32", 988) in peers, name
         assert ("169.254.169.252/32", 988) in peers, name  # GKE Dataplane V2's
     for name in ("beat", "exporter", "flower", "spool-drainer"):  # no GCS client
         assert not {
