@@ -90,6 +90,17 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
         r"prometheusRule\.apiGroup",
     ),
     (
+        "keda-on-gmp-series-querying-the-operators-prometheus",
+        {
+            "monitoring": {
+                "podMonitor": {"enabled": True, "apiGroup": "monitoring.googleapis.com"}
+            },
+            "hpa": {"enabled": False},
+            "keda": {"enabled": True},
+        },
+        r"keda\.prometheusServerAddress",
+    ),
+    (
         "both-monitors",
         {"monitoring": {"podMonitor": {"enabled": True}, "serviceMonitor": {"enabled": True}}},
         r"podMonitor\.enabled.*serviceMonitor\.enabled",
@@ -117,6 +128,15 @@ def test_a_budget_that_allows_a_disruption_renders(budget: int | str) -> None:
     objects = render({"workers": {"podDisruptionBudget": {"maxUnavailable": budget}}})
     (pdb,) = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     assert str(pdb["spec"]["maxUnavailable"]) == str(budget)
+
+
+def test_keda_on_gmp_series_renders_with_gmps_frontend() -> None:
+    values = {
+        "monitoring": {"podMonitor": {"enabled": True, "apiGroup": "monitoring.googleapis.com"}},
+        "hpa": {"enabled": False},
+        "keda": {"enabled": True, "prometheusServerAddress": "http://frontend.gmp-public.svc:9090"},
+    }
+    assert [o for o in render(values) if o["kind"] == "ScaledObject"]
 
 
 def test_equal_autoscaler_bounds_render() -> None:
