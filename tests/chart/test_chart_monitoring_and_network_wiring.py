@@ -136,6 +136,14 @@ def test_the_alerts_read_only_this_releases_series() -> None:
             assert unscoped(alert["expr"]) == [], alert["alert"]
 
 
+def test_a_drainer_stuck_in_the_volume_raises_the_spool_alert() -> None:
+    (rule,) = [o for o in rendered("everything-on") if o["kind"] == "PrometheusRule"]
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    expr = alerts["AudiosyncSpoolNotDraining"]["expr"]
+    assert "time() - max(audiosync_spool_drain_pass_timestamp_seconds{" in expr
+    assert "audiosync_spool_skipped_entries_total{" in expr
+
+
 def test_the_keda_query_reads_only_this_releases_series() -> None:
     (scaled,) = [o for o in rendered("everything-on") if o["kind"] == "ScaledObject"]
     (prometheus,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "prometheus"]

@@ -80,7 +80,7 @@ def test_an_entry_that_is_not_a_regular_file_is_quarantined_and_the_rest_drained
 #: that touches such a path meets the error a real refusal raises. The tests run as root,
 #: which a mode of 000 does not stop, and the venv's interpreter is not another user's.
 REFUSING_DRAINER = """
-import errno, io, json, os, sys
+import errno, io, json, os, sys, time
 
 refuse = json.loads(os.environ["SPOOL_TEST_REFUSE"])
 
@@ -95,6 +95,10 @@ def refused(call, path, reading):
     for directory in refuse["foreign_locks"]:  # another user's .lock, mode 0600
         if path.endswith("/" + directory + "/.lock") and call == "open":
             return errno.EACCES
+    for directory in refuse.get("hanging_directories", []):  # an NFS server gone: hard mount
+        hang = os.access(refuse["hang_from"], os.F_OK)
+        if hang and "/" + directory in path and call == "list":
+            time.sleep(3600)
     for stem in refuse["unreadable_files"]:  # EIO on read: a bad block
         if reading and name.startswith(stem) and not name.endswith(".reason"):
             return errno.EIO
@@ -217,3 +221,55 @@ def test_status_and_a_one_shot_drain_name_what_they_cannot_read_and_go_on(
     assert stream(own_redis.url, sessions[0]) == chunks(2)
     assert stream(own_redis.url, sessions[1]) == []
     assert "cannot be probed" in drained.stderr
+
+
+def test_a_drain_pass_that_hangs_shows_in_the_last_pass_time(
+    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+) -> None:
+    """A pass stuck in the volume (a hard NFS mount whose server is gone: a listing that
+    never returns) freezes every spool gauge at its last value while the metrics port and
+    the TCP probe still answer. ``audiosync_spool_drain_pass_timestamp_seconds`` (the end
+    of the last pass) stops moving: AudiosyncSpoolNotDraining reads it."""
+    spool_dir = tmp_path / "spool"
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
+    own_redis.stop()  # stays down: the dead pusher's files stay, listed every pass
+    [keys] = dead_pushers(env, 1, 2)
+    hanging = next(p.parent for p in spool_files(spool_dir))
+    hang_from = tmp_path / "hang-now"
+    refuse = {
+        "closed_directories": [],
+        "foreign_locks": [],
+        "unreadable_files": [],
+        "hanging_directories": [hanging.name],
+        "hang_from": str(hang_from),
+    }
+    args = ("--interval", "0.2", "--max-backoff", "0.5")
+    program = ("-c", REFUSING_DRAINER)
+    env = {**env, "SPOOL_TEST_REFUSE": json.dumps(refuse)}
+    name = "audiosync_spool_drain_pass_timestamp_seconds"
+    with drainers(env, tmp_path, 1, *args, program=program) as [drainer]:
+        assert wait_for(lambda: drainer.metric(name) > 0, 30)
+        first = drainer.metric(name)
+        assert wait_for(lambda: drainer.metric(name) > first, 30)  # passes go on
+        hang_from.touch()
+        time.sleep(2)  # the pass in flight hangs in its listing
+        stuck = drainer.metric(name)
+        time.sleep(3)  # several intervals and backoffs
+        assert drainer.metric(name) == stuck
+        assert drainer.process.poll() is None  # alive, serving, stuck
+    own_redis.start()
+    assert stream(own_redis.url, keys) == []
+
+
+def test_the_last_pass_time_moves_pass_after_pass(
+    stack: StackInfo, own_redis: StandaloneValkey, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    env = spool_env(stack.env(), own_redis.url, spool_dir)
+    with drainers(env, tmp_path, 1, "--interval", "0.2") as [drainer]:
+        name = "audiosync_spool_drain_pass_timestamp_seconds"
+        assert wait_for(lambda: drainer.metric(name) > 0, 30)
+        first = drainer.metric(name)
+        assert abs(first - time.time()) < 60
+        assert wait_for(lambda: drainer.metric(name) > first, 30)
