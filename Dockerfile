@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The audiosync images (README, "Container image"; tests/unit/test_dockerfile.py checks
+# The audiosync images (README, "Container image"; tests/unit/deploy/test_dockerfile.py checks
 # this file's facts against the project):
 #   --target fleet         the worker fleet, beat, Flower, the exporter and the operator
 #                          CLI: `.[fleet]`, no opuslib, no libopus (the fleet never decodes).

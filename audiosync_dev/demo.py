@@ -22,8 +22,10 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.request
@@ -63,6 +65,36 @@ EXPECTED_ERRORS = (AudioSyncError, LocalStackError, processes.ProcessError, redi
 
 class DemoError(RuntimeError):
     """A step of the demo did not finish in time; the message says which."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the demo stops at its next step, pusher first, servers last."""
+
+
+class CtrlC:
+    """Ctrl-C noted, then acted on at the demo's next step (``check``).
+
+    Python's own Ctrl-C raises KeyboardInterrupt wherever the main thread is: inside a
+    finalizer it is printed as "Exception ignored" and lost, inside ``asyncio.run``'s
+    loop set-up it leaves a traceback, and a cancellation that meets a finished
+    ``wait_for`` is swallowed; the demo then ran on to the end and exited 0. A second
+    Ctrl-C raises KeyboardInterrupt at once, for a demo stuck in a step."""
+
+    def __init__(self) -> None:
+        self.pressed = threading.Event()
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.pressed.is_set():
+            raise KeyboardInterrupt
+        self.pressed.set()
+
+    def check(self) -> None:
+        if self.pressed.is_set():
+            raise Interrupted("Ctrl-C")
+
+
+#: The demo's Ctrl-C, installed by ``main``.
+CTRL_C = CtrlC()
 
 
 @dataclass
@@ -115,6 +147,7 @@ async def push_session(
     step = 2 * round(PUSH_SECONDS * plan.rate)
     shift = 0.0  # seconds of gap inserted so far
     for offset in range(0, len(pcm), step):
+        CTRL_C.check()
         at = offset / 2 / plan.rate
         if plan.switch_at is not None and at == plan.switch_at:
             conv = Conversation(uid, f"{conv.conversation_id}-b", plan.rate, start + at)
@@ -139,6 +172,7 @@ async def wait_encoded(sessions: list[Session], timeout: float = ENCODE_TIMEOUT)
     by all sessions), and a busy machine runs past ``AUDIOSYNC_CLOSE_SECONDS`` (10 s)."""
     deadline = time.monotonic() + timeout
     while any(s.unsent_chunks for s in sessions):
+        CTRL_C.check()
         if time.monotonic() > deadline:
             left = sum(s.unsent_chunks for s in sessions)
             raise DemoError(f"{left} chunks still not encoded and appended after {timeout:.0f} s")
@@ -182,6 +216,7 @@ async def push_all(client: AudioSyncClient, sessions: int) -> list[Conversation]
     try:
         results = await asyncio.gather(*(push_session(client, p, progress) for p in all_plans))
         await wait_encoded([session for session, _ in results])
+        CTRL_C.check()
         await client.aclose()
     finally:
         drawer.cancel()
@@ -207,6 +242,7 @@ def stop_pusher(client: AudioSyncClient, *, retry_close: bool) -> None:
 def wait_drained(client: redis.Redis, timeout: float = DRAIN_TIMEOUT) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
+        CTRL_C.check()
         # An empty sorted set is no key: no due index left means no session is due.
         due = client.keys(redis_store.DUE_KEY_PATTERN)
         if not due and not client.keys(redis_store.session_key_pattern("chunks")):
@@ -249,6 +285,7 @@ def read_back(conversations: list[Conversation], ctx: storage.StorageContext) ->
     OUT.mkdir(exist_ok=True)
     out = ReadBack()
     for conv in conversations:
+        CTRL_C.check()
         listed = storage.list_audio_chunks(conv.uid, conv.conversation_id, context=ctx)
         out.objects += len(listed)
         out.stored += sum(o["size"] for o in listed)
@@ -321,7 +358,7 @@ def push(client: AudioSyncClient, sessions: int) -> list[Conversation]:
     try:
         return asyncio.run(push_all(client, sessions))
     except BaseException as exc:
-        stop_pusher(client, retry_close=not isinstance(exc, KeyboardInterrupt))
+        stop_pusher(client, retry_close=not isinstance(exc, (KeyboardInterrupt, Interrupted)))
         raise
 
 
@@ -336,6 +373,7 @@ def run(workdir: Path, sessions: int) -> bool:
         env = demo_env(info.env(), os.environ)
         os.environ.update(env)
         settings = Settings.from_env(env)
+        CTRL_C.check()
         r = redis.Redis.from_url(info.redis_url)
         print(f"local stack up: valkey {info.redis_url}, fake-gcs-server {info.gcs_url}")
         with (
@@ -345,6 +383,7 @@ def run(workdir: Path, sessions: int) -> bool:
         ):
             with urllib.request.urlopen(f"{flower.url}/", timeout=FLOWER_TIMEOUT) as page:
                 print(f"Flower: {flower.url} (answered {page.status})")
+            CTRL_C.check()
             r.config_resetstat()
             writes_before = sum(q.is_object_write for q in stack.gcs_requests())
             pushed_at = time.monotonic()
@@ -380,9 +419,11 @@ def main(argv: list[str] | None = None) -> int:
     # Warnings of the pusher and reader, readable; the servers and celery log to files.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     workdir = Path(tempfile.mkdtemp(prefix="audiosync-demo-"))
+    previous = signal.signal(signal.SIGINT, CTRL_C.handle)
     try:
         passed = run(workdir, args.sessions)
-    except KeyboardInterrupt:
+        CTRL_C.check()  # a Ctrl-C during the last step
+    except (KeyboardInterrupt, Interrupted):
         print("\ndemo interrupted", file=sys.stderr)
         say_where_logs_are(workdir)
         return 130
@@ -391,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"demo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         passed = False
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if not passed:
         say_where_logs_are(workdir)
         return 1

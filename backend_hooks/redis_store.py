@@ -1,16 +1,19 @@
 """Redis keys of audiosync, the connection, and the pusher's append.
 
 Every key is named here (docs/FORMATS.md §5 has the table with who writes what, and under
-which fence); the fleet's scripts are in workers/store.py. ``{...}`` is a Redis Cluster
-hash tag: all keys of one session share a slot.
+which fence); the fleet's Redis operations are in workers/store.py. The Lua scripts are
+``.lua`` files, the ones here in backend_hooks/lua, the fleet's in workers/lua
+(backend_hooks/lua_scripts.py says how they are kept and loaded). ``{...}`` is a Redis
+Cluster hash tag: all keys of one session share a slot.
 
-The append is one Lua script per call (one round trip, atomic): it XADDs the entries the
-stream does not have yet and lowers the session's due time, computed from Redis server
-time. Entries carry a per-session append number ``n`` (0, 1, 2, ... over chunks and end
-markers); the script keeps the highest ``n`` appended in ``audiosync:{S}:appended`` and
-skips entries at or below it, so an append whose reply was lost and that the pusher sends
-again adds nothing (the retry is idempotent). Stream ids are Redis's own (``*``): their
-milliseconds are the server time of the append, the clock every age is measured with.
+The append is one Lua script per call (backend_hooks/lua/append.lua: one round trip,
+atomic): it XADDs the entries the stream does not have yet and lowers the session's due
+time, computed from Redis server time. Entries carry a per-session append number ``n`` (0,
+1, 2, ... over chunks and end markers); the script keeps the highest ``n`` appended in
+``audiosync:{S}:appended`` and skips entries at or below it, so an append whose reply was
+lost and that the pusher sends again adds nothing (the retry is idempotent). Stream ids are
+Redis's own (``*``): their milliseconds are the server time of the append, the clock every
+age is measured with.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from backend_hooks.entries import NewEntry
+from backend_hooks.lua_scripts import SCRIPTS
 
 #: The shard of the release before shards: its keys carry the session as hash tag, its
 #: due index is ``audiosync:due:{0}``. Workers on a single Redis drain it (upgrades,
@@ -306,21 +310,6 @@ def recheck_shard(uid: str, conversation_id: str, shards: int) -> int:
     return shard_of(deletion_item(uid, conversation_id), shards)
 
 
-# KEYS: re-check queue. ARGV: member, delay (ms). Due at Redis TIME + delay, or, when it is
-# due that late or later already, 1 ms after its time (one re-check at the latest time asked
-# covers them all). Always a new score: a run carrying the re-check out has pushed it to the
-# end of its claim and removes it afterwards only if that score is unchanged, so a request
-# made while it lists (for attempts in flight then) is never removed with it.
-_SCHEDULE_RECHECK = """#!lua flags=allow-oom
-local t = redis.call('TIME')
-local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
-local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
-if old and old >= due then due = old + 1 end
-redis.call('ZADD', KEYS[1], string.format('%.0f', due), ARGV[1])
-return 1
-"""
-
-
 def schedule_deletion_recheck(
     client: RedisClient, shard: int, uid: str, conversation_id: str, *, after_seconds: float
 ) -> None:
@@ -329,7 +318,7 @@ def schedule_deletion_recheck(
     that late or later moves 1 ms on (so a run listing it now keeps it for this request)."""
     run_script(
         client,
-        _SCHEDULE_RECHECK,
+        SCRIPTS["schedule_recheck"],
         [deletion_recheck_key(shard)],
         [deletion_item(uid, conversation_id), max(1, round(after_seconds * 1000))],
     )
@@ -420,33 +409,6 @@ def redis_time(client: RedisClient) -> float:
     return seconds + micros / 1_000_000
 
 
-# KEYS: stream, appended mark, due index.
-# ARGV: session id, urgent (1: due now), max age (s), mark TTL (ms), n of the first entry,
-#       number of entries, then for each entry: its field count and its field/value pairs.
-_APPEND = """
-local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
-local n = tonumber(ARGV[5])
-local pos = 7
-local added = 0
-for _ = 1, tonumber(ARGV[6]) do
-  local count = tonumber(ARGV[pos])
-  if n > mark then
-    redis.call('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
-    added = added + 1
-    mark = n
-  end
-  pos = pos + 1 + 2 * count
-  n = n + 1
-end
-redis.call('SET', KEYS[2], mark, 'PX', ARGV[4])
-local t = redis.call('TIME')
-local due = tonumber(t[1]) + tonumber(t[2]) / 1000000
-if ARGV[2] ~= '1' then due = due + tonumber(ARGV[3]) end
-redis.call('ZADD', KEYS[3], 'LT', string.format('%.6f', due), ARGV[1])
-return added
-"""
-
-
 class Appender:
     """The pusher's append: one script call per batch of entries."""
 
@@ -454,7 +416,7 @@ class Appender:
         """``shards``: the pusher's AUDIOSYNC_DUE_SHARDS, registered (``SHARD_COUNTS_KEY``)
         before its first append so the fleet sweeps every shard this pusher writes."""
         self.client = client
-        self._script = NodeScript(client, _APPEND)
+        self._script = NodeScript(client, SCRIPTS["append"])
         self._unregistered = shards
         self._lock = threading.Lock()
 

@@ -1,7 +1,9 @@
 """Settings, read from the environment once, validated, with documented defaults.
 
-Every variable is listed in ``ENV_DEFAULTS`` with its default; README.md repeats the table.
-A missing or invalid value raises ``ConfigError`` naming the variable, at start-up.
+Every environment variable audiosync reads is a row of ``VARIABLES``: its name, default,
+parser, the roles that read it and a line of doc (README.md's settings table repeats it;
+``ROLE_VARIABLES`` and ``ENV_DEFAULTS`` derive from it). A missing or invalid value raises
+``ConfigError`` naming the variable, at start-up.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from json import JSONDecodeError
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from backend_hooks.audio_format import (
     DEFAULT_BITRATES,
@@ -26,7 +28,7 @@ from backend_hooks.audio_format import (
     SUPPORTED_RATES,
 )
 from backend_hooks.errors import ConfigError
-from backend_hooks.rollout import EVERYBODY, NOBODY, Rollout
+from backend_hooks.rollout import EVERYBODY, NOBODY, Rollout, parse_percent, parse_uids
 
 #: How long a deleted conversation's mark is kept (AUDIOSYNC_DELETED_MARK_SECONDS): audio
 #: of it still in a stream, a pusher's spool or quarantine, appended or replayed within
@@ -42,161 +44,6 @@ DELETE_RECHECK_SECONDS = 3600
 #: abandoned request stays in flight, minutes, lets a late upload outlive its re-check).
 MIN_DELETE_RECHECK_SECONDS = 1
 
-#: Default value of every setting (``None``: unset unless given).
-ENV_DEFAULTS: dict[str, str | None] = {
-    "AUDIOSYNC_REDIS_URL": "redis://127.0.0.1:6379/0",
-    "AUDIOSYNC_REDIS_CLUSTER": "0",  # 1: the stream store is a Redis Cluster (URL: a seed)
-    "AUDIOSYNC_DUE_SHARDS": "16",
-    "CELERY_BROKER_URL": None,  # defaults to AUDIOSYNC_REDIS_URL
-    "BUCKET_PRIVATE_CLOUD_SYNC": "omi-private-cloud-sync",
-    "STORAGE_EMULATOR_HOST": None,  # unset: real GCS with application default credentials
-    "ENCRYPTION_SECRET": None,  # required (>= 32 bytes) for the `enhanced` level
-    "ENCRYPTION_SECRET_PREVIOUS": None,  # comma-separated older secrets that still open
-    "ENCRYPTION_SECRET_PREVIOUS_JSON": None,  # a JSON list of them: holds any secret
-    "AUDIOSYNC_CHUNK_SECONDS": "5",
-    "AUDIOSYNC_OBJECT_SECONDS": "60",
-    "AUDIOSYNC_BATCH_MAX_AGE_SECONDS": "60",
-    "AUDIOSYNC_BATCH_MAX_BYTES": "1048576",
-    "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "5",
-    "AUDIOSYNC_LEASE_SECONDS": "30",
-    "AUDIOSYNC_FLUSH_MAX_ATTEMPTS": "16",
-    "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS": "300",
-    "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS": "604800",
-    "AUDIOSYNC_SHUTDOWN_SECONDS": "20",
-    "AUDIOSYNC_FLUSH_CONCURRENCY": "8",
-    "AUDIOSYNC_SHARD_TASK_SECONDS": "10",
-    "AUDIOSYNC_SPOOL_DIR": None,  # unset: no disk spool (chunks wait in memory)
-    "AUDIOSYNC_SPOOL_MAX_BYTES": "1073741824",
-    "AUDIOSYNC_SPOOL_LEASE_SECONDS": "30",
-    "AUDIOSYNC_PUSHER_THREADS": "4",
-    "AUDIOSYNC_BREAKER_SECONDS": "5",
-    "AUDIOSYNC_REDIS_STALL_SECONDS": "1",
-    "AUDIOSYNC_SESSION_BUFFER_SECONDS": "120",
-    "AUDIOSYNC_CLOSE_SECONDS": "10",
-    # -- rollout flags (issue 7; backend_hooks/rollout.py) --
-    "AUDIOSYNC_ROLLOUT_PERCENT": "0",  # a new path: nobody until the operator raises it
-    "AUDIOSYNC_ROLLOUT_ALLOW_UIDS": None,
-    "AUDIOSYNC_ROLLOUT_DENY_UIDS": None,
-    "AUDIOSYNC_SPOOL_PERCENT": "100",  # setting AUDIOSYNC_SPOOL_DIR is what turns it on
-    "AUDIOSYNC_SPOOL_ALLOW_UIDS": None,
-    "AUDIOSYNC_SPOOL_DENY_UIDS": None,
-    # Pusher timestamps (docs/ARCHITECTURE.md, "Timestamps").
-    "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS": "200",
-    "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS": "86400",
-    # The pusher's Opus encoder, per sample rate (docs/BENCHMARKS.md, "Codec"): rate:value
-    # pairs, a rate not named keeps its default; the complexity may be one number for all.
-    "AUDIOSYNC_OPUS_BITRATES": ",".join(f"{r}:{b}" for r, b in DEFAULT_BITRATES.items()),
-    "AUDIOSYNC_OPUS_COMPLEXITY": ",".join(f"{r}:{c}" for r, c in DEFAULT_COMPLEXITIES.items()),
-    # The reader's conversation delete (backend_hooks/redis_store.py, "deleted" marks).
-    "AUDIOSYNC_DELETED_MARK_SECONDS": str(DELETED_MARK_SECONDS),
-    "AUDIOSYNC_DELETE_RECHECK_SECONDS": str(DELETE_RECHECK_SECONDS),
-    # The reader's audio-file records (backend_hooks/conversations.py).
-    "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS": "90",
-    # The reader: the longest gap filled with silence (6 h); a longer one is refused
-    # (GapTooLongError), never allocated (backend_hooks/merge.py).
-    "AUDIOSYNC_MAX_GAP_FILL_SECONDS": "21600",
-    # The fleet-wide gauges' exporter (workers/exporter.py): Redis is read at most once per
-    # cache period, however many Prometheus replicas scrape; one read takes at most the
-    # read budget, a node that has not answered by then is reported out.
-    "AUDIOSYNC_EXPORTER_CACHE_SECONDS": "10",
-    "AUDIOSYNC_EXPORTER_READ_SECONDS": "5",
-}
-
-#: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
-#: takes the defaults for the rest, so a pusher never refuses to start over a setting only
-#: the fleet reads, nor the fleet over one of the pusher's (the fleet holds no key).
-ROLE_VARIABLES: dict[str, frozenset[str]] = {
-    "pusher": frozenset(
-        {
-            "AUDIOSYNC_REDIS_URL",
-            "AUDIOSYNC_REDIS_CLUSTER",
-            "AUDIOSYNC_DUE_SHARDS",
-            "ENCRYPTION_SECRET",
-            "ENCRYPTION_SECRET_PREVIOUS",
-            "ENCRYPTION_SECRET_PREVIOUS_JSON",
-            "AUDIOSYNC_CHUNK_SECONDS",
-            "AUDIOSYNC_OBJECT_SECONDS",
-            "AUDIOSYNC_BATCH_MAX_AGE_SECONDS",
-            "AUDIOSYNC_BATCH_MAX_BYTES",
-            "AUDIOSYNC_SPOOL_DIR",
-            "AUDIOSYNC_SPOOL_MAX_BYTES",
-            "AUDIOSYNC_SPOOL_LEASE_SECONDS",
-            "AUDIOSYNC_PUSHER_THREADS",
-            "AUDIOSYNC_BREAKER_SECONDS",
-            "AUDIOSYNC_REDIS_STALL_SECONDS",
-            "AUDIOSYNC_SESSION_BUFFER_SECONDS",
-            "AUDIOSYNC_CLOSE_SECONDS",
-            # -- rollout flags (issue 7) --
-            "AUDIOSYNC_ROLLOUT_PERCENT",
-            "AUDIOSYNC_ROLLOUT_ALLOW_UIDS",
-            "AUDIOSYNC_ROLLOUT_DENY_UIDS",
-            "AUDIOSYNC_SPOOL_PERCENT",
-            "AUDIOSYNC_SPOOL_ALLOW_UIDS",
-            "AUDIOSYNC_SPOOL_DENY_UIDS",
-            "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS",
-            "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS",
-            "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS",  # its window must be inside the fleet's
-            "AUDIOSYNC_OPUS_BITRATES",
-            "AUDIOSYNC_OPUS_COMPLEXITY",
-        }
-    ),
-    "reader": frozenset(
-        {
-            "AUDIOSYNC_REDIS_URL",  # a conversation delete marks it there for the fleet
-            "AUDIOSYNC_REDIS_CLUSTER",
-            "AUDIOSYNC_DELETED_MARK_SECONDS",
-            "AUDIOSYNC_DELETE_RECHECK_SECONDS",  # a delete schedules its re-check
-            "AUDIOSYNC_DUE_SHARDS",  # ... in one of the shards the fleet drains
-            "BUCKET_PRIVATE_CLOUD_SYNC",
-            "STORAGE_EMULATOR_HOST",
-            "ENCRYPTION_SECRET",
-            "ENCRYPTION_SECRET_PREVIOUS",
-            "ENCRYPTION_SECRET_PREVIOUS_JSON",
-            "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS",
-            "AUDIOSYNC_MAX_GAP_FILL_SECONDS",
-        }
-    ),
-    "fleet": frozenset(
-        {
-            "AUDIOSYNC_REDIS_URL",
-            "AUDIOSYNC_REDIS_CLUSTER",
-            "AUDIOSYNC_DUE_SHARDS",
-            "CELERY_BROKER_URL",
-            "BUCKET_PRIVATE_CLOUD_SYNC",
-            "STORAGE_EMULATOR_HOST",
-            "AUDIOSYNC_OBJECT_SECONDS",
-            "AUDIOSYNC_BATCH_MAX_AGE_SECONDS",
-            "AUDIOSYNC_BATCH_MAX_BYTES",
-            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS",
-            "AUDIOSYNC_LEASE_SECONDS",
-            "AUDIOSYNC_FLUSH_MAX_ATTEMPTS",
-            "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS",
-            "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS",
-            "AUDIOSYNC_SHUTDOWN_SECONDS",
-            "AUDIOSYNC_FLUSH_CONCURRENCY",
-            "AUDIOSYNC_SHARD_TASK_SECONDS",
-            "AUDIOSYNC_DELETED_MARK_SECONDS",  # older chunks are quarantined, not uploaded
-            "AUDIOSYNC_DELETE_RECHECK_SECONDS",
-            "AUDIOSYNC_EXPORTER_CACHE_SECONDS",
-            "AUDIOSYNC_EXPORTER_READ_SECONDS",
-        }
-    ),
-}
-#: The backfill (workers/backfill.py: the ``audiosync backfill`` command and the
-#: ``audiosync.backfill`` queue's workers) reads, opens and reseals objects: the fleet's settings,
-#: the reader's (the secrets among them) and the encoder's. Never the flush fleet's role.
-ROLE_VARIABLES["backfill"] = (
-    ROLE_VARIABLES["fleet"]
-    | ROLE_VARIABLES["reader"]
-    | {"AUDIOSYNC_CHUNK_SECONDS", "AUDIOSYNC_OPUS_BITRATES", "AUDIOSYNC_OPUS_COMPLEXITY"}
-)
-
-#: ``AUDIOSYNC_*`` variables read elsewhere than here: the workers' metrics port
-#: (workers/metrics.py) and log format (workers/logs.py).
-OTHER_VARIABLES = frozenset({"AUDIOSYNC_METRICS_PORT", "AUDIOSYNC_LOG_FORMAT"})
-_PREFIX = "AUDIOSYNC_"
-_warned_unknown: set[str] = set()  # once per process and name
-
 log = logging.getLogger(__name__)
 _N = TypeVar("_N", int, float)
 MIN_SECRET_BYTES = 32
@@ -207,285 +54,175 @@ FRAME_SECONDS = 0.02
 MAX_TIMESTAMP_TOLERANCE_MS = 10_000  # WebRTC's jitter buffer delay is capped there too
 
 
+#: The roles ``Settings.from_env(role=...)`` knows (README "Settings"): the pusher
+#: (``AudioSyncClient.from_env``, the ``spool`` command), the reader (the backend's storage
+#: functions), the flush fleet (workers, beat, the exporter, Flower) and the backfill (the
+#: ``audiosync backfill`` command and the ``audiosync.backfill`` queue's workers: it reads,
+#: opens and reseals objects, so it reads the fleet's settings, the reader's and the
+#: encoder's).
+PUSHER, READER, FLEET, BACKFILL = "pusher", "reader", "fleet", "backfill"
+
+#: How a setting's text becomes its value: ``parse(name, text)``, where ``text`` is the
+#: environment's (the default when unset or empty); a bad value raises ``ConfigError``
+#: naming ``name``.
+Parser = Callable[[str, str | None], Any]
+
+
 @dataclass(frozen=True)
-class Settings:
-    redis_url: str
-    redis_cluster: bool
-    due_shards: int
-    broker_url: str
-    bucket: str
-    storage_emulator_host: str | None
-    encryption_secret: bytes | None = field(repr=False)  # a repr goes to logs and trackers
-    chunk_seconds: float
-    object_seconds: float
-    batch_max_age_seconds: float
-    batch_max_bytes: int
-    sweep_interval_seconds: float
-    lease_seconds: float
-    flush_max_attempts: int
-    flush_backoff_max_seconds: float
-    timestamp_window_seconds: float
-    shutdown_seconds: float
-    flush_concurrency: int
-    shard_task_seconds: float
-    spool_dir: str | None
-    spool_max_bytes: int
-    spool_lease_seconds: float
-    pusher_threads: int
-    breaker_seconds: float
-    session_buffer_seconds: float
-    close_seconds: float
-    timestamp_tolerance_ms: float
-    push_timestamp_window_seconds: float
-    opus_bitrates: dict[int, int]  # Opus target bits/s, for every supported rate
-    opus_complexities: dict[int, int]  # Opus encoder complexity (0-10), for every rate
-    # -- rollout flags (issue 7; backend_hooks/rollout.py) --
-    rollout: Rollout = NOBODY  # AUDIOSYNC_ROLLOUT_PERCENT's default
-    spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
-    #: ENCRYPTION_SECRET_PREVIOUS: older master secrets that still open (never seal)
-    encryption_secret_previous: tuple[bytes, ...] = field(default=(), repr=False)
-    #: AUDIOSYNC_DELETED_MARK_SECONDS: how long the fleet drops audio of a deleted one
-    deleted_mark_seconds: int = DELETED_MARK_SECONDS
-    #: AUDIOSYNC_DELETE_RECHECK_SECONDS: when a deleted conversation is listed again
-    delete_recheck_seconds: float = float(DELETE_RECHECK_SECONDS)
-    #: AUDIOSYNC_AUDIO_FILE_GAP_SECONDS: a longer silence starts a new audio file
-    audio_file_gap_seconds: float = 90.0
-    #: AUDIOSYNC_REDIS_STALL_SECONDS: how long a pusher thread waits for Redis to answer one
-    #: append; past it the entries go to the spool (or wait in memory) and no other call
-    #: is sent until that one returns (backend_hooks/breaker.py)
-    redis_stall_seconds: float = 1.0
-    #: AUDIOSYNC_MAX_GAP_FILL_SECONDS: the longest gap the reader fills with silence; a
-    #: longer one raises GapTooLongError (a stray chunk at time 0 would be decades of
-    #: zeros). Refused, not capped: a capped gap would misplace everything after it.
-    max_gap_fill_seconds: float = 21600.0
-    #: AUDIOSYNC_EXPORTER_CACHE_SECONDS: the exporter reads Redis at most once this often
-    exporter_cache_seconds: float = 10.0
-    #: AUDIOSYNC_EXPORTER_READ_SECONDS: the longest one read of the fleet-wide gauges takes
-    #: (a scrape answers within it; a node that has not answered is reported out)
-    exporter_read_seconds: float = 5.0
+class Variable:
+    """One environment variable audiosync reads: a row of ``VARIABLES`` (and of README's
+    settings table)."""
 
-    def __repr__(self) -> str:
-        """Every setting but the secrets, URLs without their password: a repr goes to
-        logs, tracebacks with locals and error trackers."""
-        shown = []
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.name in ("redis_url", "broker_url"):
-                value = shown_url(value)
-            if item.repr:
-                shown.append(f"{item.name}={value!r}")
-        return f"Settings({', '.join(shown)})"
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, role: str | None = None
-    ) -> Settings:
-        """Every setting, validated; with ``role`` ("pusher", "reader", "fleet",
-        "backfill") only the ones that role reads come from the environment, the others
-        are their defaults."""
-        env = os.environ if environ is None else environ
-        if role is not None and role not in ROLE_VARIABLES:
-            raise ValueError(f"role must be one of {sorted(ROLE_VARIABLES)}, got {role!r}")
-        _warn_unknown(env)
-        wanted = None if role is None else ROLE_VARIABLES[role]
-
-        def raw(name: str) -> str | None:
-            value = None if wanted is not None and name not in wanted else env.get(name)
-            if value is None or value == "":
-                return ENV_DEFAULTS[name]
-            return value
-
-        redis_url = _url(name="AUDIOSYNC_REDIS_URL", value=raw("AUDIOSYNC_REDIS_URL"))
-        broker_url = _url(name="CELERY_BROKER_URL", value=raw("CELERY_BROKER_URL") or redis_url)
-        bucket = raw("BUCKET_PRIVATE_CLOUD_SYNC") or ""
-        if not bucket or "/" in bucket:
-            raise ConfigError(f"BUCKET_PRIVATE_CLOUD_SYNC must be a bucket name, got {bucket!r}")
-        secret_text = raw("ENCRYPTION_SECRET")
-        secret = None if secret_text is None else _utf8("ENCRYPTION_SECRET", secret_text)
-        if secret is not None and len(secret) < MIN_SECRET_BYTES:
-            raise ConfigError(
-                f"ENCRYPTION_SECRET must be at least {MIN_SECRET_BYTES} bytes of UTF-8 "
-                f"(got {len(secret)}); set a longer secret or unset it to disable `enhanced`"
-            )
-        previous = _previous_secrets(
-            raw("ENCRYPTION_SECRET_PREVIOUS"), raw("ENCRYPTION_SECRET_PREVIOUS_JSON"), secret
-        )
-        chunk = _positive("AUDIOSYNC_CHUNK_SECONDS", raw("AUDIOSYNC_CHUNK_SECONDS"))
-        frames = chunk / FRAME_SECONDS
-        if abs(frames - round(frames)) > 1e-9:
-            raise ConfigError(
-                f"AUDIOSYNC_CHUNK_SECONDS must be a whole number of 20 ms frames, got {chunk}"
-            )
-        object_seconds = _positive("AUDIOSYNC_OBJECT_SECONDS", raw("AUDIOSYNC_OBJECT_SECONDS"))
-        reads_both = (
-            wanted is None
-            or {
-                "AUDIOSYNC_CHUNK_SECONDS",
-                "AUDIOSYNC_OBJECT_SECONDS",
-            }
-            <= wanted
-        )
-        if reads_both and object_seconds < chunk:
-            raise ConfigError(
-                f"AUDIOSYNC_OBJECT_SECONDS ({object_seconds}) must be at least "
-                f"AUDIOSYNC_CHUNK_SECONDS ({chunk})"
-            )
-        max_bytes = _whole("AUDIOSYNC_BATCH_MAX_BYTES", raw("AUDIOSYNC_BATCH_MAX_BYTES"))
-        tolerance_ms = _at_most(
-            "AUDIOSYNC_TIMESTAMP_TOLERANCE_MS",
-            _positive("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS", raw("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS")),
-            MAX_TIMESTAMP_TOLERANCE_MS,
-        )
-        window = _positive(
-            "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS", raw("AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS")
-        )
-        push_window = _positive(
-            "AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS",
-            raw("AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS"),
-        )
-        if push_window * 1000 <= tolerance_ms:
-            raise ConfigError(
-                f"AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS ({push_window:g}) must be longer than "
-                f"AUDIOSYNC_TIMESTAMP_TOLERANCE_MS ({tolerance_ms:g} ms)"
-            )
-        windows = {"AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS", "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS"}
-        if (wanted is None or windows <= wanted) and push_window >= window:
-            raise ConfigError(
-                f"AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS ({push_window:g}) must be shorter than "
-                f"AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS ({window:g}): the fleet quarantines chunks "
-                "outside its window, so a pusher's re-anchored chunks must land inside it"
-            )
-        mark_seconds = _whole(
-            "AUDIOSYNC_DELETED_MARK_SECONDS", raw("AUDIOSYNC_DELETED_MARK_SECONDS")
-        )
-        close_seconds = _positive("AUDIOSYNC_CLOSE_SECONDS", raw("AUDIOSYNC_CLOSE_SECONDS"))
-        stall_seconds = _positive(
-            "AUDIOSYNC_REDIS_STALL_SECONDS", raw("AUDIOSYNC_REDIS_STALL_SECONDS")
-        )
-        if stall_seconds >= close_seconds:
-            raise ConfigError(
-                f"AUDIOSYNC_REDIS_STALL_SECONDS ({stall_seconds:g}) must be shorter than "
-                f"AUDIOSYNC_CLOSE_SECONDS ({close_seconds:g}): a close waits that long for "
-                "Redis before it writes its tail to the spool, within its own budget"
-            )
-        return cls(
-            redis_url=redis_url,
-            redis_cluster=_flag("AUDIOSYNC_REDIS_CLUSTER", raw("AUDIOSYNC_REDIS_CLUSTER")),
-            due_shards=_at_most(
-                "AUDIOSYNC_DUE_SHARDS",
-                _whole("AUDIOSYNC_DUE_SHARDS", raw("AUDIOSYNC_DUE_SHARDS")),
-                MAX_DUE_SHARDS,
-            ),
-            broker_url=broker_url,
-            bucket=bucket,
-            storage_emulator_host=raw("STORAGE_EMULATOR_HOST"),
-            encryption_secret=secret,
-            encryption_secret_previous=previous,
-            chunk_seconds=chunk,
-            object_seconds=object_seconds,
-            batch_max_age_seconds=_positive(
-                "AUDIOSYNC_BATCH_MAX_AGE_SECONDS", raw("AUDIOSYNC_BATCH_MAX_AGE_SECONDS")
-            ),
-            batch_max_bytes=max_bytes,
-            sweep_interval_seconds=_positive(
-                "AUDIOSYNC_SWEEP_INTERVAL_SECONDS", raw("AUDIOSYNC_SWEEP_INTERVAL_SECONDS")
-            ),
-            lease_seconds=_positive("AUDIOSYNC_LEASE_SECONDS", raw("AUDIOSYNC_LEASE_SECONDS")),
-            flush_max_attempts=_whole(
-                "AUDIOSYNC_FLUSH_MAX_ATTEMPTS", raw("AUDIOSYNC_FLUSH_MAX_ATTEMPTS")
-            ),
-            flush_backoff_max_seconds=_positive(
-                "AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS", raw("AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS")
-            ),
-            timestamp_window_seconds=window,
-            shutdown_seconds=_positive(
-                "AUDIOSYNC_SHUTDOWN_SECONDS", raw("AUDIOSYNC_SHUTDOWN_SECONDS")
-            ),
-            flush_concurrency=_at_most(
-                "AUDIOSYNC_FLUSH_CONCURRENCY",
-                _whole("AUDIOSYNC_FLUSH_CONCURRENCY", raw("AUDIOSYNC_FLUSH_CONCURRENCY")),
-                MAX_FLUSH_CONCURRENCY,
-            ),
-            shard_task_seconds=_positive(
-                "AUDIOSYNC_SHARD_TASK_SECONDS", raw("AUDIOSYNC_SHARD_TASK_SECONDS")
-            ),
-            spool_dir=_spool_dir(raw("AUDIOSYNC_SPOOL_DIR")),
-            spool_max_bytes=_whole("AUDIOSYNC_SPOOL_MAX_BYTES", raw("AUDIOSYNC_SPOOL_MAX_BYTES")),
-            spool_lease_seconds=_positive(
-                "AUDIOSYNC_SPOOL_LEASE_SECONDS", raw("AUDIOSYNC_SPOOL_LEASE_SECONDS")
-            ),
-            pusher_threads=_at_most(
-                "AUDIOSYNC_PUSHER_THREADS",
-                _whole("AUDIOSYNC_PUSHER_THREADS", raw("AUDIOSYNC_PUSHER_THREADS")),
-                MAX_PUSHER_THREADS,
-            ),
-            breaker_seconds=_positive(
-                "AUDIOSYNC_BREAKER_SECONDS", raw("AUDIOSYNC_BREAKER_SECONDS")
-            ),
-            session_buffer_seconds=_positive(
-                "AUDIOSYNC_SESSION_BUFFER_SECONDS", raw("AUDIOSYNC_SESSION_BUFFER_SECONDS")
-            ),
-            close_seconds=close_seconds,
-            redis_stall_seconds=stall_seconds,
-            # -- rollout flags (issue 7) --
-            rollout=_rollout("AUDIOSYNC_ROLLOUT", raw),
-            spool_rollout=_rollout("AUDIOSYNC_SPOOL", raw),
-            timestamp_tolerance_ms=tolerance_ms,
-            push_timestamp_window_seconds=push_window,
-            opus_bitrates=_per_rate(
-                "AUDIOSYNC_OPUS_BITRATES",
-                raw("AUDIOSYNC_OPUS_BITRATES"),
-                DEFAULT_BITRATES,
-                (MIN_BITRATE, MAX_BITRATE),
-                what="bitrate",
-                note="bits per second",
-                example="8000:12000,16000:16000",
-                one_for_all=False,
-            ),
-            audio_file_gap_seconds=_positive(
-                "AUDIOSYNC_AUDIO_FILE_GAP_SECONDS", raw("AUDIOSYNC_AUDIO_FILE_GAP_SECONDS")
-            ),
-            opus_complexities=_per_rate(
-                "AUDIOSYNC_OPUS_COMPLEXITY",
-                raw("AUDIOSYNC_OPUS_COMPLEXITY"),
-                DEFAULT_COMPLEXITIES,
-                (0, MAX_COMPLEXITY),
-                what="complexity",
-                note="0 fastest, 10 best",
-                example="8000:4,16000:6",
-                one_for_all=True,
-            ),
-            deleted_mark_seconds=mark_seconds,
-            delete_recheck_seconds=_recheck_seconds(
-                raw("AUDIOSYNC_DELETE_RECHECK_SECONDS"), mark_seconds=mark_seconds
-            ),
-            max_gap_fill_seconds=_positive(
-                "AUDIOSYNC_MAX_GAP_FILL_SECONDS", raw("AUDIOSYNC_MAX_GAP_FILL_SECONDS")
-            ),
-            exporter_cache_seconds=_positive(
-                "AUDIOSYNC_EXPORTER_CACHE_SECONDS", raw("AUDIOSYNC_EXPORTER_CACHE_SECONDS")
-            ),
-            exporter_read_seconds=_positive(
-                "AUDIOSYNC_EXPORTER_READ_SECONDS", raw("AUDIOSYNC_EXPORTER_READ_SECONDS")
-            ),
-        )
+    name: str
+    #: Its default, as the environment's text would give it; None: unset unless given.
+    default: str | None
+    #: Its parser and validator; None for a variable ``Settings`` does not hold (``read_in``).
+    parse: Parser | None
+    #: The roles whose ``Settings.from_env(role=...)`` read it (``ROLE_VARIABLES``).
+    roles: frozenset[str]
+    doc: str
+    #: The ``Settings`` field its value fills; None: combined with others in ``from_env``.
+    field: str | None = None
+    #: Set only with another variable: (its name, what to do), a ``ConfigError`` otherwise.
+    needs: tuple[str, str] | None = None
+    #: Where it is read when not by ``Settings``: that module parses it.
+    read_in: str | None = None
+    #: Another program that reads it from the environment too (passed through to it).
+    passed_to: str | None = None
 
 
-def _warn_unknown(env: Mapping[str, str]) -> None:
-    """One WARNING per process for each ``AUDIOSYNC_*`` variable that is no setting (a
-    typo is otherwise silently ignored), naming the closest one."""
-    known = set(ENV_DEFAULTS) | OTHER_VARIABLES
-    by_suffix = {name.removeprefix(_PREFIX): name for name in known}  # the prefix matches
-    for name in sorted(env):
-        if not name.startswith(_PREFIX) or name in known or name in _warned_unknown:
-            continue
-        _warned_unknown.add(name)
-        closest = difflib.get_close_matches(name.removeprefix(_PREFIX), by_suffix, n=1)
-        log.warning(
-            '%s is set but is not an audiosync setting: it is ignored (%s; README, "Settings")',
-            name,
-            f"did you mean {by_suffix[closest[0]]}?" if closest else "no setting is like it",
+def _roles(*roles: str) -> frozenset[str]:
+    return frozenset(roles)
+
+
+def _text(name: str, value: str | None) -> str | None:
+    """Free text, taken as it is."""
+    return value
+
+
+def _positive(name: str, value: str | None) -> float:
+    try:
+        number = float(value or "")
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return number
+
+
+def _whole(name: str, value: str | None) -> int:
+    number = _positive(name, value)
+    if number != int(number):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _at_most(name: str, number: _N, limit: int) -> _N:
+    if number > limit:
+        raise ConfigError(f"{name} must be at most {limit}, got {number}")
+    return number
+
+
+def _whole_at_most(limit: int) -> Parser:
+    def parse(name: str, value: str | None) -> int:
+        return _at_most(name, _whole(name, value), limit)
+
+    return parse
+
+
+def _positive_at_most(limit: int) -> Parser:
+    def parse(name: str, value: str | None) -> float:
+        return _at_most(name, _positive(name, value), limit)
+
+    return parse
+
+
+def _flag(name: str, value: str | None) -> bool:
+    if value not in ("0", "1"):
+        raise ConfigError(f"{name} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def _url(name: str, value: str | None) -> str:
+    if not value or "://" not in value:
+        raise ConfigError(f"{name} must be a URL such as redis://host:6379/0, got {value!r}")
+    return value
+
+
+def _url_or_unset(name: str, value: str | None) -> str | None:
+    return None if value is None else _url(name, value)
+
+
+def _bucket(name: str, value: str | None) -> str:
+    bucket = value or ""
+    if not bucket or "/" in bucket:
+        raise ConfigError(f"{name} must be a bucket name, got {bucket!r}")
+    return bucket
+
+
+def _secret(name: str, value: str | None) -> bytes | None:
+    secret = None if value is None else _utf8(name, value)
+    if secret is not None and len(secret) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{name} must be at least {MIN_SECRET_BYTES} bytes of UTF-8 "
+            f"(got {len(secret)}); set a longer secret or unset it to disable `enhanced`"
         )
+    return secret
+
+
+def _chunk_seconds(name: str, value: str | None) -> float:
+    chunk = _positive(name, value)
+    frames = chunk / FRAME_SECONDS
+    if abs(frames - round(frames)) > 1e-9:
+        raise ConfigError(f"{name} must be a whole number of 20 ms frames, got {chunk}")
+    return chunk
+
+
+def _spool_dir(name: str, value: str | None) -> str | None:
+    if value is not None and (not os.path.isabs(value) or "\0" in value):
+        raise ConfigError(
+            f"{name} must be an absolute directory path, got {value!r} "
+            "(unset it to run without a spool)"
+        )
+    return value
+
+
+def _opus_bitrates(name: str, value: str | None) -> dict[int, int]:
+    return _per_rate(
+        name,
+        value,
+        DEFAULT_BITRATES,
+        (MIN_BITRATE, MAX_BITRATE),
+        what="bitrate",
+        note="bits per second",
+        example="8000:12000,16000:16000",
+        one_for_all=False,
+    )
+
+
+def _opus_complexities(name: str, value: str | None) -> dict[int, int]:
+    return _per_rate(
+        name,
+        value,
+        DEFAULT_COMPLEXITIES,
+        (0, MAX_COMPLEXITY),
+        what="complexity",
+        note="0 fastest, 10 best",
+        example="8000:4,16000:6",
+        one_for_all=True,
+    )
+
+
+def _recheck_seconds(name: str, value: str | None) -> float:
+    """At least MIN_DELETE_RECHECK_SECONDS (and, checked in ``from_env``, shorter than the
+    deleted mark lives: the re-check runs while the mark still stops uploads)."""
+    seconds = _positive(name, value)
+    if seconds < MIN_DELETE_RECHECK_SECONDS:
+        raise ConfigError(
+            f"{name} must be at least {MIN_DELETE_RECHECK_SECONDS} s, got {value!r} (the "
+            f"default, {DELETE_RECHECK_SECONDS}, outlasts any abandoned upload)"
+        )
+    return seconds
 
 
 def _per_rate(
@@ -539,39 +276,22 @@ def _digits(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-def _previous_secrets(
-    comma_separated: str | None, json_list: str | None, current: bytes | None
-) -> tuple[bytes, ...]:
-    """Older secrets that open, never seal: ENCRYPTION_SECRET_PREVIOUS's, then
-    ENCRYPTION_SECRET_PREVIOUS_JSON's. Each secret is its exact bytes, as ENCRYPTION_SECRET
-    is: nothing is stripped (a form that cannot hold a character refuses it instead)."""
-    if comma_separated is None and json_list is None:
-        return ()
-    if current is None:
-        name = "ENCRYPTION_SECRET_PREVIOUS" + ("" if json_list is None else "_JSON")
-        raise ConfigError(
-            f"{name} is set but ENCRYPTION_SECRET is not: set the current secret (it seals) "
-            "and keep the old ones in ENCRYPTION_SECRET_PREVIOUS(_JSON)"
-        )
-    return _comma_separated_secrets(comma_separated) + _json_listed_secrets(json_list)
-
-
-def _comma_separated_secrets(value: str | None) -> tuple[bytes, ...]:
+def _comma_separated_secrets(name: str, value: str | None) -> tuple[bytes, ...]:
     """ENCRYPTION_SECRET_PREVIOUS: secrets without commas or surrounding whitespace."""
     out = []
     for position, item in enumerate(() if value is None else value.split(","), start=1):
         if item != item.strip():
             raise ConfigError(
-                f"ENCRYPTION_SECRET_PREVIOUS item {position} starts or ends with whitespace; "
+                f"{name} item {position} starts or ends with whitespace; "
                 "separate the secrets with bare commas (no spaces around them), or list a "
                 "secret whose whitespace is its own (a file's trailing newline) in "
                 'ENCRYPTION_SECRET_PREVIOUS_JSON, e.g. ["...\\n"]'
             )
-        out.append(_previous_secret("ENCRYPTION_SECRET_PREVIOUS", position, item))
+        out.append(_previous_secret(name, position, item))
     return tuple(out)
 
 
-def _json_listed_secrets(value: str | None) -> tuple[bytes, ...]:
+def _json_listed_secrets(name: str, value: str | None) -> tuple[bytes, ...]:
     """ENCRYPTION_SECRET_PREVIOUS_JSON: a JSON list of strings, which holds any secret
     ENCRYPTION_SECRET accepts (commas, whitespace, quotes). Errors never show a secret."""
     if value is None:
@@ -580,29 +300,26 @@ def _json_listed_secrets(value: str | None) -> tuple[bytes, ...]:
         items = json.loads(value)
     except JSONDecodeError as exc:  # its message gives a place, never the text
         raise ConfigError(
-            f"ENCRYPTION_SECRET_PREVIOUS_JSON is not JSON ({exc.msg} at line {exc.lineno} "
+            f"{name} is not JSON ({exc.msg} at line {exc.lineno} "
             f"column {exc.colno}); write a JSON list of "
             'strings, such as ["first old secret", "second"]'
         ) from None
     except (ValueError, RecursionError):  # a number over 4,300 digits, lists nested too deep
         raise ConfigError(
-            "ENCRYPTION_SECRET_PREVIOUS_JSON is not JSON this reader takes (a number too "
+            f"{name} is not JSON this reader takes (a number too "
             'long or lists nested too deep); write a JSON list of strings, such as ["first '
             'old secret", "second"]'
         ) from None
     if not isinstance(items, list):
         raise ConfigError(
-            f"ENCRYPTION_SECRET_PREVIOUS_JSON is a JSON {_json_kind(items)}; write a JSON "
+            f"{name} is a JSON {_json_kind(items)}; write a JSON "
             'list of strings, such as ["first old secret", "second"]'
         )
     out = []
     for position, item in enumerate(items, start=1):
         if not isinstance(item, str):
-            raise ConfigError(
-                f"ENCRYPTION_SECRET_PREVIOUS_JSON item {position} is not a string "
-                f"(a JSON {_json_kind(item)})"
-            )
-        out.append(_previous_secret("ENCRYPTION_SECRET_PREVIOUS_JSON", position, item))
+            raise ConfigError(f"{name} item {position} is not a string (a JSON {_json_kind(item)})")
+        out.append(_previous_secret(name, position, item))
     return tuple(out)
 
 
@@ -636,6 +353,366 @@ def _previous_secret(name: str, position: int, text: str) -> bytes:
     return secret
 
 
+_NEEDS_CURRENT_SECRET = (
+    "ENCRYPTION_SECRET",
+    "set the current secret (it seals) and keep the old ones in ENCRYPTION_SECRET_PREVIOUS(_JSON)",
+)
+# The sets of roles the rows use.
+_ALL = _roles(PUSHER, READER, FLEET, BACKFILL)
+_FLEET = _roles(FLEET, BACKFILL)
+_READER = _roles(READER, BACKFILL)
+_PUSHER = _roles(PUSHER)
+_ENCODER = _roles(PUSHER, BACKFILL)  # the Opus encoder's settings
+_STORE = _roles(READER, FLEET, BACKFILL)  # the bucket and deleted conversations
+_SECRETS = _roles(PUSHER, READER, BACKFILL)  # never the fleet: it holds no key
+_BATCH = _roles(PUSHER, FLEET, BACKFILL)  # the pusher's batches are the fleet's objects
+_TIMESTAMPS = _roles(PUSHER, FLEET, BACKFILL)  # the pusher's window is inside the fleet's
+
+#: Every environment variable audiosync reads (but requests' proxy and CA variables, which
+#: backend_hooks/gcs.py reads as requests would), in README's order (a test holds README's
+#: settings table to it): ``Settings.from_env`` parses each one that has a parser, then
+#: checks the settings that bound one another.
+# fmt: off
+VARIABLES: tuple[Variable, ...] = (
+    Variable("AUDIOSYNC_REDIS_URL", "redis://127.0.0.1:6379/0", _url, _ALL,
+             "Redis holding the session streams and the due index (a cluster: one node)",
+             field="redis_url"),
+    Variable("AUDIOSYNC_REDIS_CLUSTER", "0", _flag, _ALL,
+             "1: the stream store is a Redis Cluster (the URL is a seed)",
+             field="redis_cluster"),
+    Variable("AUDIOSYNC_DUE_SHARDS", "16", _whole_at_most(MAX_DUE_SHARDS), _ALL,
+             "the number of shards of the due index",
+             field="due_shards"),
+    Variable("CELERY_BROKER_URL", None, _url_or_unset, _FLEET,
+             "the Celery broker; unset: AUDIOSYNC_REDIS_URL",
+             passed_to="Celery"),
+    Variable("BUCKET_PRIVATE_CLOUD_SYNC", "omi-private-cloud-sync", _bucket, _STORE,
+             "the bucket",
+             field="bucket"),
+    Variable("STORAGE_EMULATOR_HOST", None, _text, _STORE,
+             "a GCS emulator (fake-gcs-server); unset: real GCS with default credentials",
+             field="storage_emulator_host", passed_to="google-cloud-storage"),
+    Variable("ENCRYPTION_SECRET", None, _secret, _SECRETS,
+             "the master secret (>= 32 bytes of UTF-8) that seals; required for `enhanced`",
+             field="encryption_secret"),
+    Variable("ENCRYPTION_SECRET_PREVIOUS_JSON", None, _json_listed_secrets, _SECRETS,
+             "older master secrets that still open, as a JSON list of strings",
+             needs=_NEEDS_CURRENT_SECRET),
+    Variable("ENCRYPTION_SECRET_PREVIOUS", None, _comma_separated_secrets, _SECRETS,
+             "older master secrets that still open, comma-separated",
+             needs=_NEEDS_CURRENT_SECRET),
+    Variable("AUDIOSYNC_CHUNK_SECONDS", "5", _chunk_seconds, _roles(PUSHER, BACKFILL),
+             "audio per chunk (a whole number of 20 ms frames)",
+             field="chunk_seconds"),
+    Variable("AUDIOSYNC_OBJECT_SECONDS", "60", _positive, _BATCH,
+             "the most audio one object holds",
+             field="object_seconds"),
+    Variable("AUDIOSYNC_BATCH_MAX_AGE_SECONDS", "60", _positive, _BATCH,
+             "the longest a chunk waits in Redis",
+             field="batch_max_age_seconds"),
+    Variable("AUDIOSYNC_BATCH_MAX_BYTES", "1048576", _whole, _BATCH,
+             "the most bytes one object holds",
+             field="batch_max_bytes"),
+    Variable("AUDIOSYNC_SWEEP_INTERVAL_SECONDS", "5", _positive, _FLEET,
+             "how often the sweep looks for due sessions",
+             field="sweep_interval_seconds"),
+    Variable("AUDIOSYNC_LEASE_SECONDS", "30", _positive, _FLEET,
+             "how long a flush owns its session between renewals",
+             field="lease_seconds"),
+    Variable("AUDIOSYNC_FLUSH_MAX_ATTEMPTS", "16", _whole, _FLEET,
+             "consecutive failed flushes before a session is parked in quarantine",
+             field="flush_max_attempts"),
+    Variable("AUDIOSYNC_FLUSH_BACKOFF_MAX_SECONDS", "300", _positive, _FLEET,
+             "the longest wait between two flushes of a failing session",
+             field="flush_backoff_max_seconds"),
+    Variable("AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS", "604800", _positive, _TIMESTAMPS,
+             "how far a chunk's start may be from its append's Redis time (else quarantined)",
+             field="timestamp_window_seconds"),
+    Variable("AUDIOSYNC_TIMESTAMP_TOLERANCE_MS", "200",
+             _positive_at_most(MAX_TIMESTAMP_TOLERANCE_MS), _PUSHER,
+             "how far a pushed timestamp may disagree with the sample clock",
+             field="timestamp_tolerance_ms"),
+    Variable("AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS", "86400", _positive, _PUSHER,
+             "a pushed timestamp farther than this from the pusher's clock is re-anchored",
+             field="push_timestamp_window_seconds"),
+    Variable("AUDIOSYNC_SHUTDOWN_SECONDS", "20", _positive, _FLEET,
+             "Celery's soft shutdown wait (REMAP_SIGTERM=SIGQUIT only)",
+             field="shutdown_seconds"),
+    Variable("AUDIOSYNC_FLUSH_CONCURRENCY", "8", _whole_at_most(MAX_FLUSH_CONCURRENCY), _FLEET,
+             "flushes one shard task runs at once",
+             field="flush_concurrency"),
+    Variable("AUDIOSYNC_SHARD_TASK_SECONDS", "10", _positive, _FLEET,
+             "how long one shard task claims sessions before its shard is sent again",
+             field="shard_task_seconds"),
+    Variable("AUDIOSYNC_PUSHER_THREADS", "4", _whole_at_most(MAX_PUSHER_THREADS), _PUSHER,
+             "threads that encode, seal and append",
+             field="pusher_threads"),
+    Variable("AUDIOSYNC_BREAKER_SECONDS", "5", _positive, _PUSHER,
+             "after a failed Redis call, how long appends skip Redis",
+             field="breaker_seconds"),
+    Variable("AUDIOSYNC_REDIS_STALL_SECONDS", "1", _positive, _PUSHER,
+             "how long a thread waits for Redis to answer one append",
+             field="redis_stall_seconds"),
+    Variable("AUDIOSYNC_SPOOL_DIR", None, _spool_dir, _PUSHER,
+             "an absolute directory for chunks Redis did not take; unset: no disk spool",
+             field="spool_dir"),
+    Variable("AUDIOSYNC_SPOOL_MAX_BYTES", "1073741824", _whole, _PUSHER,
+             "the most the spool holds",
+             field="spool_max_bytes"),
+    Variable("AUDIOSYNC_SPOOL_LEASE_SECONDS", "30", _positive, _PUSHER,
+             "a spool owner whose heartbeat is older than this (lock free) is dead",
+             field="spool_lease_seconds"),
+    Variable("AUDIOSYNC_SESSION_BUFFER_SECONDS", "120", _positive, _PUSHER,
+             "audio one session may hold in memory",
+             field="session_buffer_seconds"),
+    Variable("AUDIOSYNC_CLOSE_SECONDS", "10", _positive, _PUSHER,
+             "how long a close tries to get tails into Redis or the spool",
+             field="close_seconds"),
+    Variable("AUDIOSYNC_ROLLOUT_PERCENT", "0", parse_percent, _PUSHER,
+             "the share of users on audiosync (nobody until the operator raises it)"),
+    Variable("AUDIOSYNC_ROLLOUT_ALLOW_UIDS", None, parse_uids, _PUSHER,
+             "uids on audiosync whatever the percentage"),
+    Variable("AUDIOSYNC_ROLLOUT_DENY_UIDS", None, parse_uids, _PUSHER,
+             "uids kept on the old path whatever else says"),
+    Variable("AUDIOSYNC_SPOOL_PERCENT", "100", parse_percent, _PUSHER,
+             "the share of users whose sessions may use the spool (AUDIOSYNC_SPOOL_DIR set)"),
+    Variable("AUDIOSYNC_SPOOL_ALLOW_UIDS", None, parse_uids, _PUSHER,
+             "uids on the spool whatever its percentage"),
+    Variable("AUDIOSYNC_SPOOL_DENY_UIDS", None, parse_uids, _PUSHER,
+             "uids never on the spool"),
+    Variable("AUDIOSYNC_OPUS_BITRATES",
+             ",".join(f"{r}:{b}" for r, b in DEFAULT_BITRATES.items()),
+             _opus_bitrates, _ENCODER,
+             "the Opus target bitrate per sample rate, rate:bits pairs",
+             field="opus_bitrates"),
+    Variable("AUDIOSYNC_OPUS_COMPLEXITY",
+             ",".join(f"{r}:{c}" for r, c in DEFAULT_COMPLEXITIES.items()),
+             _opus_complexities, _ENCODER,
+             "the Opus encoder complexity per sample rate, or one for all",
+             field="opus_complexities"),
+    Variable("AUDIOSYNC_DELETED_MARK_SECONDS", str(DELETED_MARK_SECONDS), _whole, _STORE,
+             "how long a deleted conversation's mark lasts",
+             field="deleted_mark_seconds"),
+    Variable("AUDIOSYNC_DELETE_RECHECK_SECONDS", str(DELETE_RECHECK_SECONDS), _recheck_seconds,
+             _STORE,
+             "when a deleted conversation is listed again and what is found deleted",
+             field="delete_recheck_seconds"),
+    Variable("AUDIOSYNC_MAX_GAP_FILL_SECONDS", "21600", _positive, _READER,
+             "the longest gap a merge fills with silence",
+             field="max_gap_fill_seconds"),
+    Variable("AUDIOSYNC_METRICS_PORT", None, None, frozenset(),
+             "the workers' metrics port; unset: no metrics server",
+             read_in="workers/metrics.py"),
+    Variable("PROMETHEUS_MULTIPROC_DIR", None, None, frozenset(),
+             "where the workers' pool processes write their metrics",
+             read_in="workers/metrics.py", passed_to="prometheus_client"),
+    Variable("AUDIOSYNC_EXPORTER_CACHE_SECONDS", "10", _positive, _FLEET,
+             "the exporter reads Redis at most once this often",
+             field="exporter_cache_seconds"),
+    Variable("AUDIOSYNC_EXPORTER_READ_SECONDS", "5", _positive, _FLEET,
+             "the longest one read of the fleet-wide gauges takes",
+             field="exporter_read_seconds"),
+    Variable("AUDIOSYNC_AUDIO_FILE_GAP_SECONDS", "90", _positive, _READER,
+             "a longer silence between two chunks starts a new audio file",
+             field="audio_file_gap_seconds"),
+    Variable("AUDIOSYNC_LOG_FORMAT", "text", None, frozenset(),
+             "the workers' log lines: text or json",
+             read_in="workers/logs.py"),
+)
+# fmt: on
+
+#: By name.
+VARIABLE: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
+#: The variables each role reads. ``Settings.from_env(role=...)`` validates only those and
+#: takes the defaults for the rest, so a pusher never refuses to start over a setting only
+#: the fleet reads, nor the fleet over one of the pusher's (the fleet holds no key).
+ROLE_VARIABLES: dict[str, frozenset[str]] = {
+    role: frozenset(variable.name for variable in VARIABLES if role in variable.roles)
+    for role in (PUSHER, READER, FLEET, BACKFILL)
+}
+#: The default of every variable ``Settings`` holds (``None``: unset unless given).
+ENV_DEFAULTS: dict[str, str | None] = {
+    variable.name: variable.default for variable in VARIABLES if variable.parse is not None
+}
+#: The variables read elsewhere than here (``Variable.read_in``): the workers' metrics port
+#: and multiprocess directory (workers/metrics.py), their log format (workers/logs.py).
+OTHER_VARIABLES = frozenset(variable.name for variable in VARIABLES if variable.read_in)
+
+_PREFIX = "AUDIOSYNC_"
+_warned_unknown: set[str] = set()  # once per process and name
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    redis_cluster: bool
+    due_shards: int
+    broker_url: str
+    bucket: str
+    storage_emulator_host: str | None
+    encryption_secret: bytes | None = field(repr=False)  # a repr goes to logs and trackers
+    chunk_seconds: float
+    object_seconds: float
+    batch_max_age_seconds: float
+    batch_max_bytes: int
+    sweep_interval_seconds: float
+    lease_seconds: float
+    flush_max_attempts: int
+    flush_backoff_max_seconds: float
+    timestamp_window_seconds: float
+    shutdown_seconds: float
+    flush_concurrency: int
+    shard_task_seconds: float
+    spool_dir: str | None
+    spool_max_bytes: int
+    spool_lease_seconds: float
+    pusher_threads: int
+    breaker_seconds: float
+    session_buffer_seconds: float
+    close_seconds: float
+    timestamp_tolerance_ms: float
+    push_timestamp_window_seconds: float
+    opus_bitrates: dict[int, int]  # Opus target bits/s, for every supported rate
+    opus_complexities: dict[int, int]  # Opus encoder complexity (0-10), for every rate
+    # Who is on audiosync, and on the spool (backend_hooks/rollout.py).
+    rollout: Rollout = NOBODY  # AUDIOSYNC_ROLLOUT_PERCENT's default
+    spool_rollout: Rollout = EVERYBODY  # AUDIOSYNC_SPOOL_PERCENT's default
+    #: ENCRYPTION_SECRET_PREVIOUS: older master secrets that still open (never seal)
+    encryption_secret_previous: tuple[bytes, ...] = field(default=(), repr=False)
+    #: AUDIOSYNC_DELETED_MARK_SECONDS: how long the fleet drops audio of a deleted one
+    deleted_mark_seconds: int = DELETED_MARK_SECONDS
+    #: AUDIOSYNC_DELETE_RECHECK_SECONDS: when a deleted conversation is listed again
+    delete_recheck_seconds: float = float(DELETE_RECHECK_SECONDS)
+    #: AUDIOSYNC_AUDIO_FILE_GAP_SECONDS: a longer silence starts a new audio file
+    audio_file_gap_seconds: float = 90.0
+    #: AUDIOSYNC_REDIS_STALL_SECONDS: how long a pusher thread waits for Redis to answer one
+    #: append; past it the entries go to the spool (or wait in memory) and no other call
+    #: is sent until that one returns (backend_hooks/breaker.py)
+    redis_stall_seconds: float = 1.0
+    #: AUDIOSYNC_MAX_GAP_FILL_SECONDS: the longest gap the reader fills with silence; a
+    #: longer one raises GapTooLongError (a stray chunk at time 0 would be decades of
+    #: zeros). Refused, not capped: a capped gap would misplace everything after it.
+    max_gap_fill_seconds: float = 21600.0
+    #: AUDIOSYNC_EXPORTER_CACHE_SECONDS: the exporter reads Redis at most once this often
+    exporter_cache_seconds: float = 10.0
+    #: AUDIOSYNC_EXPORTER_READ_SECONDS: the longest one read of the fleet-wide gauges takes
+    #: (a scrape answers within it; a node that has not answered is reported out)
+    exporter_read_seconds: float = 5.0
+
+    def __repr__(self) -> str:
+        """Every setting but the secrets, URLs without their password: a repr goes to
+        logs, tracebacks with locals and error trackers."""
+        shown = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in ("redis_url", "broker_url"):
+                value = shown_url(value)
+            if item.repr:
+                shown.append(f"{item.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, role: str | None = None
+    ) -> Settings:
+        """Every setting, validated; with ``role`` ("pusher", "reader", "fleet",
+        "backfill") only the ones that role reads come from the environment, the others
+        are their defaults. Each variable of ``VARIABLES`` is parsed in the table's order,
+        then the settings that bound one another are checked."""
+        env = os.environ if environ is None else environ
+        if role is not None and role not in ROLE_VARIABLES:
+            raise ValueError(f"role must be one of {sorted(ROLE_VARIABLES)}, got {role!r}")
+        _warn_unknown(env)
+        wanted = None if role is None else ROLE_VARIABLES[role]
+
+        def reads(*names: str) -> bool:
+            return wanted is None or set(names) <= wanted
+
+        value: dict[str, Any] = {}  # variable name -> its parsed value
+        for variable in VARIABLES:
+            if variable.parse is None:
+                continue  # read elsewhere (variable.read_in)
+            text = env.get(variable.name) if reads(variable.name) else None
+            if text is None or text == "":
+                text = variable.default
+            elif variable.needs is not None and value[variable.needs[0]] is None:
+                needed, advice = variable.needs
+                raise ConfigError(f"{variable.name} is set but {needed} is not: {advice}")
+            value[variable.name] = variable.parse(variable.name, text)
+
+        chunk, object_seconds = value["AUDIOSYNC_CHUNK_SECONDS"], value["AUDIOSYNC_OBJECT_SECONDS"]
+        if reads("AUDIOSYNC_CHUNK_SECONDS", "AUDIOSYNC_OBJECT_SECONDS") and object_seconds < chunk:
+            raise ConfigError(
+                f"AUDIOSYNC_OBJECT_SECONDS ({object_seconds}) must be at least "
+                f"AUDIOSYNC_CHUNK_SECONDS ({chunk})"
+            )
+        tolerance_ms = value["AUDIOSYNC_TIMESTAMP_TOLERANCE_MS"]
+        push_window = value["AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS"]
+        window = value["AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS"]
+        if push_window * 1000 <= tolerance_ms:
+            raise ConfigError(
+                f"AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS ({push_window:g}) must be longer than "
+                f"AUDIOSYNC_TIMESTAMP_TOLERANCE_MS ({tolerance_ms:g} ms)"
+            )
+        windows = ("AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS", "AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS")
+        if reads(*windows) and push_window >= window:
+            raise ConfigError(
+                f"AUDIOSYNC_PUSH_TIMESTAMP_WINDOW_SECONDS ({push_window:g}) must be shorter than "
+                f"AUDIOSYNC_TIMESTAMP_WINDOW_SECONDS ({window:g}): the fleet quarantines chunks "
+                "outside its window, so a pusher's re-anchored chunks must land inside it"
+            )
+        stall_seconds = value["AUDIOSYNC_REDIS_STALL_SECONDS"]
+        close_seconds = value["AUDIOSYNC_CLOSE_SECONDS"]
+        if stall_seconds >= close_seconds:
+            raise ConfigError(
+                f"AUDIOSYNC_REDIS_STALL_SECONDS ({stall_seconds:g}) must be shorter than "
+                f"AUDIOSYNC_CLOSE_SECONDS ({close_seconds:g}): a close waits that long for "
+                "Redis before it writes its tail to the spool, within its own budget"
+            )
+        recheck_seconds = value["AUDIOSYNC_DELETE_RECHECK_SECONDS"]
+        mark_seconds = value["AUDIOSYNC_DELETED_MARK_SECONDS"]
+        if recheck_seconds >= mark_seconds:
+            raise ConfigError(
+                f"AUDIOSYNC_DELETE_RECHECK_SECONDS ({recheck_seconds:g}) must be shorter than "
+                f"AUDIOSYNC_DELETED_MARK_SECONDS ({mark_seconds}): a deleted conversation is "
+                "listed again while its mark lasts"
+            )
+        return cls(
+            **{v.field: value[v.name] for v in VARIABLES if v.field is not None},
+            broker_url=value["CELERY_BROKER_URL"] or value["AUDIOSYNC_REDIS_URL"],
+            encryption_secret_previous=(
+                value["ENCRYPTION_SECRET_PREVIOUS"] + value["ENCRYPTION_SECRET_PREVIOUS_JSON"]
+            ),
+            rollout=Rollout(
+                percent=value["AUDIOSYNC_ROLLOUT_PERCENT"],
+                allow=value["AUDIOSYNC_ROLLOUT_ALLOW_UIDS"],
+                deny=value["AUDIOSYNC_ROLLOUT_DENY_UIDS"],
+            ),
+            spool_rollout=Rollout(
+                percent=value["AUDIOSYNC_SPOOL_PERCENT"],
+                allow=value["AUDIOSYNC_SPOOL_ALLOW_UIDS"],
+                deny=value["AUDIOSYNC_SPOOL_DENY_UIDS"],
+            ),
+        )
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    """One WARNING per process for each ``AUDIOSYNC_*`` variable that is no setting (a
+    typo is otherwise silently ignored), naming the closest one."""
+    known = set(ENV_DEFAULTS) | OTHER_VARIABLES
+    by_suffix = {name.removeprefix(_PREFIX): name for name in known}  # the prefix matches
+    for name in sorted(env):
+        if not name.startswith(_PREFIX) or name in known or name in _warned_unknown:
+            continue
+        _warned_unknown.add(name)
+        closest = difflib.get_close_matches(name.removeprefix(_PREFIX), by_suffix, n=1)
+        log.warning(
+            '%s is set but is not an audiosync setting: it is ignored (%s; README, "Settings")',
+            name,
+            f"did you mean {by_suffix[closest[0]]}?" if closest else "no setting is like it",
+        )
+
+
 def shown_url(url: str) -> str:
     """``url`` as messages and logs may show it: a password (``redis://user:pw@host``,
     ``?password=pw``) replaced by ``***``."""
@@ -652,73 +729,3 @@ def shown_url(url: str) -> str:
         )
         shown = shown.replace(f"?{parts.query}", f"?{query}", 1)
     return shown
-
-
-def _recheck_seconds(value: str | None, *, mark_seconds: int) -> float:
-    """AUDIOSYNC_DELETE_RECHECK_SECONDS: at least MIN_DELETE_RECHECK_SECONDS, and shorter
-    than the deleted mark lives (the re-check runs while the mark still stops uploads)."""
-    name = "AUDIOSYNC_DELETE_RECHECK_SECONDS"
-    seconds = _positive(name, value)
-    if seconds < MIN_DELETE_RECHECK_SECONDS:
-        raise ConfigError(
-            f"{name} must be at least {MIN_DELETE_RECHECK_SECONDS} s, got {value!r} (the "
-            f"default, {DELETE_RECHECK_SECONDS}, outlasts any abandoned upload)"
-        )
-    if seconds >= mark_seconds:
-        raise ConfigError(
-            f"{name} ({seconds:g}) must be shorter than AUDIOSYNC_DELETED_MARK_SECONDS "
-            f"({mark_seconds}): a deleted conversation is listed again while its mark lasts"
-        )
-    return seconds
-
-
-def _url(name: str, value: str | None) -> str:
-    if not value or "://" not in value:
-        raise ConfigError(f"{name} must be a URL such as redis://host:6379/0, got {value!r}")
-    return value
-
-
-def _spool_dir(value: str | None) -> str | None:
-    if value is not None and (not os.path.isabs(value) or "\0" in value):
-        raise ConfigError(
-            f"AUDIOSYNC_SPOOL_DIR must be an absolute directory path, got {value!r} "
-            "(unset it to run without a spool)"
-        )
-    return value
-
-
-def _rollout(prefix: str, raw: Callable[[str], str | None]) -> Rollout:
-    """``{prefix}_PERCENT``, ``{prefix}_ALLOW_UIDS`` and ``{prefix}_DENY_UIDS``."""
-    percent, allow, deny = f"{prefix}_PERCENT", f"{prefix}_ALLOW_UIDS", f"{prefix}_DENY_UIDS"
-    return Rollout.parse(
-        percent=(percent, raw(percent)), allow=(allow, raw(allow)), deny=(deny, raw(deny))
-    )
-
-
-def _flag(name: str, value: str | None) -> bool:
-    if value not in ("0", "1"):
-        raise ConfigError(f"{name} must be 0 or 1, got {value!r}")
-    return value == "1"
-
-
-def _at_most(name: str, number: _N, limit: int) -> _N:
-    if number > limit:
-        raise ConfigError(f"{name} must be at most {limit}, got {number}")
-    return number
-
-
-def _whole(name: str, value: str | None) -> int:
-    number = _positive(name, value)
-    if number != int(number):
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    return int(number)
-
-
-def _positive(name: str, value: str | None) -> float:
-    try:
-        number = float(value or "")
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return number

@@ -59,23 +59,23 @@ from load import (
     worker_log,
 )
 
-import workers.store
+import backend_hooks.lua_scripts
+import workers.lua_scripts
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import redis_store
 
 _TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"')
 _SUBCOMMANDS = {b"CLIENT", b"SCRIPT", b"CLUSTER", b"CONFIG", b"COMMAND", b"XINFO", b"OBJECT"}
 
 
 def script_names() -> dict[bytes, str]:
-    """SHA1 of every audiosync Lua script -> its constant's name (what EVALSHA sends)."""
-    names = {}
-    for module in (workers.store, redis_store):
-        for name, value in vars(module).items():
-            if name.startswith("_") and name.isupper() and isinstance(value, str):
-                names[hashlib.sha1(value.encode()).hexdigest().encode()] = name.strip("_")
-    return names
+    """SHA1 of every audiosync Lua script (what EVALSHA sends) -> its name, upper case
+    (``append.lua``: ``APPEND``)."""
+    return {
+        hashlib.sha1(text.encode()).hexdigest().encode(): name.upper()
+        for table in (backend_hooks.lua_scripts.SCRIPTS, workers.lua_scripts.SCRIPTS)
+        for name, text in table.items()
+    }
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Celery settings of the audiosync worker fleet, all from the environment.
 
-Every audiosync variable and its default is in ``backend_hooks.settings.ENV_DEFAULTS``
-(README.md has the table). They are validated here, so a worker, beat or Flower started
-with a missing or invalid setting stops at once with a message naming the variable.
+Every variable audiosync reads, its default and its parser is a row of
+``backend_hooks.settings.VARIABLES`` (README.md has the table). They are validated here,
+so a worker, beat or Flower started with a missing or invalid setting stops at once with
+a message naming the variable.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """What the worker fleet does with Redis: leases, plans, commits, quarantine, replays.
 
 Keys are named in backend_hooks/redis_store.py; docs/FORMATS.md §5 and docs/ARCHITECTURE.md
-("Who writes what") have the table. The rule every script here follows: **a flush changes
-nothing in Redis unless it still holds the session's lease**. Each script that writes on a
-flush's behalf first compares the lease key with the flush's token, in the same atomic
-step, and otherwise returns ``LEASE_LOST`` without writing; the caller raises
-``LeaseLostError`` and stops. A flush that outlived its lease (a stalled upload, a paused
-process) therefore cannot delete a successor's plan, commit entries twice or reschedule
-the session. One write is not fenced: a failed flush's count (``record_failure``), which
-a flush that failed after its lease ran out still adds to the session's failures.
+("Who writes what") have the table. The scripts run here are files of workers/lua, by name
+in ``workers.lua_scripts.SCRIPTS`` (how they are kept: backend_hooks/lua_scripts.py). The
+rule every one of them follows: **a flush changes nothing in Redis unless it still holds
+the session's lease**. Each script that writes on a flush's behalf first compares the lease
+key with the flush's token, in the same atomic step, and otherwise returns ``LEASE_LOST``
+without writing; the caller raises ``LeaseLostError`` and stops. A flush that outlived its
+lease (a stalled upload, a paused process) therefore cannot delete a successor's plan,
+commit entries twice or reschedule the session. One write is not fenced: a failed flush's
+count (``record_failure``), which a flush that failed after its lease ran out still adds to
+the session's failures.
 
 Times are Redis server time (``TIME``), passed in as ``now`` by the flush (one clock).
 
@@ -33,7 +35,6 @@ from typing import cast
 import redis
 import redis.cluster
 
-from backend_hooks.entries import MAX_SEQ
 from backend_hooks.redis_store import (
     LEGACY_SHARD,
     REDIS_ERRORS,
@@ -58,6 +59,7 @@ from backend_hooks.redis_store import (
     shard_of,
 )
 from backend_hooks.settings import MAX_DUE_SHARDS
+from workers.lua_scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
 LEASE_LOST = -1
@@ -86,284 +88,6 @@ def _fenced(result: object) -> int:
 
 #: The first line of a script the fleet runs at Redis's memory limit (see the docstring).
 ALLOW_OOM = "#!lua flags=allow-oom\n"
-
-_FENCE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-"""
-
-# Moves one stream entry to a quarantine stream: its fields as they were, each prefixed
-# with 'f:', after 'reason', 'entry_id' and 'at_ms'. Returns 1 if the entry was there.
-_MOVE = """
-local function move(stream, quarantine, id, reason, at_ms)
-  local found = redis.call('XRANGE', stream, id, id)
-  if #found == 0 then return 0 end
-  local out = {'reason', reason, 'entry_id', id, 'at_ms', at_ms}
-  local fields = found[1][2]
-  for j = 1, #fields, 2 do
-    out[#out + 1] = 'f:' .. fields[j]
-    out[#out + 1] = fields[j + 1]
-  end
-  redis.call('XADD', quarantine, '*', unpack(out))
-  redis.call('XDEL', stream, id)
-  return 1
-end
-local t = redis.call('TIME')
-local at_ms = tostring(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-"""
-
-_RELEASE = (
-    ALLOW_OOM
-    + """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-)
-
-# KEYS: a lease-like key (a flush's lease, a shard's dispatch hold, the sweep's mark).
-# ARGV: token, TTL (ms). SET NX PX: 1 if taken.
-_TAKE = (
-    ALLOW_OOM
-    + """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
-)
-
-# KEYS: due index. ARGV: session id, due time. Lowers (or sets, when absent) a due time.
-_SCHEDULE = (
-    ALLOW_OOM
-    + """
-return redis.call('ZADD', KEYS[1], 'LT', ARGV[2], ARGV[1])
-"""
-)
-
-# KEYS: quarantine index. ARGV: session id. Counts a quarantine about to begin.
-_BUMP_QUARANTINE_INDEX = (
-    ALLOW_OOM
-    + """
-return redis.call('ZINCRBY', KEYS[1], 1, ARGV[1])
-"""
-)
-
-# KEYS: lease, legacy intent. ARGV: token.
-_DROP_INTENT = (
-    ALLOW_OOM
-    + _FENCE
-    + """
-return redis.call('DEL', KEYS[2])
-"""
-)
-
-_RENEW = (
-    ALLOW_OOM
-    + _FENCE
-    + """
-return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-"""
-)
-
-# KEYS: lease, stream, quarantine, plan. ARGV: token, then (entry id, reason) pairs.
-_QUARANTINE = (
-    ALLOW_OOM
-    + _FENCE
-    + _MOVE
-    + """
-if redis.call('EXISTS', KEYS[4]) == 1 then return -2 end
-local moved = 0
-for i = 2, #ARGV, 2 do
-  moved = moved + move(KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1], at_ms)
-end
-return moved
-"""
-)
-
-# KEYS: lease, plan, legacy intent. ARGV: token, lease (ms, '' to leave it), then the
-# recorded objects in order. The lease is renewed in the same step (the first upload's).
-_RECORD_PLAN = (
-    ALLOW_OOM
-    + _FENCE
-    + """
-if redis.call('EXISTS', KEYS[2]) == 1 then return -2 end
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
-redis.call('DEL', KEYS[3])
-if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1
-"""
-)
-
-# KEYS: lease, plan, legacy intent, stream, stored seqs, appended mark. ARGV: token, lease
-# (ms), read limit. Takes the lease (when free) and reads, in one step, what a flush starts
-# from: {1, plan, intent, entries (up to the limit), stored bitmap, 1 if the pusher's
-# appended mark exists else 0}; {0} when the lease is held.
-_BEGIN = (
-    ALLOW_OOM
-    + """
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0} end
-local plan = redis.call('LRANGE', KEYS[2], 0, -1)
-local intent = redis.call('GET', KEYS[3]) or ''
-local entries = {}
-if #plan == 0 and intent == '' then
-  entries = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', ARGV[3])
-end
-local stored = redis.call('GET', KEYS[5]) or ''
-return {1, plan, intent, entries, stored, redis.call('EXISTS', KEYS[6])}
-"""
-)
-
-# KEYS: lease, plan, stream, stored seqs. ARGV: token, the recorded object (exactly as
-# stored), bitmap TTL (ms), the number n of ids it deletes, those n ids, then the seqs of
-# its chunks. The object must be the plan's head: objects are committed in order.
-_COMMIT_OBJECT = (
-    ALLOW_OOM
-    + _FENCE
-    + """
-if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return -2 end
-local n = tonumber(ARGV[4])
-for i = 5 + n, #ARGV do  -- checked before any write: a script error would write half
-  if not string.match(ARGV[i], '^%d+$') or tonumber(ARGV[i]) > MAX_SEQ then return -3 end
-end
-redis.call('XDEL', KEYS[3], unpack(ARGV, 5, 4 + n))
-for i = 5 + n, #ARGV do redis.call('SETBIT', KEYS[4], ARGV[i], 1) end
-if #ARGV > 4 + n then redis.call('PEXPIRE', KEYS[4], ARGV[3]) end
-redis.call('LPOP', KEYS[2])
-return redis.call('LLEN', KEYS[2])
-""".replace("MAX_SEQ", str(MAX_SEQ))
-)
-
-# KEYS: lease, stream, due index, failures, plan. ARGV: token, session id, next due ('' for
-# none), id of the last entry the flush read ('' for none), now, release ('1': the lease
-# goes too, the flush's last write), then ids to drop.
-# Entries appended after the flush's read make the session due now, so a pusher's own
-# "due now" is never overwritten; an empty stream takes its due entry with it.
-_FINISH = (
-    ALLOW_OOM
-    + _FENCE
-    + """
-if redis.call('EXISTS', KEYS[5]) == 1 then return -2 end
-if #ARGV > 6 then redis.call('XDEL', KEYS[2], unpack(ARGV, 7)) end
-redis.call('DEL', KEYS[4])
-if ARGV[6] == '1' then redis.call('DEL', KEYS[1]) end
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-if #last == 0 then
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[3], ARGV[2])
-  return 0
-end
-if last[1][1] ~= ARGV[4] or ARGV[3] == '' then
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[2])
-  return 2
-end
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-return 1
-"""
-)
-
-# KEYS: lease, due index. ARGV: token, session id, now. A flush told that its worker is
-# shutting down gives the session back: due now, lease released; the plan stays.
-_HAND_BACK = (
-    ALLOW_OOM
-    + _FENCE
-    + """
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-return redis.call('DEL', KEYS[1])
-"""
-)
-
-# KEYS: lease, failures, due index. ARGV: token, session id, error line, now, backoff base
-# and cap (seconds), lease (ms). Counts the failure whoever holds the lease: a flush that
-# failed after its lease ran out (stalled past it) is counted too. With the lease its own,
-# or free (taken again, as a new flush would), it also pushes the due time back: due
-# again after base * 2^(failures - 1), at most cap. When another flush holds the lease it
-# only counts: the due time is that flush's to set. Returns {count, 1 if it holds the
-# lease now}.
-_FAIL = (
-    ALLOW_OOM
-    + """
-local holder = redis.call('GET', KEYS[1])
-local count = redis.call('HINCRBY', KEYS[2], 'count', 1)
-redis.call('HSET', KEYS[2], 'last_error', ARGV[3], 'last_at', ARGV[4])
-if holder and holder ~= ARGV[1] then return {count, 0} end
-if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[7]) end
-local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (count - 1))
-redis.call('ZADD', KEYS[3], string.format('%.6f', tonumber(ARGV[4]) + delay), ARGV[2])
-return {count, 1}
-"""
-)
-
-# KEYS: lease, stream, quarantine, plan, failures, legacy intent. ARGV: token, reason, the
-# last entry id to park, batch size. Moves the oldest entries up to that id; when none is
-# left, the plan and the failure count go too. Returns {moved, done}.
-_PARK = (
-    ALLOW_OOM
-    + _FENCE
-    + _MOVE
-    + """
-local batch = redis.call('XRANGE', KEYS[2], '-', ARGV[3], 'COUNT', ARGV[4])
-for _, entry in ipairs(batch) do
-  move(KEYS[2], KEYS[3], entry[1], ARGV[2], at_ms)
-end
-if #batch < tonumber(ARGV[4]) then
-  redis.call('DEL', KEYS[4], KEYS[5], KEYS[6])
-  return {#batch, 1}
-end
-return {#batch, 0}
-"""
-)
-
-# KEYS: quarantine, stream, due index. ARGV: session id, batch size, then the quarantine
-# entry ids to put back (none: the oldest batch). Each goes back to the end of the session
-# stream with its original fields and 'appended_ms' = the time of its first append (the
-# timestamp check measures from it), and leaves the quarantine in the same step.
-_REPLAY = """
-local ids = {}
-if #ARGV > 2 then
-  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-else
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[2])) do
-    ids[#ids + 1] = entry[1]
-  end
-end
-local moved = 0
-for _, id in ipairs(ids) do
-  local found = redis.call('XRANGE', KEYS[1], id, id)
-  if #found == 1 then
-    local fields, out, original, appended = found[1][2], {}, nil, nil
-    for j = 1, #fields, 2 do
-      local name = fields[j]
-      if name == 'entry_id' then original = fields[j + 1] end
-      if string.sub(name, 1, 2) == 'f:' then
-        if name == 'f:appended_ms' then appended = fields[j + 1] end
-        out[#out + 1] = string.sub(name, 3)
-        out[#out + 1] = fields[j + 1]
-      end
-    end
-    if appended == nil and original ~= nil then
-      out[#out + 1] = 'appended_ms'
-      out[#out + 1] = string.match(original, '^(%d+)')
-    end
-    if #out > 0 then redis.call('XADD', KEYS[2], '*', unpack(out)) end
-    redis.call('XDEL', KEYS[1], id)
-    moved = moved + 1
-  end
-end
-if moved > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-  redis.call('ZADD', KEYS[3], string.format('%.6f', now), ARGV[1])
-end
-local left = redis.call('XLEN', KEYS[1])
-if left == 0 then redis.call('DEL', KEYS[1]) end
-return {moved, left}
-"""
-
-# KEYS: quarantine index, the session's quarantine. ARGV: session id, the index score read
-# before the quarantine was seen empty. Forgets the session only if no quarantine began
-# since (each one increments the score before it moves anything).
-_FORGET = """
-if redis.call('XLEN', KEYS[2]) > 0 then return 0 end
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-return redis.call('ZREM', KEYS[1], ARGV[1])
-"""
 
 
 @dataclass(frozen=True)
@@ -438,24 +162,24 @@ class WorkerStore:
         self.pinned = pinned
         self._marks = _OneAttemptReader(mark_reader or (lambda: client))
         self.is_cluster = isinstance(client, redis.cluster.RedisCluster)
-        self._take = NodeScript(client, _TAKE)
-        self._schedule = NodeScript(client, _SCHEDULE)
-        self._bump_quarantine_index = NodeScript(client, _BUMP_QUARANTINE_INDEX)
-        self._renew = NodeScript(client, _RENEW)
-        self._release = NodeScript(client, _RELEASE)
-        self._quarantine = NodeScript(client, _QUARANTINE)
-        self._record_plan = NodeScript(client, _RECORD_PLAN)
-        self._begin = NodeScript(client, _BEGIN)
-        self._commit_object = NodeScript(client, _COMMIT_OBJECT)
-        self._finish = NodeScript(client, _FINISH)
-        self._fail = NodeScript(client, _FAIL)
-        self._hand_back = NodeScript(client, _HAND_BACK)
-        self._drop_intent = NodeScript(client, _DROP_INTENT)
-        self._park = NodeScript(client, _PARK)
-        self._replay = NodeScript(client, _REPLAY)
-        self._forget = NodeScript(client, _FORGET)
-        self._claim = NodeScript(client, _CLAIM)
-        self._hold_dispatch = NodeScript(client, _HOLD_DISPATCH)
+        self._take = NodeScript(client, SCRIPTS["take"])
+        self._schedule = NodeScript(client, SCRIPTS["schedule"])
+        self._bump_quarantine_index = NodeScript(client, SCRIPTS["bump_quarantine_index"])
+        self._renew = NodeScript(client, SCRIPTS["renew"])
+        self._release = NodeScript(client, SCRIPTS["release"])
+        self._quarantine = NodeScript(client, SCRIPTS["quarantine"])
+        self._record_plan = NodeScript(client, SCRIPTS["record_plan"])
+        self._begin = NodeScript(client, SCRIPTS["begin"])
+        self._commit_object = NodeScript(client, SCRIPTS["commit_object"])
+        self._finish = NodeScript(client, SCRIPTS["finish"])
+        self._fail = NodeScript(client, SCRIPTS["fail"])
+        self._hand_back = NodeScript(client, SCRIPTS["hand_back"])
+        self._drop_intent = NodeScript(client, SCRIPTS["drop_intent"])
+        self._park = NodeScript(client, SCRIPTS["park"])
+        self._replay = NodeScript(client, SCRIPTS["replay"])
+        self._forget = NodeScript(client, SCRIPTS["forget"])
+        self._claim = NodeScript(client, SCRIPTS["claim"])
+        self._hold_dispatch = NodeScript(client, SCRIPTS["hold_dispatch"])
 
     def in_shard(self, shard: int) -> WorkerStore:
         """This store with every session's keys in ``shard``: a flush works on the shard it
@@ -561,7 +285,7 @@ class WorkerStore:
         pipe = self.client.pipeline(transaction=False)
         for shard in due:  # EVAL, not EVALSHA: a cluster pipeline cannot load a script
             args = [tokens[shard], _ms(hold_seconds)]
-            pipe.execute_command("EVAL", _TAKE, 1, dispatch_key(shard), *args)
+            pipe.execute_command("EVAL", SCRIPTS["take"], 1, dispatch_key(shard), *args)
         return [shard for shard, took in zip(due, pipe.execute(), strict=True) if int(took)]
 
     def _node_groups(self, shards: list[int]) -> list[list[int]]:
@@ -780,7 +504,10 @@ class WorkerStore:
         member = deletion_item(uid, conversation_id, name)
         _fenced(
             run_script(
-                self.client, _NOTE_BLIND, [k.lease, blind_uploads_key(k.shard)], [token, member]
+                self.client,
+                SCRIPTS["note_blind"],
+                [k.lease, blind_uploads_key(k.shard)],
+                [token, member],
             )
         )
 
@@ -826,7 +553,7 @@ class WorkerStore:
             list[object],
             run_script(
                 self.client,
-                _CLAIM_RECHECKS,
+                SCRIPTS["claim_rechecks"],
                 [deletion_recheck_key(shard)],
                 [limit, _ms(claim_seconds)],
             ),
@@ -837,7 +564,7 @@ class WorkerStore:
         """Drop a re-check carried out, unless it was scheduled again since its claim (then
         its later due time stands)."""
         keys = [deletion_recheck_key(shard), deletion_failures_key(shard)]
-        run_script(self.client, _RECHECK_DONE, keys, [member, claimed])
+        run_script(self.client, SCRIPTS["recheck_done"], keys, [member, claimed])
 
     def deletion_work_failed(
         self,
@@ -863,7 +590,7 @@ class WorkerStore:
             _ms(base),
             _ms(cap),
         ]
-        return int(cast(int, run_script(self.client, _DELETION_FAILED, keys, args)))
+        return int(cast(int, run_script(self.client, SCRIPTS["deletion_failed"], keys, args)))
 
     def blind_uploads(
         self, shard: int, limit: int, *, offset: int = 0
@@ -873,7 +600,9 @@ class WorkerStore:
         if limit < 1 or offset < 0:
             raise ValueError(f"limit must be at least 1 and offset at least 0: {limit}, {offset}")
         keys = [blind_uploads_key(shard)]
-        flat = cast(list[bytes], run_script(self.client, _READ_NOTES, keys, [limit, offset]))
+        flat = cast(
+            list[bytes], run_script(self.client, SCRIPTS["read_notes"], keys, [limit, offset])
+        )
         return list(zip(flat[0::2], flat[1::2], strict=True))
 
     def resolve_blind_upload(
@@ -884,7 +613,7 @@ class WorkerStore:
         have it listed again ``after_seconds`` from now. True if the note went."""
         keys = [blind_uploads_key(shard), deletion_recheck_key(shard), deletion_failures_key(shard)]
         args: list[str | bytes | int] = [member, score, recheck or "", _ms(after_seconds)]
-        return bool(run_script(self.client, _RESOLVE_BLIND, keys, args))
+        return bool(run_script(self.client, SCRIPTS["resolve_blind"], keys, args))
 
     def stored_seqs(self, session_id: str) -> StoredSeqs:
         """Which seqs of the session objects have stored (within the bitmap's TTL)."""
@@ -1053,116 +782,6 @@ def _quarantined(qid: bytes, fields: Mapping[bytes, bytes]) -> QuarantinedEntry:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-# KEYS: dispatch hold. ARGV: token, hold (ms).
-_HOLD_DISPATCH = (
-    ALLOW_OOM
-    + """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-)
-
-_CLAIM = (
-    ALLOW_OOM
-    + """
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, member in ipairs(members) do
-  redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member)
-end
-return members
-"""
-)
-
-
-# -- deleted conversations: blind-upload notes and re-checks (docs/ARCHITECTURE.md, "Deleted
-# conversations"). Run with ``run_script`` (EVAL when a node lacks them, never SCRIPT LOAD
-# to every primary): the note is first needed exactly when a cluster node is out.
-_NOW_MS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS: lease, blind-upload notes. ARGV: token, note. Its score: now (a flush noting the
-# same upload again moves it, so a resolution read before never drops the newer note).
-_NOTE_BLIND = (
-    ALLOW_OOM
-    + _FENCE
-    + _NOW_MS
-    + """
-redis.call('ZADD', KEYS[2], string.format('%.0f', now), ARGV[2])
-return 1
-"""
-)
-
-# KEYS: re-check queue. ARGV: limit, claim (ms). Returns {new score, members}.
-_CLAIM_RECHECKS = (
-    ALLOW_OOM
-    + _NOW_MS
-    + """
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
-local claimed = string.format('%.0f', now + tonumber(ARGV[2]))
-for _, member in ipairs(members) do redis.call('ZADD', KEYS[1], 'XX', claimed, member) end
-return {claimed, members}
-"""
-)
-
-# KEYS: re-check queue, failures. ARGV: member, its claimed score.
-_RECHECK_DONE = (
-    ALLOW_OOM
-    + """
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('ZREM', KEYS[1], ARGV[1]) end
-redis.call('HDEL', KEYS[2], 'recheck:' .. ARGV[1])
-return 1
-"""
-)
-
-# KEYS: the item's queue, failures. ARGV: failure field, member, claimed score ('' for a
-# note: not rescheduled), error, backoff base and cap (ms). Returns the attempts so far.
-_DELETION_FAILED = (
-    ALLOW_OOM
-    + _NOW_MS
-    + """
-local n, since = 0, now
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old then
-  local a, b = string.match(old, '^(%d+)|(%d+)|')
-  if a then n, since = tonumber(a), tonumber(b) end
-end
-n = n + 1
-redis.call('HSET', KEYS[2], ARGV[1], string.format('%d|%.0f|%s', n, since, ARGV[4]))
-if ARGV[3] ~= '' and redis.call('ZSCORE', KEYS[1], ARGV[2]) == ARGV[3] then
-  local delay = math.min(tonumber(ARGV[6]), tonumber(ARGV[5]) * 2 ^ (n - 1))
-  redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + delay), ARGV[2])
-end
-return n
-"""
-)
-
-# KEYS: notes. ARGV: limit, offset. The oldest notes after the first ``offset``, with their
-# scores exactly as stored.
-_READ_NOTES = """#!lua flags=no-writes
-local first = tonumber(ARGV[2])
-return redis.call('ZRANGE', KEYS[1], first, first + tonumber(ARGV[1]) - 1, 'WITHSCORES')
-"""
-
-# KEYS: notes, re-check queue, failures. ARGV: note, its score as read, re-check member
-# ('' when the conversation is not deleted), re-check delay (ms). Returns 1 if it went.
-_RESOLVE_BLIND = (
-    ALLOW_OOM
-    + _NOW_MS
-    + """
-if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[2], 'GT', string.format('%.0f', now + tonumber(ARGV[4])), ARGV[3])
-end
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[3], 'blind:' .. ARGV[1])
-return redis.call('ZREM', KEYS[1], ARGV[1])
-"""
-)
 
 
 class _OneAttemptReader:

@@ -1,5 +1,5 @@
 """Fixtures of the integration tests: a worker context on the session's servers, a settable
-clock, a valkey of a test's own, and credentials that sign URLs offline."""
+clock, a valkey of a test's own, credentials that sign URLs offline, and a backfill."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
+from backend_hooks import storage
 from backend_hooks.redis_store import redis_time
 from backend_hooks.settings import Settings
+from tests.integration.backfilling import SECRET as BACKFILL_SECRET
 from tests.integration.flushing import FakeClock
+from workers import backfill
 from workers.context import WorkerContext
 
 
@@ -56,3 +59,22 @@ def signer() -> service_account.Credentials:
         service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
     )
     return credentials
+
+
+@pytest.fixture(scope="module")
+def backfill_settings(stack: StackInfo) -> Settings:
+    """The backfill role's settings on the session's servers, with the secret the backfill
+    tests seal their legacy objects with (tests/integration/backfilling.py)."""
+    return Settings.from_env({**stack.env(), "ENCRYPTION_SECRET": BACKFILL_SECRET}, role="backfill")
+
+
+@pytest.fixture
+def bf(backfill_settings: Settings) -> backfill.Backfill:
+    """A backfill on the session's servers (its bucket counts its calls: one per test)."""
+    return backfill.Backfill.from_settings(backfill_settings)
+
+
+@pytest.fixture(scope="module")
+def backfill_reader(backfill_settings: Settings) -> storage.StorageContext:
+    """A reader's context that opens what the backfill tests seal (``backfill_settings``)."""
+    return storage.StorageContext.from_settings(backfill_settings)

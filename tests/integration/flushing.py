@@ -1,18 +1,24 @@
-"""Shared pieces of the flush tests: a settable clock, a bucket that fails on cue, audits."""
+"""Shared pieces of the flush tests: a settable clock, a bucket that fails on cue, sessions
+pushed in whole chunks, audits."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from backend_hooks import container, naming, storage
+from backend_hooks import AudioSyncClient, Session, container, naming, storage
 from backend_hooks.entries import Entry, parse_entry
 from backend_hooks.gcs import GcsBucket, UploadOutcome
 from backend_hooks.redis_store import RedisClient, SessionKeys, redis_time, shard_of
 from backend_hooks.settings import Settings
 from workers.context import WorkerContext
 from workers.flush import FlushResult, flush_session
+
+#: What ``push_chunks`` pushes: 8 kHz, whole chunks of 5 s of silence.
+RATE = 8000
+CHUNK = bytes(2 * RATE * 5)  # 5 s of silence: one chunk
 
 
 class FakeClock:
@@ -133,3 +139,35 @@ def overlapping_objects(ctx: WorkerContext, uid: str, cid: str) -> list[tuple[st
 def keys(session_id: str) -> SessionKeys:
     """A session's keys where a pusher with the test environment's settings puts them."""
     return SessionKeys(session_id, shard_of(session_id, Settings.from_env().due_shards))
+
+
+def push_chunks(
+    ctx: WorkerContext, clock: FakeClock, uid: str, chunks: int, close: bool = True
+) -> Session:
+    """A standard session with ``chunks`` chunks of 5 s from now on, closed unless told."""
+    client = AudioSyncClient(ctx.settings, clock=clock)
+    session = client.open_session(uid, "conv", RATE, "standard")
+    now = time.time()
+    session.push(CHUNK * chunks, now)
+    if close:
+        session.close()
+    return session
+
+
+def in_thread(target: Callable[[], FlushResult]) -> tuple[threading.Thread, list[FlushResult]]:
+    results: list[FlushResult] = []
+    thread = threading.Thread(target=lambda: results.append(target()), daemon=True)
+    thread.start()
+    return thread, results
+
+
+def raw_xadd(ctx: WorkerContext, session_id: str, fields: dict[bytes, bytes]) -> None:
+    """An entry appended behind the pusher's back (a bug, an old pusher, an attacker)."""
+    ctx.store.client.xadd(keys(session_id).chunks, dict(fields.items()))
+
+
+def assert_exactly_once(ctx: WorkerContext, uid: str, session_id: str, chunks: int) -> None:
+    assert stored_seqs(ctx, uid, "conv") == list(range(chunks))  # each chunk once, none lost
+    assert overlapping_objects(ctx, uid, "conv") == []
+    assert read_entries(ctx, session_id) == []
+    assert ctx.store.read_plan(session_id) == []

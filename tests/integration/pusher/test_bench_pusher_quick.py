@@ -1,0 +1,62 @@
+"""The pusher benches' ``--quick`` modes run and print their figures (no timing asserted:
+speed goals live in the benches and docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+BENCH = Path(__file__).resolve().parents[3] / "bench"
+
+
+def run_quick(script: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_cpu_quick_prints_a_row_per_configuration() -> None:
+    out = run_quick("bench_pusher_cpu.py")
+    rows = re.findall(r"^\s*(16000|8000)\s+(enhanced|standard)\s+([\d.]+)\s+([\d.]+)\s", out, re.M)
+    assert {(rate, level) for rate, level, _, _ in rows} == {
+        ("16000", "enhanced"),
+        ("16000", "standard"),
+        ("8000", "enhanced"),
+        ("8000", "standard"),
+    }, out
+    assert all(float(pusher) > 0 and float(bare) > 0 for _, _, pusher, bare in rows), out
+
+
+def test_commands_quick_counts_match_commandstats() -> None:
+    out = run_quick("bench_pusher_commands.py")
+    # 2 sessions x 61 s: 13 appends each (12 chunks, then the tail with the end marker).
+    # A first EVALSHA that finds no script is answered NOSCRIPT and sent again as one EVAL
+    # on that node (once, or twice when both sessions' first appends meet the empty script
+    # cache at once): the EVALSHAs, NOSCRIPT ones included, are always 26. Never a SCRIPT
+    # LOAD (which redis-py would send to every primary). Two usage flushes each (60 s, end).
+    evals = re.search(r"^\s*EVAL\s+(\d+)\s", out, re.M)
+    assert evals is not None and int(evals[1]) in (1, 2), out
+    assert "SCRIPT LOAD" not in out, out
+    assert re.search(r"^\s*EVALSHA APPEND\s+26\s", out, re.M), out
+    assert re.search(r"^\s*INCRBY\s+4\s", out, re.M), out
+    assert re.search(r"^\s*XADD\s+28\s", out, re.M), out
+    assert "equal, command by command" in out, out
+
+
+def test_loop_quick_audits_every_chunk_after_the_outage() -> None:
+    out = run_quick("bench_pusher_loop.py")
+    for phase in ("idle", "ramp", "normal", "outage", "after"):
+        assert re.search(rf"^\s*{phase}\s+[\d.]+ s \| stall max\s+[\d.]+ ms", out, re.M), out
+    assert "NO AUDIO LOST" in out, out
+    assert re.search(r"missing 0, duplicates 0", out), out
