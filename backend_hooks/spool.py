@@ -27,6 +27,15 @@ stream's append mark makes a second append add nothing) and whole ``.open`` file
 ``.open`` file (the process died mid-write, before the chunk was durable anywhere) and any
 file that does not decode go to ``<AUDIOSYNC_SPOOL_DIR>/quarantine/`` with a log line.
 
+One entry the process cannot read, list or probe never stops a drain: an entry file that
+is not a regular file (a FIFO, a directory, a symlink) or that it may not read
+(``EACCES``, ``EIO``) is quarantined like a file that does not decode; an owner directory
+whose lease or lock cannot be probed (another user's, ``ENOLCK`` on NFS) or that cannot be
+listed is skipped, never adopted (its owner may live). Each is logged with its reason and
+counted (``Spool.skipped``, the ``on_skip`` hook); the other entries go on. Errors of the
+process or of the volume as a whole (``EMFILE``, ``ENOSPC``, the root itself unreadable)
+still end the drain, retried later.
+
 The spool holds at most ``AUDIOSYNC_SPOOL_MAX_BYTES`` (every owner's files together, as
 this process counts them): a write beyond it raises ``SpoolFullError``.
 
@@ -36,11 +45,13 @@ This module owns the spool's files; it never talks to Redis (the caller passes a
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
 import re
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -62,6 +73,58 @@ STARTING = "."  # .<owner>: a process making its directory (no entry file yet)
 ADOPTED = "~"  # <dead owner>~<adopter>: the adopter's liveness is the directory's
 _OWNER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*-[0-9]+-[0-9a-f]{8}")
 _NOT_IN_HOST = re.compile(r"[^A-Za-z0-9._-]|^\.")
+
+
+#: Errors of one entry (a file or a directory) rather than of the process or the volume: the
+#: entry is quarantined or skipped and the drain goes on. Anything else (EMFILE, ENFILE,
+#: ENOMEM, ENOSPC, ESTALE, ...) ends the drain; it is retried later.
+_ENTRY_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EIO,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ELOOP,
+        errno.ENXIO,
+        errno.EINVAL,
+        errno.ENOLCK,
+        errno.EOPNOTSUPP,
+    }
+)
+#: Reasons an entry was skipped or quarantined (``Spool.skipped``, the drainer's
+#: ``audiosync_spool_skipped_entries_total{reason}``).
+UNREADABLE_FILE = "unreadable_file"
+UNLISTABLE_DIRECTORY = "unlistable_directory"
+UNPROBEABLE_OWNER = "unprobeable_owner"
+SKIP_REASONS = (UNREADABLE_FILE, UNLISTABLE_DIRECTORY, UNPROBEABLE_OWNER)
+
+
+def is_entry_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is one entry's own failure (quarantine or skip it, go on)."""
+    return isinstance(exc, OSError) and exc.errno in _ENTRY_ERRNOS
+
+
+class EntrySkipped(Exception):
+    """A session's entry could be neither read nor quarantined: its later entries wait
+    (their order), the other sessions go on. ``drained``: its entries appended before."""
+
+    def __init__(self, message: str, drained: int) -> None:
+        super().__init__(message)
+        self.drained = drained
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file (never a symlink, a FIFO, whose open
+    would wait for a writer, a device or a directory); ``OSError`` otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    finally:
+        os.close(fd)
 
 
 def new_owner_name() -> str:
@@ -151,6 +214,10 @@ class Spool:
                 "a writable directory on a local filesystem, or unset it to run without one"
             ) from exc
         self._counter_lock = threading.Lock()
+        #: Entries skipped or quarantined because they could not be read, listed or
+        #: probed, by reason (SKIP_REASONS); ``on_skip`` is called with each reason too.
+        self.skipped: dict[str, int] = dict.fromkeys(SKIP_REASONS, 0)
+        self.on_skip: Callable[[str], None] | None = None
         self._files, self._bytes = self._scan()
         self.full_refusals = 0
         self.adopted_owners = 0
@@ -201,7 +268,7 @@ class Spool:
                 # still ours, in its place in the order. Gone too: another process has it.
                 if not uploading.exists():
                     raise
-        return uploading, spool_format.decode(uploading.read_bytes())
+        return uploading, spool_format.decode(_read_regular_file(uploading))
 
     def unclaim(self, uploading: Path) -> None:
         """Its append failed: back to ``.ready``, appended again later."""
@@ -221,7 +288,7 @@ class Spool:
 
     def quarantine(self, path: Path, reason: str) -> None:
         target = self.root / QUARANTINE_DIR / f"{path.parent.name}.{path.name}"
-        size = path.stat().st_size if path.exists() else 0
+        size = path.lstat().st_size if os.path.lexists(path) else 0
         os.replace(path, target)
         target.with_name(target.name + ".reason").write_text(reason + "\n")
         with self._counter_lock:
@@ -229,6 +296,25 @@ class Spool:
             self._files = max(0, self._files - 1)
             self.quarantined_files += 1
         log.error("spool file %s quarantined in %s: %s", path, target.parent, reason)
+
+    def skip(self, reason: str, path: Path, detail: object) -> None:
+        """Log and count an entry skipped (or quarantined) for ``reason``."""
+        with self._counter_lock:
+            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if self.on_skip is not None:
+            self.on_skip(reason)
+        log.error("spool: %s skipped (%s): %s", path, reason, detail)
+
+    def quarantine_unreadable(self, path: Path, exc: OSError) -> bool:
+        """Quarantine an entry file that cannot be read (``exc``); False if it cannot be
+        moved either (it stays where it is)."""
+        self.skip(UNREADABLE_FILE, path, exc)
+        try:
+            self.quarantine(path, f"cannot be read: {exc}")
+        except OSError as moved:
+            log.error("spool: %s cannot be quarantined either: %s", path, moved)
+            return False
+        return True
 
     # -- liveness and adoption ----------------------------------------------------------
     def heartbeat(self) -> None:
@@ -262,7 +348,18 @@ class Spool:
         out = []
         for child in owner_directories(self.root):
             owner = child.name.rpartition(ADOPTED)[2]
-            if child != self.directory and not self._alive(owner):
+            if child == self.directory:
+                continue
+            try:
+                # An adopted directory's liveness is its adopter's; its lease and lock are
+                # in the adopter's own directory.
+                alive = self._alive(owner)
+            except OSError as exc:
+                if not is_entry_error(exc):
+                    raise
+                self.skip(UNPROBEABLE_OWNER, child, f"its owner cannot be probed: {exc}")
+                continue
+            if not alive:
                 out.append(child)
         return out
 
@@ -305,7 +402,10 @@ class Spool:
         return {s: [p for _, p in sorted(files)] for s, files in by_session.items()}
 
     def remove_if_empty(self, directory: Path) -> bool:
-        if any(_parse_name(p.name) is not None for p in directory.iterdir()):
+        try:
+            if any(_parse_name(p.name) is not None for p in directory.iterdir()):
+                return False
+        except OSError:
             return False
         for leftover in (LEASE_FILE, LOCK_FILE):
             (directory / leftover).unlink(missing_ok=True)
@@ -321,10 +421,13 @@ class Spool:
         files = total = 0
         for path in self._entry_files():
             try:
-                total += path.stat().st_size
+                total += path.lstat().st_size
                 files += 1
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                if not is_entry_error(exc):
+                    raise
         return files, total
 
     def _entry_files(self) -> Iterator[Path]:
@@ -333,6 +436,10 @@ class Spool:
                 names = list(child.iterdir())
             except FileNotFoundError:
                 continue  # adopted (renamed) by another process meanwhile
+            except OSError as exc:
+                if not is_entry_error(exc):
+                    raise
+                continue  # not ours to count (another user's): skipped when drained
             yield from (p for p in names if _parse_name(p.name) is not None)
 
     def stats(self) -> SpoolStats:
@@ -364,18 +471,26 @@ def drain_files(spool: Spool, files: list[Path], append: AppendFn, batch: int = 
     """
     drained = 0
     pos = 0
-    while pos < len(files):
+    stuck: str | None = None
+    while pos < len(files) and stuck is None:
         claimed: list[tuple[Path, SpoolRecord]] = []
         while pos < len(files) and len(claimed) < batch:
             path = files[pos]
             pos += 1
+            uploading = path.with_name(path.name.rsplit(".", 1)[0] + UPLOADING)
             try:
                 claimed.append(spool.claim(path))
+            except FormatError as exc:
+                spool.quarantine(uploading if os.path.lexists(uploading) else path, str(exc))
             except FileNotFoundError:
                 continue  # taken by another process (it adopted first)
-            except FormatError as exc:
-                uploading = path.with_name(path.name.rsplit(".", 1)[0] + UPLOADING)
-                spool.quarantine(uploading if uploading.exists() else path, str(exc))
+            except OSError as exc:  # a symlink (ELOOP), a FIFO, EACCES, EIO: this file's own
+                if not is_entry_error(exc):
+                    raise
+                current = uploading if os.path.lexists(uploading) else path
+                if not spool.quarantine_unreadable(current, exc):
+                    stuck = f"{current} can be neither read nor quarantined: {exc}"
+                    break
         if not claimed:
             continue
         try:
@@ -387,6 +502,8 @@ def drain_files(spool: Spool, files: list[Path], append: AppendFn, batch: int = 
         for uploading, _ in claimed:
             spool.done(uploading)
         drained += len(claimed)
+    if stuck is not None:
+        raise EntrySkipped(stuck, drained)
     return drained
 
 
@@ -416,11 +533,22 @@ def drain_dead_owners(
         adopted = directory if directory in ours else spool.adopt(directory)
         if adopted is None:
             continue
-        for files in spool.pending(adopted).values():
+        try:
+            sessions = spool.pending(adopted)
+        except OSError as exc:
+            if not is_entry_error(exc):
+                raise
+            spool.skip(UNLISTABLE_DIRECTORY, adopted, f"cannot be listed: {exc}")
+            continue
+        for files in sessions.values():
             if deadline is not None and time.monotonic() >= deadline:
                 return drained
             try:
                 count = drain_files(spool, files, append, batch)
+            except EntrySkipped as exc:
+                log.error("spool: the rest of %s stays in %s: %s", files[0].name, adopted.name, exc)
+                drained += exc.drained
+                continue
             except Exception as exc:
                 if refused_session(exc):
                     log.warning(
@@ -455,10 +583,29 @@ def count_files(root: Path | str) -> int:
 
 
 def count_files_of(directory: Path) -> int:
+    """Entry files in one owner directory; 0 if it is gone or cannot be listed (another
+    user's, EIO: ``listing_error`` says why)."""
     try:
         return sum(1 for p in directory.iterdir() if _parse_name(p.name) is not None)
     except FileNotFoundError:
         return 0
+    except OSError as exc:
+        if not is_entry_error(exc):
+            raise
+        return 0
+
+
+def listing_error(directory: Path) -> OSError | None:
+    """Why ``directory`` cannot be listed (an entry's own error), or None."""
+    try:
+        os.listdir(directory)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if not is_entry_error(exc):
+            raise
+        return exc
+    return None
 
 
 @dataclass(frozen=True)
@@ -481,11 +628,15 @@ def survey(root: Path | str) -> SpoolSurvey:
             names = list(directory.iterdir())
         except FileNotFoundError:
             continue  # adopted (renamed) meanwhile: counted under its new name next time
+        except OSError as exc:
+            if not is_entry_error(exc):
+                raise
+            continue  # cannot be listed: the drain skips it, counted there
         for path in names:
             if _parse_name(path.name) is None:
                 continue
             try:
-                status = path.stat()
+                status = path.lstat()
             except FileNotFoundError:
                 continue  # appended and removed meanwhile
             files += 1

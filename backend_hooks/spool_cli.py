@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         owners = [p.name for p in spool.owner_directories(root)]
         print(f"{total} entries wait in {root} ({len(owners)} owner directories)")
         for name in owners:
+            refused = spool.listing_error(Path(root) / name)
+            if refused is not None:  # another user's, EIO: the drainer skips it too
+                print(f"  {name}: cannot be listed ({refused.strerror})")
+                continue
             print(f"  {name}: {spool.count_files_of(Path(root) / name)} entries")
         quarantined = sum(1 for p in (Path(root) / "quarantine").glob("*") if p.suffix != ".reason")
         print(f"  quarantine: {quarantined} files")
@@ -119,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         own.close()
     left = spool.count_files(root)
-    print(f"\nappended {drained} entries; {left} still wait (live owners or Redis errors)")
-    return 0 if left == 0 else 2
+    unreadable = [p.name for p in spool.owner_directories(root) if spool.listing_error(p)]
+    print(
+        f"\nappended {drained} entries; {left} still wait (live owners or Redis errors)"
+        + (f"; {len(unreadable)} owner directories cannot be listed" if unreadable else "")
+    )
+    return 0 if left == 0 and not unreadable else 2
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ the same directory: a dead owner's directory is renamed by exactly one adopter.
 - A failed pass (Redis away, a refusal, the volume away) is logged and counted in
   ``audiosync_spool_drain_errors_total``; the next pass waits ``interval`` doubled per
   failed pass in a row, at most ``max_backoff`` seconds; the files stay where they were.
+- An entry it cannot read, list or probe (another user's file or directory, a FIFO, EIO)
+  is quarantined or skipped with a logged reason and counted in
+  ``audiosync_spool_skipped_entries_total{reason}``; the other entries go on.
+- ``audiosync_spool_drain_pass_timestamp_seconds`` is the end of the last pass: a pass
+  stuck in the volume stops it (the other gauges keep their last values meanwhile).
 - SIGTERM/SIGINT: the append in flight finishes (its files are renamed ``.done``), the
   next batch is not started (its files go back to ``.ready``), the process exits 0; what it
   adopted and did not append is adopted by the next drainer or pusher (its lock is gone).
@@ -117,6 +122,23 @@ class DrainerMetrics:
             "Failed appends and failed passes of this drainer (Redis or the volume away)",
             registry=registry,
         )
+        self.skipped = Counter(
+            "audiosync_spool_skipped_entries",
+            "Spool entries this drainer could not read, list or probe, by reason: "
+            "unreadable_file (quarantined), unlistable_directory, unprobeable_owner "
+            "(skipped, tried again next pass)",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in spool.SKIP_REASONS:
+            self.skipped.labels(reason=reason)
+        self.pass_timestamp = Gauge(
+            "audiosync_spool_drain_pass_timestamp_seconds",
+            "Unix time this drainer last finished a pass (0 before its first): a pass stuck "
+            "in the volume (a hard NFS mount whose server is gone) stops it while the "
+            "metrics port still answers and every other gauge keeps its last value",
+            registry=registry,
+        )
 
     def observe(self, seen: spool.SpoolSurvey, now: float) -> None:
         self.files.set(seen.files)
@@ -152,6 +174,10 @@ class Drainer:
         self._clock = clock
         self.stop = threading.Event()
         self._outcome = PassOutcome()
+        own.on_skip = self._counted_skip
+
+    def _counted_skip(self, reason: str) -> None:
+        self.metrics.skipped.labels(reason=reason).inc()
 
     def _counted_append(self, records: list[SpoolRecord]) -> None:
         if self.stop.is_set():
@@ -203,6 +229,7 @@ class Drainer:
             appended += outcome.appended
             failed_in_a_row = failed_in_a_row + 1 if outcome.errors else 0
             seen = self.observe()
+            self.metrics.pass_timestamp.set(self._clock())
             wait = next_wait(self.interval, self.max_backoff, failed_in_a_row)
             if outcome.appended or outcome.errors:
                 log.info(

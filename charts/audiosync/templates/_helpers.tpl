@@ -175,3 +175,17 @@ readinessProbe:
   port: {{ . }}
 {{- end }}
 {{- end }}
+
+{{/* Every scraped series carries the release (audiosync_release); the target's namespace
+label comes from the operator. The alerts and KEDA select on both, so two releases in one
+cluster (or one Prometheus) never mix their series. */}}
+{{- define "audiosync.releaseRelabeling" -}}
+- targetLabel: audiosync_release
+  replacement: {{ .Release.Name }}
+  action: replace
+{{- end }}
+
+{{/* The label matchers of this release's series */}}
+{{- define "audiosync.series" -}}
+namespace="{{ .Release.Namespace }}",audiosync_release="{{ .Release.Name }}"
+{{- end }}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
-from backend_hooks import AudioSyncClient
+from backend_hooks import AudioSyncClient, spool
 from tests.integration.pusher.pusher_outage import (
     CHUNK,
     RATE,
@@ -45,16 +45,16 @@ def test_a_failed_read_of_a_claimed_file_loses_no_entry(
             session.push(noise(CHUNK, seed=k), T0 + 5 * k)
         session.close()  # the end marker is spooled too
         assert session.spooled_entries == 4
-        real_read = Path.read_bytes
+        real_read = spool._read_regular_file  # the read in Spool.claim
         failed: list[Path] = []
 
-        def read_bytes(self: Path) -> bytes:
-            if self.suffix == ".uploading" and not failed:
-                failed.append(self)
-                raise OSError(errno.EMFILE, "Too many open files", str(self))
-            return real_read(self)
+        def read_bytes(path: Path) -> bytes:
+            if path.suffix == ".uploading" and not failed:
+                failed.append(path)
+                raise OSError(errno.EMFILE, "Too many open files", str(path))
+            return real_read(path)
 
-        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(spool, "_read_regular_file", read_bytes)
         own_redis.start()
         assert wait_for(lambda: bool(failed) and not session.spooled_entries, 10)
         assert wait_for(lambda: stream(own_redis.url, session.redis_keys) == expected(3), 5), (

@@ -19,11 +19,12 @@ KUBERNETES_VERSION = "1.33.0"
 RELEASE = "audiosync"
 NAMESPACE = "audiosync"
 #: The value sets the tests render: the defaults, the 20,000-session example, every
-#: optional part on.
+#: optional part on (with the PodMonitor), the ServiceMonitor way of scraping.
 VALUE_FILES: dict[str, Path | None] = {
     "defaults": None,
     "production-example": CHART / "values-production.example.yaml",
     "everything-on": CHART / "ci" / "everything-values.yaml",
+    "service-monitor": CHART / "ci" / "servicemonitor-values.yaml",
 }
 #: Custom resources (their operators' CRDs are not in kubernetes-validate's schemas).
 CUSTOM_KINDS = {
@@ -31,6 +32,7 @@ CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("monitoring.googleapis.com/v1", "PodMonitoring"),
+    ("monitoring.googleapis.com/v1", "Rules"),
     ("keda.sh/v1alpha1", "ScaledObject"),
 }
 #: Components whose pods are the flush fleet or serve it: never an encryption secret.
@@ -55,9 +57,10 @@ def load_values(path: Path | None) -> dict[str, Any]:
     return loaded
 
 
-def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Every object the chart renders with these values (schema-checked by the SDK)."""
-    manifests = chart().render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+def render(values: dict[str, Any] | None = None, name: str = RELEASE) -> list[dict[str, Any]]:
+    """Every object the chart renders with these values (schema-checked by the SDK), as
+    release ``name``."""
+    manifests = chart().render(values or {}, name=name, namespace=NAMESPACE, is_install=True)
     objects: list[dict[str, Any]] = []
     for _template, text in sorted(manifests.items()):
         objects.extend(doc for doc in yaml.safe_load_all(text) if doc)

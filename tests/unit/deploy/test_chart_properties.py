@@ -280,7 +280,7 @@ def test_network_policies_let_workers_reach_only_redis_the_broker_gcs_and_dns() 
         if o["kind"] == "NetworkPolicy"
     }
     worker = policies["audiosync-worker"]
-    assert egress_ports(worker) == {53, 6379, 443}
+    assert egress_ports(worker) == {53, 6379, 443, 80, 988}  # 80, 988: the metadata server
     gcs = [r for r in worker["spec"]["egress"] if {p["port"] for p in r["ports"]} == {443}]
     assert [peer["ipBlock"]["cidr"] for peer in gcs[0]["to"]] == ["199.36.153.8/30"]
     flower = policies["audiosync-flower"]

@@ -55,7 +55,7 @@ def kinds(objects: list[dict[str, Any]]) -> set[str]:
 
 def test_the_optional_parts_render_only_when_asked() -> None:
     defaults = kinds(rendered("defaults"))
-    everything = kinds(rendered("everything-on"))
+    everything = kinds(rendered("everything-on")) | kinds(rendered("service-monitor"))
     optional = {
         "PodMonitor",
         "ServiceMonitor",
