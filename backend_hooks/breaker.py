@@ -21,7 +21,8 @@ keeps them in memory), or wait at most some seconds for a place, then ask again.
   but counts among the calls in flight and is stopped by a stall like any other.
 
 Tickets are handed back in ``finally`` by the one function that makes calls
-(``AudioSyncClient._call_redis``): a ticket is never lost, so there is no expiry.
+(``Transport._call``, backend_hooks/transport.py): a ticket is never lost, so there is no
+expiry.
 
 Not thread-safe by itself: the caller serialises every method with one lock (held only for
 these few instructions, released while a caller waits for a place).

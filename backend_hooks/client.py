@@ -1,12 +1,16 @@
 """The pusher process's client: settings, the Redis pool, user keys, the thread pool, the
-circuit breaker, the disk spool and its maintenance thread (threads and outages:
-backend_hooks/session.py's docstring; docs/ARCHITECTURE.md).
+transport (circuit breaker, appends, disk spool: backend_hooks/transport.py), the sessions
+and the maintenance thread (threads and outages: backend_hooks/session.py's docstring;
+docs/ARCHITECTURE.md).
+
+The client talks to a session through its public lifecycle only: ``Session.poll()`` from
+the maintenance thread (and while closing), ``Session.begin_close()`` then
+``Closing.join(deadline)`` to close them all at once, ``aclose()`` on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 import time
@@ -14,45 +18,21 @@ import weakref
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
-from typing import TypeVar
-
-import redis
 
 from backend_hooks import envelope, redis_store, spool, usage
-from backend_hooks.breaker import (
-    ANSWERED,
-    FAILED,
-    NO_VERDICT,
-    OPEN,
-    BreakerStats,
-    CircuitBreaker,
-)
+from backend_hooks.breaker import BreakerStats, CircuitBreaker
 from backend_hooks.entries import ENHANCED, PROTECTION_LEVELS
 from backend_hooks.errors import ConfigError, EnqueueError, SessionClosedError
-from backend_hooks.session import DRAIN_BATCH, Session
+from backend_hooks.session import Drain, Session, SessionContext
 from backend_hooks.settings import Settings
 from backend_hooks.spool import SpoolStats
-from backend_hooks.spool_format import SpoolRecord, consecutive_runs
+from backend_hooks.transport import DRAIN_BATCH, Transport
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AudioSyncClient", "PusherStats"]
 _MAINTENANCE_SECONDS = 1.0  # heartbeat, spool drain and retries of entries held in memory
-_REFUSAL_LOG_SECONDS = 60.0  # a session's append refused (not an outage): logged this often
 _CLOSING_RETRY_SECONDS = 0.05  # a closing client asks the breaker again this often
-_T = TypeVar("_T")
-
-
-class RedisNotTried(redis.exceptions.ConnectionError):
-    """A Redis call the breaker did not let through (open, or a call in flight stalled):
-    nothing was sent. A ``redis.ConnectionError`` so that callers treat it as Redis away."""
-
-
-class RedisNoAnswer(redis.exceptions.TimeoutError):
-    """A Redis call not answered within ``AUDIOSYNC_REDIS_STALL_SECONDS``: its caller stops
-    waiting and keeps its entries (spool or memory); the call goes on on a Redis thread and
-    may still land, which the append mark makes harmless (redis_store docstring)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +50,8 @@ class PusherStats:
 
 class AudioSyncClient:
     """One per pusher process: settings, the Redis connection pool, user keys, a thread
-    pool, the circuit breaker, the disk spool and its maintenance thread."""
+    pool, the transport (circuit breaker, appends, disk spool), the sessions and the
+    maintenance thread."""
 
     def __init__(
         self,
@@ -84,7 +65,6 @@ class AudioSyncClient:
         self.redis = redis_client or redis_store.connect(
             settings.redis_url, cluster=settings.redis_cluster
         )
-        self.appender = redis_store.Appender(self.redis, settings.due_shards)
         self.clock = clock
         self.keys = (
             envelope.UserKeys(settings.encryption_secret, settings.encryption_secret_previous)
@@ -93,17 +73,6 @@ class AudioSyncClient:
         )
         threads = max_threads or settings.pusher_threads
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="audiosync")
-        self.breaker = CircuitBreaker(
-            settings.breaker_seconds,
-            time.monotonic,
-            max_calls=threads,
-            stall_seconds=settings.redis_stall_seconds,
-        )
-        # Never held across I/O; waited on (released) by a caller waiting for a place.
-        # Pool, Redis, maintenance and closing threads only, never the event loop.
-        self._breaker_lock = threading.Condition()
-        # The calls a caller may stop waiting for run here: one thread per breaker place.
-        self._redis_threads = ThreadPoolExecutor(threads, thread_name_prefix="audiosync-redis")
         self.spool = (
             spool.Spool(
                 settings.spool_dir,
@@ -113,16 +82,33 @@ class AudioSyncClient:
             if settings.spool_dir
             else None
         )
+        self._wake = threading.Event()
+        self.transport = Transport(
+            settings,
+            redis_store.Appender(self.redis, settings.due_shards),
+            spool_store=self.spool,
+            max_calls=threads,
+            clock=self._now,
+            on_answer=self._wake.set,  # spooled entries can go now
+        )
+        self._session_context = SessionContext(
+            settings=settings,
+            transport=self.transport,
+            executor=self.executor,
+            keys=self.keys,
+            clock=self._now,
+            spool_enabled_for=self.spool_enabled_for,
+            on_refused=self._count_refusal,
+            on_held=self._ensure_maintenance,
+            on_closed=self._forget,
+        )
         # Registries: dict/set operations are atomic under the GIL, so the event loop adds
         # and removes without a lock; the maintenance thread iterates over copies.
         self._sessions: dict[str, Session] = {}
         self._counters: dict[int, usage.UsageCounter] = {}  # until their final flush wrote
         self.refused_pushes = 0
-        self._refusal_logged_at = float("-inf")
-        self._stalls_logged = 0
         self._stop = threading.Event()
         self._closing = False  # close()/aclose() began: no new sessions (they'd be left open)
-        self._wake = threading.Event()
         self._maintenance: threading.Thread | None = None
         self._maintenance_lock = threading.Lock()
         self._adoption_lock = threading.Lock()  # one drain of adopted directories at a time
@@ -165,7 +151,9 @@ class AudioSyncClient:
             raise SessionClosedError(
                 "this AudioSyncClient is closed or closing (close() was called); make a new one"
             )
-        session = Session(self, uid, conversation_id, sample_rate, protection_level)
+        session = Session(
+            self._session_context, uid, conversation_id, sample_rate, protection_level
+        )
         self._sessions[session.session_id] = session
         return session
 
@@ -191,6 +179,29 @@ class AudioSyncClient:
         self._counters[id(counter)] = counter
         return counter
 
+    # -- the hooks a session calls (SessionContext) ----------------------------------------
+    @property
+    def appender(self) -> redis_store.Appender:
+        """The transport's appender (the one that speaks to the sessions' streams)."""
+        return self.transport.appender
+
+    @appender.setter
+    def appender(self, appender: redis_store.Appender) -> None:
+        self.transport.appender = appender
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.transport.breaker
+
+    def _now(self) -> float:
+        return self.clock()
+
+    def _count_refusal(self) -> None:
+        self.refused_pushes += 1
+
+    def _forget(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
     def _counter_done(self, counter: usage.UsageCounter) -> None:
         self._counters.pop(id(counter), None)
 
@@ -205,8 +216,7 @@ class AudioSyncClient:
 
     def stats(self) -> PusherStats:
         sessions = list(self._sessions.values())
-        with self._breaker_lock:
-            breaker = self.breaker.stats()
+        breaker = self.transport.stats()
         return PusherStats(
             sessions=sum(1 for s in sessions if not s.closed),
             queued_chunks=sum(s.queued_chunks for s in sessions),
@@ -216,132 +226,6 @@ class AudioSyncClient:
             breaker=breaker,
             spool=self.spool.stats() if self.spool else None,
         )
-
-    # -- Redis through the breaker (pool, Redis, maintenance and closing threads) ----------
-    def _may_try_redis(self, *, force: bool = False) -> bool:
-        """Whether the breaker would let a call through now (no place taken): asked before
-        work that a skipped call would waste (claiming spool files)."""
-        with self._breaker_lock:
-            allowed = self.breaker.would_allow(force=force)
-            stalls = self.breaker.stalls
-        self._log_stall(stalls)
-        return allowed
-
-    def _call_redis(self, call: Callable[[], _T], *, force: bool = False) -> _T:
-        """Make one Redis call through the breaker (backend_hooks/breaker.py).
-
-        ``RedisNotTried`` if the breaker says no. The call runs on a Redis thread and the
-        caller waits at most ``AUDIOSYNC_REDIS_STALL_SECONDS``, its wait for a place
-        included, then raises ``RedisNoAnswer``: no pool, maintenance or closing thread
-        waits on a stalled Redis longer than that, so the closes queued behind a stalled
-        call still reach the spool within their budget."""
-        patience = self.settings.redis_stall_seconds
-        give_up_at = time.monotonic() + patience
-        ticket = self._enter_redis(force, give_up_at)
-        try:
-            future = self._redis_threads.submit(self._run_call, ticket, call)
-        except BaseException:  # shut down under us: the ticket must come back
-            self._end_call(ticket, NO_VERDICT)
-            raise
-        try:
-            return future.result(timeout=max(0.0, give_up_at - time.monotonic()))
-        except concurrent.futures.TimeoutError:
-            raise RedisNoAnswer(
-                f"Redis did not answer within {patience:g} s (AUDIOSYNC_REDIS_STALL_SECONDS); "
-                "the call goes on in the background"
-            ) from None
-
-    def _enter_redis(self, force: bool, give_up_at: float) -> int:
-        """A ticket of the breaker, waiting for a place while every one is taken (at most
-        until ``give_up_at``); ``RedisNotTried`` if the breaker says no."""
-        with self._breaker_lock:
-            while True:
-                decision = self.breaker.begin(force=force)
-                if decision.ticket is not None:
-                    return decision.ticket
-                wait = min(decision.wait, give_up_at - time.monotonic())
-                if wait <= 0:
-                    break
-                self._breaker_lock.wait(wait)
-            state, stalls = self.breaker.state, self.breaker.stalls
-        self._log_stall(stalls)
-        raise RedisNotTried(
-            "a call in flight to Redis is stalled" if decision.stalled else f"breaker {state}"
-        )
-
-    def _log_stall(self, stalls: int) -> None:
-        if stalls > self._stalls_logged:  # once per stalled call, not per caller
-            self._stalls_logged = stalls
-            log.warning(
-                "Redis has not answered a call for %g s (AUDIOSYNC_REDIS_STALL_SECONDS): no "
-                "other call is sent until one returns; chunks go to %s meanwhile",
-                self.settings.redis_stall_seconds,
-                "the spool" if self.spool else "memory",
-            )
-
-    def _run_call(self, ticket: int, call: Callable[[], _T]) -> _T:
-        """Make the call and hand the ticket back with its outcome, whatever happens."""
-        outcome, failure = NO_VERDICT, None
-        try:
-            result = call()
-            outcome = ANSWERED
-            return result
-        except redis_store.REDIS_ERRORS as exc:
-            outcome = FAILED if redis_store.is_outage(exc) else ANSWERED
-            failure = exc
-            raise
-        finally:
-            opened = self._end_call(ticket, outcome)
-            if failure is not None:
-                self._log_failure(failure, opened=opened)
-
-    def _end_call(self, ticket: int, outcome: str) -> bool:
-        """Hand ``ticket`` back; whether this outcome opened the breaker."""
-        with self._breaker_lock:
-            was = self.breaker.state
-            self.breaker.end(ticket, outcome)
-            self._breaker_lock.notify_all()  # a place is free
-        if outcome == ANSWERED:
-            self._wake.set()  # spooled entries can go now
-        return outcome == FAILED and was != OPEN
-
-    def _log_failure(self, exc: Exception, *, opened: bool) -> None:
-        if opened:
-            log.warning(
-                "Redis did not take a call (%s): appends skip it for %g s "
-                "(AUDIOSYNC_BREAKER_SECONDS); chunks go to %s meanwhile",
-                exc,
-                self.settings.breaker_seconds,
-                "the spool" if self.spool else "memory",
-            )
-        elif not redis_store.is_outage(exc):  # one session's trouble, not Redis's
-            now = time.monotonic()
-            if now - self._refusal_logged_at >= _REFUSAL_LOG_SECONDS:  # not once a second
-                self._refusal_logged_at = now
-                log.error(
-                    "Redis refused an append (%s); that session's entries are kept (spool "
-                    "or memory) and retried, the other sessions go on",
-                    exc,
-                )
-
-    def _append_spooled(self, records: list[SpoolRecord], *, force: bool = False) -> None:
-        """Append one session's spooled records (consecutive runs of ``n``)."""
-        now_us = round(self.clock() * 1_000_000)
-        max_age_us = self.settings.batch_max_age_seconds * 1_000_000
-        for run in consecutive_runs(records):
-            first = run[0]
-            urgent = any(r.urgent for r in run) or now_us - first.entry.enq_us >= max_age_us
-            self._call_redis(
-                partial(
-                    self.appender.append,
-                    redis_store.SessionKeys(first.session_id, first.shard),
-                    [r.entry for r in run],
-                    first_n=first.n,
-                    urgent=urgent,
-                    max_age_seconds=self.settings.batch_max_age_seconds,
-                ),
-                force=force,
-            )
 
     # -- the maintenance thread ---------------------------------------------------------
     def _ensure_maintenance(self) -> None:
@@ -361,7 +245,8 @@ class AudioSyncClient:
     def _maintain_once(self, state: dict[str, float]) -> None:
         if self.spool is not None:
             self.spool.heartbeat()
-            self._drain_sessions()
+        self._poll_sessions()
+        if self.spool is not None:
             now = time.monotonic()
             if (
                 now - state.get("last_adoption", float("-inf"))
@@ -369,28 +254,27 @@ class AudioSyncClient:
             ):
                 state["last_adoption"] = now
                 self._drain_dead_owners()
-        for session in list(self._sessions.values()):
-            if session.held_entries:
-                session._retry()  # entries held in memory: try Redis again
-            elif session.closed and not session.spooled_entries:
-                self._sessions.pop(session.session_id, None)
 
-    def _drain_sessions(self, deadline: float | None = None) -> bool:
-        """Append the sessions' spooled entries; False if a call failed or went unanswered
-        (Redis is away), True otherwise (the breaker may only have said "not now")."""
+    def _poll_sessions(self, deadline: float | None = None) -> bool:
+        """``Session.poll()`` each session: its spooled entries appended, its entries held
+        in memory tried again; a closed session with nothing left is forgotten. Once a
+        session's drain was not let through (the breaker is open again, or a call stalled)
+        or Redis is away, or ``deadline`` passed, the later sessions of this pass only
+        retry what they hold. False if a call failed or went unanswered (Redis is away),
+        True otherwise (the breaker may only have said "not now")."""
+        drain, away = True, False
         for session in list(self._sessions.values()):
             if deadline is not None and time.monotonic() >= deadline:
-                break
-            if session.spooled_entries and self._may_try_redis():
-                try:
-                    session._drain_spooled()
-                except RedisNotTried:
-                    break  # the breaker is open again, or a call stalled; next pass
-                except redis_store.REDIS_ERRORS as exc:
-                    if redis_store.is_outage(exc):
-                        return False
-                    # that session's own refusal: the others' turn
-        return True
+                drain = False
+            outcome = session.poll(drain=drain)
+            if outcome is Drain.NOT_TRIED:
+                drain = False  # next pass
+            elif outcome is Drain.REDIS_AWAY:
+                drain, away = False, True
+            # Drain.DONE (a session's own refusal included): the others' turn
+            if session.closed and not session.held_entries and not session.spooled_entries:
+                self._forget(session.session_id)
+        return not away
 
     def _drain_dead_owners(self, deadline: float | None = None) -> int:
         """Append what dead pusher processes left in the spool; returns entries appended."""
@@ -402,8 +286,8 @@ class AudioSyncClient:
         try:
             return spool.drain_dead_owners(
                 self.spool,
-                self._append_spooled,
-                may_try=self._may_try_redis,
+                self.transport.append_spooled,
+                may_try=self.transport.may_try,
                 deadline=deadline,
                 batch=DRAIN_BATCH,
             )
@@ -422,24 +306,10 @@ class AudioSyncClient:
         loop's own thread, ``await client.aclose()`` instead (RuntimeError)."""
         deadline = time.monotonic() + self.settings.close_seconds
         self._closing = True
-        waits: list[tuple[Session, concurrent.futures.Future[int]]] = []
-        on_loops: list[concurrent.futures.Future[None]] = []
-        for session in list(self._sessions.values()):
-            if session.closed:
-                continue
-            loop = session._running_loop_elsewhere()
-            if loop is not None:
-                on_loops.append(asyncio.run_coroutine_threadsafe(session.aclose(), loop))
-            else:
-                waits.append((session, session._start_close()))
-        errors = [exc for s, f in waits if (exc := s._finish_close(f, deadline)) is not None]
-        for future in on_loops:
-            try:
-                future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except EnqueueError as exc:
-                errors.append(exc)
-            except concurrent.futures.TimeoutError:
-                errors.append(EnqueueError("a session's close on its event loop ran out of time"))
+        closings = [s.begin_close() for s in list(self._sessions.values()) if not s.closed]
+        # Those closing on the pool first, then those on their event loops: one deadline.
+        closings.sort(key=lambda closing: closing.on_loop)
+        errors = [exc for c in closings if (exc := c.join(deadline)) is not None]
         self._finish(errors, deadline)
 
     async def aclose(self) -> None:
@@ -463,7 +333,7 @@ class AudioSyncClient:
         while time.monotonic() < deadline:
             if not any(s.spooled_entries for s in list(self._sessions.values())):
                 break
-            if self._may_try_redis() and not self._drain_sessions(deadline):
+            if self.transport.may_try() and not self._poll_sessions(deadline):
                 return
             time.sleep(_CLOSING_RETRY_SECONDS)
         self._drain_dead_owners(deadline)
@@ -484,8 +354,7 @@ class AudioSyncClient:
         if self._maintenance is not None:
             self._maintenance.join()
         self.executor.shutdown(wait=True)
-        # A call whose caller stopped waiting ends within its socket timeout, on its own.
-        self._redis_threads.shutdown(wait=False)
+        self.transport.shutdown()
         if self.spool is not None:
             self.spool.close()  # files left stay for the next process (it adopts them)
 

@@ -13,8 +13,17 @@ socket or a sleep: ``apush`` returns as soon as its chunks are handed over, and 
 (never blocks) only when the session's unencoded audio exceeds
 ``AUDIOSYNC_SESSION_BUFFER_SECONDS``.
 
-**Redis away.** Every Redis call goes through the client's circuit breaker
-(backend_hooks/breaker.py) and runs on one of the client's Redis threads; the pool thread
+**The pipeline.** A session talks to the process's one ``Transport``
+(backend_hooks/transport.py: circuit breaker, Redis appends, disk spool) through its public
+methods, and to its client only through a ``SessionContext`` of settings and hooks; it
+never imports the client. The client drives it by a small lifecycle (the model is arroyo's
+``ProcessingStrategy``: submit / poll / close / join): ``push``/``apush`` submit audio,
+``poll()`` is the maintenance thread's one call (spooled entries appended, entries held in
+memory tried again), ``begin_close()`` hands the tail over without waiting and
+``Closing.join(deadline)`` waits for it.
+
+**Redis away.** Every Redis call goes through the transport's circuit breaker
+(backend_hooks/breaker.py) and runs on one of the transport's Redis threads; the pool thread
 waits at most ``AUDIOSYNC_REDIS_STALL_SECONDS`` for its answer, so a stalled Redis holds
 Redis threads, never the pool (the call goes on; landing twice adds nothing, see below).
 One failed call opens the breaker for ``AUDIOSYNC_BREAKER_SECONDS``: appends skip Redis
@@ -42,17 +51,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import logging
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from backend_hooks import container, envelope, redis_store, spool
+from backend_hooks import container, envelope, redis_store
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
 from backend_hooks.codec import ChunkEncoder, validate_rate
 from backend_hooks.entries import (
@@ -73,16 +83,46 @@ from backend_hooks.errors import (
 )
 from backend_hooks.handoff import SerialQueue
 from backend_hooks.ids import validate_id
+from backend_hooks.settings import Settings
 from backend_hooks.spool_format import SpoolRecord
-
-if TYPE_CHECKING:
-    from backend_hooks.client import AudioSyncClient
+from backend_hooks.transport import DRAIN_BATCH, RedisNotTried, Transport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENHANCED", "PROTECTION_LEVELS", "STANDARD", "Session"]
-DRAIN_BATCH = 32  # spooled entries per append
+__all__ = [
+    "ENHANCED",
+    "PROTECTION_LEVELS",
+    "STANDARD",
+    "Closing",
+    "Drain",
+    "Session",
+    "SessionContext",
+]
 _CLOSE_RETRY_SECONDS = 0.2  # a close whose tail is still held tries Redis again this often
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What a session needs of its pusher process; the client builds one for all its
+    sessions (the session never sees the client)."""
+
+    settings: Settings
+    transport: Transport  # Redis through the breaker, or the disk spool
+    executor: Executor  # the pool: encoding and delivery
+    keys: envelope.UserKeys | None  # for ``enhanced``
+    clock: Callable[[], float]  # wall clock, seconds
+    spool_enabled_for: Callable[[str], bool]  # may this uid's sessions use the spool?
+    on_refused: Callable[[], None]  # a push was refused (BufferFullError, SpoolFullError)
+    on_held: Callable[[], None]  # entries wait in memory: maintenance must run to retry them
+    on_closed: Callable[[str], None]  # closed with nothing spooled: forget this session id
+
+
+class Drain(enum.Enum):
+    """How ``Session.poll`` found Redis while appending the session's spooled entries."""
+
+    DONE = "done"  # nothing to drain, drained, or Redis refused this session's entries
+    NOT_TRIED = "not-tried"  # the breaker let no call through (open again, or a stall)
+    REDIS_AWAY = "redis-away"  # a call failed or went unanswered: Redis is away
 
 
 @dataclass
@@ -115,6 +155,40 @@ def _resolve(future: concurrent.futures.Future[int], value: int | BaseException)
         future.set_result(value)
 
 
+class Closing:
+    """A close under way (``Session.begin_close``): ``join`` waits for it."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        tail: concurrent.futures.Future[int] | None = None,
+        on_loop: concurrent.futures.Future[None] | None = None,
+    ) -> None:
+        self._session = session
+        self._tail = tail
+        self._on_loop = on_loop
+
+    @property
+    def on_loop(self) -> bool:
+        """Whether it runs as ``aclose`` on the event loop that drives the session."""
+        return self._on_loop is not None
+
+    def join(self, deadline: float) -> EnqueueError | None:
+        """Wait until the tail is in Redis or the spool, at most until ``deadline``
+        (``time.monotonic()``); the error ``close()`` would raise, or None."""
+        if self._on_loop is not None:
+            try:
+                self._on_loop.result(timeout=max(0.0, deadline - time.monotonic()))
+            except EnqueueError as exc:
+                return exc
+            except concurrent.futures.TimeoutError:
+                return EnqueueError("a session's close on its event loop ran out of time")
+            return None
+        assert self._tail is not None
+        return self._session._finish_close(self._tail, deadline)
+
+
 class Session:
     """One live audio session of one user; conversations may change along the way.
 
@@ -124,7 +198,7 @@ class Session:
 
     def __init__(
         self,
-        client: AudioSyncClient,
+        context: SessionContext,
         uid: str,
         conversation_id: str,
         sample_rate: int,
@@ -137,7 +211,7 @@ class Session:
             raise InvalidInputError(
                 f"protection_level must be one of {PROTECTION_LEVELS}, got {protection_level!r}"
             )
-        if protection_level == ENHANCED and client.keys is None:
+        if protection_level == ENHANCED and context.keys is None:
             raise ConfigError(
                 "protection level 'enhanced' needs ENCRYPTION_SECRET (at least 32 bytes) "
                 "in the environment"
@@ -147,13 +221,14 @@ class Session:
         # Its shard is fixed for its life: the fleet flushes it where this puts it.
         self.redis_keys = redis_store.SessionKeys(
             self.session_id,
-            redis_store.shard_of(self.session_id, client.settings.due_shards),
+            redis_store.shard_of(self.session_id, context.settings.due_shards),
         )
-        self._client = client
-        settings = client.settings
+        self._context = context
+        self._transport = context.transport
+        settings = self._settings = context.settings
         self._buffer_samples = round(settings.session_buffer_seconds * sample_rate)
         # The spool if this user's sessions may use it (AUDIOSYNC_SPOOL_* rollout flags).
-        self._spool = client.spool if client.spool_enabled_for(self.uid) else None
+        self._spooling = context.spool_enabled_for(self.uid) and context.transport.spool is not None
         # The caller's side (the event loop, or the sync caller under _sync_lock).
         self._chunker = Chunker(
             sample_rate,
@@ -161,7 +236,7 @@ class Session:
             tolerance_us=round(settings.timestamp_tolerance_ms * 1000),
             window_us=round(settings.push_timestamp_window_seconds * 1_000_000),
         )
-        self._queue: SerialQueue[_Work] = SerialQueue(client.executor, self._process)
+        self._queue: SerialQueue[_Work] = SerialQueue(context.executor, self._process)
         self._queued_samples = 0  # written by the caller only
         self._handed_chunks = 0  # written by the caller only
         self._closed = False
@@ -216,7 +291,7 @@ class Session:
         if loop is not None:  # driven by a loop in another thread: close it there
             asyncio.run_coroutine_threadsafe(self.aclose(), loop).result()
             return
-        deadline = time.monotonic() + self._client.settings.close_seconds
+        deadline = time.monotonic() + self._settings.close_seconds
         with self._sync_lock:
             if self._closed:
                 return
@@ -224,6 +299,16 @@ class Session:
         error = self._finish_close(future, deadline)
         if error is not None:
             raise error
+
+    def begin_close(self) -> Closing:
+        """Start closing without waiting (a client closes all its sessions at once): the
+        tail and the end marker are handed over, or, if an event loop in another thread
+        drives this session, ``aclose`` is scheduled there. ``Closing.join(deadline)``
+        waits for it. RuntimeError on that loop's own thread (as ``close``)."""
+        loop = self._running_loop_elsewhere()
+        if loop is not None:
+            return Closing(self, on_loop=asyncio.run_coroutine_threadsafe(self.aclose(), loop))
+        return Closing(self, tail=self._start_close())
 
     def _running_loop_elsewhere(self) -> asyncio.AbstractEventLoop | None:
         """The running event loop that drives this session if it is not this thread's;
@@ -272,7 +357,7 @@ class Session:
         if self._closed:
             return
         self._loop = self._loop or asyncio.get_running_loop()
-        deadline = time.monotonic() + self._client.settings.close_seconds
+        deadline = time.monotonic() + self._settings.close_seconds
         future = self._start_close()
         while True:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result of a
@@ -326,7 +411,7 @@ class Session:
     def _chunk(self, pcm: bytes, timestamp: float) -> list[RawChunk]:
         """The chunker's push on the pusher's clock; warns at the first implausible time."""
         seen = self._chunker.implausible_timestamps
-        now_us = round(self._client.clock() * 1_000_000)
+        now_us = round(self._context.clock() * 1_000_000)
         chunks = self._chunker.push(pcm, timestamp_to_us(timestamp), now_us=now_us)
         if not seen and self._chunker.implausible_timestamps:
             log.warning(
@@ -337,7 +422,7 @@ class Session:
                 "Session.implausible_timestamps counts them)",
                 self.session_id,
                 timestamp,
-                self._client.settings.push_timestamp_window_seconds,
+                self._settings.push_timestamp_window_seconds,
                 now_us / 1_000_000,
             )
         return chunks
@@ -355,10 +440,10 @@ class Session:
         held = sum(p.entry.samples for p in list(self._held))
         if held <= self._buffer_samples:
             return
-        self._client.refused_pushes += 1
+        self._context.on_refused()
         seconds = held / self.sample_rate
-        limit = self._client.settings.session_buffer_seconds
-        if self._spool is not None:
+        limit = self._settings.session_buffer_seconds
+        if self._spooling:
             raise SpoolFullError(
                 f"session {self.session_id}: {seconds:.0f} s of audio wait in memory for "
                 f"Redis (limit AUDIOSYNC_SESSION_BUFFER_SECONDS={limit:g}) and the spool "
@@ -416,13 +501,11 @@ class Session:
     def _mark_closed(self) -> None:
         self._closed = True
         if not self._spooled:  # else the maintenance thread forgets it once drained
-            self._client._sessions.pop(self.session_id, None)
+            self._context.on_closed(self.session_id)
 
     def _close_error(self, left: int | None) -> EnqueueError:
         if left is None:
-            what = (
-                f"did not reach Redis or the spool within {self._client.settings.close_seconds:g} s"
-            )
+            what = f"did not reach Redis or the spool within {self._settings.close_seconds:g} s"
         else:
             what = f"has {self.unsent_chunks} chunks waiting for Redis in memory"
         return EnqueueError(
@@ -437,7 +520,7 @@ class Session:
     # -- the sender's side (pool thread, one at a time per session) ------------------------
     def _process(self, batch: list[_Work]) -> None:
         try:
-            now_us = round(self._client.clock() * 1_000_000)
+            now_us = round(self._context.clock() * 1_000_000)
             urgent = False
             for work in batch:
                 for chunk in work.chunks:
@@ -475,8 +558,8 @@ class Session:
         )
         data = container.build_chunk(info, self._encoder.encode(chunk.pcm), self._encoder.pre_skip)
         if self.protection_level == ENHANCED:
-            assert self._client.keys is not None
-            data = envelope.seal(self._client.keys, self.uid, info, data)  # envelope v1
+            assert self._context.keys is not None
+            data = envelope.seal(self._context.keys, self.uid, info, data)  # envelope v1
         return NewEntry(
             kind=KIND_CHUNK,
             uid=self.uid,
@@ -499,7 +582,7 @@ class Session:
         """
         if not self._held:
             return
-        settings = self._client.settings
+        settings = self._settings
         due_now = (
             urgent
             or self._bytes_since_bump >= settings.batch_max_bytes
@@ -507,25 +590,21 @@ class Session:
         )
         with self._spool_lock:
             behind_spool = bool(self._spooled)  # order: spooled entries go first
-        may_try = self._client._may_try_redis(force=force)
+        may_try = self._transport.may_try(force=force)
         if behind_spool and may_try:
             try:  # Redis answers again: our spooled entries first, from here
-                self._drain_spooled(retry_held=False, force=force)
+                self._drain_spooled(force=force)
             except redis_store.REDIS_ERRORS:
                 may_try = False
             with self._spool_lock:
                 behind_spool = bool(self._spooled)
         if not behind_spool and may_try:
             try:
-                self._client._call_redis(
-                    partial(
-                        self._client.appender.append,
-                        self.redis_keys,
-                        [p.entry for p in self._held],
-                        first_n=self._held[0].n,
-                        urgent=due_now,
-                        max_age_seconds=settings.batch_max_age_seconds,
-                    ),
+                self._transport.append(
+                    self.redis_keys,
+                    [p.entry for p in self._held],
+                    first_n=self._held[0].n,
+                    urgent=due_now,
                     force=force,
                 )
             except redis_store.REDIS_ERRORS:
@@ -537,23 +616,23 @@ class Session:
                 if due_now:
                     self._bytes_since_bump = self._samples_since_bump = 0
                 return
-        if self._spool is not None and self._to_spool(due_now):
+        if self._spooling and self._to_spool(due_now):
             if due_now:
                 self._bytes_since_bump = self._samples_since_bump = 0
             return
-        self._client._ensure_maintenance()  # it retries what is held here
+        self._context.on_held()  # the client's maintenance retries what is held here
         if not self._logged_waiting:
             self._logged_waiting = True
             log.warning(
                 "session %s: %d entries wait in memory for Redis%s",
                 self.session_id,
                 len(self._held),
-                " (the spool is full)" if self._spool is not None else "",
+                " (the spool is full)" if self._spooling else "",
             )
 
     def _to_spool(self, urgent: bool) -> bool:
         """Spool every held entry, in order; False if some stay (spool full or failing)."""
-        assert self._spool is not None
+        assert self._spooling
         with self._spool_lock:
             while self._held:
                 pending = self._held[0]
@@ -565,7 +644,7 @@ class Session:
                     entry=pending.entry,
                 )
                 try:
-                    path = self._spool.write(record)
+                    path = self._transport.write_spool(record)
                 except (SpoolFullError, OSError) as exc:
                     self._spool_error = str(exc)
                     if not self._logged_waiting:  # once per outage, not per retry
@@ -580,17 +659,35 @@ class Session:
         return True
 
     # -- the maintenance thread's side -----------------------------------------------------
-    def _drain_spooled(self, *, retry_held: bool = True, force: bool = False) -> None:
+    def poll(self, *, drain: bool = True) -> Drain:
+        """Maintenance (the client's thread, about once a second, and a closing client):
+        if ``drain`` and the transport may try Redis, this session's spooled entries are
+        appended in order; then the entries held in memory are tried again (on the pool).
+        Raises no Redis error: says how the drain went."""
+        outcome = Drain.DONE
+        if drain and self._spooled and self._transport.may_try():
+            try:
+                self._drain_spooled()
+            except RedisNotTried:
+                outcome = Drain.NOT_TRIED  # the breaker is open again, or a call stalled
+            except redis_store.REDIS_ERRORS as exc:
+                if redis_store.is_outage(exc):
+                    outcome = Drain.REDIS_AWAY
+                # else that session's own refusal: its entries stay spooled
+        if self._held:  # held in memory (no spool, or it was full): try Redis again
+            self._retry()
+        return outcome
+
+    def _drain_spooled(self, *, force: bool = False) -> None:
         """Append this session's spooled entries in order; ``RedisError`` stops it.
 
         The maintenance thread and the sender both drain (the sender when Redis answers
         again while entries wait behind the spool); ``_drain_lock`` lets one at a time, and
         nobody waits for it longer than one Redis call may last
         (``AUDIOSYNC_REDIS_STALL_SECONDS``): the entries stay spooled, for the next pass.
-        ``force``: ``AudioSyncClient._call_redis``."""
-        assert self._spool is not None
-        append = partial(self._client._append_spooled, force=force)
-        if not self._drain_lock.acquire(timeout=self._client.settings.redis_stall_seconds):
+        ``force``: a close the caller retries explicitly (breaker.py)."""
+        assert self._spooling
+        if not self._drain_lock.acquire(timeout=self._settings.redis_stall_seconds):
             return
         try:
             while True:
@@ -598,11 +695,9 @@ class Session:
                     files = list(self._spooled)[:DRAIN_BATCH]
                 if not files:
                     break
-                spool.drain_files(self._spool, files, append, DRAIN_BATCH)
+                self._transport.drain_spooled(files, force=force)
                 with self._spool_lock:
                     for _ in files:
                         self._spooled.popleft()
         finally:
             self._drain_lock.release()
-        if retry_held and self._held:
-            self._retry()  # held behind the spool (it was full): their turn now
