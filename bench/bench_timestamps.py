@@ -1,4 +1,4 @@
-"""What pushed-timestamp jitter and clock drift do to the audio (issue 7, "Timestamps").
+"""What pushed-timestamp jitter and clock drift do to the audio (the pusher's timestamps).
 
 Pure: the real ``Chunker`` and the reader's real ``merge_segments``, no servers. One session
 at 16 kHz pushes 20 ms frames; frame ``i``'s true time is ``T0 + i * 20 ms`` and its pushed

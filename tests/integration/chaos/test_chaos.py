@@ -3,7 +3,7 @@
 Kills workers (between an upload and its commit), pauses flushes mid-upload past their
 lease (zombies), restarts Redis, injects poison entries and exact copies of real chunk
 entries, fails/stalls/loses GCS uploads and loses pusher append replies
-(audiosync_dev/chaos.py, docs/CHAOS.md); the verdict must pass. Once on one valkey, once
+(audiosync_dev/chaos/, docs/CHAOS.md); the verdict must pass. Once on one valkey, once
 with the streams on a 3-master Redis Cluster (a restart is then one node's, two different
 nodes; a reply-drop proxy in front of each node).
 Each starts its own servers and fleet, so neither shares the session's local stacks.

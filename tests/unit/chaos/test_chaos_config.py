@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import random
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -60,3 +62,24 @@ def test_restart_order_is_random_and_handles_small_clusters() -> None:
     assert restart_order(random.Random(1), 3, 0) == []
     with pytest.raises(ValueError, match="at least one node"):
         restart_order(random.Random(1), 0, 1)  # no cluster: never an endless loop
+
+
+def test_the_command_line_runs_as_a_module_with_its_options() -> None:
+    """``python -m audiosync_dev.chaos`` (the package's ``__main__``): help and a refusal."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "audiosync_dev.chaos", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("usage: python -m audiosync_dev.chaos")
+    for option in ("--short", "--long", "--cluster", "--fault-rate", "--seed", "--keep"):
+        assert option in shown.stdout
+    refused = subprocess.run(
+        [sys.executable, "-m", "audiosync_dev.chaos", "--sessions", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "at least one session" in refused.stderr
