@@ -6,9 +6,9 @@ shared contract modules of this package (entries, naming, container framing, key
 without the pusher's codec, so it runs without libopus.
 """
 
-from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
+from backend_hooks.build_info import __version__
 from backend_hooks.errors import (
     AudioSyncError,
     BufferFullError,
@@ -23,12 +23,6 @@ from backend_hooks.errors import (
     StorageError,
     UnsupportedFormatError,
 )
-
-try:
-    #: The installed release (pyproject.toml's version): one number for every role.
-    __version__ = _metadata.version("audiosync")
-except _metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
-    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from backend_hooks.client import AudioSyncClient

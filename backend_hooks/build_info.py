@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from importlib import metadata
 from typing import Any
 
-from backend_hooks import __version__
+try:
+    #: The installed release (pyproject.toml's version): one number for every role.
+    __version__ = metadata.version("audiosync")
+except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 BUILD_INFO = "audiosync_build_info"
 

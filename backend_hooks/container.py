@@ -38,8 +38,15 @@ from backend_hooks.errors import FormatError, UnsupportedFormatError
 FORMAT_VERSION = 1
 VENDOR = b"audiosync 1"
 _OPUS_HEAD = struct.Struct("<8sBBHIhB")
-_LEGACY_HEADER = struct.Struct("<II")
+#: The legacy single-chunk container (LEGACY_FORMATS.md), defined here only: a header
+#: ``u32 packet_count | u32 original_pcm_byte_length``, then per packet ``u16 length | bytes``;
+#: 16 kHz mono, one 20 ms frame a packet. The reader, durations.py and the test writer
+#: (audiosync_dev/legacy.py) use these.
+LEGACY_HEADER = struct.Struct("<II")
+LEGACY_PACKET_LENGTH = struct.Struct("<H")
 LEGACY_RATE = 16000
+#: Samples of one legacy packet: 20 ms at 16 kHz.
+LEGACY_FRAME_SAMPLES = 320
 
 
 @dataclass(frozen=True)
@@ -322,18 +329,19 @@ def parse_chunks(data: bytes) -> list[ParsedChunk]:
 
 def parse_legacy_chunk(data: bytes) -> tuple[list[bytes], int]:
     """Packets and original PCM byte length of a legacy single-chunk container."""
-    if len(data) < _LEGACY_HEADER.size:
+    if len(data) < LEGACY_HEADER.size:
         raise FormatError("legacy Opus container shorter than its 8-byte header")
-    count, pcm_length = _LEGACY_HEADER.unpack_from(data)
-    pos, packets = _LEGACY_HEADER.size, []
+    count, pcm_length = LEGACY_HEADER.unpack_from(data)
+    pos, packets = LEGACY_HEADER.size, []
+    prefix = LEGACY_PACKET_LENGTH.size
     for i in range(count):
-        if pos + 2 > len(data):
+        if pos + prefix > len(data):
             raise FormatError(f"legacy Opus container truncated at packet {i} of {count}")
-        (length,) = struct.unpack_from("<H", data, pos)
-        if pos + 2 + length > len(data):
+        (length,) = LEGACY_PACKET_LENGTH.unpack_from(data, pos)
+        if pos + prefix + length > len(data):
             raise FormatError(f"legacy Opus container truncated inside packet {i} of {count}")
-        packets.append(data[pos + 2 : pos + 2 + length])
-        pos += 2 + length
+        packets.append(data[pos + prefix : pos + prefix + length])
+        pos += prefix + length
     if pos != len(data):
         raise FormatError(f"{len(data) - pos} unexpected bytes after the legacy Opus packets")
     return packets, pcm_length

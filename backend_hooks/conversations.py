@@ -42,6 +42,7 @@ from backend_hooks.errors import (
     UnsupportedFormatError,
 )
 from backend_hooks.ids import validate_id
+from backend_hooks.naming import conversation_prefixes as conversation_prefixes  # its old home
 
 if TYPE_CHECKING:
     from backend_hooks.storage import StorageContext
@@ -366,14 +367,6 @@ def _delete_all(ctx: StorageContext, names: Sequence[str]) -> None:
 
 
 # --- deletion ----------------------------------------------------------------------------
-
-
-def conversation_prefixes(uid: str, conversation_id: str) -> dict[str, str]:
-    """Pure: every prefix holding a conversation's audio (LEGACY_FORMATS.md, "Bucket and
-    names"): its chunk objects, its ``audio/`` files and its ``merged/`` WAV cache."""
-    uid = validate_id(uid, "uid")
-    cid = validate_id(conversation_id, "conversation_id")
-    return {kind: f"{kind}/{uid}/{cid}/" for kind in ("chunks", "audio", "merged")}
 
 
 def delete_conversation_audio(

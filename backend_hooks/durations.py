@@ -29,23 +29,19 @@ The parsers are pure (``legacy_header_samples``, ``payload_samples``,
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from backend_hooks import container, envelope, gcs, naming, object_reader, ogg
 from backend_hooks.audio_format import SUPPORTED_RATES
+from backend_hooks.container import LEGACY_FRAME_SAMPLES, LEGACY_HEADER
 from backend_hooks.errors import AudioSyncError, ConfigError, FormatError
 
 log = logging.getLogger(__name__)
 
 #: Objects measured at once (ranged reads or downloads in flight).
 READ_THREADS = 8
-#: ``u32 packet_count | u32 original_pcm_byte_length`` of the legacy container.
-LEGACY_HEADER = struct.Struct("<II")
-#: Samples of one legacy packet: 20 ms at 16 kHz.
-LEGACY_FRAME_SAMPLES = 320
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 
 from backend_hooks.errors import UnsupportedFormatError
+from backend_hooks.ids import validate_id
 
 EXT_OPUS = ".opus"
 EXT_OPUS_ENC = ".opus.enc"
@@ -40,6 +41,15 @@ _LEGACY = re.compile(rf"^(?P<start>{_TIME})(?:-(?P<end>{_TIME}))?\Z")
 
 def conversation_prefix(uid: str, conversation_id: str) -> str:
     return f"chunks/{uid}/{conversation_id}/"
+
+
+def conversation_prefixes(uid: str, conversation_id: str) -> dict[str, str]:
+    """Pure: every prefix holding a conversation's audio (LEGACY_FORMATS.md, "Bucket and
+    names"): its chunk objects, its ``audio/`` files and its ``merged/`` WAV cache. The
+    reader deletes them (conversations.py) and the fleet lists them again (deletions.py)."""
+    uid = validate_id(uid, "uid")
+    cid = validate_id(conversation_id, "conversation_id")
+    return {kind: f"{kind}/{uid}/{cid}/" for kind in ("chunks", "audio", "merged")}
 
 
 def format_time(us: int) -> str:

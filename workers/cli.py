@@ -19,8 +19,8 @@ from typing import Any
 import click
 import redis
 
-from backend_hooks import __version__
 from backend_hooks.audio_format import SUPPORTED_RATES
+from backend_hooks.build_info import __version__
 from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.ids import validate_id
 from backend_hooks.settings import Settings, shown_url

@@ -36,7 +36,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from backend_hooks import conversations, redis_store
+from backend_hooks import naming, redis_store
 from backend_hooks.gcs import GcsBucket
 from workers.store import WorkerStore
 
@@ -140,7 +140,7 @@ class _Run:
     def recheck(self, shard: int, member: bytes, claimed: bytes) -> None:
         try:
             uid, cid = redis_store.parse_deletion_item(member, 2)
-            prefixes = conversations.conversation_prefixes(uid, cid)
+            prefixes = naming.conversation_prefixes(uid, cid)
             found = sum(self.bucket.delete_prefix(p) for p in prefixes.values())
         except Exception as exc:  # GCS failing, an unreadable item: it stays, retried
             self.failed(shard, "recheck", member, exc, claimed)

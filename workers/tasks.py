@@ -24,15 +24,18 @@ import logging
 import random
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend_hooks import redis_store
 from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.settings import Settings
-from workers import backfill, backfill_plan, deletions, drain, flush, metrics, shutdown
+from workers import backfill_plan, deletions, drain, flush, metrics, shutdown
 from workers.celery_app import app
 from workers.context import WorkerContext, get_context
 from workers.flush import FlushResult
+
+if TYPE_CHECKING:
+    from workers import backfill
 
 log = logging.getLogger(__name__)
 #: Shard tasks one sweep sends at most (about 2 ms of broker work each): more than a fleet
@@ -148,7 +151,11 @@ def _shard_of_message(ctx: WorkerContext, session_id: str) -> int:
 #: ENCRYPTION_SECRET, which the flush fleet never holds, so they are a deployment of their
 #: own: ``celery -A workers worker -Q audiosync.backfill`` (docs/ARCHITECTURE.md,
 #: "Backfill"). The route is workers.celeryconfig's ``task_routes``; the prefix keeps it
-#: apart from an adopter's own queues on a shared broker.
+#: apart from an adopter's own queues on a shared broker. The task is registered on every
+#: worker (``inspect registered`` lists it everywhere), but workers/backfill.py, which
+#: loads the read side (storage, object_reader, merge...), is imported when one runs:
+#: a flush worker starts without the reader's code (docs/ARCHITECTURE.md, "Who imports
+#: whom").
 BACKFILL_QUEUE = "audiosync.backfill"
 
 
@@ -170,6 +177,8 @@ def backfill_conversation(
     uploads are create-only, sources are deleted only once a verified object holds them,
     and a run resumes whatever an earlier one left. Where opuslib or the secret is missing
     it logs why and returns the error (no retry: the worker is misdeployed)."""
+    from workers import backfill  # the read side: loaded by a backfill worker only
+
     try:
         for flag, value in (("delete", delete), ("dry_run", dry_run)):
             if not isinstance(value, bool):  # "false" from a producer is truthy: delete
@@ -197,6 +206,8 @@ def backfill_conversation(
 
 @functools.lru_cache(maxsize=8)
 def _backfill_context(min_age_seconds: float) -> backfill.Backfill:
+    from workers import backfill
+
     return backfill.Backfill.from_settings(
         Settings.from_env(role="backfill"), min_age_seconds=min_age_seconds
     )

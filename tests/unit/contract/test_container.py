@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audiosync_dev.legacy import legacy_opus_container
-from backend_hooks import codec, container, ogg
+from backend_hooks import codec, container, durations, ogg
 from backend_hooks.container import ChunkInfo
 from backend_hooks.errors import FormatError, InvalidInputError, UnsupportedFormatError
 from tests.unit.helpers import (
@@ -595,3 +595,18 @@ def test_held_samples_counts_exactly_as_packet_by_packet(packets: list[bytes]) -
             chunk.held_samples()
     else:
         assert chunk.held_samples() == want
+
+
+def test_legacy_container_framing_is_the_documented_bytes() -> None:
+    """``u32 LE packet count | u32 LE original PCM bytes``, then ``u16 LE length | packet``
+    each (LEGACY_FORMATS.md): literal bytes, read by the parser and by durations.py and
+    written by the test writer, which all take the framing from container.py."""
+    data = b"\x02\x00\x00\x00\x81\x02\x00\x00" + b"\x01\x00\x08" + b"\x02\x00\x08\x09"
+    assert container.parse_legacy_chunk(data) == ([b"\x08", b"\x08\x09"], 641)
+    assert durations.legacy_header_samples(data[:8], "x") == durations.SampleCount(320, 16000)
+    written = legacy_opus_container(bytes(642))  # two 20 ms frames, the second padded
+    assert written[:8] == b"\x02\x00\x00\x00\x82\x02\x00\x00"
+    packets, pcm_length = container.parse_legacy_chunk(written)
+    assert (len(packets), pcm_length) == (2, 642)
+    first = int.from_bytes(written[8:10], "little")
+    assert written[10 : 10 + first] == packets[0]
