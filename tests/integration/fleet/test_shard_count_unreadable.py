@@ -19,7 +19,10 @@ def test_an_unreadable_shard_count_set_is_logged_as_one_line(
 ) -> None:
     cluster_client.set(redis_store.SHARD_COUNTS_KEY, "not a set")  # SMEMBERS: WRONGTYPE
     caplog.set_level(logging.WARNING, logger="workers.store")
-    assert WorkerStore(cluster_client, 16).shard_count() == 16
+    try:
+        assert WorkerStore(cluster_client, 16).shard_count() == 16
+    finally:  # the cluster is shared: a pusher's SADD after this test must not meet it
+        cluster_client.delete(redis_store.SHARD_COUNTS_KEY)
     [record] = [r for r in caplog.records if r.name == "workers.store"]
     message = record.getMessage()  # raised "not all arguments converted" before
     assert message.startswith(f"cannot read the shard counts in {redis_store.SHARD_COUNTS_KEY}")
