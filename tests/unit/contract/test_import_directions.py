@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("backend_hooks", "workers")
 
 #: Each module's role. ``contract``: the formats, names, keys and settings both sides share
-#: (pure, or the one Redis adapter whose key names and scripts are the contract; ``codec``
+#: (pure, or the one Redis adapter that runs the scripts of the contract; ``codec``
 #: is here because the pusher encodes and the reader decodes with it, but the fleet does
 #: not load it: ``FLEET_NEVER_LOADS``). ``gcs``: the GCS adapter, for the read side and the
 #: fleet. ``pusher``: the pusher process and its spool. ``read``: the reader (list,
@@ -55,7 +55,8 @@ ROLES: dict[str, frozenset[str]] = {
             "lua_scripts",
             "naming",
             "ogg",
-            "redis_store",
+            "redis_keys",  # the key names, pure
+            "redis_store",  # the one Redis adapter: connection, scripts' runner, Redis time
             "rollout",
             "settings",
         )
@@ -66,6 +67,7 @@ ROLES: dict[str, frozenset[str]] = {
         | {
             f"backend_hooks.{name}"
             for name in (
+                "appender",  # the pusher's append script call (transport and drainer use it)
                 "breaker",
                 "chunker",
                 "client",
