@@ -338,3 +338,12 @@ def test_a_flush_worker_starts_without_the_read_side() -> None:
     assert "celery" in loaded  # it did load what a worker loads
     assert loaded & (ROLES["read"] | ROLES["bridge"]) == set()
     assert loaded & {"backend_hooks.codec", "opuslib", "soxr"} == set()
+
+
+def test_the_key_names_load_without_redis() -> None:
+    """redis_keys is the key names alone: a tool or a test reading them loads no Redis
+    client (backend_hooks/redis_store.py is the one module that speaks Redis)."""
+    loaded = _loaded_by("import backend_hooks.redis_keys")
+    assert "backend_hooks.redis_keys" in loaded
+    assert {m for m in loaded if m.split(".")[0] == "redis"} == set()
+    assert "backend_hooks.redis_store" not in loaded
