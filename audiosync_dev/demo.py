@@ -40,7 +40,7 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack, LocalStackError
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, redis_store, storage
+from backend_hooks import AudioSyncClient, redis_keys, storage
 from backend_hooks.errors import AudioSyncError, EnqueueError
 from backend_hooks.session import Session
 from backend_hooks.settings import Settings
@@ -244,8 +244,8 @@ def wait_drained(client: redis.Redis, timeout: float = DRAIN_TIMEOUT) -> float:
     while time.monotonic() - started < timeout:
         CTRL_C.check()
         # An empty sorted set is no key: no due index left means no session is due.
-        due = client.keys(redis_store.DUE_KEY_PATTERN)
-        if not due and not client.keys(redis_store.session_key_pattern("chunks")):
+        due = client.keys(redis_keys.DUE_KEY_PATTERN)
+        if not due and not client.keys(redis_keys.session_key_pattern("chunks")):
             return time.monotonic() - started
         time.sleep(0.2)
     raise DemoError(f"streams not drained after {timeout:.0f} s")

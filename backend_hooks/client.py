@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from backend_hooks import envelope, redis_store, spool, usage
+from backend_hooks.appender import Appender
 from backend_hooks.breaker import BreakerStats, CircuitBreaker
 from backend_hooks.entries import ENHANCED, PROTECTION_LEVELS
 from backend_hooks.errors import ConfigError, EnqueueError, SessionClosedError
@@ -85,7 +86,7 @@ class AudioSyncClient:
         self._wake = threading.Event()
         self.transport = Transport(
             settings,
-            redis_store.Appender(self.redis, settings.due_shards),
+            Appender(self.redis, settings.due_shards),
             spool_store=self.spool,
             max_calls=threads,
             clock=self._now,
@@ -181,12 +182,12 @@ class AudioSyncClient:
 
     # -- the hooks a session calls (SessionContext) ----------------------------------------
     @property
-    def appender(self) -> redis_store.Appender:
+    def appender(self) -> Appender:
         """The transport's appender (the one that speaks to the sessions' streams)."""
         return self.transport.appender
 
     @appender.setter
-    def appender(self, appender: redis_store.Appender) -> None:
+    def appender(self, appender: Appender) -> None:
         self.transport.appender = appender
 
     @property

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from backend_hooks import gcs, naming, redis_store
+from backend_hooks import gcs, naming, redis_keys, redis_store
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import (
     InvalidInputError,
@@ -419,7 +419,7 @@ def schedule_recheck(ctx: StorageContext, uid: str, conversation_id: str) -> Non
     redis_store.register_shard_count(client, shards)
     redis_store.schedule_deletion_recheck(
         client,
-        redis_store.recheck_shard(uid, conversation_id, shards),
+        redis_keys.recheck_shard(uid, conversation_id, shards),
         uid,
         conversation_id,
         after_seconds=ctx.settings.delete_recheck_seconds,

@@ -36,7 +36,7 @@ session; beyond that a push is refused with ``BufferFullError`` (``SpoolFullErro
 dropped silently.
 
 **Exactly once.** Every entry has a per-session append number ``n``; the append script
-skips numbers at or below the highest it has appended (backend_hooks/redis_store.py), so
+skips numbers at or below the highest it has appended (backend_hooks/appender.py), so
 an append repeated after a lost reply, or a spooled file appended again after a crash
 between its append and its rename, adds nothing.
 
@@ -62,7 +62,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend_hooks import container, envelope, redis_store
+from backend_hooks import container, envelope, redis_keys, redis_store
 from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
 from backend_hooks.codec import ChunkEncoder, validate_rate
 from backend_hooks.entries import (
@@ -219,9 +219,9 @@ class Session:
         self.protection_level = protection_level
         self.session_id = uuid.uuid4().hex
         # Its shard is fixed for its life: the fleet flushes it where this puts it.
-        self.redis_keys = redis_store.SessionKeys(
+        self.redis_keys = redis_keys.SessionKeys(
             self.session_id,
-            redis_store.shard_of(self.session_id, context.settings.due_shards),
+            redis_keys.shard_of(self.session_id, context.settings.due_shards),
         )
         self._context = context
         self._transport = context.transport
@@ -247,7 +247,7 @@ class Session:
         self._encoder = ChunkEncoder.from_settings(sample_rate, settings)
         self._processed_samples = 0  # written by the sender only
         self._settled_chunks = 0  # in Redis or in the spool; written by the sender only
-        self._next_n = 0  # append number of the next entry (redis_store docstring)
+        self._next_n = 0  # append number of the next entry (appender docstring)
         self._held: deque[_Pending] = deque()  # encoded, neither in Redis nor spooled
         self._bytes_since_bump = 0
         self._samples_since_bump = 0

@@ -34,7 +34,8 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from backend_hooks import redis_store, spool
+from backend_hooks import redis_keys, redis_store, spool
+from backend_hooks.appender import Appender
 from backend_hooks.build_info import register_build_info
 from backend_hooks.settings import Settings
 from backend_hooks.spool_format import SpoolRecord, consecutive_runs
@@ -54,7 +55,7 @@ class DrainerStopping(Exception):
 def redis_append(settings: Settings) -> spool.AppendFn:
     """Append spooled records to the stream store ``settings`` names, one call per run of
     consecutive entries of a session, due at once (they are late already)."""
-    appender = redis_store.Appender(
+    appender = Appender(
         redis_store.connect(settings.redis_url, cluster=settings.redis_cluster),
         settings.due_shards,
     )
@@ -62,7 +63,7 @@ def redis_append(settings: Settings) -> spool.AppendFn:
     def append(records: list[SpoolRecord]) -> None:
         for run in consecutive_runs(records):
             appender.append(
-                redis_store.SessionKeys(run[0].session_id, run[0].shard),
+                redis_keys.SessionKeys(run[0].session_id, run[0].shard),
                 [r.entry for r in run],
                 first_n=run[0].n,
                 urgent=True,

@@ -17,7 +17,7 @@ answer, its wait for a place included: no pool, maintenance or closing thread wa
 stalled Redis longer than that, so the closes queued behind a stalled call still reach
 the spool within their budget (``AUDIOSYNC_CLOSE_SECONDS``). ``RedisNotTried`` when the
 breaker says no, ``RedisNoAnswer`` when the wait ran out (the call goes on and may still
-land: the append mark makes that harmless, backend_hooks/redis_store.py).
+land: the append mark makes that harmless, backend_hooks/appender.py).
 
 The transport knows nothing of sessions or of the maintenance thread: the client
 (backend_hooks/client.py) builds it and is told through ``on_answer`` that Redis answered
@@ -38,7 +38,8 @@ from typing import TypeVar
 
 import redis
 
-from backend_hooks import redis_store, spool
+from backend_hooks import redis_keys, redis_store, spool
+from backend_hooks.appender import Appender
 from backend_hooks.breaker import (
     ANSWERED,
     FAILED,
@@ -67,7 +68,7 @@ class RedisNotTried(redis.exceptions.ConnectionError):
 class RedisNoAnswer(redis.exceptions.TimeoutError):
     """A Redis call not answered within ``AUDIOSYNC_REDIS_STALL_SECONDS``: its caller stops
     waiting and keeps its entries (spool or memory); the call goes on on a Redis thread and
-    may still land, which the append mark makes harmless (redis_store docstring)."""
+    may still land, which the append mark makes harmless (appender docstring)."""
 
 
 def _nothing() -> None:
@@ -81,7 +82,7 @@ class Transport:
     def __init__(
         self,
         settings: Settings,
-        appender: redis_store.Appender,
+        appender: Appender,
         *,
         spool_store: spool.Spool | None,
         max_calls: int,
@@ -119,7 +120,7 @@ class Transport:
 
     def append(
         self,
-        keys: redis_store.SessionKeys,
+        keys: redis_keys.SessionKeys,
         entries: Sequence[NewEntry],
         *,
         first_n: int,
@@ -151,7 +152,7 @@ class Transport:
             self._call(
                 partial(
                     self.appender.append,
-                    redis_store.SessionKeys(first.session_id, first.shard),
+                    redis_keys.SessionKeys(first.session_id, first.shard),
                     [r.entry for r in run],
                     first_n=first.n,
                     urgent=urgent,

@@ -35,10 +35,10 @@ from celery import Celery
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, redis_store
+from backend_hooks import container, redis_keys
+from backend_hooks.appender import Appender
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.entries import KIND_CHUNK, KIND_END, NewEntry
-from backend_hooks.redis_store import Appender
 from workers.store import WorkerStore
 
 RATE = 16000
@@ -102,7 +102,7 @@ def enqueue(client: redis.Redis, sessions: int, chunks: int, shards: int = 16) -
         entries.append(
             NewEntry(kind=KIND_END, uid=f"bench-u{s % 1000}", cid=f"bench-c{s}", enq_us=now_us)
         )
-        keys = redis_store.SessionKeys(sid, redis_store.shard_of(sid, shards))
+        keys = redis_keys.SessionKeys(sid, redis_keys.shard_of(sid, shards))
         appender.append(keys, entries, first_n=0, urgent=True, max_age_seconds=60)
     return data_bytes / sessions
 
@@ -165,8 +165,8 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
                 app = Celery(broker=broker.redis_url)
                 store = WorkerStore(client, args.shards)
                 tasks = _drive_one_task_per_session(app, store, lease=30.0)
-            streams = redis_store.session_key_pattern("chunks")
-            while client.keys(redis_store.DUE_KEY_PATTERN) or client.keys(streams):
+            streams = redis_keys.session_key_pattern("chunks")
+            while client.keys(redis_keys.DUE_KEY_PATTERN) or client.keys(streams):
                 time.sleep(0.05)
             drained = time.monotonic() - started
             cpu = group_cpu_seconds(worker.pid) - idle_cpu

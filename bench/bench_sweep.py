@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import redis_store
+from backend_hooks import redis_keys
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
                 now = ctx.store.time()
                 pipe = client.pipeline(transaction=False)
                 for shard in range(count):
-                    pipe.zadd(redis_store.due_key(shard), {f"due-{shard}": now - 1})
+                    pipe.zadd(redis_keys.due_key(shard), {f"due-{shard}": now - 1})
                 pipe.execute()
                 started = time.perf_counter()
                 sent = tasks.dispatch_due(ctx)

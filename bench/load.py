@@ -1,7 +1,7 @@
 """Shared by bench_latency.py and bench_commands.py: live sessions paced in real time.
 
 Each planned session appends one 5 s, 16 kHz ``standard`` chunk every 5 s of wall time,
-through the pusher's own append script (``redis_store.Appender.append``), with the urgent
+through the pusher's own append script (``appender.Appender.append``), with the urgent
 rule of ``Session._send``: an append is urgent when an object's worth of audio
 (``AUDIOSYNC_OBJECT_SECONDS``) or of bytes (``AUDIOSYNC_BATCH_MAX_BYTES``) has accumulated
 since the last urgent one. After its last chunk a session closes: one more append holding
@@ -46,10 +46,12 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, naming, redis_store
+from backend_hooks import container, naming, redis_keys, redis_store
+from backend_hooks.appender import Appender
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.entries import KIND_CHUNK, KIND_END, STANDARD, NewEntry
-from backend_hooks.redis_store import Appender, RedisClient, SessionKeys
+from backend_hooks.redis_keys import SessionKeys
+from backend_hooks.redis_store import RedisClient
 from backend_hooks.settings import Settings
 
 RATE = 16000
@@ -133,7 +135,7 @@ def plan(settings: Settings, sessions: int, chunks: int, stagger: float) -> Plan
         planned.append(
             PlannedSession(
                 index=i,
-                keys=SessionKeys(sid, redis_store.shard_of(sid, settings.due_shards)),
+                keys=SessionKeys(sid, redis_keys.shard_of(sid, settings.due_shards)),
                 uid=f"bench-u{i}",
                 cid=f"bench-c{i}",
                 offset=offset_ms / 1000,
@@ -358,7 +360,7 @@ def clock_offset(client: RedisClient, samples: int = 20) -> tuple[float, float]:
 
 def due_sessions(client: RedisClient, shards: int) -> int:
     """Sessions in every shard's due index: 0 once every stream is drained."""
-    return sum(int(client.zcard(redis_store.due_key(s))) for s in range(shards))
+    return sum(int(client.zcard(redis_keys.due_key(s))) for s in range(shards))
 
 
 def wait_drained(client: RedisClient, shards: int, timeout: float) -> float | None:

@@ -36,7 +36,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from backend_hooks import naming, redis_store
+from backend_hooks import naming, redis_keys, redis_store
 from backend_hooks.gcs import GcsBucket
 from workers.store import WorkerStore
 
@@ -139,7 +139,7 @@ class _Run:
 
     def recheck(self, shard: int, member: bytes, claimed: bytes) -> None:
         try:
-            uid, cid = redis_store.parse_deletion_item(member, 2)
+            uid, cid = redis_keys.parse_deletion_item(member, 2)
             prefixes = naming.conversation_prefixes(uid, cid)
             found = sum(self.bucket.delete_prefix(p) for p in prefixes.values())
         except Exception as exc:  # GCS failing, an unreadable item: it stays, retried
@@ -160,7 +160,7 @@ class _Run:
     def resolve(self, shard: int, member: bytes, score: bytes) -> bool:
         """Settle one note; True if it stays in the queue (waiting, failed, noted again)."""
         try:
-            uid, cid, name = redis_store.parse_deletion_item(member, 3)
+            uid, cid, name = redis_keys.parse_deletion_item(member, 3)
         except ValueError as exc:
             self.failed(shard, "blind", member, exc, None)
             return True
@@ -187,7 +187,7 @@ class _Run:
                 uid,
             )
             self.result.blind_deleted += 1
-        recheck = redis_store.deletion_item(uid, cid) if deleted else None
+        recheck = redis_keys.deletion_item(uid, cid) if deleted else None
         went = self.store.resolve_blind_upload(
             shard, member, score, recheck=recheck, after_seconds=self.recheck_seconds
         )

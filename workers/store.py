@@ -1,6 +1,6 @@
 """What the worker fleet does with Redis: leases, plans, commits, quarantine, replays.
 
-Keys are named in backend_hooks/redis_store.py; docs/FORMATS.md §5 and docs/ARCHITECTURE.md
+Keys are named in backend_hooks/redis_keys.py; docs/FORMATS.md §5 and docs/ARCHITECTURE.md
 ("Who writes what") have the table. The scripts run here are files of workers/lua, by name
 in ``workers.lua_scripts.SCRIPTS`` (how they are kept: backend_hooks/lua_scripts.py). The
 rule every one of them follows: **a flush changes nothing in Redis unless it still holds
@@ -35,17 +35,13 @@ from typing import cast
 import redis
 import redis.cluster
 
-from backend_hooks.redis_store import (
+from backend_hooks.redis_keys import (
     LEGACY_SHARD,
-    REDIS_ERRORS,
     SHARD_COUNTS_KEY,
     STORED_SEQS_TTL_MS,
     SWEPT_KEY,
-    NodeScript,
-    RedisClient,
     SessionKeys,
     blind_uploads_key,
-    conversation_deleted,
     deleted_conversation_key,
     deletion_failures_key,
     deletion_item,
@@ -53,10 +49,16 @@ from backend_hooks.redis_store import (
     dispatch_key,
     due_key,
     quarantine_index_key,
+    shard_of,
+)
+from backend_hooks.redis_store import (
+    REDIS_ERRORS,
+    NodeScript,
+    RedisClient,
+    conversation_deleted,
     redis_time,
     run_script,
     schedule_deletion_recheck,
-    shard_of,
 )
 from backend_hooks.settings import MAX_DUE_SHARDS
 from workers.lua_scripts import SCRIPTS

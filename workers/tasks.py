@@ -26,7 +26,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from backend_hooks import redis_store
+from backend_hooks import redis_keys
 from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
 from backend_hooks.settings import Settings
 from workers import backfill_plan, deletions, drain, flush, metrics, shutdown
@@ -141,9 +141,9 @@ def flush_session(session_id: str, shard: int | None = None) -> dict[str, Any]:
 def _shard_of_message(ctx: WorkerContext, session_id: str) -> int:
     """The release before shards sent ``flush_session(S)`` for sessions with its keys:
     those, when they hold S; otherwise the shard S hashes to."""
-    legacy = ctx.store.in_shard(redis_store.LEGACY_SHARD)
+    legacy = ctx.store.in_shard(redis_keys.LEGACY_SHARD)
     if not ctx.store.is_cluster and ctx.store.client.exists(legacy.keys(session_id).chunks):
-        return redis_store.LEGACY_SHARD
+        return redis_keys.LEGACY_SHARD
     return ctx.store.keys(session_id).shard
 
 

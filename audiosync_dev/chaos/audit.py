@@ -21,7 +21,7 @@ from audiosync_dev.chaos.drain import RedisLeft, redis_left
 from audiosync_dev.chaos.injections import POISON_SEQ_BASE, Poison
 from audiosync_dev.chaos.pushing import ExpectedChunk
 from audiosync_dev.chaos.store import scan_keys
-from backend_hooks import container, envelope, naming, redis_store
+from backend_hooks import container, envelope, naming, redis_keys
 from backend_hooks.errors import AudioSyncError
 from backend_hooks.redis_store import RedisClient
 
@@ -329,11 +329,11 @@ def audit_run(
 
     # quarantine
     quarantined: set[tuple[str, int]] = set()
-    for qkey in scan_keys(r, redis_store.session_key_pattern("quarantine")):
-        located = redis_store.session_of_key(qkey)
+    for qkey in scan_keys(r, redis_keys.session_key_pattern("quarantine")):
+        located = redis_keys.session_of_key(qkey)
         assert located is not None
         shard, session_id = located
-        index_key = redis_store.quarantine_index_key(shard)
+        index_key = redis_keys.quarantine_index_key(shard)
         if r.zscore(index_key, session_id) is None:
             a.quarantine_unindexed += 1
             a.note(f"quarantine of {session_id[:8]} is not in {index_key}")

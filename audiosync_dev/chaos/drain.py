@@ -11,7 +11,7 @@ from typing import cast
 import redis
 
 from audiosync_dev.chaos.store import due_members, scan_keys, session_of_key
-from backend_hooks import redis_store
+from backend_hooks import redis_keys
 from backend_hooks.redis_store import RedisClient
 
 STUCK_SECONDS = 30.0  # a drain that changes nothing for this long has stopped for good
@@ -39,7 +39,7 @@ def _count(r: RedisClient, pattern: str) -> int:
 
 
 def redis_left(r: RedisClient, *, with_ids: bool = False) -> RedisLeft:
-    streams = scan_keys(r, redis_store.session_key_pattern("chunks"))
+    streams = scan_keys(r, redis_keys.session_key_pattern("chunks"))
     entries = 0
     ids: set[tuple[str, int]] = set()
     for key in streams:
@@ -53,8 +53,8 @@ def redis_left(r: RedisClient, *, with_ids: bool = False) -> RedisLeft:
     return RedisLeft(
         streams=len(streams),
         entries=entries,
-        plans=_count(r, redis_store.session_key_pattern("plan")),
-        intents=_count(r, redis_store.session_key_pattern("intent")),
+        plans=_count(r, redis_keys.session_key_pattern("plan")),
+        intents=_count(r, redis_keys.session_key_pattern("intent")),
         due=due_members(r),
         chunk_ids=frozenset(ids),
     )

@@ -12,7 +12,7 @@ from typing import cast
 from audiosync_dev.chaos.config import ENHANCED
 from audiosync_dev.chaos.pushing import LiveRegistry, LiveSession
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, envelope, redis_store
+from backend_hooks import container, envelope, redis_keys
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.redis_store import RedisClient
 
@@ -107,8 +107,8 @@ def poison_fields(
     return fields
 
 
-def _keys(live: LiveSession) -> redis_store.SessionKeys:
-    return redis_store.SessionKeys(live.session_id, live.shard)
+def _keys(live: LiveSession) -> redis_keys.SessionKeys:
+    return redis_keys.SessionKeys(live.session_id, live.shard)
 
 
 def _last_real_chunk(r: RedisClient, live: LiveSession) -> dict[bytes, bytes] | None:

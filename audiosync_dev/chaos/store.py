@@ -15,12 +15,12 @@ from redis.retry import Retry
 
 from audiosync_dev.faults import RedisClusterReplyDropProxies
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import redis_store
+from backend_hooks import redis_keys, redis_store
 from backend_hooks.redis_store import RedisClient
 
 
 def session_of_key(key: bytes | str) -> str:
-    where = redis_store.session_of_key(key)
+    where = redis_keys.session_of_key(key)
     if where is None:
         raise ValueError(f"{key!r} is not a session key")
     return where[1]
@@ -37,8 +37,8 @@ def scan_keys(r: RedisClient, pattern: str) -> list[bytes]:
 
 def due_members(r: RedisClient) -> int:
     """Sessions in any shard's due index (the legacy one included)."""
-    legacy = redis_store.due_key(redis_store.LEGACY_SHARD)
-    keys: list[bytes | str] = [*scan_keys(r, redis_store.DUE_KEY_PATTERN), legacy]
+    legacy = redis_keys.due_key(redis_keys.LEGACY_SHARD)
+    keys: list[bytes | str] = [*scan_keys(r, redis_keys.DUE_KEY_PATTERN), legacy]
     return sum(int(r.zcard(k)) for k in keys)
 
 
@@ -94,6 +94,6 @@ def sessions_by_node(
     number_of = {host_port(url): number for number, url in node_urls.items()}
     counts = dict.fromkeys(node_urls, 0)
     for shard in shards:
-        node = r.get_node_from_key(redis_store.due_key(shard))  # type: ignore[no-untyped-call]
+        node = r.get_node_from_key(redis_keys.due_key(shard))  # type: ignore[no-untyped-call]
         counts[number_of[(node.host, int(node.port))]] += 1
     return counts

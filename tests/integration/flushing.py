@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from backend_hooks import AudioSyncClient, Session, container, naming, storage
 from backend_hooks.entries import Entry, parse_entry
 from backend_hooks.gcs import GcsBucket, UploadOutcome
-from backend_hooks.redis_store import RedisClient, SessionKeys, redis_time, shard_of
+from backend_hooks.redis_keys import SessionKeys, shard_of
+from backend_hooks.redis_store import RedisClient, redis_time
 from backend_hooks.settings import Settings
 from workers.context import WorkerContext
 from workers.flush import FlushResult, flush_session

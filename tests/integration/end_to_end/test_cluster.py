@@ -18,7 +18,7 @@ from redis.cluster import RedisCluster
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, redis_store, storage
+from backend_hooks import AudioSyncClient, redis_keys, storage
 from backend_hooks.settings import Settings
 from tests.integration.commands import as_json, celery
 from workers.store import WorkerStore
@@ -43,7 +43,7 @@ def _env(cluster_stack: LocalStack) -> dict[str, str]:
 
 def _held(client: RedisCluster) -> list[bytes]:
     """Every stream or due index left on any node."""
-    patterns = (redis_store.session_key_pattern("chunks"), redis_store.DUE_KEY_PATTERN)
+    patterns = (redis_keys.session_key_pattern("chunks"), redis_keys.DUE_KEY_PATTERN)
     return [
         key
         for pattern in patterns
@@ -75,7 +75,7 @@ def test_sessions_across_every_shard_round_trip_on_a_cluster(
         i += 1
     client.close()
     nodes = {
-        cluster_client.get_node_from_key(redis_store.due_key(s)).name  # type: ignore[no-untyped-call]
+        cluster_client.get_node_from_key(redis_keys.due_key(s)).name  # type: ignore[no-untyped-call]
         for s in shards
     }
     assert len(nodes) >= 2  # the shards live on more than one node

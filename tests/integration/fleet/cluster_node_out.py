@@ -15,7 +15,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import AudioSyncClient, EnqueueError, naming, redis_store
+from backend_hooks import AudioSyncClient, EnqueueError, naming, redis_keys
 from backend_hooks.gcs import GcsBucket
 from backend_hooks.session import Session
 
@@ -81,7 +81,7 @@ def conversation_marked_on(client: RedisCluster, port: int, name: str) -> str:
     """A conversation id whose deleted mark lives on the node at ``port``."""
     for i in range(10_000):
         cid = f"{name}-{i}"
-        if client.get_node_from_key(redis_store.deleted_conversation_key(UID, cid)).port == port:
+        if client.get_node_from_key(redis_keys.deleted_conversation_key(UID, cid)).port == port:
             return cid
     raise AssertionError("no conversation id hashes to that node")
 
@@ -90,7 +90,7 @@ def session_served(client: AudioSyncClient, cluster: RedisCluster, cid: str, out
     """A session of ``cid`` whose shard lives on a node other than the one at ``out``."""
     for _ in range(100):
         session = client.open_session(UID, cid, 16000, "standard")
-        node = cluster.get_node_from_key(redis_store.due_key(session.redis_keys.shard))
+        node = cluster.get_node_from_key(redis_keys.due_key(session.redis_keys.shard))
         if node.port != out:
             return session
         session.close()  # (appends an end marker only: the fleet drops it)

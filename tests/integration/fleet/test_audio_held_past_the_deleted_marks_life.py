@@ -21,7 +21,8 @@ import pytest
 
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, naming
-from backend_hooks.redis_store import deleted_conversation_key, mark_conversation_deleted
+from backend_hooks.redis_keys import deleted_conversation_key
+from backend_hooks.redis_store import mark_conversation_deleted
 from tests.integration.flushing import FakeClock, flush
 from workers.context import WorkerContext
 

@@ -19,7 +19,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import naming, redis_store
+from backend_hooks import naming, redis_keys, redis_store
 from backend_hooks.settings import Settings
 from tests.integration.fleet.cluster_node_out import (
     OUT,
@@ -41,7 +41,7 @@ def _cids_marked(client: RedisCluster, port: int, on: bool, count: int, name: st
     found = []
     for i in range(100_000):
         cid = f"{name}-{i}"
-        node = client.get_node_from_key(redis_store.deleted_conversation_key(UID, cid))
+        node = client.get_node_from_key(redis_keys.deleted_conversation_key(UID, cid))
         if (node.port == port) == on:
             found.append(cid)
             if len(found) == count:
@@ -57,7 +57,7 @@ def test_a_note_whose_mark_answers_is_resolved_behind_a_budget_of_waiting_ones(
     shard = next(
         s
         for s in range(SHARDS)
-        if cluster_client.get_node_from_key(redis_store.due_key(s)).port != out_port
+        if cluster_client.get_node_from_key(redis_keys.due_key(s)).port != out_port
     )
     store = ctx.store.in_shard(shard)
     [deleted] = _cids_marked(cluster_client, out_port, False, 1, "readable")

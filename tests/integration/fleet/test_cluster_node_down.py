@@ -26,7 +26,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import redis_store
+from backend_hooks import redis_keys, redis_store
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
@@ -59,8 +59,8 @@ def test_the_sweep_dispatches_the_shards_of_serving_nodes_while_one_node_is_out(
     client = redis_store.connect(seed, cluster=True)  # the fleet's own client
     assert isinstance(client, RedisCluster)
     store = WorkerStore(client, SHARDS)
-    counts_node = client.get_node_from_key(redis_store.SHARD_COUNTS_KEY).port
-    node_of = {s: client.get_node_from_key(redis_store.due_key(s)).port for s in range(SHARDS)}
+    counts_node = client.get_node_from_key(redis_keys.SHARD_COUNTS_KEY).port
+    node_of = {s: client.get_node_from_key(redis_keys.due_key(s)).port for s in range(SHARDS)}
     # The node to take out: not the one of the shard-count set the sweep reads first.
     number, url = next(
         (n, u)

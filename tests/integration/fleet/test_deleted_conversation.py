@@ -16,11 +16,8 @@ import pytest
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, naming, storage
 from backend_hooks.errors import StorageError
-from backend_hooks.redis_store import (
-    conversation_deleted,
-    deleted_conversation_key,
-    mark_conversation_deleted,
-)
+from backend_hooks.redis_keys import deleted_conversation_key
+from backend_hooks.redis_store import conversation_deleted, mark_conversation_deleted
 from tests.integration.flushing import CueBucket, FakeClock, flush, read_entries
 from workers.context import WorkerContext
 from workers.flush import content_type

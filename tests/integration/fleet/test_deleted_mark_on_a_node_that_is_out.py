@@ -22,7 +22,7 @@ from redis.cluster import RedisCluster
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, redis_store, storage
+from backend_hooks import AudioSyncClient, redis_keys, storage
 from backend_hooks.settings import Settings
 from tests.integration.fleet.cluster_node_out import (
     OUT,
@@ -49,7 +49,7 @@ def test_flushes_go_on_while_the_marks_node_is_out_and_blind_uploads_of_deleted_
     reader = storage.StorageContext.from_settings(Settings.from_env(env, role="reader"))
     out_port = port_of(cluster_stack.cluster_node_urls[OUT])
     seed_port = port_of(env["AUDIOSYNC_REDIS_URL"])
-    for key in (redis_store.SWEPT_KEY, redis_store.SHARD_COUNTS_KEY):
+    for key in (redis_keys.SWEPT_KEY, redis_keys.SHARD_COUNTS_KEY):
         assert cluster_client.get_node_from_key(key).port != out_port
     assert seed_port != out_port
     gone = conversation_marked_on(cluster_client, out_port, "gone")
@@ -82,7 +82,7 @@ def test_flushes_go_on_while_the_marks_node_is_out_and_blind_uploads_of_deleted_
                 time.sleep(0.2)
             assert len(objects_of(reader.bucket, gone)) == 1  # uploaded blind, noted
             assert len(objects_of(reader.bucket, kept)) == 2
-            notes = redis_store.blind_uploads_key(late.redis_keys.shard)
+            notes = redis_keys.blind_uploads_key(late.redis_keys.shard)
             assert cluster_client.zcard(notes) >= 1
 
         deadline = time.monotonic() + 90  # the mark answers again: the blind upload goes

@@ -18,7 +18,7 @@ import pytest
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, naming, storage
 from backend_hooks.gcs import GcsBucket
-from backend_hooks.redis_store import deletion_item, deletion_recheck_key, recheck_shard
+from backend_hooks.redis_keys import deletion_item, deletion_recheck_key, recheck_shard
 from backend_hooks.session import Session
 from tests.integration.flushing import FakeClock, flush, keys
 from workers import deletions

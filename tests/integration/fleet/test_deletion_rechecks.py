@@ -13,13 +13,15 @@ import pytest
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, naming
 from backend_hooks.gcs import GcsBucket
-from backend_hooks.redis_store import (
-    RedisClient,
+from backend_hooks.redis_keys import (
     blind_uploads_key,
-    connect_one_attempt,
     deletion_failures_key,
     deletion_item,
     deletion_recheck_key,
+)
+from backend_hooks.redis_store import (
+    RedisClient,
+    connect_one_attempt,
     mark_conversation_deleted,
     schedule_deletion_recheck,
 )

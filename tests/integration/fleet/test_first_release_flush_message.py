@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import AudioSyncClient, redis_store
+from backend_hooks import AudioSyncClient, redis_keys, redis_store
 from backend_hooks.settings import Settings
 from tests.integration.flushing import CHUNK, RATE
 from workers import tasks
@@ -34,11 +34,11 @@ def test_a_first_release_flush_session_message_flushes_the_legacy_session(
     sessions during the upgrade window)."""
     client = AudioSyncClient(Settings.from_env(stack.env()))
     session = client.open_session("shard-legacy", "conv", RATE, "standard")
-    session.redis_keys = redis_store.SessionKeys(session.session_id, redis_store.LEGACY_SHARD)
+    session.redis_keys = redis_keys.SessionKeys(session.session_id, redis_keys.LEGACY_SHARD)
     session.push(CHUNK * 2, time.time() - 10)
     session.close()
     client.close()
-    legacy = redis_store.SessionKeys(session.session_id, redis_store.LEGACY_SHARD)
+    legacy = redis_keys.SessionKeys(session.session_id, redis_keys.LEGACY_SHARD)
     assert redis_client.xlen(legacy.chunks) == 3
     # What the previous release's sweep did before queueing the message: claim it.
     claim = redis_store.redis_time(redis_client) + 30

@@ -18,7 +18,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import redis_store
+from backend_hooks import redis_keys
 from backend_hooks.settings import Settings
 from tests.integration.fleet.cluster_node_out import (
     OUT,
@@ -42,7 +42,7 @@ def test_a_scrape_answers_with_the_serving_shards_while_a_master_is_stalled(
     serving = [
         s
         for s in range(SHARDS)
-        if cluster_client.get_node_from_key(redis_store.due_key(s)).port != out_port
+        if cluster_client.get_node_from_key(redis_keys.due_key(s)).port != out_port
     ]
     assert serving and len(serving) < SHARDS
     for shard in range(SHARDS):

@@ -19,7 +19,8 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, Session, redis_store
+from backend_hooks import AudioSyncClient, Session, redis_keys
+from backend_hooks.appender import Appender
 from backend_hooks.entries import KIND_END, NewEntry
 from backend_hooks.settings import Settings
 from tests.integration.commands import as_json, celery
@@ -59,16 +60,14 @@ def _gauges(ctx: WorkerContext) -> dict[str, float]:
 
 def _refused_append(client: redis.Redis) -> BaseException | None:
     """What Redis answers to the pusher's append of an end marker for a new session."""
-    keys = redis_store.SessionKeys("probe-session", 0)
+    keys = redis_keys.SessionKeys("probe-session", 0)
     entry = NewEntry(kind=KIND_END, uid="probe", cid="probe", enq_us=0)
     try:
-        redis_store.Appender(client).append(
-            keys, [entry], first_n=0, urgent=False, max_age_seconds=1
-        )
+        Appender(client).append(keys, [entry], first_n=0, urgent=False, max_age_seconds=1)
     except redis.RedisError as exc:
         return exc
     client.delete(keys.chunks, keys.appended)  # taken: leave nothing behind
-    client.zrem(redis_store.due_key(0), "probe-session")
+    client.zrem(redis_keys.due_key(0), "probe-session")
     return None
 
 
@@ -120,8 +119,8 @@ def test_a_full_store_drains_and_takes_appends_again(
         for session in sessions:
             session.close()
         pusher.close()
-        streams = redis_store.session_key_pattern("chunks")
-        while store.keys(streams) or store.keys(redis_store.DUE_KEY_PATTERN):
+        streams = redis_keys.session_key_pattern("chunks")
+        while store.keys(streams) or store.keys(redis_keys.DUE_KEY_PATTERN):
             assert time.monotonic() < deadline, f"{_memory(store)}\n{worker.tail()}"
             time.sleep(0.2)
 

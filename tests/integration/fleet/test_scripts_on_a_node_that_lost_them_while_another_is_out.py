@@ -19,7 +19,7 @@ from redis.cluster import RedisCluster
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming, redis_store, storage
+from backend_hooks import AudioSyncClient, naming, redis_keys, storage
 from backend_hooks.settings import Settings
 from tests.integration.fleet.cluster_node_out import (
     OUT,
@@ -45,7 +45,7 @@ def test_appends_and_flushes_go_on_where_scripts_were_flushed_while_a_master_is_
     cid = f"scripts-lost-{time.time_ns()}"
     pusher = AudioSyncClient(settings)
     session = session_served(pusher, cluster_client, cid, out_port)
-    node = cluster_client.get_node_from_key(redis_store.due_key(session.redis_keys.shard))
+    node = cluster_client.get_node_from_key(redis_keys.due_key(session.redis_keys.shard))
     audio = speech_like(3, 16000, seed=22)
 
     with (

@@ -25,7 +25,7 @@ import redis
 
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import AudioSyncClient, redis_store, storage
+from backend_hooks import AudioSyncClient, redis_keys, storage
 from backend_hooks.settings import Settings
 from tests.integration.commands import as_json, celery
 from tests.integration.flushing import CHUNK, RATE
@@ -78,8 +78,8 @@ def test_a_session_in_a_shard_beyond_the_fleets_count_is_flushed(
     control.close()
 
     env = _env(stack, FLEET_SHARDS, AUDIOSYNC_SWEEP_INTERVAL_SECONDS="0.5")
-    shard = redis_store.shard_of(sid, PUSHER_SHARDS)
-    stream = redis_store.SessionKeys(sid, shard).chunks
+    shard = redis_keys.shard_of(sid, PUSHER_SHARDS)
+    stream = redis_keys.SessionKeys(sid, shard).chunks
     control_stream = session.redis_keys.chunks
     with processes.worker(env, tmp_path, name="shard-shards", concurrency=2) as worker:
         deadline = time.monotonic() + 30
@@ -105,8 +105,8 @@ def test_status_reports_audio_held_in_a_shard_beyond_the_fleets_count(
     must count the stream (and its age) of a session that a 32-shard pusher put in shard
     >= 16, not 0 streams and 0 s lag with ``--max-lag`` exiting 0."""
     sid, _ = _push_beyond(stack, "shard-blind")
-    held = redis_client.xlen(redis_store.SessionKeys(sid, redis_store.shard_of(sid, 32)).chunks)
-    streams = len(redis_client.keys(redis_store.session_key_pattern("chunks")))  # with the
+    held = redis_client.xlen(redis_keys.SessionKeys(sid, redis_keys.shard_of(sid, 32)).chunks)
+    streams = len(redis_client.keys(redis_keys.session_key_pattern("chunks")))  # with the
     report = operations.fleet_status(_fleet_store(stack))  # sessions that missed the shard
     assert report.streams == streams and report.entries >= 2, (
         f"status sees {report.streams} streams / {report.entries} entries although "

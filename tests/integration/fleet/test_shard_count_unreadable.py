@@ -8,7 +8,7 @@ import logging
 import pytest
 from redis.cluster import RedisCluster
 
-from backend_hooks import redis_store
+from backend_hooks import redis_keys
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_an_unreadable_shard_count_set_is_logged_as_one_line(
     cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cluster_client.set(redis_store.SHARD_COUNTS_KEY, "not a set")  # SMEMBERS: WRONGTYPE
+    cluster_client.set(redis_keys.SHARD_COUNTS_KEY, "not a set")  # SMEMBERS: WRONGTYPE
     caplog.set_level(logging.WARNING, logger="workers.store")
     try:
         assert WorkerStore(cluster_client, 16).shard_count() == 16
@@ -25,5 +25,5 @@ def test_an_unreadable_shard_count_set_is_logged_as_one_line(
         cluster_client.delete(redis_store.SHARD_COUNTS_KEY)
     [record] = [r for r in caplog.records if r.name == "workers.store"]
     message = record.getMessage()  # raised "not all arguments converted" before
-    assert message.startswith(f"cannot read the shard counts in {redis_store.SHARD_COUNTS_KEY}")
+    assert message.startswith(f"cannot read the shard counts in {redis_keys.SHARD_COUNTS_KEY}")
     assert "WRONGTYPE" in message and message.endswith("sweeping 16 shards")

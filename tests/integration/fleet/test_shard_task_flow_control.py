@@ -30,7 +30,7 @@ import pytest
 import redis
 
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import redis_store
+from backend_hooks import redis_keys
 from backend_hooks.settings import Settings
 from tests.integration.fleet.test_shard_tasks import push_closed
 from tests.integration.flushing import FakeClock
@@ -85,7 +85,7 @@ def test_the_hold_is_kept_while_a_task_waits_for_its_last_flushes(
         assert started.wait(5)
         time.sleep(2.0)  # budget spent; the first task waits for its flush in flight
         assert first.is_alive()
-        holder = redis_client.get(redis_store.dispatch_key(0))
+        holder = redis_client.get(redis_keys.dispatch_key(0))
         second = ctx.store.dispatch({0: "second-task"}, 60)
         assert not second, (
             f"the hold is {holder!r} while task 'first-task' still runs: the sweep sent a "
@@ -125,7 +125,7 @@ def test_a_backed_up_queue_holds_at_most_one_more_task_per_shard_and_hold_period
     assert tasks.dispatch_due(ctx) == 0  # and no third within the new hold
     queued = _queued_shard_tasks(redis_client)
     assert len(queued) == 2, queued
-    holder = cast(bytes, redis_client.get(redis_store.dispatch_key(0))).decode()
+    holder = cast(bytes, redis_client.get(redis_keys.dispatch_key(0))).decode()
     [older] = [task_id for _, task_id in queued if task_id != holder]
     late = drain_shard(
         0,

@@ -16,7 +16,7 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import AudioSyncClient, redis_store, storage
+from backend_hooks import AudioSyncClient, redis_keys, storage
 from backend_hooks.settings import Settings
 from tests.integration.flushing import CHUNK, RATE, FakeClock
 from tests.integration.flushing import flush as run_flush
@@ -102,9 +102,9 @@ def test_one_task_drains_its_shard_with_bounded_concurrency(
     assert result.flushes == len(mine) and result.objects == len(mine)
     assert 2 <= tracked.most <= 3  # flushes overlapped, never more than the concurrency
     client = ctx2.store.client
-    assert not client.exists(redis_store.dispatch_key(0))  # the hold is released
+    assert not client.exists(redis_keys.dispatch_key(0))  # the hold is released
     for sid in other:  # the other shard's sessions are not touched
-        assert client.zscore(redis_store.due_key(1), sid) is not None
+        assert client.zscore(redis_keys.due_key(1), sid) is not None
 
 
 def test_a_second_task_of_a_held_shard_does_nothing(ctx2: WorkerContext, clock: FakeClock) -> None:
@@ -183,16 +183,16 @@ def test_a_fleet_drains_many_sessions_per_task_and_the_legacy_keys(
         session.close()
     # A session of the release before shards, written with its keys during an upgrade.
     legacy = client.open_session("legacy-user", "legacy-conv", RATE, "standard")
-    legacy.redis_keys = redis_store.SessionKeys(legacy.session_id, redis_store.LEGACY_SHARD)
+    legacy.redis_keys = redis_keys.SessionKeys(legacy.session_id, redis_keys.LEGACY_SHARD)
     legacy.push(CHUNK * 2, time.time())
     legacy.close()
     client.close()
-    assert redis_client.zcard(redis_store.due_key(redis_store.LEGACY_SHARD)) == 1
+    assert redis_client.zcard(redis_keys.due_key(redis_keys.LEGACY_SHARD)) == 1
 
     with processes.worker(env, tmp_path, name="many", concurrency=2) as worker:
         deadline = time.monotonic() + 90
-        streams = redis_store.session_key_pattern("chunks")
-        while redis_client.keys(streams) or redis_client.keys(redis_store.DUE_KEY_PATTERN):
+        streams = redis_keys.session_key_pattern("chunks")
+        while redis_client.keys(streams) or redis_client.keys(redis_keys.DUE_KEY_PATTERN):
             assert time.monotonic() < deadline, worker.tail()
             time.sleep(0.3)
         time.sleep(1.0)  # the last task's log line
@@ -201,7 +201,7 @@ def test_a_fleet_drains_many_sessions_per_task_and_the_legacy_keys(
     tasks = len(flushes)
     assert sum(int(n) for n in flushes) >= 41
     assert 3 <= tasks <= 14, f"{tasks} shard tasks for 41 sessions"  # ~3 to 4 flushes a task
-    assert redis_client.zcard(redis_store.due_key(redis_store.LEGACY_SHARD)) == 0
+    assert redis_client.zcard(redis_keys.due_key(redis_keys.LEGACY_SHARD)) == 0
     context = storage.StorageContext.from_settings(Settings.from_env(env, role="reader"))
     merged = storage.download_merged_audio("legacy-user", "legacy-conv", context=context)
     assert merged.sample_count == len(CHUNK)  # two chunks of samples, from the legacy keys
@@ -214,7 +214,7 @@ def test_a_capped_dispatch_holds_only_the_shards_it_sends(
     ctx = WorkerContext.from_settings(settings, clock=clock)
     now = ctx.store.time()
     for shard in range(6):
-        redis_client.zadd(redis_store.due_key(shard), {f"s-{shard}": now - 1})
+        redis_client.zadd(redis_keys.due_key(shard), {f"s-{shard}": now - 1})
     order = {shard: f"t{shard}" for shard in (4, 1, 5, 0, 2, 3)}
     assert ctx.store.dispatch(order, 60, limit=2) == [4, 1]  # the first due, in that order
     assert ctx.store.dispatch(order, 60) == [5, 0, 2, 3]  # the others were left free

@@ -35,7 +35,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import AudioSyncClient, redis_store
+from backend_hooks import AudioSyncClient, redis_keys
 from backend_hooks.errors import EnqueueError
 from backend_hooks.settings import Settings
 from tests.integration.flushing import CHUNK, RATE
@@ -52,8 +52,8 @@ class _Migration:
 
     def __init__(self, client: RedisCluster, shard: int, session_id: str) -> None:
         self.client, self.shard, self.session_id = client, shard, session_id
-        self.slot = key_slot(redis_store.due_key(shard).encode())
-        self.source = client.get_node_from_key(redis_store.due_key(shard))
+        self.slot = key_slot(redis_keys.due_key(shard).encode())
+        self.source = client.get_node_from_key(redis_keys.due_key(shard))
         self.target = next(n for n in client.get_primaries() if n.name != self.source.name)
         self.source_id = _plain(self.source).execute_command("CLUSTER MYID")
         self.target_id = _plain(self.target).execute_command("CLUSTER MYID")

@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from backend_hooks.entries import ChunkEntry, parse_entry
-from backend_hooks.redis_store import SessionKeys
+from backend_hooks.redis_keys import SessionKeys
 from backend_hooks.settings import Settings
 from tests.integration.commands import ROOT
 

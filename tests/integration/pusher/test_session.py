@@ -22,8 +22,9 @@ from backend_hooks import (
     InvalidInputError,
     SessionClosedError,
 )
+from backend_hooks.appender import Appender
 from backend_hooks.entries import KIND_CHUNK, KIND_END, ChunkEntry, parse_entry
-from backend_hooks.redis_store import Appender, connect
+from backend_hooks.redis_store import connect
 from backend_hooks.settings import Settings
 from workers.store import WorkerStore
 

@@ -26,7 +26,7 @@ from backend_hooks import (
     pusher_metrics,
     spool,
 )
-from backend_hooks.redis_store import SessionKeys
+from backend_hooks.redis_keys import SessionKeys
 from tests.integration.commands import run_python
 from tests.integration.pusher.pusher_outage import (
     CHUNK,

@@ -25,7 +25,7 @@ from backend_hooks import (
 )
 from backend_hooks.codec import ChunkEncoder
 from backend_hooks.errors import FormatError, SplicedRecordError
-from backend_hooks.redis_store import SessionKeys
+from backend_hooks.redis_keys import SessionKeys
 from tests.integration.flushing import FakeClock, flush, keys
 from tests.integration.sealed_sessions import (
     NEW,

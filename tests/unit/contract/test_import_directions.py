@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("backend_hooks", "workers")
 
 #: Each module's role. ``contract``: the formats, names, keys and settings both sides share
-#: (pure, or the one Redis adapter whose key names and scripts are the contract; ``codec``
+#: (pure, or the one Redis adapter that runs the scripts of the contract; ``codec``
 #: is here because the pusher encodes and the reader decodes with it, but the fleet does
 #: not load it: ``FLEET_NEVER_LOADS``). ``gcs``: the GCS adapter, for the read side and the
 #: fleet. ``pusher``: the pusher process and its spool. ``read``: the reader (list,
@@ -55,7 +55,8 @@ ROLES: dict[str, frozenset[str]] = {
             "lua_scripts",
             "naming",
             "ogg",
-            "redis_store",
+            "redis_keys",  # the key names, pure
+            "redis_store",  # the one Redis adapter: connection, scripts' runner, Redis time
             "rollout",
             "settings",
         )
@@ -66,6 +67,7 @@ ROLES: dict[str, frozenset[str]] = {
         | {
             f"backend_hooks.{name}"
             for name in (
+                "appender",  # the pusher's append script call (transport and drainer use it)
                 "breaker",
                 "chunker",
                 "client",
@@ -336,3 +338,12 @@ def test_a_flush_worker_starts_without_the_read_side() -> None:
     assert "celery" in loaded  # it did load what a worker loads
     assert loaded & (ROLES["read"] | ROLES["bridge"]) == set()
     assert loaded & {"backend_hooks.codec", "opuslib", "soxr"} == set()
+
+
+def test_the_key_names_load_without_redis() -> None:
+    """redis_keys is the key names alone: a tool or a test reading them loads no Redis
+    client (backend_hooks/redis_store.py is the one module that speaks Redis)."""
+    loaded = _loaded_by("import backend_hooks.redis_keys")
+    assert "backend_hooks.redis_keys" in loaded
+    assert {m for m in loaded if m.split(".")[0] == "redis"} == set()
+    assert "backend_hooks.redis_store" not in loaded

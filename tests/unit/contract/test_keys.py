@@ -1,4 +1,4 @@
-"""backend_hooks.redis_store key layout: one hash tag per shard, names that parse back."""
+"""backend_hooks.redis_keys key layout: one hash tag per shard, names that parse back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend_hooks.redis_store import (
+from backend_hooks.redis_keys import (
     LEGACY_SHARD,
     SessionKeys,
     due_key,

@@ -9,11 +9,12 @@ import dataclasses
 import inspect
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from backend_hooks import redis_store
-from backend_hooks.redis_store import LEGACY_SHARD, SessionKeys
+from backend_hooks import appender, redis_keys, redis_store
+from backend_hooks.redis_keys import LEGACY_SHARD, SessionKeys
 from backend_hooks.settings import (
     ENV_DEFAULTS,
     OTHER_VARIABLES,
@@ -22,6 +23,7 @@ from backend_hooks.settings import (
     VARIABLES,
     Settings,
 )
+from workers import store
 from workers.logs import LOG_FORMAT_ENV, log_format
 from workers.metrics import METRICS_PORT_ENV, metrics_port
 
@@ -214,15 +216,20 @@ def session_key_properties() -> list[str]:
     ]
 
 
-def key_functions() -> dict[str, inspect.Signature]:
-    """redis_store's functions that name a key: ``<kind>_key(...) -> str``."""
+def key_functions(module: ModuleType = redis_keys) -> dict[str, inspect.Signature]:
+    """``module``'s functions that name a key: ``<kind>_key(...) -> str``."""
     return {
         name: inspect.signature(function)
-        for name, function in inspect.getmembers(redis_store, inspect.isfunction)
+        for name, function in inspect.getmembers(module, inspect.isfunction)
         if name.endswith("_key")
-        and function.__module__ == redis_store.__name__
+        and function.__module__ == module.__name__
         and inspect.signature(function).return_annotation == "str"
     }
+
+
+def key_constants(module: ModuleType) -> dict[str, object]:
+    """``module``'s own constants that name a key: ``<KIND>_KEY``."""
+    return {name: value for name, value in vars(module).items() if name.endswith("_KEY")}
 
 
 def shard_key_functions() -> list[str]:
@@ -231,15 +238,23 @@ def shard_key_functions() -> list[str]:
 
 
 def keys_in_code(shard: int) -> set[str]:
-    """Every key redis_store names, for ``shard`` (LEGACY_SHARD: the layout before shards)."""
+    """Every key redis_keys names, for ``shard`` (LEGACY_SHARD: the layout before shards)."""
     keys = {getattr(SessionKeys(SESSION, shard), name) for name in session_key_properties()}
-    keys |= {getattr(redis_store, name)(shard) for name in shard_key_functions()}
-    keys |= {value for name, value in vars(redis_store).items() if name.endswith("_KEY")}
-    keys.add(redis_store.deleted_conversation_key("uid", "cid"))
+    keys |= {getattr(redis_keys, name)(shard) for name in shard_key_functions()}
+    keys |= {value for value in key_constants(redis_keys).values() if isinstance(value, str)}
+    keys.add(redis_keys.deleted_conversation_key("uid", "cid"))
     return keys
 
 
-def test_every_key_function_of_redis_store_is_known_to_this_test() -> None:
+def test_keys_are_named_in_redis_keys_and_not_in_the_redis_adapter() -> None:
+    """redis_keys is the one module naming keys (the table below is checked against it):
+    the Redis adapter, the pusher's append and the fleet's store import their names."""
+    for module in (redis_store, appender, store):
+        assert key_functions(module) == {}, module.__name__
+        assert set(key_constants(module)) <= set(key_constants(redis_keys)), module.__name__
+
+
+def test_every_key_function_of_redis_keys_is_known_to_this_test() -> None:
     """A new way of naming a key (another signature) must be added to ``keys_in_code``."""
     named = set(key_functions())
     assert named == {*shard_key_functions(), "deleted_conversation_key"}
@@ -250,7 +265,7 @@ def test_every_key_function_of_redis_store_is_known_to_this_test() -> None:
         for name in session_key_properties()
         if getattr(SessionKeys(SESSION, SHARD), name).startswith(SessionKeys(SESSION, SHARD).prefix)
     }
-    assert suffixes == redis_store.SESSION_KEY_SUFFIXES
+    assert suffixes == redis_keys.SESSION_KEY_SUFFIXES
 
 
 def test_the_formats_key_table_lists_exactly_the_keys_the_code_names() -> None:
