@@ -22,7 +22,7 @@ def test_an_unreadable_shard_count_set_is_logged_as_one_line(
     try:
         assert WorkerStore(cluster_client, 16).shard_count() == 16
     finally:  # the cluster is shared: a pusher's SADD after this test must not meet it
-        cluster_client.delete(redis_store.SHARD_COUNTS_KEY)
+        cluster_client.delete(redis_keys.SHARD_COUNTS_KEY)
     [record] = [r for r in caplog.records if r.name == "workers.store"]
     message = record.getMessage()  # raised "not all arguments converted" before
     assert message.startswith(f"cannot read the shard counts in {redis_keys.SHARD_COUNTS_KEY}")
