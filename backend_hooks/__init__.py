@@ -1,6 +1,7 @@
 """What the speech backend's pusher calls: ``AudioSyncClient`` and its sessions.
 
-The read side (list, download-and-merge, delete) is ``backend_hooks.storage``.
+The read side (list, download-and-merge, delete) is ``backend_hooks.storage``, the
+backend's facade over the read engine (``backend_hooks.reader``) and ``conversations``.
 ``AudioSyncClient`` and ``Session`` load on first use: the worker fleet imports the
 shared contract modules of this package (entries, naming, container framing, keys)
 without the pusher's codec, so it runs without libopus.

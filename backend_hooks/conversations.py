@@ -15,9 +15,8 @@ under the same names:
   changed, and a v4 signed URL of it.
 
 The grouping is pure (``chunk_span``, ``group_spans``, ``audio_file_record``); the rest is
-thin glue over ``storage`` (listing, merging) and ``gcs`` (copy, delete, upload, sign).
-``storage`` is imported inside the functions: it imports this module to re-export its
-functions, so importing it here at module level would be a cycle.
+thin glue over ``reader`` (the read engine: listing, merging, ``StorageContext``) and
+``gcs`` (copy, delete, upload, sign). It imports the engine, never the ``storage`` facade.
 """
 
 from __future__ import annotations
@@ -31,9 +30,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from backend_hooks import gcs, naming, redis_keys, redis_store
+from backend_hooks import gcs, naming, reader, redis_keys, redis_store
 from backend_hooks.audio_format import SUPPORTED_RATES
 from backend_hooks.errors import (
     InvalidInputError,
@@ -43,9 +42,7 @@ from backend_hooks.errors import (
 )
 from backend_hooks.ids import validate_id
 from backend_hooks.naming import conversation_prefixes as conversation_prefixes  # its old home
-
-if TYPE_CHECKING:
-    from backend_hooks.storage import StorageContext
+from backend_hooks.reader import StorageContext
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +168,9 @@ def create_audio_files_from_chunks(
     grouped start-to-start and the file's duration may be short by its length: it is
     logged as a warning.
     """
-    from backend_hooks import storage
-
-    ctx = context or storage.default_context()
+    ctx = context or reader.default_context()
     gap = _gap(gap_seconds, ctx.settings.audio_file_gap_seconds)
-    items = storage.list_audio_chunks(uid, conversation_id, sample_rate=sample_rate, context=ctx)
+    items = reader.list_audio_chunks(uid, conversation_id, sample_rate=sample_rate, context=ctx)
     spans = [chunk_span(item) for item in items]
     unknown = [s.path for s in spans if s.end_us is None]
     if unknown:
@@ -237,9 +232,7 @@ def copy_audio_chunks_for_merge(
     in both paths) and the record's header, never the conversation id; v0 authenticates
     nothing but the key (docs/FORMATS.md §3.2).
     """
-    from backend_hooks import storage
-
-    ctx = context or storage.default_context()
+    ctx = context or reader.default_context()
     validate_id(uid, "uid")
     target = validate_id(target_conversation_id, "target_conversation_id")
     sources = _id_list(source_conversation_ids, "source conversation id")
@@ -385,9 +378,7 @@ def delete_conversation_audio(
     again and deletes what it finds (an upload attempt its client gave up on may land
     after this listing: workers/deletions.py). If Redis cannot be reached,
     ``StorageError`` and nothing is deleted: call again."""
-    from backend_hooks import storage
-
-    ctx = context or storage.default_context()
+    ctx = context or reader.default_context()
     prefixes = conversation_prefixes(uid, conversation_id)
     try:
         redis_store.mark_conversation_deleted(
@@ -545,7 +536,7 @@ def get_or_create_merged_audio(
     source objects (names, sizes, generations), the asked rate and ``fill_gaps``; when it
     differs from the objects listed now (a chunk added by a copy or a flush, one deleted
     or rewritten), or there is no cached object, the WAV is made again: streamed into a
-    temporary file (``storage.write_merged_wav``: memory is a few objects, never the
+    temporary file (``reader.write_merged_wav``: memory is a few objects, never the
     whole audio), then uploaded from it in chunks on a generation precondition (0 when absent,
     the stale object's generation otherwise), so two readers racing never mix their
     bytes: the loser finds the winner's object and uses it when its fingerprint matches.
@@ -555,9 +546,7 @@ def get_or_create_merged_audio(
     ``google.oauth2.service_account.Credentials``); None: the storage client's own
     (``ConfigError`` when they cannot sign, as the emulator's anonymous ones).
     """
-    from backend_hooks import storage
-
-    ctx = context or storage.default_context()
+    ctx = context or reader.default_context()
     prefixes = conversation_prefixes(uid, conversation_id)
     file_id = validate_id(audio_file_id, "audio_file_id")
     if sample_rate is not None and sample_rate not in SUPPORTED_RATES:
@@ -595,7 +584,7 @@ def get_or_create_merged_audio(
             return _signed(ctx, path, cached.metadata, False, expiration, signing_credentials)
         with tempfile.TemporaryFile(prefix="audiosync-wav-") as spool:
             # Streamed to the file (memory: a few objects), never merged whole in memory.
-            stream = storage.write_merged_wav(
+            stream = reader.write_merged_wav(
                 uid, conversation_id, spool, timestamps, fill_gaps, sample_rate, context=ctx
             )
             size = spool.seek(0, 2)

@@ -78,7 +78,7 @@ class SkippedObject:
 
 @dataclass(frozen=True)
 class MergedAudio:
-    #: PCM16LE mono; the storage reader fills one ``bytes`` in place (pcm_buffer.py)
+    #: PCM16LE mono; the read engine (reader.py) fills one ``bytes`` in place (pcm_buffer.py)
     pcm: bytes
     sample_rate: int
     start_us: int | None  # time of the first sample; None when there is no audio
@@ -204,8 +204,8 @@ class TimelineMerger:
             if segment.sample_rate != self.sample_rate:
                 raise UnsupportedFormatError(
                     f"{source or 'a segment'} holds audio at {segment.sample_rate} Hz, the "
-                    f"merge is at {self.sample_rate} Hz: resample it first (the storage "
-                    "reader does, storage._at_output_rate)"
+                    f"merge is at {self.sample_rate} Hz: resample it first (the read "
+                    "engine does, reader._at_output_rate)"
                 )
             if segment.key is not None:
                 if segment.key in self._seen:
@@ -304,7 +304,7 @@ def merge_segments(
     if len(rates) > 1:
         raise UnsupportedFormatError(
             f"this conversation was recorded at several sample rates {sorted(rates)}; "
-            "resample them to one first (the storage reader does, storage._at_output_rate)"
+            "resample them to one first (the read engine does, reader._at_output_rate)"
         )
     merger = TimelineMerger(fill_gaps=fill_gaps, max_gap_seconds=max_gap_seconds)
     merger.add(given)

@@ -1,6 +1,6 @@
 """Reading one chunk object: download, open its records, parse and decode it.
 
-The storage reader (``backend_hooks/storage.py``) lists a conversation and merges what
+The read engine (``backend_hooks/reader.py``) lists a conversation and merges what
 this module reads, a few objects at a time on threads. One object is read here whole
 (``read_object``), or with ``salvage`` (``skip_broken``) record by record; the objects of
 one start, candidates for the same audio, together (``read_group``), a failure kept with

@@ -1,4 +1,4 @@
-"""Pure: the 44-byte RIFF/WAVE header of PCM16LE mono, for ``storage.write_merged_wav``.
+"""Pure: the 44-byte RIFF/WAVE header of PCM16LE mono, for ``reader.write_merged_wav``.
 
 The header states the data length, which a streaming writer knows only at the end: on a
 seekable file it writes ``header(rate, 0)`` first and patches the two sizes with

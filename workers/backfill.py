@@ -48,7 +48,7 @@ from backend_hooks import (
     legacy_pcm,
     naming,
     object_reader,
-    storage,
+    reader,
 )
 from backend_hooks.errors import (
     AudioSyncError,
@@ -224,7 +224,7 @@ class Backfill:
     keys: envelope.UserKeys | None
     settings: Settings
     options: plan.Options
-    _storage: storage.StorageContext | None = field(default=None, repr=False)
+    _storage: reader.StorageContext | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(
@@ -245,10 +245,10 @@ class Backfill:
             ),
         )
 
-    def storage_context(self) -> storage.StorageContext:
+    def storage_context(self) -> reader.StorageContext:
         """The reader's context on this bucket (one, so its Redis connection is reused)."""
         if self._storage is None:
-            self._storage = storage.StorageContext(self.settings, self.bucket, self.keys)
+            self._storage = reader.StorageContext(self.settings, self.bucket, self.keys)
         return self._storage
 
     def conversation_deleted(self, uid: str, cid: str) -> bool:
@@ -739,7 +739,7 @@ def backfill_conversation(
     validate_id(uid, "uid")
     validate_id(cid, "conversation_id")
     if sample_rate is not None:
-        storage._checked_rate(sample_rate)
+        reader._checked_rate(sample_rate)
     load_codec()  # fail at once, with what to install, not half-way
     before = Counter(bf.bucket.ops)
     if listing is None:

@@ -153,7 +153,7 @@ def _shard_of_message(ctx: WorkerContext, session_id: str) -> int:
 #: "Backfill"). The route is workers.celeryconfig's ``task_routes``; the prefix keeps it
 #: apart from an adopter's own queues on a shared broker. The task is registered on every
 #: worker (``inspect registered`` lists it everywhere), but workers/backfill.py, which
-#: loads the read side (storage, object_reader, merge...), is imported when one runs:
+#: loads the read side (reader, object_reader, merge...), is imported when one runs:
 #: a flush worker starts without the reader's code (docs/ARCHITECTURE.md, "Who imports
 #: whom").
 BACKFILL_QUEUE = "audiosync.backfill"

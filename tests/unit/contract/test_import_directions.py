@@ -91,6 +91,7 @@ ROLES: dict[str, frozenset[str]] = {
             "merge",
             "object_reader",
             "pcm_buffer",
+            "reader",
             "resample",
             "storage",
             "wav",

@@ -28,14 +28,7 @@ PACKAGE = "backend_hooks"
 ROOT = next(p for p in Path(__file__).resolve().parents if (p / PACKAGE / "__init__.py").exists())
 
 # Known cycles, each with its reason; any other (or a larger one) fails the test.
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"backend_hooks.conversations", "backend_hooks.storage"}): (
-        "storage re-exports conversations' functions under the backend's names "
-        "(storage.create_audio_files_from_chunks, ...), and conversations reads through "
-        "storage's listing and reader, imported inside its functions and under "
-        "TYPE_CHECKING (conversations.py's docstring)"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 # Known uses of another module's private name: (module, "expression"), each with its reason.
 KNOWN_PRIVATE_USES: dict[tuple[str, str], str] = {}
 

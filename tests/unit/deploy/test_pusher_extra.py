@@ -110,4 +110,4 @@ def test_the_pusher_extra_installs_what_the_pusher_imports() -> None:
 
 def test_the_pusher_does_not_import_the_read_side() -> None:
     ours, _ = pusher_imports()
-    assert not {"backend_hooks.storage", "backend_hooks.gcs"} & ours
+    assert not {"backend_hooks.storage", "backend_hooks.reader", "backend_hooks.gcs"} & ours

@@ -149,7 +149,7 @@ def test_flush_keeps_the_run_going() -> None:
 
 
 def reader(chunks: list[RawChunk], rate: int, *, fill_gaps: bool) -> bytes | bytearray:
-    """What the reader makes of ``chunks``: backend_hooks.merge, as storage.py calls it."""
+    """What the reader makes of ``chunks``: backend_hooks.merge, as reader.py calls it."""
     segments = [Segment(c.start_us, rate, c.pcm, ("session", c.seq)) for c in chunks]
     return merge_segments(segments, fill_gaps=fill_gaps, default_rate=rate).pcm
 

@@ -1,5 +1,5 @@
 """What the listing alone says about an object
-(``storage._span``) when a new object's name ends before it starts.
+(``reader._span``) when a new object's name ends before it starts.
 
 ``{start}-{end}_{digest}.opus`` with ``end`` before ``start`` (a writer's clock bug, a
 hand-made name; ``0.000`` as the end) parses. Its ``max_end_us`` ("certainly not beyond")
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks import gcs, naming, storage
+from backend_hooks import gcs, naming, reader
 from backend_hooks.merge import check_gap_bound, estimated_pcm_bytes
 
 T0 = 1_700_000_000_000_000
@@ -30,8 +30,8 @@ def new(
 
 @pytest.mark.parametrize("end_us", [0, T0 - 1_000_000])
 def test_a_name_ending_before_it_starts_neither_refuses_nor_vanishes(end_us: int) -> None:
-    lying = storage._span(*new(T0, end_us), None, None)
-    honest = storage._span(*new(T0 + 10_000_000, T0 + 20_000_000), None, None)
+    lying = reader._span(*new(T0, end_us), None, None)
+    honest = reader._span(*new(T0 + 10_000_000, T0 + 20_000_000), None, None)
     assert lying.start_us <= lying.end_us <= lying.max_end_us
     check_gap_bound([lying, honest], 60.0)  # 10 s apart at most: no refusal
     assert estimated_pcm_bytes([lying], RATE, False) > 2 * RATE  # some audio: not zero

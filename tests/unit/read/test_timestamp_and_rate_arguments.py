@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from backend_hooks import naming, storage
+from backend_hooks import naming, reader
 from backend_hooks.errors import InvalidInputError
 
 NAMES = [
@@ -28,13 +28,13 @@ NAMES = [
 )
 def test_a_bad_timestamp_is_an_invalid_input_error_naming_it(timestamps: object) -> None:
     with pytest.raises(InvalidInputError, match="timestamps"):
-        storage._selected(NAMES, timestamps)  # type: ignore[arg-type]
+        reader._selected(NAMES, timestamps)  # type: ignore[arg-type]
 
 
 def test_duplicates_ints_and_nothing_select_as_expected() -> None:
-    assert storage._selected(NAMES, [1700000000.123, 1700000000.123]) == NAMES[:1]
-    assert storage._selected(NAMES, []) == []
-    assert storage._selected(NAMES, [1700000005.123, 1700000000]) == NAMES[1:]
+    assert reader._selected(NAMES, [1700000000.123, 1700000000.123]) == NAMES[:1]
+    assert reader._selected(NAMES, []) == []
+    assert reader._selected(NAMES, [1700000005.123, 1700000000]) == NAMES[1:]
 
 
 @pytest.mark.parametrize("rate", [16000.0, True, "16000", 44100])
@@ -42,4 +42,4 @@ def test_a_sample_rate_that_is_not_an_int_of_the_opus_rates_is_refused(rate: obj
     """``16000.0`` passed ``in SUPPORTED_RATES`` and went on as a float rate: into the WAV
     header's ``struct.pack('<I')`` (``struct.error``) and ``MergedAudio.sample_rate``."""
     with pytest.raises(InvalidInputError, match="sample_rate"):
-        storage._checked_rate(rate)  # type: ignore[arg-type]
+        reader._checked_rate(rate)  # type: ignore[arg-type]
