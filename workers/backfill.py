@@ -569,10 +569,10 @@ class _Conversation:
 
     def write(self, group: plan.Group) -> None:
         bf = self.bf
-        first, last = group.chunks[0], max(group.chunks, key=plan._end_us)
+        first, last = group.chunks[0], max(group.chunks, key=plan.chunk_end_us)
         label = (
             f"{naming.conversation_prefix(self.uid, self.cid)}{naming.format_time(first.start_us)}-"
-            f"{naming.format_time(plan._end_us(last))}: {len(group.sources)} sources, "
+            f"{naming.format_time(plan.chunk_end_us(last))}: {len(group.sources)} sources, "
             f"{len(group.chunks)} chunks, {group.samples / group.rate:.1f} s at {group.rate} Hz"
             f"{', enhanced' if group.sealed else ''}"
         )
@@ -590,7 +590,7 @@ class _Conversation:
             self.uid,
             self.cid,
             start_us=first.start_us,
-            end_us=plan._end_us(last),
+            end_us=plan.chunk_end_us(last),
             sealed=group.sealed,
             data=data,
         )

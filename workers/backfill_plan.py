@@ -111,7 +111,7 @@ class Source:
 
     @property
     def end_us(self) -> int:
-        return max(_end_us(c) for c in self.chunks)
+        return max(chunk_end_us(c) for c in self.chunks)
 
     def estimated_bytes(self, bitrates: Mapping[int, int]) -> int:
         """Bytes its chunks will take in the new object (packets kept; raw PCM at the
@@ -131,7 +131,8 @@ class Skipped:
     reason: str
 
 
-def _end_us(c: SourceChunk) -> int:
+def chunk_end_us(c: SourceChunk) -> int:
+    """Where a source chunk's audio ends (its start plus its samples), microseconds."""
     return c.start_us + c.samples * 1_000_000 // c.sample_rate
 
 

@@ -1,6 +1,7 @@
 """What operators ask of the fleet's Redis: how far behind it is, and putting work back.
 
-``celery -A workers audiosync status|replay`` (workers/cli.py) is a thin shell over this.
+``celery -A workers audiosync status|replay`` (workers/cli/status.py, workers/cli/replay.py)
+is a thin shell over this.
 Every read is bounded (``scan_limit`` keys, ``QUARANTINE_READ`` entries a session); times
 are Redis server time.
 """

@@ -90,6 +90,8 @@ def test_the_wheel_ships_the_roles_packages_typed_and_licensed(installed: Instal
     assert {n.split("/")[0] for n in names} == SHIPPED_PACKAGES | {info}
     for package in SHIPPED_PACKAGES:
         assert f"{package}/py.typed" in names
+        for path in (ROOT / package).rglob("*.py"):  # subpackages (workers/cli/) included
+            assert path.relative_to(ROOT).as_posix() in names
     assert "License-Expression: MIT" in metadata.splitlines()
     assert f"{info}/licenses/LICENSE" in names
     assert "audiosync = workers.cli:audiosync" in entry_points

@@ -44,7 +44,7 @@ def _plain_claim_of_sealed(bf: backfill.Backfill, uid: str, cid: str) -> tuple[s
     metadata = {**group.metadata(), plan.SOURCES_KEY: plan.format_claims(source_claim(source))}
     first, last = group.chunks[0], group.chunks[-1]
     path = naming.object_name(
-        uid, cid, start_us=first.start_us, end_us=plan._end_us(last), sealed=False, data=data
+        uid, cid, start_us=first.start_us, end_us=plan.chunk_end_us(last), sealed=False, data=data
     )
     bf.bucket.create_only(path, data, content_type="audio/ogg", metadata=metadata)
     return sealed.path, path

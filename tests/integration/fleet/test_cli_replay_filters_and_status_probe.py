@@ -1,4 +1,4 @@
-"""``celery -A workers audiosync status|replay`` (workers/cli.py, workers/operations.py):
+"""``celery -A workers audiosync status|replay`` (workers/cli/, workers/operations.py):
 replay's filters move exactly what they match, a dry run reports what the real run moves,
 and status probes what is held, needing only Redis and saying when it is down. Each test
 states the behaviour an operator relies on.

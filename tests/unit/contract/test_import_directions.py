@@ -105,7 +105,12 @@ ROLES: dict[str, frozenset[str]] = {
                 "backfill_plan",
                 "celery_app",
                 "celeryconfig",
-                "cli",
+                "cli",  # the `audiosync` command group, as Celery lays out celery/bin:
+                "cli.backfill",  # one module per command, the backfill's code loaded lazily
+                "cli.base",
+                "cli.exporter",
+                "cli.replay",
+                "cli.status",
                 "context",
                 "deletions",
                 "drain",
@@ -157,19 +162,21 @@ CELERY_MODULES = frozenset(
     {
         "workers.celery_app",
         "workers.celeryconfig",
-        "workers.cli",
         "workers.logs",
         "workers.shutdown",
         "workers.tasks",
     }
+    | {m for m in ROLES["fleet"] if m == "workers.cli" or m.startswith("workers.cli.")}
 )
 
 
 def _modules(root: Path) -> dict[str, Path]:
+    """Every module of the packages, those of their subpackages (workers/cli/) included."""
     found = {}
     for package in PACKAGES:
-        for path in sorted((root / package).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            name = ".".join(parts[:-1] if path.stem == "__init__" else parts)
             found[name] = path
     return found
 

@@ -277,9 +277,8 @@ def test_the_wheel_builds_from_what_the_build_stage_copies(tmp_path: Path) -> No
                 inside = context / f.relative_to(ROOT)
                 inside.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(f, inside)
-    for name in PYPROJECT["tool"]["setuptools"]["packages"] + PYPROJECT["project"].get(
-        "license-files", []
-    ):
+    packages = [p.replace(".", "/") for p in PYPROJECT["tool"]["setuptools"]["packages"]]
+    for name in packages + PYPROJECT["project"].get("license-files", []):
         assert (context / name).exists(), f"the build stage does not copy {name}"
     out = tmp_path / "wheels"
     done = subprocess.run(
@@ -293,4 +292,4 @@ def test_the_wheel_builds_from_what_the_build_stage_copies(tmp_path: Path) -> No
     (wheel,) = out.glob("audiosync-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         top = {n.split("/")[0] for n in archive.namelist() if ".dist-info/" not in n}
-    assert top == set(PYPROJECT["tool"]["setuptools"]["packages"])
+    assert top == {p.split(".")[0] for p in PYPROJECT["tool"]["setuptools"]["packages"]}
