@@ -173,7 +173,7 @@ def _metadata_rate(name: naming.ObjectName, metadata: dict[str, str]) -> int | N
         return None if name.is_new else container.LEGACY_RATE
 
 
-def _checked_rate(sample_rate: int | None) -> int | None:
+def checked_rate(sample_rate: int | None) -> int | None:
     if sample_rate is not None and (
         isinstance(sample_rate, bool)
         or not isinstance(sample_rate, int)
@@ -242,7 +242,7 @@ def list_audio_chunks(
     left out (``list_unknown_objects`` lists them).
     """
     ctx = context or default_context()
-    rate = _checked_rate(sample_rate)
+    rate = checked_rate(sample_rate)
     objects = _objects(ctx, uid, conversation_id)
     raws, _ = _raw_objects(ctx, objects, {})
     if raws and rate is None:
@@ -610,7 +610,7 @@ def iter_merged_audio(
     capped gap would silently place everything after it at the wrong time.
     """
     ctx = context or default_context()
-    rate = _checked_rate(sample_rate)
+    rate = checked_rate(sample_rate)
     conversation = _conversation(uid, conversation_id)
     objects = _objects(ctx, uid, conversation_id)
     wanted = _selected([n for n, _ in objects], timestamps)

@@ -739,7 +739,7 @@ def backfill_conversation(
     validate_id(uid, "uid")
     validate_id(cid, "conversation_id")
     if sample_rate is not None:
-        reader._checked_rate(sample_rate)
+        reader.checked_rate(sample_rate)
     load_codec()  # fail at once, with what to install, not half-way
     before = Counter(bf.bucket.ops)
     if listing is None:

@@ -10,6 +10,7 @@ import ast
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from tests.unit.contract.test_module_boundaries import _sources as backend_hooks_sources
 from tests.unit.contract.test_module_boundaries import private_uses
 
 PACKAGE = "workers"
@@ -50,6 +51,20 @@ def test_no_workers_module_uses_another_modules_private_names() -> None:
         (module, expr) for module, expr, _ in private_uses(sources)
     )
     assert not found, "private names used across workers modules (make them public):\n" + (
+        "\n".join(f"  {module}: {expr}" for module, expr in found)
+    )
+
+
+def test_no_workers_module_uses_a_private_name_of_backend_hooks() -> None:
+    """The fleet reaches ``backend_hooks`` (the contract, the backfill's read side) through
+    its public names too."""
+    sources = {**backend_hooks_sources(), **_sources()}
+    found = sorted(
+        (module, expr)
+        for module, expr, _ in private_uses(sources)
+        if module.split(".")[0] == PACKAGE
+    )
+    assert not found, "private names of backend_hooks used in workers (make them public):\n" + (
         "\n".join(f"  {module}: {expr}" for module, expr in found)
     )
 

@@ -42,4 +42,4 @@ def test_a_sample_rate_that_is_not_an_int_of_the_opus_rates_is_refused(rate: obj
     """``16000.0`` passed ``in SUPPORTED_RATES`` and went on as a float rate: into the WAV
     header's ``struct.pack('<I')`` (``struct.error``) and ``MergedAudio.sample_rate``."""
     with pytest.raises(InvalidInputError, match="sample_rate"):
-        reader._checked_rate(rate)  # type: ignore[arg-type]
+        reader.checked_rate(rate)  # type: ignore[arg-type]
