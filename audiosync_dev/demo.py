@@ -40,10 +40,11 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack, LocalStackError
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, redis_keys, storage
-from backend_hooks.errors import AudioSyncError, EnqueueError
-from backend_hooks.session import Session
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.errors import AudioSyncError, EnqueueError
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.session import Session
 
 SESSIONS = 20
 T0 = float(int(time.time()))  # synthetic timestamps from now on: pushed faster than real time

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import opuslib
 
-from backend_hooks.container import (
+from backend_hooks.contract.container import (
     LEGACY_FRAME_SAMPLES,
     LEGACY_HEADER,
     LEGACY_PACKET_LENGTH,

@@ -24,8 +24,8 @@ import time
 
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import envelope
-from backend_hooks.settings import Settings
+from backend_hooks.contract import envelope
+from backend_hooks.contract.settings import Settings
 from workers import backfill
 
 SECRET = "bench-backfill-secret-0123456789abcdef"

@@ -10,8 +10,8 @@ Run (the ``bench`` extra: ``.venv/bin/pip install -e '.[bench]'``, part of ``dev
 Speech: ``tests/data/speech_16k.wav`` (espeak-ng, two voices, 28 s; ``tests/data/README.md``),
 and the same resampled to 8 kHz here (scipy's polyphase ``resample_poly``, 1/2). For each
 rate, bitrate and complexity 0-10 the sample goes through the pusher's own path: one
-``backend_hooks.codec.ChunkEncoder`` per session, 5 s chunks (the last one shorter, as at a
-session's end), each chunk's packets into ``backend_hooks.container.build_chunk``.
+``backend_hooks.contract.codec.ChunkEncoder`` per session, 5 s chunks (the last one shorter, as at a
+session's end), each chunk's packets into ``backend_hooks.contract.container.build_chunk``.
 
 - **CPU**: process CPU time (``time.process_time``, the process pinned to one core) of the
   encode and of the container per chunk, for the whole sample, scaled to ms per 5 s of
@@ -19,7 +19,7 @@ session's end), each chunk's packets into ``backend_hooks.container.build_chunk`
   order so that other load on the machine falls on all settings alike; the median.
 - **Bytes**: the stored container (Ogg pages with their headers and tags), per audio-hour.
   Sealing (``enhanced``) adds the same few dozen bytes to every chunk whatever the setting.
-- **PESQ**: the chunks decoded with ``backend_hooks.codec.decode_packets``, joined, against
+- **PESQ**: the chunks decoded with ``backend_hooks.contract.codec.decode_packets``, joined, against
   the input (``pesq``: wide-band at 16 kHz, narrow-band at 8 kHz; MOS-LQO).
 
 Then the cheapest setting per rate that meets the quality floor (PESQ-WB >= 3.2 at 16 kHz,
@@ -48,8 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backend_hooks import codec, container
-from backend_hooks.codec import ChunkEncoder, decode_packets
+from backend_hooks.contract import codec, container
+from backend_hooks.contract.codec import ChunkEncoder, decode_packets
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "tests" / "data" / "speech_16k.wav"

@@ -59,7 +59,7 @@ from load import (
     worker_log,
 )
 
-import backend_hooks.lua_scripts
+import backend_hooks.contract.lua_scripts
 import workers.lua_scripts
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
@@ -73,7 +73,7 @@ def script_names() -> dict[bytes, str]:
     (``append.lua``: ``APPEND``)."""
     return {
         hashlib.sha1(text.encode()).hexdigest().encode(): name.upper()
-        for table in (backend_hooks.lua_scripts.SCRIPTS, workers.lua_scripts.SCRIPTS)
+        for table in (backend_hooks.contract.lua_scripts.SCRIPTS, workers.lua_scripts.SCRIPTS)
         for name, text in table.items()
     }
 

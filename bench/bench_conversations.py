@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from audiosync_dev.localstack import LocalStack
 from backend_hooks import storage
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 from tests.legacy_opus import write_legacy_opus
 
 SECRET = b"bench-conversations-secret-0123456789abc"

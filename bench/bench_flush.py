@@ -35,10 +35,10 @@ from celery import Celery
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, redis_keys
-from backend_hooks.appender import Appender
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.entries import KIND_CHUNK, KIND_END, NewEntry
+from backend_hooks.contract import container, redis_keys
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.entries import KIND_CHUNK, KIND_END, NewEntry
+from backend_hooks.pusher.appender import Appender
 from workers.store import WorkerStore
 
 RATE = 16000

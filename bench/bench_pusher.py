@@ -13,9 +13,9 @@ import argparse
 import time
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, envelope
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.envelope import UserKeys
+from backend_hooks.contract import container, envelope
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.envelope import UserKeys
 
 CHUNK_SECONDS = 5
 UID = "bench-user"

@@ -41,11 +41,11 @@ from load import BENCH_NAME, commandstats
 
 from audiosync_dev.localstack import StandaloneValkey
 from audiosync_dev.speech import speech_like
-from backend_hooks.client import AudioSyncClient
-from backend_hooks.entries import ENHANCED
-from backend_hooks.session import Session
-from backend_hooks.settings import Settings
-from backend_hooks.usage import FLUSH_INTERVAL_SECONDS, UsageCounter
+from backend_hooks.contract.entries import ENHANCED
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.client import AudioSyncClient
+from backend_hooks.pusher.session import Session
+from backend_hooks.pusher.usage import FLUSH_INTERVAL_SECONDS, UsageCounter
 
 AUDIO_BANK_SECONDS = 60  # the sessions cycle through one minute of audio (memory)
 USAGE_LIMIT_MS = 3_600_000

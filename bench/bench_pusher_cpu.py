@@ -57,11 +57,11 @@ import opuslib
 
 from audiosync_dev.localstack import StandaloneValkey
 from audiosync_dev.speech import speech_like
-from backend_hooks.client import AudioSyncClient
-from backend_hooks.codec import frame_samples
-from backend_hooks.entries import ENHANCED, STANDARD
-from backend_hooks.session import Session
-from backend_hooks.settings import Settings
+from backend_hooks.contract.codec import frame_samples
+from backend_hooks.contract.entries import ENHANCED, STANDARD
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.client import AudioSyncClient
+from backend_hooks.pusher.session import Session
 
 CONFIGS = ((16000, ENHANCED), (16000, STANDARD), (8000, ENHANCED), (8000, STANDARD))
 FRAME_SECONDS = 0.02

@@ -33,7 +33,7 @@ Measured per phase, on the loop:
 - CPU of this process (its threads) and of the whole machine, as % of one core.
 
 Audit at the end (every session's stream read with ``XRANGE``, parsed with
-``backend_hooks.entries.parse_entry``; ``enhanced`` records opened, containers parsed):
+``backend_hooks.contract.entries.parse_entry``; ``enhanced`` records opened, containers parsed):
 each session has every chunk seq 0..k-1 exactly once, each with the samples pushed
 (the last chunk the remainder), the container holding those samples, one end marker, and
 the spool is empty.
@@ -59,12 +59,18 @@ from load import machine_busy, percentile
 
 from audiosync_dev.localstack import StandaloneValkey
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, envelope
-from backend_hooks.client import AudioSyncClient
-from backend_hooks.entries import ENHANCED, PROTECTION_LEVELS, ChunkEntry, EndEntry, parse_entry
-from backend_hooks.errors import EnqueueError
-from backend_hooks.session import Session
-from backend_hooks.settings import Settings
+from backend_hooks.contract import container, envelope
+from backend_hooks.contract.entries import (
+    ENHANCED,
+    PROTECTION_LEVELS,
+    ChunkEntry,
+    EndEntry,
+    parse_entry,
+)
+from backend_hooks.contract.errors import EnqueueError
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.client import AudioSyncClient
+from backend_hooks.pusher.session import Session
 
 TICK_SECONDS = 0.001
 STALL_GOAL_MS = 20.0

@@ -35,9 +35,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import container, envelope, gcs, naming, storage
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.settings import Settings
+from backend_hooks import storage
+from backend_hooks.adapters import gcs
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.settings import Settings
 
 RATE = 16000
 CHUNK_SECONDS = 5

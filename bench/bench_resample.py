@@ -1,4 +1,4 @@
-"""Speed, memory and accuracy of the reader's resampling (``backend_hooks/resample.py``).
+"""Speed, memory and accuracy of the reader's resampling (``backend_hooks/read/resample.py``).
 
 Run: ``.venv/bin/python bench/bench_resample.py [--seconds S] [--rounds R] [--quick]``.
 
@@ -43,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from backend_hooks import resample
+from backend_hooks.read import resample
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "tests" / "data" / "speech_16k.wav"

@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import redis_keys
+from backend_hooks.contract import redis_keys
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     ):
         os.environ.update(store_info.env())
         os.environ["CELERY_BROKER_URL"] = broker_info.redis_url
-        from backend_hooks.settings import Settings
+        from backend_hooks.contract.settings import Settings
         from workers import tasks  # the app reads the broker from the environment
         from workers.context import WorkerContext
 

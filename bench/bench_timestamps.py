@@ -21,10 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from backend_hooks.chunker import Chunker, RawChunk
-from backend_hooks.container import Segment
-from backend_hooks.merge import merge_segments
-from backend_hooks.settings import ENV_DEFAULTS
+from backend_hooks.contract.container import Segment
+from backend_hooks.contract.settings import ENV_DEFAULTS
+from backend_hooks.pusher.chunker import Chunker, RawChunk
+from backend_hooks.read.merge import merge_segments
 
 RATE = 16000
 FRAME = RATE // 50  # 20 ms

@@ -46,13 +46,14 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, naming, redis_keys, redis_store
-from backend_hooks.appender import Appender
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.entries import KIND_CHUNK, KIND_END, STANDARD, NewEntry
-from backend_hooks.redis_keys import SessionKeys
-from backend_hooks.redis_store import RedisClient
-from backend_hooks.settings import Settings
+from backend_hooks.adapters import redis_store
+from backend_hooks.adapters.redis_store import RedisClient
+from backend_hooks.contract import container, naming, redis_keys
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.entries import KIND_CHUNK, KIND_END, STANDARD, NewEntry
+from backend_hooks.contract.redis_keys import SessionKeys
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.appender import Appender
 
 RATE = 16000
 PUSHER_NAME = "bench-pusher"  # CLIENT SETNAME of the pusher's connections

@@ -36,9 +36,16 @@ from dataclasses import dataclass
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from backend_hooks import AudioSyncClient, Session, usage
-from backend_hooks.errors import AudioSyncError, ConfigError, EnqueueError, InvalidInputError
-from backend_hooks.ids import validate_id
+from backend_hooks import (
+    AudioSyncClient,
+    AudioSyncError,
+    ConfigError,
+    EnqueueError,
+    InvalidInputError,
+    Session,
+    usage,
+)
+from backend_hooks.contract.ids import validate_id
 
 log = logging.getLogger("examples.pusher")
 

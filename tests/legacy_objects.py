@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from backend_hooks.gcs import GcsBucket
+from backend_hooks.adapters.gcs import GcsBucket
 
 
 def user_key(secret: bytes, uid: str) -> bytes:

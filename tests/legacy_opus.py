@@ -16,7 +16,7 @@ import struct
 
 import opuslib
 
-from backend_hooks.gcs import GcsBucket
+from backend_hooks.adapters.gcs import GcsBucket
 from tests.legacy_objects import filename, v0_record
 
 RATE = 16000

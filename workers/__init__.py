@@ -8,7 +8,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from backend_hooks.build_info import __version__
+from backend_hooks.contract.build_info import __version__
 
 if TYPE_CHECKING:
     from celery import Celery

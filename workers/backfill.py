@@ -40,17 +40,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from backend_hooks import (
-    container,
-    conversations,
-    envelope,
-    gcs,
-    legacy_pcm,
-    naming,
-    object_reader,
-    reader,
-)
-from backend_hooks.errors import (
+from backend_hooks.adapters import gcs
+from backend_hooks.contract import container, envelope, legacy_pcm, naming
+from backend_hooks.contract.errors import (
     AudioSyncError,
     ConfigError,
     FormatError,
@@ -60,8 +52,9 @@ from backend_hooks.errors import (
     StorageError,
     UnsupportedFormatError,
 )
-from backend_hooks.ids import validate_id
-from backend_hooks.settings import Settings
+from backend_hooks.contract.ids import validate_id
+from backend_hooks.contract.settings import Settings
+from backend_hooks.read import conversations, object_reader, reader
 from workers import backfill_plan as plan
 from workers.flush import content_type
 
@@ -80,10 +73,10 @@ class _Deleted(Exception):
 
 
 def load_codec() -> ModuleType:
-    """backend_hooks.codec, or ``ConfigError`` saying what to install: the fleet's image
+    """backend_hooks.contract.codec, or ``ConfigError`` saying what to install: the fleet's image
     has no libopus (``pip install '.[fleet]'``), and backfill decodes and encodes."""
     try:
-        from backend_hooks import codec
+        from backend_hooks.contract import codec
     except (ImportError, OSError) as exc:
         raise ConfigError(
             "backfill encodes and decodes Opus and needs opuslib and libopus: run it where "

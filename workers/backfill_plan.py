@@ -32,9 +32,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from backend_hooks import legacy_pcm, naming
-from backend_hooks.container import LEGACY_RATE, ChunkInfo, Segment
-from backend_hooks.errors import FormatError, InvalidInputError, SampleRateUnknownError
+from backend_hooks.contract import legacy_pcm, naming
+from backend_hooks.contract.container import LEGACY_RATE, ChunkInfo, Segment
+from backend_hooks.contract.errors import FormatError, InvalidInputError, SampleRateUnknownError
 
 SESSION_PREFIX = "bf-"
 SESSION_HEX = 32

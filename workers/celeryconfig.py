@@ -1,15 +1,15 @@
 """Celery settings of the audiosync worker fleet, all from the environment.
 
 Every variable audiosync reads, its default and its parser is a row of
-``backend_hooks.settings.VARIABLES`` (README.md has the table). They are validated here,
+``backend_hooks.contract.settings.VARIABLES`` (README.md has the table). They are validated here,
 so a worker, beat or Flower started with a missing or invalid setting stops at once with
 a message naming the variable.
 """
 
 from __future__ import annotations
 
-from backend_hooks.errors import ConfigError
-from backend_hooks.settings import Settings
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import Settings
 from workers.logs import log_format
 from workers.metrics import metrics_port
 

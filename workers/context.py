@@ -6,8 +6,8 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend_hooks import gcs, redis_store
-from backend_hooks.settings import Settings
+from backend_hooks.adapters import gcs, redis_store
+from backend_hooks.contract.settings import Settings
 from workers.flush import FlushConfig
 from workers.planner import Policy
 from workers.store import WorkerStore, mark_check_seconds

@@ -36,8 +36,9 @@ import logging
 import random
 from dataclasses import dataclass
 
-from backend_hooks import naming, redis_keys, redis_store
-from backend_hooks.gcs import GcsBucket
+from backend_hooks.adapters import redis_store
+from backend_hooks.adapters.gcs import GcsBucket
+from backend_hooks.contract import naming, redis_keys
 from workers.store import WorkerStore
 
 log = logging.getLogger(__name__)

@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backend_hooks import redis_store
-from backend_hooks.settings import Settings
+from backend_hooks.adapters import redis_store
+from backend_hooks.contract.settings import Settings
 from workers import operations
 from workers.operations import DeletionBacklog, HeldAudio, ShardStatus
 from workers.store import NOEVICTION, WorkerStore
@@ -339,7 +339,7 @@ def serve_until(
     the port cannot be bound; ``on_ready`` runs once it is."""
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from backend_hooks.build_info import register_build_info
+    from backend_hooks.contract.build_info import register_build_info
 
     registry = CollectorRegistry()
     registry.register(collector)

@@ -52,10 +52,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend_hooks.entries import BadEntry, ChunkEntry, Entry
-from backend_hooks.errors import ObjectConflictError, StorageError
-from backend_hooks.gcs import GcsBucket, UploadOutcome
-from backend_hooks.settings import DELETE_RECHECK_SECONDS
+from backend_hooks.adapters.gcs import GcsBucket, UploadOutcome
+from backend_hooks.contract.entries import BadEntry, ChunkEntry, Entry
+from backend_hooks.contract.errors import ObjectConflictError, StorageError
+from backend_hooks.contract.settings import DELETE_RECHECK_SECONDS
 from workers.planner import (
     FlushPlan,
     ObjectPlan,

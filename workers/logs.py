@@ -14,7 +14,7 @@ import os
 
 from celery import signals
 
-from backend_hooks.errors import ConfigError
+from backend_hooks.contract.errors import ConfigError
 
 LOG_FORMAT_ENV = "AUDIOSYNC_LOG_FORMAT"
 FORMATS = ("text", "json")

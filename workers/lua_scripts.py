@@ -1,9 +1,9 @@
 """The fleet's Redis Lua scripts (``workers/lua/<name>.lua``), by name; how scripts are
-kept, loaded and run: backend_hooks/lua_scripts.py."""
+kept, loaded and run: backend_hooks/contract/lua_scripts.py."""
 
 from __future__ import annotations
 
-from backend_hooks.lua_scripts import load
+from backend_hooks.contract.lua_scripts import load
 
 #: The fleet's scripts (workers/store.py runs them).
 SCRIPTS = load(

@@ -29,8 +29,8 @@ import threading
 from types import SimpleNamespace
 from typing import Any
 
-from backend_hooks.build_info import register_build_info
-from backend_hooks.errors import ConfigError
+from backend_hooks.contract.build_info import register_build_info
+from backend_hooks.contract.errors import ConfigError
 
 METRICS_PORT_ENV = "AUDIOSYNC_METRICS_PORT"
 #: The label values known in advance, each made at zero when the metrics are.

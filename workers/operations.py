@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple, cast
 
-from backend_hooks.redis_keys import (
+from backend_hooks.contract.redis_keys import (
     blind_uploads_key,
     deletion_failures_key,
     deletion_recheck_key,

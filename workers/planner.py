@@ -36,8 +36,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from backend_hooks import naming
-from backend_hooks.entries import BadEntry, ChunkEntry, EndEntry, Entry
+from backend_hooks.contract import naming
+from backend_hooks.contract.entries import BadEntry, ChunkEntry, EndEntry, Entry
 
 MAX_OBJECTS_PER_FLUSH = 8
 

@@ -1,8 +1,8 @@
 """What the worker fleet does with Redis: leases, plans, commits, quarantine, replays.
 
-Keys are named in backend_hooks/redis_keys.py; docs/FORMATS.md §5 and docs/ARCHITECTURE.md
+Keys are named in backend_hooks/contract/redis_keys.py; docs/FORMATS.md §5 and docs/ARCHITECTURE.md
 ("Who writes what") have the table. The scripts run here are files of workers/lua, by name
-in ``workers.lua_scripts.SCRIPTS`` (how they are kept: backend_hooks/lua_scripts.py). The
+in ``workers.lua_scripts.SCRIPTS`` (how they are kept: backend_hooks/contract/lua_scripts.py). The
 rule every one of them follows: **a flush changes nothing in Redis unless it still holds
 the session's lease**. Each script that writes on a flush's behalf first compares the lease
 key with the flush's token, in the same atomic step, and otherwise returns ``LEASE_LOST``
@@ -35,7 +35,16 @@ from typing import cast
 import redis
 import redis.cluster
 
-from backend_hooks.redis_keys import (
+from backend_hooks.adapters.redis_store import (
+    REDIS_ERRORS,
+    NodeScript,
+    RedisClient,
+    conversation_deleted,
+    redis_time,
+    run_script,
+    schedule_deletion_recheck,
+)
+from backend_hooks.contract.redis_keys import (
     LEGACY_SHARD,
     SHARD_COUNTS_KEY,
     STORED_SEQS_TTL_MS,
@@ -51,16 +60,7 @@ from backend_hooks.redis_keys import (
     quarantine_index_key,
     shard_of,
 )
-from backend_hooks.redis_store import (
-    REDIS_ERRORS,
-    NodeScript,
-    RedisClient,
-    conversation_deleted,
-    redis_time,
-    run_script,
-    schedule_deletion_recheck,
-)
-from backend_hooks.settings import MAX_DUE_SHARDS
+from backend_hooks.contract.settings import MAX_DUE_SHARDS
 from workers.lua_scripts import SCRIPTS
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from backend_hooks import redis_keys
-from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
-from backend_hooks.settings import Settings
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.errors import AudioSyncError, ConfigError, InvalidInputError
+from backend_hooks.contract.settings import Settings
 from workers import backfill_plan, deletions, drain, flush, metrics, shutdown
 from workers.celery_app import app
 from workers.context import WorkerContext, get_context

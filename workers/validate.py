@@ -5,7 +5,7 @@ its level promises; anything else is a ``BadEntry`` with a reason and goes to qu
 (docs/FORMATS.md §5.3), never into an object, where one bad chunk would make the whole
 conversation unreadable.
 
-- ids: ``uid`` and ``cid`` as the pusher validates them (backend_hooks/ids.py), so every
+- ids: ``uid`` and ``cid`` as the pusher validates them (backend_hooks/contract/ids.py), so every
   object name stays far below GCS's 1,024-byte limit (checked too);
 - ``level`` one of the protection levels, ``rate`` one of the Opus rates, ``seq`` from 0
   to ``MAX_SEQ``, ``samples`` from 1 to ``MAX_CHUNK_SECONDS`` of audio;
@@ -36,9 +36,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from backend_hooks import container, envelope, naming
-from backend_hooks.audio_format import SUPPORTED_RATES
-from backend_hooks.entries import (
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.audio_format import SUPPORTED_RATES
+from backend_hooks.contract.entries import (
     MAX_SEQ,
     PROTECTION_LEVELS,
     BadEntry,
@@ -47,8 +47,8 @@ from backend_hooks.entries import (
     EntryError,
     parse_entry,
 )
-from backend_hooks.errors import AudioSyncError
-from backend_hooks.ids import validate_id
+from backend_hooks.contract.errors import AudioSyncError
+from backend_hooks.contract.ids import validate_id
 
 MAX_CHUNK_SECONDS = 600
 MAX_CHUNK_BYTES = 512 * 1024  # 5 s of Opus is ~5-10 kB; 10 min at 48 kHz is ~1.8 MB raw Opus

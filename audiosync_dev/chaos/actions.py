@@ -25,8 +25,8 @@ from audiosync_dev.chaos.schedule import ChaosEvent, restart_order
 from audiosync_dev.chaos.store import sessions_by_node
 from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import envelope
-from backend_hooks.redis_store import RedisClient
+from backend_hooks.adapters.redis_store import RedisClient
+from backend_hooks.contract import envelope
 
 
 @dataclass

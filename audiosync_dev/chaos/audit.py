@@ -21,9 +21,9 @@ from audiosync_dev.chaos.drain import RedisLeft, redis_left
 from audiosync_dev.chaos.injections import POISON_SEQ_BASE, Poison
 from audiosync_dev.chaos.pushing import ExpectedChunk
 from audiosync_dev.chaos.store import scan_keys
-from backend_hooks import container, envelope, naming, redis_keys
-from backend_hooks.errors import AudioSyncError
-from backend_hooks.redis_store import RedisClient
+from backend_hooks.adapters.redis_store import RedisClient
+from backend_hooks.contract import container, envelope, naming, redis_keys
+from backend_hooks.contract.errors import AudioSyncError
 
 
 @dataclass(frozen=True)

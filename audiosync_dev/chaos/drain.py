@@ -11,8 +11,8 @@ from typing import cast
 import redis
 
 from audiosync_dev.chaos.store import due_members, scan_keys, session_of_key
-from backend_hooks import redis_keys
-from backend_hooks.redis_store import RedisClient
+from backend_hooks.adapters.redis_store import RedisClient
+from backend_hooks.contract import redis_keys
 
 STUCK_SECONDS = 30.0  # a drain that changes nothing for this long has stopped for good
 

@@ -12,9 +12,9 @@ from typing import cast
 from audiosync_dev.chaos.config import ENHANCED
 from audiosync_dev.chaos.pushing import LiveRegistry, LiveSession
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, envelope, redis_keys
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.redis_store import RedisClient
+from backend_hooks.adapters.redis_store import RedisClient
+from backend_hooks.contract import container, envelope, redis_keys
+from backend_hooks.contract.codec import ChunkEncoder
 
 POISON_SEQ_BASE = 1_000_000  # poison chunks carry seq >= this, so the audit knows them
 POISON_KINDS = (

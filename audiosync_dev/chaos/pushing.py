@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from audiosync_dev.chaos.plan import SessionPlan
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient
-from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
-from backend_hooks.errors import EnqueueError
-from backend_hooks.session import Session
+from backend_hooks.contract.errors import EnqueueError
+from backend_hooks.pusher.chunker import Chunker, RawChunk, timestamp_to_us
+from backend_hooks.pusher.session import Session
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,10 @@ from audiosync_dev.chaos.store import (
 from audiosync_dev.chaos.verdict import Verdict, build_verdict
 from audiosync_dev.faults import GcsFaultProxy, RedisClusterReplyDropProxies, RedisReplyDropProxy
 from audiosync_dev.localstack import LocalStack, StackInfo
-from backend_hooks import AudioSyncClient, envelope
-from backend_hooks.redis_store import RedisClient
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient
+from backend_hooks.adapters.redis_store import RedisClient
+from backend_hooks.contract import envelope
+from backend_hooks.contract.settings import Settings
 
 
 def _stderr(text: str) -> None:

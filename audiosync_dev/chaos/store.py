@@ -15,8 +15,9 @@ from redis.retry import Retry
 
 from audiosync_dev.faults import RedisClusterReplyDropProxies
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import redis_keys, redis_store
-from backend_hooks.redis_store import RedisClient
+from backend_hooks.adapters import redis_store
+from backend_hooks.adapters.redis_store import RedisClient
+from backend_hooks.contract import redis_keys
 
 
 def session_of_key(key: bytes | str) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import uuid
 
-from backend_hooks import codec, container, naming
-from backend_hooks.container import ChunkInfo
-from backend_hooks.gcs import GcsBucket
+from backend_hooks.adapters.gcs import GcsBucket
+from backend_hooks.contract import codec, container, naming
+from backend_hooks.contract.container import ChunkInfo
 
 SECRET = "backfill-tests-secret-0123456789abcdef"
 

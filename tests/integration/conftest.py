@@ -14,8 +14,8 @@ from google.oauth2 import service_account
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import storage
-from backend_hooks.redis_store import redis_time
-from backend_hooks.settings import Settings
+from backend_hooks.adapters.redis_store import redis_time
+from backend_hooks.contract.settings import Settings
 from tests.integration.backfilling import SECRET as BACKFILL_SECRET
 from tests.integration.flushing import FakeClock
 from workers import backfill

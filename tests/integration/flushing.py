@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from backend_hooks import AudioSyncClient, Session, container, naming, storage
-from backend_hooks.entries import Entry, parse_entry
-from backend_hooks.gcs import GcsBucket, UploadOutcome
-from backend_hooks.redis_keys import SessionKeys, shard_of
-from backend_hooks.redis_store import RedisClient, redis_time
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, Session, storage
+from backend_hooks.adapters.gcs import GcsBucket, UploadOutcome
+from backend_hooks.adapters.redis_store import RedisClient, redis_time
+from backend_hooks.contract import container, naming
+from backend_hooks.contract.entries import Entry, parse_entry
+from backend_hooks.contract.redis_keys import SessionKeys, shard_of
+from backend_hooks.contract.settings import Settings
 from workers.context import WorkerContext
 from workers.flush import FlushResult, flush_session
 

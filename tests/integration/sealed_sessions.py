@@ -8,8 +8,9 @@ import time
 from dataclasses import replace
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming, storage
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import naming
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import FakeClock, flush
 from workers.context import WorkerContext
 

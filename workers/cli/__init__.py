@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import click
 
-from backend_hooks.build_info import __version__
+from backend_hooks.contract.build_info import __version__
 from workers.cli.backfill import backfill_command
 from workers.cli.base import AudiosyncGroup
 from workers.cli.exporter import exporter_command

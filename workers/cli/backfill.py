@@ -13,10 +13,10 @@ import time
 
 import click
 
-from backend_hooks.audio_format import SUPPORTED_RATES
-from backend_hooks.errors import AudioSyncError, ConfigError, InvalidInputError
-from backend_hooks.ids import validate_id
-from backend_hooks.settings import Settings
+from backend_hooks.contract.audio_format import SUPPORTED_RATES
+from backend_hooks.contract.errors import AudioSyncError, ConfigError, InvalidInputError
+from backend_hooks.contract.ids import validate_id
+from backend_hooks.contract.settings import Settings
 from workers import backfill_plan
 from workers.cli.base import emit
 

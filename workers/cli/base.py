@@ -11,7 +11,7 @@ from typing import Any
 import click
 import redis
 
-from backend_hooks.settings import Settings, shown_url
+from backend_hooks.contract.settings import Settings, shown_url
 
 
 class AudiosyncGroup(click.Group):

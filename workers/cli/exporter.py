@@ -8,8 +8,8 @@ import threading
 
 import click
 
-from backend_hooks.errors import ConfigError
-from backend_hooks.settings import Settings, shown_url
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import Settings, shown_url
 from workers import metrics
 
 

@@ -17,8 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo, free_port
-from backend_hooks import AudioSyncClient, pusher_metrics
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher import pusher_metrics
 from tests.integration.commands import ROOT, celery, run_python, scrape
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ from audiosync_dev import processes
 from audiosync_dev.localstack import PROJECT, StackInfo, free_port
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient, storage
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 from tests.unit.deploy.rendering import container, render
 
 pytestmark = pytest.mark.integration

@@ -29,7 +29,7 @@ import redis
 
 from audiosync_dev.localstack import StackInfo, free_port
 from audiosync_dev.processes import CeleryProcess
-from backend_hooks.lua_scripts import SCRIPTS as SHARED_SCRIPTS
+from backend_hooks.contract.lua_scripts import SCRIPTS as SHARED_SCRIPTS
 from tests.integration.commands import ROOT
 from workers.lua_scripts import SCRIPTS as FLEET_SCRIPTS
 from workers.store import WorkerStore
@@ -147,20 +147,23 @@ def test_the_installed_wheel_ships_and_runs_the_lua_scripts(
     with zipfile.ZipFile(installed.wheel) as wheel:
         shipped = {n for n in wheel.namelist() if n.endswith(".lua")}
     checkout = {
-        f"{package}/lua/{name}.lua"
-        for package, table in (("backend_hooks", SHARED_SCRIPTS), ("workers", FLEET_SCRIPTS))
+        f"{folder}/lua/{name}.lua"
+        for folder, table in (
+            ("backend_hooks/contract", SHARED_SCRIPTS),
+            ("workers", FLEET_SCRIPTS),
+        )
         for name in table
     }
     assert shipped == checkout
     code = (
         "import json, sys, redis\n"
-        "import backend_hooks.lua_scripts, workers.lua_scripts\n"
+        "import backend_hooks.contract.lua_scripts, workers.lua_scripts\n"
         "from workers.store import WorkerStore\n"
-        "tables = {'backend_hooks': backend_hooks.lua_scripts.SCRIPTS,\n"
+        "tables = {'backend_hooks': backend_hooks.contract.lua_scripts.SCRIPTS,\n"
         "          'workers': workers.lua_scripts.SCRIPTS}\n"
         "store = WorkerStore(redis.Redis.from_url(sys.argv[1]), 1)\n"
         "took = store.acquire_lease('wheel-session', 'wheel-token', 60)\n"
-        "files = [backend_hooks.lua_scripts.__file__, workers.lua_scripts.__file__]\n"
+        "files = [backend_hooks.contract.lua_scripts.__file__, workers.lua_scripts.__file__]\n"
         "scripts = {p: dict(t) for p, t in tables.items()}\n"
         "print(json.dumps({'took': took, 'scripts': scripts, 'files': files}))\n"
     )

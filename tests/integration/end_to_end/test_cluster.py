@@ -18,8 +18,9 @@ from redis.cluster import RedisCluster
 from audiosync_dev import processes
 from audiosync_dev.localstack import LocalStack
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, redis_keys, storage
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import as_json, celery
 from workers.store import WorkerStore
 

@@ -25,7 +25,7 @@ from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import storage
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 from tests.integration.example_pusher import Uvicorn
 
 pytestmark = pytest.mark.integration
@@ -129,7 +129,7 @@ def us(timestamp: float) -> int:
 
 def after_us(run_start_us: int, samples: int, rate: int) -> int:
     """Where the pusher puts the sample ``samples`` after a run's first: by the sample
-    clock from the run's start (backend_hooks/chunker.py), not by the float timestamp of
+    clock from the run's start (backend_hooks/pusher/chunker.py), not by the float timestamp of
     the push that carries it (``start + samples / rate`` in float is up to 1 µs off)."""
     return run_start_us + round(samples * 1_000_000 / rate)
 

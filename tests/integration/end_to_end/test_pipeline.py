@@ -20,10 +20,11 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, Session, container, envelope, naming, storage
-from backend_hooks.errors import ObjectConflictError
-from backend_hooks.gcs import GcsBucket, make_client
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, Session, storage
+from backend_hooks.adapters.gcs import GcsBucket, make_client
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.errors import ObjectConflictError
+from backend_hooks.contract.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,12 @@ import pytest
 
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, container, envelope, naming, storage
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.errors import DecryptionError, SplicedRecordError
-from backend_hooks.merge import MissingChunks
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.errors import DecryptionError, SplicedRecordError
+from backend_hooks.contract.settings import Settings
+from backend_hooks.read.merge import MissingChunks
 from tests.integration.flushing import FakeClock, flush, keys
 from tests.integration.sealed_sessions import (
     NEW,

@@ -15,9 +15,10 @@ import redis
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import AudioSyncClient, EnqueueError, naming, redis_keys
-from backend_hooks.gcs import GcsBucket
-from backend_hooks.session import Session
+from backend_hooks import AudioSyncClient, EnqueueError
+from backend_hooks.adapters.gcs import GcsBucket
+from backend_hooks.contract import naming, redis_keys
+from backend_hooks.pusher.session import Session
 
 SHARDS = 6
 OUT = 3  # the node stalled: neither the seed, nor the node of the sweep's own keys

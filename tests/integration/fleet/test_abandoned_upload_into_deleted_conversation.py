@@ -24,10 +24,11 @@ from audiosync_dev import processes
 from audiosync_dev.faults import GcsFaultProxy, ParkedUpload
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming, storage
-from backend_hooks.gcs import GcsBucket
-from backend_hooks.redis_store import mark_conversation_deleted
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.adapters.gcs import GcsBucket
+from backend_hooks.adapters.redis_store import mark_conversation_deleted
+from backend_hooks.contract import naming
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import CueBucket, FakeClock, flush
 from workers.context import WorkerContext
 

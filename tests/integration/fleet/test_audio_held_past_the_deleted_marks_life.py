@@ -20,9 +20,10 @@ import time
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming
-from backend_hooks.redis_keys import deleted_conversation_key
-from backend_hooks.redis_store import mark_conversation_deleted
+from backend_hooks import AudioSyncClient
+from backend_hooks.adapters.redis_store import mark_conversation_deleted
+from backend_hooks.contract import naming
+from backend_hooks.contract.redis_keys import deleted_conversation_key
 from tests.integration.flushing import FakeClock, flush
 from workers.context import WorkerContext
 

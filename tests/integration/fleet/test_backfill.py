@@ -16,9 +16,11 @@ import pytest
 import redis
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import naming, redis_store, storage
-from backend_hooks.merge import MergedAudio
-from backend_hooks.settings import Settings
+from backend_hooks import storage
+from backend_hooks.adapters import redis_store
+from backend_hooks.contract import naming
+from backend_hooks.contract.settings import Settings
+from backend_hooks.read.merge import MergedAudio
 from tests.integration.backfilling import SECRET, fleet_object
 from tests.legacy_objects import write_legacy
 from tests.legacy_opus import write_legacy_opus

@@ -19,10 +19,11 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import naming, storage
-from backend_hooks.errors import ConfigError
-from backend_hooks.gcs import GcsBucket
-from backend_hooks.settings import Settings
+from backend_hooks import storage
+from backend_hooks.adapters.gcs import GcsBucket
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import as_json, celery
 from tests.legacy_objects import write_legacy
 from tests.legacy_opus import write_legacy_opus

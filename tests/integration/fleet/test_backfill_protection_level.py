@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import naming
+from backend_hooks.contract import naming
 from tests.integration.backfilling import SECRET
 from tests.legacy_objects import filename, write_legacy
 from workers import backfill

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from backend_hooks import naming
-from backend_hooks.errors import StorageError
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import StorageError
 from tests.integration.backfilling import SECRET
 from tests.legacy_objects import write_legacy
 from workers import backfill

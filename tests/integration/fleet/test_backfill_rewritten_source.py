@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-from backend_hooks import naming, storage
+from backend_hooks import storage
+from backend_hooks.contract import naming
 from tests.legacy_objects import write_legacy
 from workers import backfill
 

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from backend_hooks import naming
+from backend_hooks.contract import naming
 from tests.legacy_objects import write_legacy
 from workers import backfill
 

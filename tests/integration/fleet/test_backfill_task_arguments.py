@@ -18,8 +18,8 @@ import pytest
 
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks.gcs import GcsBucket
-from backend_hooks.settings import Settings
+from backend_hooks.adapters.gcs import GcsBucket
+from backend_hooks.contract.settings import Settings
 from tests.integration.backfilling import SECRET
 from tests.legacy_objects import write_legacy
 from workers import tasks

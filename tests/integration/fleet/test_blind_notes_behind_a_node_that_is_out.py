@@ -19,8 +19,9 @@ import pytest
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import naming, redis_keys, redis_store
-from backend_hooks.settings import Settings
+from backend_hooks.adapters import redis_store
+from backend_hooks.contract import naming, redis_keys
+from backend_hooks.contract.settings import Settings
 from tests.integration.fleet.cluster_node_out import (
     OUT,
     SHARDS,

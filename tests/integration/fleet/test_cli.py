@@ -14,7 +14,7 @@ import redis
 
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import AudioSyncClient
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import as_json, celery
 from tests.integration.flushing import keys
 

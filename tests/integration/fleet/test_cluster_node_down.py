@@ -26,7 +26,8 @@ import redis
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import redis_keys, redis_store
+from backend_hooks.adapters import redis_store
+from backend_hooks.contract import redis_keys
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,11 @@ import time
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming, storage
-from backend_hooks.errors import StorageError
-from backend_hooks.redis_keys import deleted_conversation_key
-from backend_hooks.redis_store import conversation_deleted, mark_conversation_deleted
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.adapters.redis_store import conversation_deleted, mark_conversation_deleted
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import StorageError
+from backend_hooks.contract.redis_keys import deleted_conversation_key
 from tests.integration.flushing import CueBucket, FakeClock, flush, read_entries
 from workers.context import WorkerContext
 from workers.flush import content_type

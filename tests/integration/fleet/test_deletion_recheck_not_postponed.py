@@ -16,10 +16,11 @@ import time
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming, storage
-from backend_hooks.gcs import GcsBucket
-from backend_hooks.redis_keys import deletion_item, deletion_recheck_key, recheck_shard
-from backend_hooks.session import Session
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.adapters.gcs import GcsBucket
+from backend_hooks.contract import naming
+from backend_hooks.contract.redis_keys import deletion_item, deletion_recheck_key, recheck_shard
+from backend_hooks.pusher.session import Session
 from tests.integration.flushing import FakeClock, flush, keys
 from workers import deletions
 from workers.context import WorkerContext

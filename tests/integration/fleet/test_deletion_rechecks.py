@@ -11,19 +11,20 @@ from typing import cast
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming
-from backend_hooks.gcs import GcsBucket
-from backend_hooks.redis_keys import (
-    blind_uploads_key,
-    deletion_failures_key,
-    deletion_item,
-    deletion_recheck_key,
-)
-from backend_hooks.redis_store import (
+from backend_hooks import AudioSyncClient
+from backend_hooks.adapters.gcs import GcsBucket
+from backend_hooks.adapters.redis_store import (
     RedisClient,
     connect_one_attempt,
     mark_conversation_deleted,
     schedule_deletion_recheck,
+)
+from backend_hooks.contract import naming
+from backend_hooks.contract.redis_keys import (
+    blind_uploads_key,
+    deletion_failures_key,
+    deletion_item,
+    deletion_recheck_key,
 )
 from tests.integration.flushing import FakeClock, flush, keys
 from workers import deletions, operations

@@ -21,9 +21,10 @@ from dataclasses import replace
 
 import pytest
 
-from backend_hooks import AudioSyncClient, container, envelope, storage
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.errors import DecryptionError
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import container, envelope
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.errors import DecryptionError
 from tests.integration.flushing import CHUNK, RATE, FakeClock, flush, push_chunks, raw_xadd
 from workers.context import WorkerContext
 

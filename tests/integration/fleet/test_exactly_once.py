@@ -17,10 +17,11 @@ from dataclasses import replace
 import pytest
 import redis
 
-from backend_hooks import AudioSyncClient, container, storage
-from backend_hooks.entries import KIND_CHUNK, NewEntry
-from backend_hooks.redis_store import redis_time
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.adapters.redis_store import redis_time
+from backend_hooks.contract import container
+from backend_hooks.contract.entries import KIND_CHUNK, NewEntry
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import (
     CHUNK,
     RATE,

@@ -27,7 +27,7 @@ import uuid
 import pytest
 
 from backend_hooks import AudioSyncClient
-from backend_hooks.entries import ChunkEntry
+from backend_hooks.contract.entries import ChunkEntry
 from tests.integration.fleet.test_first_release_cut_resumed import _first_release_flush_died
 from tests.integration.flushing import (
     CHUNK,

@@ -29,7 +29,7 @@ from dataclasses import replace
 
 import pytest
 
-from backend_hooks.entries import ChunkEntry
+from backend_hooks.contract.entries import ChunkEntry
 from tests.integration.flushing import (
     CueBucket,
     FakeClock,

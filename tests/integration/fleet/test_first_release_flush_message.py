@@ -18,8 +18,10 @@ import pytest
 import redis
 
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import AudioSyncClient, redis_keys, redis_store
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient
+from backend_hooks.adapters import redis_store
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import CHUNK, RATE
 from workers import tasks
 

@@ -19,8 +19,9 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, envelope, storage
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import envelope
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import run_python
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,11 @@ import pytest
 
 from audiosync_dev.legacy import legacy_opus_container
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, container, envelope, naming, storage
-from backend_hooks.errors import ConfigError, DecryptionError, SampleRateUnknownError
-from backend_hooks.redis_keys import due_key
-from backend_hooks.redis_store import connect
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.adapters.redis_store import connect
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.errors import ConfigError, DecryptionError, SampleRateUnknownError
+from backend_hooks.contract.redis_keys import due_key
 from tests.integration.flushing import FakeClock, keys, read_entries
 from tests.integration.flushing import flush as run_flush
 from workers.context import WorkerContext

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from audiosync_dev.localstack import StackInfo, free_port
 from backend_hooks import AudioSyncClient
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import ROOT, celery, scrape
 from tests.integration.flushing import keys
 from workers import exporter, operations, tasks

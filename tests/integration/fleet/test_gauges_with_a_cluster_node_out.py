@@ -18,8 +18,8 @@ import pytest
 from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import redis_keys
-from backend_hooks.settings import Settings
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.settings import Settings
 from tests.integration.fleet.cluster_node_out import (
     OUT,
     SHARDS,

@@ -26,8 +26,8 @@ from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import StackInfo, free_port
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient
-from backend_hooks.redis_store import redis_time
-from backend_hooks.settings import Settings
+from backend_hooks.adapters.redis_store import redis_time
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import scrape
 from tests.integration.flushing import keys
 from workers import exporter, metrics, operations

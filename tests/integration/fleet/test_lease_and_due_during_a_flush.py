@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from backend_hooks.redis_store import redis_time
+from backend_hooks.adapters.redis_store import redis_time
 from tests.integration.flushing import CueBucket, FakeClock, flush, keys, push_chunks
 from workers.context import WorkerContext
 

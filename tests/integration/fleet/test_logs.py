@@ -13,7 +13,7 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import AudioSyncClient
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 
 pytestmark = pytest.mark.integration
 

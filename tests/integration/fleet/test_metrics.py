@@ -14,7 +14,7 @@ from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo, free_port
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import scrape
 from tests.integration.flushing import keys
 

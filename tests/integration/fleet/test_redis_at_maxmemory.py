@@ -19,10 +19,11 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, Session, redis_keys
-from backend_hooks.appender import Appender
-from backend_hooks.entries import KIND_END, NewEntry
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, Session
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.entries import KIND_END, NewEntry
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.appender import Appender
 from tests.integration.commands import as_json, celery
 from tests.integration.flushing import stored_seqs
 from workers import exporter

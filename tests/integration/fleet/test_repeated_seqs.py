@@ -26,8 +26,8 @@ from dataclasses import replace
 
 import pytest
 
-from backend_hooks import container
-from backend_hooks.codec import ChunkEncoder
+from backend_hooks.contract import container
+from backend_hooks.contract.codec import ChunkEncoder
 from tests.integration.flushing import (
     RATE,
     FakeClock,

@@ -25,8 +25,9 @@ import redis
 
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import AudioSyncClient, redis_keys, storage
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import as_json, celery
 from tests.integration.flushing import CHUNK, RATE
 from workers import operations

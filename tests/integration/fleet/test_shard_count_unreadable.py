@@ -8,7 +8,7 @@ import logging
 import pytest
 from redis.cluster import RedisCluster
 
-from backend_hooks import redis_keys
+from backend_hooks.contract import redis_keys
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration

@@ -30,8 +30,8 @@ import pytest
 import redis
 
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import redis_keys
-from backend_hooks.settings import Settings
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.settings import Settings
 from tests.integration.fleet.test_shard_tasks import push_closed
 from tests.integration.flushing import FakeClock
 from tests.integration.flushing import flush as run_flush

@@ -16,8 +16,9 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import AudioSyncClient, redis_keys, storage
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import CHUNK, RATE, FakeClock
 from tests.integration.flushing import flush as run_flush
 from workers.context import WorkerContext

@@ -25,9 +25,10 @@ from audiosync_dev import processes
 from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, container, storage
-from backend_hooks.redis_store import redis_time
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.adapters.redis_store import redis_time
+from backend_hooks.contract import container
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import (
     CueBucket,
     FakeClock,

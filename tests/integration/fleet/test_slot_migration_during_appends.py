@@ -35,9 +35,10 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
 from audiosync_dev.localstack import LocalStack
-from backend_hooks import AudioSyncClient, redis_keys
-from backend_hooks.errors import EnqueueError
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.errors import EnqueueError
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import CHUNK, RATE
 
 pytestmark = pytest.mark.integration

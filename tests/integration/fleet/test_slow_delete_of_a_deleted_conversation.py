@@ -21,8 +21,8 @@ from audiosync_dev.faults import GcsFaultProxy
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
 from backend_hooks import AudioSyncClient
-from backend_hooks.redis_store import mark_conversation_deleted
-from backend_hooks.settings import Settings
+from backend_hooks.adapters.redis_store import mark_conversation_deleted
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import FakeClock, flush
 from workers.context import WorkerContext
 

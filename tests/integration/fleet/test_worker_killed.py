@@ -17,8 +17,9 @@ import redis
 from audiosync_dev import processes
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, container, envelope, naming, storage
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import keys
 
 pytestmark = pytest.mark.integration

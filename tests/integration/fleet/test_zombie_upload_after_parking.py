@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import pytest
 
-from backend_hooks.errors import StorageError
+from backend_hooks.contract.errors import StorageError
 from tests.integration.flushing import (
     CHUNK,
     CueBucket,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from audiosync_dev.localstack import free_port
-from backend_hooks.redis_keys import SessionKeys
+from backend_hooks.contract.redis_keys import SessionKeys
 from tests.integration.commands import ROOT, scrape
 from tests.integration.pusher.pusher_outage import spooling_pusher, wait_for
 

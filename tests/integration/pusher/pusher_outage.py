@@ -18,9 +18,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from backend_hooks.entries import ChunkEntry, parse_entry
-from backend_hooks.redis_keys import SessionKeys
-from backend_hooks.settings import Settings
+from backend_hooks.contract.entries import ChunkEntry, parse_entry
+from backend_hooks.contract.redis_keys import SessionKeys
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import ROOT
 
 SECRET = "outage-test-secret-0123456789abcdef"
@@ -106,8 +106,9 @@ def spool_files(root: Path) -> list[Path]:
 
 PUSHER = """
 import os, sys, time
-from backend_hooks import AudioSyncClient, spool
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient
+from backend_hooks.pusher import spool
+from backend_hooks.contract.settings import Settings
 from tests.integration.pusher.pusher_outage import noise, quick_client
 
 mode, chunks = sys.argv[1], int(sys.argv[2])

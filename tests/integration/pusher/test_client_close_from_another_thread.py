@@ -19,7 +19,7 @@ import pytest
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
 from backend_hooks import AudioSyncClient, SessionClosedError
-from backend_hooks.chunker import RawChunk
+from backend_hooks.pusher.chunker import RawChunk
 from tests.integration.pusher.pusher_outage import (
     CHUNK,
     RATE,

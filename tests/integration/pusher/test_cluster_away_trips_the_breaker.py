@@ -16,8 +16,8 @@ from redis.cluster import RedisCluster
 
 from audiosync_dev.localstack import LocalStack
 from backend_hooks import AudioSyncClient
-from backend_hooks.entries import ChunkEntry, parse_entry
-from backend_hooks.redis_keys import SessionKeys
+from backend_hooks.contract.entries import ChunkEntry, parse_entry
+from backend_hooks.contract.redis_keys import SessionKeys
 from tests.integration.pusher.pusher_outage import (
     CHUNK,
     RATE,

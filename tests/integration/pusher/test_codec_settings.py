@@ -10,11 +10,12 @@ import redis
 
 from audiosync_dev.localstack import StackInfo
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, container
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.entries import ChunkEntry, parse_entry
-from backend_hooks.redis_store import connect
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient
+from backend_hooks.adapters.redis_store import connect
+from backend_hooks.contract import container
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.entries import ChunkEntry, parse_entry
+from backend_hooks.contract.settings import Settings
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration

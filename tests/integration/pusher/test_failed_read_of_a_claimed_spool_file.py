@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
-from backend_hooks import AudioSyncClient, spool
+from backend_hooks import AudioSyncClient
+from backend_hooks.pusher import spool
 from tests.integration.pusher.pusher_outage import (
     CHUNK,
     RATE,

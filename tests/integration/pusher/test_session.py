@@ -22,10 +22,10 @@ from backend_hooks import (
     InvalidInputError,
     SessionClosedError,
 )
-from backend_hooks.appender import Appender
-from backend_hooks.entries import KIND_CHUNK, KIND_END, ChunkEntry, parse_entry
-from backend_hooks.redis_store import connect
-from backend_hooks.settings import Settings
+from backend_hooks.adapters.redis_store import connect
+from backend_hooks.contract.entries import KIND_CHUNK, KIND_END, ChunkEntry, parse_entry
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.appender import Appender
 from workers.store import WorkerStore
 
 pytestmark = pytest.mark.integration

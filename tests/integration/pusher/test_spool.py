@@ -23,10 +23,9 @@ from backend_hooks import (
     ConfigError,
     EnqueueError,
     SpoolFullError,
-    pusher_metrics,
-    spool,
 )
-from backend_hooks.redis_keys import SessionKeys
+from backend_hooks.contract.redis_keys import SessionKeys
+from backend_hooks.pusher import pusher_metrics, spool
 from tests.integration.commands import run_python
 from tests.integration.pusher.pusher_outage import (
     CHUNK,

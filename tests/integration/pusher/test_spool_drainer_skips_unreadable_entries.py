@@ -122,7 +122,7 @@ os.lstat = guard(os.lstat, "stat", lambda _mode: False)
 os.listdir = guard(os.listdir, "list", lambda _mode: False)
 os.scandir = guard(os.scandir, "list", lambda _mode: False)
 
-from backend_hooks import spool_cli
+from backend_hooks.pusher import spool_cli
 
 sys.exit(spool_cli.main(sys.argv[1:]))
 """

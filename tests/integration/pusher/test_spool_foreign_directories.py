@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from audiosync_dev.localstack import StackInfo, StandaloneValkey
-from backend_hooks import AudioSyncClient, spool, spool_cli
+from backend_hooks import AudioSyncClient
+from backend_hooks.pusher import spool, spool_cli
 from tests.integration.pusher.pusher_outage import (
     CHUNK,
     quick_client,

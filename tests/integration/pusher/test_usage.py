@@ -1,4 +1,4 @@
-"""backend_hooks.usage against the real Redis: one pipelined INCRBY + EXPIREAT per flush,
+"""backend_hooks.pusher.usage against the real Redis: one pipelined INCRBY + EXPIREAT per flush,
 the final flush on every exit path, exact totals across concurrent adders, a failed flush
 keeping its amount."""
 
@@ -12,9 +12,10 @@ import pytest
 import redis
 
 from audiosync_dev.localstack import LocalStack, StackInfo
-from backend_hooks import AudioSyncClient, usage
-from backend_hooks.errors import InvalidInputError
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient
+from backend_hooks.contract.errors import InvalidInputError
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher import usage
 
 pytestmark = pytest.mark.integration
 # 30 s before the end of today (UTC): the keys' EXPIREAT (the next midnight + 1 h) is then

@@ -8,7 +8,7 @@ import pytest
 
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import storage
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 from tests.integration.read.sealing import SECRET
 
 

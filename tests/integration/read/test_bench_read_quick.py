@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from audiosync_dev.localstack import StackInfo
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 
 pytestmark = pytest.mark.integration
 SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "bench_read.py"

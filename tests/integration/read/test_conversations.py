@@ -1,4 +1,4 @@
-"""backend_hooks.conversations and the exact durations of every kind, against the real GCS
+"""backend_hooks.read.conversations and the exact durations of every kind, against the real GCS
 emulator through google-cloud-storage: legacy objects written byte for byte by
 tests/legacy_objects.py and tests/legacy_opus.py (LEGACY_FORMATS.md), new ones by the real
 pusher and flush.
@@ -28,13 +28,16 @@ import pytest
 from google.oauth2 import service_account
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, conversations, gcs, naming, storage
-from backend_hooks.errors import (
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.adapters import gcs
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import (
     ConfigError,
     InvalidInputError,
     ObjectConflictError,
     StorageError,
 )
+from backend_hooks.read import conversations
 from tests.integration.flushing import FakeClock, flush
 from tests.integration.read.sealing import SECRET
 from tests.legacy_objects import write_legacy

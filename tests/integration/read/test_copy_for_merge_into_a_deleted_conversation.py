@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from backend_hooks import redis_store, storage
-from backend_hooks.errors import InvalidInputError, StorageError
+from backend_hooks import storage
+from backend_hooks.adapters import redis_store
+from backend_hooks.contract.errors import InvalidInputError, StorageError
 from tests.integration.read.legacy_conversation import T0
 from tests.legacy_objects import write_legacy
 

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from backend_hooks import storage
-from backend_hooks.errors import ObjectConflictError
+from backend_hooks.contract.errors import ObjectConflictError
 from tests.integration.read.legacy_conversation import T0
 
 pytestmark = pytest.mark.integration

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import naming, storage
-from backend_hooks.errors import DecryptionError
-from backend_hooks.resample import resampled_length
-from backend_hooks.settings import Settings
+from backend_hooks import storage
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import DecryptionError
+from backend_hooks.contract.settings import Settings
+from backend_hooks.read.resample import resampled_length
 from tests.integration.backfilling import SECRET, fleet_object
 from tests.legacy_objects import write_legacy
 from tests.legacy_opus import write_legacy_opus
@@ -123,8 +124,8 @@ def test_every_legacy_kind_mixed_broken_and_backfilled_twice(
 
 def new_object(bucket: Any, uid: str, cid: str, start: float, pcm: bytes, rate: int) -> None:
     """One standard chunk of a pusher session at ``rate``, stored as the fleet stores it."""
-    from backend_hooks import codec, container
-    from backend_hooks.container import ChunkInfo
+    from backend_hooks.contract import codec, container
+    from backend_hooks.contract.container import ChunkInfo
 
     encoder = codec.ChunkEncoder(rate)
     info = ChunkInfo(uuid.uuid4().hex, 0, int(start * 1_000_000), rate, len(pcm) // 2)

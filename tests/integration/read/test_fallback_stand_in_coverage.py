@@ -20,8 +20,9 @@ import uuid
 
 import pytest
 
-from backend_hooks import codec, container, naming, storage
-from backend_hooks.errors import FormatError
+from backend_hooks import storage
+from backend_hooks.contract import codec, container, naming
+from backend_hooks.contract.errors import FormatError
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration

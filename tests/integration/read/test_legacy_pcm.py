@@ -15,14 +15,15 @@ from dataclasses import replace
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, naming, storage
-from backend_hooks.errors import (
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import (
     DecryptionError,
     FormatError,
     InvalidInputError,
     SampleRateUnknownError,
 )
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import FakeClock, flush
 from tests.legacy_objects import legacy_bytes, write_legacy
 from workers.context import WorkerContext
@@ -192,7 +193,7 @@ def test_legacy_8k_next_to_new_16k_comes_out_at_one_rate_in_place(
     assert down.pcm[_at(8000, 12) :] != zeros(5, 8000)  # the 16 kHz object, resampled
     # Resampled, not re-timed: the 8 kHz audio at 16 kHz is the same signal at twice
     # the samples (compared where soxr's edges do not reach).
-    from backend_hooks.resample import resample_pcm16
+    from backend_hooks.read.resample import resample_pcm16
 
     mid = slice(_at(16000, 1), _at(16000, 4))
     assert up.pcm[mid] == resample_pcm16(first, 8000, 16000)[mid]

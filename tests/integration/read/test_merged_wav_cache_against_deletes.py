@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from google.oauth2 import service_account
 
-from backend_hooks import redis_store, storage
-from backend_hooks.errors import InvalidInputError, StorageError
+from backend_hooks import storage
+from backend_hooks.adapters import redis_store
+from backend_hooks.contract.errors import InvalidInputError, StorageError
 from tests.integration.read.legacy_conversation import T0, one_chunk_conversation
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 from google.oauth2 import service_account
 
 from backend_hooks import storage
-from backend_hooks.errors import ConfigError, InvalidInputError
+from backend_hooks.contract.errors import ConfigError, InvalidInputError
 from tests.integration.read.legacy_conversation import T0, one_chunk_conversation
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,8 @@ import wave
 import pytest
 from google.oauth2 import service_account
 
-from backend_hooks import conversations, storage
+from backend_hooks import storage
+from backend_hooks.read import conversations
 from tests.integration.read.legacy_conversation import T0
 from tests.legacy_objects import write_legacy
 

@@ -14,8 +14,9 @@ from dataclasses import replace
 
 import pytest
 
-from backend_hooks import container, envelope, naming, storage
-from backend_hooks.errors import FormatError
+from backend_hooks import storage
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.errors import FormatError
 from tests.legacy_objects import v0_record
 from workers.context import WorkerContext
 

@@ -15,10 +15,12 @@ import uuid
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, envelope, gcs, naming, storage
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.errors import ConfigError, DecryptionError, FormatError
-from backend_hooks.settings import Settings
+from backend_hooks import storage
+from backend_hooks.adapters import gcs
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.errors import ConfigError, DecryptionError, FormatError
+from backend_hooks.contract.settings import Settings
 from tests.integration.read.sealing import SECRET
 from tests.legacy_objects import legacy_bytes, write_legacy
 

@@ -27,9 +27,11 @@ from dataclasses import replace
 import pytest
 
 from audiosync_dev.localstack import StackInfo
-from backend_hooks import codec, container, envelope, gcs, naming, storage
-from backend_hooks.errors import ObjectGoneError
-from backend_hooks.settings import Settings
+from backend_hooks import storage
+from backend_hooks.adapters import gcs
+from backend_hooks.contract import codec, container, envelope, naming
+from backend_hooks.contract.errors import ObjectGoneError
+from backend_hooks.contract.settings import Settings
 from tests.legacy_objects import write_legacy
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,10 @@ from dataclasses import replace
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import AudioSyncClient, gcs, storage
-from backend_hooks.errors import GapTooLongError
-from backend_hooks.settings import Settings
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.adapters import gcs
+from backend_hooks.contract.errors import GapTooLongError
+from backend_hooks.contract.settings import Settings
 from tests.integration.flushing import FakeClock, flush
 from tests.integration.read.sealing import SECRET
 from tests.legacy_objects import write_legacy

@@ -10,8 +10,8 @@ import pytest
 
 from audiosync_dev.localstack import StackInfo
 from backend_hooks import storage
-from backend_hooks.errors import StorageError
-from backend_hooks.settings import Settings
+from backend_hooks.contract.errors import StorageError
+from backend_hooks.contract.settings import Settings
 from tests.integration.commands import celery
 
 pytestmark = pytest.mark.integration

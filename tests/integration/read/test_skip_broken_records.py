@@ -13,8 +13,9 @@ import uuid
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import naming, storage
-from backend_hooks.errors import DecryptionError, FormatError
+from backend_hooks import storage
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import DecryptionError, FormatError
 from tests.integration.read.sealing import SECRET
 from tests.legacy_objects import write_legacy
 

@@ -14,18 +14,12 @@ import pytest
 from google.oauth2 import service_account
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import (
-    AudioSyncClient,
-    container,
-    conversations,
-    envelope,
-    naming,
-    object_reader,
-    storage,
-)
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.errors import FormatError, SplicedRecordError
-from backend_hooks.redis_keys import SessionKeys
+from backend_hooks import AudioSyncClient, storage
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.errors import FormatError, SplicedRecordError
+from backend_hooks.contract.redis_keys import SessionKeys
+from backend_hooks.read import conversations, object_reader
 from tests.integration.flushing import FakeClock, flush, keys
 from tests.integration.sealed_sessions import (
     NEW,

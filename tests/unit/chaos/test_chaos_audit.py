@@ -7,8 +7,8 @@ import pytest
 
 from audiosync_dev.chaos import ExpectedChunk, audit_run, same_audio
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, naming
-from backend_hooks.codec import ChunkEncoder
+from backend_hooks.contract import container, naming
+from backend_hooks.contract.codec import ChunkEncoder
 
 
 class EmptyRedis:

@@ -1,4 +1,5 @@
-"""backend_hooks.container and backend_hooks.codec: v1 Ogg Opus chunks and legacy containers."""
+"""backend_hooks.contract.container and backend_hooks.contract.codec: v1 Ogg Opus chunks and
+legacy containers."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audiosync_dev.legacy import legacy_opus_container
-from backend_hooks import codec, container, durations, ogg
-from backend_hooks.container import ChunkInfo
-from backend_hooks.errors import FormatError, InvalidInputError, UnsupportedFormatError
+from backend_hooks.contract import codec, container, ogg
+from backend_hooks.contract.container import ChunkInfo
+from backend_hooks.contract.errors import FormatError, InvalidInputError, UnsupportedFormatError
+from backend_hooks.read import durations
 from tests.unit.helpers import (
     av_decode,
     av_encode_ogg_opus,

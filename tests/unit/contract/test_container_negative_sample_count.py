@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks import codec, container
-from backend_hooks.errors import FormatError
+from backend_hooks.contract import codec, container
+from backend_hooks.contract.errors import FormatError
 
 RATE = 16000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks.errors import ConfigError
-from backend_hooks.settings import ROLE_VARIABLES, Settings
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import ROLE_VARIABLES, Settings
 
 NAME = "AUDIOSYNC_DELETE_RECHECK_SECONDS"
 

@@ -1,4 +1,5 @@
-"""backend_hooks.envelope: per-user HKDF keys and AES-256-GCM records, envelope v0 (legacy).
+"""backend_hooks.contract.envelope: per-user HKDF keys and AES-256-GCM records, envelope v0
+(legacy).
 
 Envelope v1 (header, key id, associated data, rotation) is tests/unit/contract/test_envelope_v1.py.
 """
@@ -14,8 +15,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend_hooks import envelope
-from backend_hooks.errors import ConfigError, DecryptionError, FormatError
+from backend_hooks.contract import envelope
+from backend_hooks.contract.errors import ConfigError, DecryptionError, FormatError
 
 SECRET = b"0123456789abcdef0123456789abcdef"  # exactly 32 bytes
 OTHER_SECRET = b"fedcba9876543210fedcba9876543210"

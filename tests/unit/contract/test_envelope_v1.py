@@ -1,4 +1,4 @@
-"""backend_hooks.envelope v1: cleartext header, key id, associated data, key rotation.
+"""backend_hooks.contract.envelope v1: cleartext header, key id, associated data, key rotation.
 
 One test per bad input of sealing and opening (docs/FORMATS.md 3.2, 3.3); the reader's
 checks after opening (splices, gaps, swaps) are tests/unit/read/test_sealed_read.py.
@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend_hooks import envelope
-from backend_hooks.audio_format import SUPPORTED_RATES
-from backend_hooks.container import ChunkInfo
-from backend_hooks.entries import MAX_SEQ
-from backend_hooks.errors import (
+from backend_hooks.contract import envelope
+from backend_hooks.contract.audio_format import SUPPORTED_RATES
+from backend_hooks.contract.container import ChunkInfo
+from backend_hooks.contract.entries import MAX_SEQ
+from backend_hooks.contract.errors import (
     ConfigError,
     DecryptionError,
     FormatError,

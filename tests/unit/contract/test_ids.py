@@ -1,4 +1,4 @@
-"""backend_hooks.ids: ids that end up in Redis keys and object names."""
+"""backend_hooks.contract.ids: ids that end up in Redis keys and object names."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend_hooks.errors import InvalidInputError
-from backend_hooks.ids import validate_id
+from backend_hooks.contract.errors import InvalidInputError
+from backend_hooks.contract.ids import validate_id
 
 VALID_CHARS = string.ascii_letters + string.digits + "._:@+=-"
 

@@ -1,13 +1,12 @@
 """Who imports whom in backend_hooks/ and workers/ (docs/ARCHITECTURE.md, "Who imports whom").
 
-Every module has one role, in ``ROLES`` below: the one table of the contract, the pusher,
-the read side and the fleet (the day these roles become folders, the table becomes the
-folder names). The graph is read from the source with ``ast``: every import counts,
-module-level, function-local (a lazy import is still a dependency) and under
-``TYPE_CHECKING``. A role may import only the roles ``MAY_IMPORT`` names, and no module of
-either package may take part in an import cycle but the ``KNOWN_CYCLES`` of
-test_module_boundaries.py (one table of cycles; that test also checks backend_hooks for
-private names used across modules).
+Every module has one role, its folder (``role_of`` below; ``ROLES`` is derived from the
+folders on disk): the contract, the pusher, the read side and the fleet. The graph is read
+from the source with ``ast``: every import counts, module-level, function-local (a lazy
+import is still a dependency) and under ``TYPE_CHECKING``. A role may import only the roles
+``MAY_IMPORT`` names, and no module of either package may take part in an import cycle but
+the ``KNOWN_CYCLES`` of test_module_boundaries.py (one table of cycles; that test also
+checks backend_hooks for private names used across modules).
 
 The second half checks what an import loads at run time, in a fresh interpreter: the fleet's
 modules outside Celery load no Celery, and a flush worker (its task module and the
@@ -31,106 +30,49 @@ from tests.unit.contract.test_module_boundaries import KNOWN_CYCLES, cycles
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("backend_hooks", "workers")
 
-#: Each module's role. ``contract``: the formats, names, keys and settings both sides share
-#: (pure, or the one Redis adapter that runs the scripts of the contract; ``codec``
-#: is here because the pusher encodes and the reader decodes with it, but the fleet does
-#: not load it: ``FLEET_NEVER_LOADS``). ``gcs``: the GCS adapter, for the read side and the
-#: fleet. ``pusher``: the pusher process and its spool. ``read``: the reader (list,
-#: download, merge, delete). ``fleet``: the workers. ``bridge``: the fleet module that
-#: reads what the read side reads, the backfill, which rewrites legacy objects with the
-#: reader's own code (workers/tasks.py imports it only when a backfill task runs).
-ROLES: dict[str, frozenset[str]] = {
-    "contract": frozenset(
-        f"backend_hooks.{name}"
-        for name in (
-            "audio_format",
-            "build_info",
-            "codec",
-            "container",
-            "entries",
-            "envelope",
-            "errors",
-            "ids",
-            "legacy_pcm",  # the legacy raw-PCM layout: pure, as container's legacy Opus
-            "lua_scripts",
-            "naming",
-            "ogg",
-            "redis_keys",  # the key names, pure
-            "redis_store",  # the one Redis adapter: connection, scripts' runner, Redis time
-            "rollout",
-            "settings",
-        )
-    ),
-    "gcs": frozenset({"backend_hooks.gcs"}),
-    "pusher": frozenset(
-        {"backend_hooks"}  # the package's face: AudioSyncClient and Session
-        | {
-            f"backend_hooks.{name}"
-            for name in (
-                "appender",  # the pusher's append script call (transport and drainer use it)
-                "breaker",
-                "chunker",
-                "client",
-                "handoff",
-                "pusher_metrics",
-                "session",
-                "spool",
-                "spool_cli",
-                "spool_drainer",
-                "spool_format",
-                "transport",
-                "usage",
-            )
-        }
-    ),
-    "read": frozenset(
-        f"backend_hooks.{name}"
-        for name in (
-            "conversations",
-            "durations",
-            "merge",
-            "object_reader",
-            "pcm_buffer",
-            "reader",
-            "resample",
-            "storage",
-            "wav",
-        )
-    ),
-    "fleet": frozenset(
-        {"workers"}
-        | {
-            f"workers.{name}"
-            for name in (
-                "backfill_plan",
-                "celery_app",
-                "celeryconfig",
-                "cli",  # the `audiosync` command group, as Celery lays out celery/bin:
-                "cli.backfill",  # one module per command, the backfill's code loaded lazily
-                "cli.base",
-                "cli.exporter",
-                "cli.replay",
-                "cli.status",
-                "context",
-                "deletions",
-                "drain",
-                "exporter",
-                "flush",
-                "logs",
-                "lua_scripts",
-                "metrics",
-                "operations",
-                "planner",
-                "quarantine",
-                "shutdown",
-                "store",
-                "tasks",
-                "validate",
-            )
-        }
-    ),
-    "bridge": frozenset({"workers.backfill"}),
+#: Each module's role is its folder: ``backend_hooks/<role>/`` for ``contract``, ``pusher``
+#: and ``read``, ``workers/`` for ``fleet``. ``contract``: the formats, names, keys and
+#: settings both sides share (``codec`` is here because the pusher encodes and the reader
+#: decodes with it, but the fleet does not load it: ``FLEET_NEVER_LOADS``). ``pusher``: the
+#: pusher process and its spool. ``read``: the reader (list, download, merge, delete).
+#: ``fleet``: the workers. The rest, one table each:
+#:
+#: - ``backend_hooks/adapters/``: one module per outside system, each with its role. ``gcs``
+#:   is its own role, for the read side and the fleet; ``redis_store`` is the contract's,
+#:   the one Redis adapter that runs the contract's scripts (the pusher uses it too).
+#: - the top level of ``backend_hooks``: the public paths, each the face of one role
+#:   (``backend_hooks``: AudioSyncClient and Session; ``storage``: the read side's facade;
+#:   ``usage``, ``spool_cli`` and ``settings``: re-exports of the moved modules).
+#: - ``bridge``: the fleet module that reads what the read side reads, the backfill, which
+#:   rewrites legacy objects with the reader's own code (workers/tasks.py imports it only
+#:   when a backfill task runs).
+FOLDER_ROLES = ("contract", "pusher", "read")
+ADAPTER_ROLES: dict[str, str] = {
+    "backend_hooks.adapters": "contract",  # its __init__: a docstring
+    "backend_hooks.adapters.gcs": "gcs",
+    "backend_hooks.adapters.redis_store": "contract",
 }
+PUBLIC_PATH_ROLES: dict[str, str] = {
+    "backend_hooks": "pusher",
+    "backend_hooks.settings": "contract",
+    "backend_hooks.spool_cli": "pusher",
+    "backend_hooks.storage": "read",
+    "backend_hooks.usage": "pusher",
+}
+BRIDGE = frozenset({"workers.backfill"})
+
+
+def role_of(module: str) -> str | None:
+    """``module``'s role, from its folder (None: a module no rule places)."""
+    parts = module.split(".")
+    if parts[0] == "workers":
+        return "bridge" if module in BRIDGE else "fleet"
+    if len(parts) > 1 and parts[1] in FOLDER_ROLES:
+        return parts[1]
+    if len(parts) > 1 and parts[1] == "adapters":
+        return ADAPTER_ROLES.get(module)
+    return PUBLIC_PATH_ROLES.get(module)
+
 
 #: The roles each role may import (its own included).
 MAY_IMPORT: dict[str, frozenset[str]] = {
@@ -154,7 +96,26 @@ NEVER_IMPORTS: dict[str, frozenset[str]] = {
 
 #: The fleet runs without libopus (tests/integration/fleet/test_fleet_without_opus.py): no
 #: fleet module but the bridge imports the codec, although it is a contract module.
-FLEET_NEVER_LOADS = frozenset({"backend_hooks.codec"})
+FLEET_NEVER_LOADS = frozenset({"backend_hooks.contract.codec"})
+
+
+def _modules(root: Path) -> dict[str, Path]:
+    """Every module of the packages, those of their subpackages (workers/cli/) included."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            name = ".".join(parts[:-1] if path.stem == "__init__" else parts)
+            found[name] = path
+    return found
+
+
+#: The modules of each role, as the folders have them.
+ROLES: dict[str, frozenset[str]] = {
+    role: frozenset(m for m in _modules(ROOT) if role_of(m) == role)
+    for role in ("contract", "gcs", "pusher", "read", "fleet", "bridge")
+}
+
 
 #: Fleet modules that are Celery's own (the app, its config, its signals, its tasks and its
 #: command): every other fleet module imports without Celery.
@@ -168,17 +129,6 @@ CELERY_MODULES = frozenset(
     }
     | {m for m in ROLES["fleet"] if m == "workers.cli" or m.startswith("workers.cli.")}
 )
-
-
-def _modules(root: Path) -> dict[str, Path]:
-    """Every module of the packages, those of their subpackages (workers/cli/) included."""
-    found = {}
-    for package in PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            parts = path.relative_to(root).with_suffix("").parts
-            name = ".".join(parts[:-1] if path.stem == "__init__" else parts)
-            found[name] = path
-    return found
 
 
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[tuple[str, int]]:
@@ -223,13 +173,6 @@ def import_graph(root: Path = ROOT) -> dict[str, dict[str, int]]:
     return graph
 
 
-def role_of(module: str) -> str | None:
-    for role, members in ROLES.items():
-        if module in members:
-            return role
-    return None
-
-
 def violations(graph: dict[str, dict[str, int]]) -> list[str]:
     """Every import that breaks a rule above, as ``module:line imports target (why)``."""
     found = []
@@ -252,12 +195,22 @@ def violations(graph: dict[str, dict[str, int]]) -> list[str]:
 # --- the graph, from the source ----------------------------------------------------------
 
 
-def test_every_module_has_one_role() -> None:
+def test_every_module_has_a_role_by_its_folder() -> None:
+    """A module's folder is its role: a new module at the top of backend_hooks, or in
+    adapters/, is placed by hand in a table here (the public paths, the adapters), and
+    the tables name only modules that exist."""
     modules = set(_modules(ROOT))
-    listed = [module for members in ROLES.values() for module in members]
-    assert len(listed) == len(set(listed)), "a module in two roles"
-    assert modules - set(listed) == set(), "modules without a role: add them to ROLES"
-    assert set(listed) - modules == set(), "ROLES names modules that do not exist"
+    assert {m for m in modules if role_of(m) is None} == set(), "put it in its role's folder"
+    named = set(ADAPTER_ROLES) | set(PUBLIC_PATH_ROLES) | BRIDGE
+    assert named - modules == set(), "the tables name modules that do not exist"
+    assert {m for members in ROLES.values() for m in members} == modules
+
+
+def test_the_top_level_of_backend_hooks_is_the_public_paths() -> None:
+    top = {p.stem for p in (ROOT / "backend_hooks").glob("*.py")}
+    assert top == {"__init__", "settings", "spool_cli", "storage", "usage"}
+    folders = {p.name for p in (ROOT / "backend_hooks").iterdir() if (p / "__init__.py").exists()}
+    assert folders == {*FOLDER_ROLES, "adapters"}
 
 
 def test_every_import_points_the_allowed_way() -> None:
@@ -280,8 +233,10 @@ def test_the_checker_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None
     for package in PACKAGES:
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "backend_hooks" / "contract").mkdir()
+    (tmp_path / "backend_hooks" / "contract" / "__init__.py").write_text("")
     (tmp_path / "backend_hooks" / "storage.py").write_text("")
-    (tmp_path / "backend_hooks" / "naming.py").write_text(
+    (tmp_path / "backend_hooks" / "contract" / "naming.py").write_text(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
         "    from backend_hooks.storage import StorageContext\n"
@@ -293,11 +248,11 @@ def test_the_checker_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None
         "from . import planner\nfrom .planner import plan\nimport celery\n"
     )
     graph = import_graph(tmp_path)
-    assert graph["backend_hooks.naming"] == {"typing": 1, "backend_hooks.storage": 3}
+    assert graph["backend_hooks.contract.naming"] == {"typing": 1, "backend_hooks.storage": 3}
     assert graph["workers.planner"] == {"backend_hooks.storage": 2}
     assert graph["workers.flush"] == {"workers.planner": 1, "celery": 3}
     assert violations(graph) == [
-        "backend_hooks/naming.py:3 imports backend_hooks.storage (contract -> read)",
+        "backend_hooks/contract/naming.py:3 imports backend_hooks.storage (contract -> read)",
         "workers/planner.py:2 imports backend_hooks.storage (fleet -> read)",
     ]
 
@@ -345,13 +300,13 @@ def test_a_flush_worker_starts_without_the_read_side() -> None:
     loaded = _loaded_by("import workers.tasks, workers.cli")
     assert "celery" in loaded  # it did load what a worker loads
     assert loaded & (ROLES["read"] | ROLES["bridge"]) == set()
-    assert loaded & {"backend_hooks.codec", "opuslib", "soxr"} == set()
+    assert loaded & {"backend_hooks.contract.codec", "opuslib", "soxr"} == set()
 
 
 def test_the_key_names_load_without_redis() -> None:
     """redis_keys is the key names alone: a tool or a test reading them loads no Redis
-    client (backend_hooks/redis_store.py is the one module that speaks Redis)."""
-    loaded = _loaded_by("import backend_hooks.redis_keys")
-    assert "backend_hooks.redis_keys" in loaded
+    client (backend_hooks/adapters/redis_store.py is the one module that speaks Redis)."""
+    loaded = _loaded_by("import backend_hooks.contract.redis_keys")
+    assert "backend_hooks.contract.redis_keys" in loaded
     assert {m for m in loaded if m.split(".")[0] == "redis"} == set()
-    assert "backend_hooks.redis_store" not in loaded
+    assert "backend_hooks.adapters.redis_store" not in loaded

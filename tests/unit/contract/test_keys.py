@@ -1,4 +1,4 @@
-"""backend_hooks.redis_keys key layout: one hash tag per shard, names that parse back."""
+"""backend_hooks.contract.redis_keys key layout: one hash tag per shard, names that parse back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend_hooks.redis_keys import (
+from backend_hooks.contract.redis_keys import (
     LEGACY_SHARD,
     SessionKeys,
     due_key,
@@ -81,7 +81,7 @@ def test_what_counts_as_redis_away() -> None:
     """The pusher's breaker opens for an outage, not for one command refused on one key."""
     import redis
 
-    from backend_hooks.redis_store import is_outage
+    from backend_hooks.adapters.redis_store import is_outage
 
     for away in (
         redis.ConnectionError("refused"),

@@ -1,4 +1,4 @@
-"""backend_hooks.naming: new object names, legacy names, extension parsing."""
+"""backend_hooks.contract.naming: new object names, legacy names, extension parsing."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend_hooks import naming
-from backend_hooks.errors import UnsupportedFormatError
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import UnsupportedFormatError
 
 START_US = 1_700_000_000_125_000
 END_US = 1_700_000_060_125_000

@@ -1,4 +1,4 @@
-"""backend_hooks.ogg: page writing, CRC, chained-stream reading and its refusals."""
+"""backend_hooks.contract.ogg: page writing, CRC, chained-stream reading and its refusals."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend_hooks import ogg
-from backend_hooks.errors import FormatError
+from backend_hooks.contract import ogg
+from backend_hooks.contract.errors import FormatError
 from tests.unit.helpers import av_encode_ogg_opus, sine
 
 # --- helpers ------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from backend_hooks.errors import ConfigError
-from backend_hooks.settings import MIN_SECRET_BYTES, Settings
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import MIN_SECRET_BYTES, Settings
 
 CURRENT = "the-current-secret-0123456789abcdef"
 OLD = "an-old-secret-with-a-comma,-0123456789abcdef"

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from backend_hooks.settings import Settings, shown_url
+from backend_hooks.contract.settings import Settings, shown_url
 
 CURRENT = "the-current-secret-0123456789abcdef"
 PREVIOUS = "a-previous-secret-fedcba9876543210"

@@ -1,4 +1,4 @@
-"""backend_hooks.settings: environment parsing; every refusal names its variable."""
+"""backend_hooks.contract.settings: environment parsing; every refusal names its variable."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend_hooks.audio_format import DEFAULT_BITRATES, DEFAULT_COMPLEXITIES
-from backend_hooks.errors import ConfigError
-from backend_hooks.settings import ENV_DEFAULTS, MIN_SECRET_BYTES, ROLE_VARIABLES, Settings
+from backend_hooks.contract.audio_format import DEFAULT_BITRATES, DEFAULT_COMPLEXITIES
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import ENV_DEFAULTS, MIN_SECRET_BYTES, ROLE_VARIABLES, Settings
 
 SECRET = "s" * 32
 

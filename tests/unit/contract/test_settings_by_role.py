@@ -1,4 +1,4 @@
-"""The settings by role (backend_hooks/settings.py ROLE_VARIABLES): the fleet accepts what
+"""The settings by role (backend_hooks/contract/settings.py ROLE_VARIABLES): the fleet accepts what
 the pusher accepts, and a worker starts with the deployment's whole environment."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backend_hooks.settings import Settings
+from backend_hooks.contract.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 # A valid deployment: 2 s chunks (a whole number of 20 ms frames), 4 s objects. The pusher

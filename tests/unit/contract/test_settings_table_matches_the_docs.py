@@ -1,4 +1,4 @@
-"""The settings table (backend_hooks/settings.py ``VARIABLES``) is every environment
+"""The settings table (backend_hooks/contract/settings.py ``VARIABLES``) is every environment
 variable the code reads, and README.md's settings table is that table; docs/FORMATS.md's
 Redis key table is every key the code names."""
 
@@ -13,9 +13,10 @@ from types import ModuleType
 
 import pytest
 
-from backend_hooks import appender, redis_keys, redis_store
-from backend_hooks.redis_keys import LEGACY_SHARD, SessionKeys
-from backend_hooks.settings import (
+from backend_hooks.adapters import redis_store
+from backend_hooks.contract import redis_keys
+from backend_hooks.contract.redis_keys import LEGACY_SHARD, SessionKeys
+from backend_hooks.contract.settings import (
     ENV_DEFAULTS,
     OTHER_VARIABLES,
     ROLE_VARIABLES,
@@ -23,6 +24,7 @@ from backend_hooks.settings import (
     VARIABLES,
     Settings,
 )
+from backend_hooks.pusher import appender
 from workers import store
 from workers.logs import LOG_FORMAT_ENV, log_format
 from workers.metrics import METRICS_PORT_ENV, metrics_port
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[3]
 SOURCES = sorted(
     p for folder in ("backend_hooks", "workers") for p in (ROOT / folder).rglob("*.py")
 )
-#: requests' own variables: backend_hooks/gcs.py reads them once, as requests would.
+#: requests' own variables: backend_hooks/adapters/gcs.py reads them once, as requests would.
 REQUESTS_VARIABLES = frozenset({"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
 
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from backend_hooks import settings
-from backend_hooks.settings import ENV_DEFAULTS, OTHER_VARIABLES, Settings
+from backend_hooks.contract import settings
+from backend_hooks.contract.settings import ENV_DEFAULTS, OTHER_VARIABLES, Settings
 from workers.logs import LOG_FORMAT_ENV
 from workers.metrics import METRICS_PORT_ENV
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from backend_hooks.settings import ROLE_VARIABLES
+from backend_hooks.contract.settings import ROLE_VARIABLES
 from tests.unit.deploy.rendering import (
     CHART,
     ENCRYPTION_VARIABLES,

@@ -1,5 +1,5 @@
 """A setting values.schema.json accepts is one the process accepts at start
-(backend_hooks/settings.py): the schema's bounds are the settings' own, so a wrong value is
+(backend_hooks/contract/settings.py): the schema's bounds are the settings' own, so a wrong value is
 refused by `helm install`, never by a pod in CrashLoopBackOff. Each value is tried alone on
 the chart's defaults; what the schema cannot say (two values compared, the Opus tables)
 is pinned below."""
@@ -13,8 +13,8 @@ import helm_python
 import pytest
 import yaml
 
-from backend_hooks.errors import ConfigError
-from backend_hooks.settings import Settings
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import Settings
 from tests.unit.deploy.rendering import CHART, chart
 
 #: Values tried for every setting: bounds, fractions, huge numbers, junk.

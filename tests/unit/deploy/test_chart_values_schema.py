@@ -8,7 +8,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from backend_hooks.settings import ROLE_VARIABLES
+from backend_hooks.contract.settings import ROLE_VARIABLES
 from tests.unit.deploy.rendering import chart, render
 
 WRONG_VALUES: list[tuple[dict[str, Any], str]] = [

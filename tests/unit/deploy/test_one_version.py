@@ -9,7 +9,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 import backend_hooks
-from backend_hooks.build_info import register_build_info
+from backend_hooks.contract.build_info import register_build_info
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -1,9 +1,9 @@
 """``pip install 'audiosync[pusher]'`` installs everything the pusher's modules import.
 
 The pusher's modules are what its entry points (``backend_hooks.AudioSyncClient`` and its
-sessions, ``backend_hooks.pusher_metrics``, ``python -m backend_hooks.spool_cli``) import,
-transitively, at any depth of the code (imports inside functions included: the metrics
-import prometheus-client only when scraped), but not those under ``TYPE_CHECKING``. Each
+sessions, ``backend_hooks.pusher.pusher_metrics``, ``python -m backend_hooks.spool_cli``)
+import, transitively, at any depth of the code (imports inside functions included: the
+metrics import prometheus-client only when scraped), but not those under ``TYPE_CHECKING``. Each
 third-party module they import must belong to a distribution that pyproject.toml's
 dependencies or its ``pusher`` extra name.
 """
@@ -22,9 +22,9 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[3]
 ENTRY_POINTS = (
     "backend_hooks",
-    "backend_hooks.client",
-    "backend_hooks.session",
-    "backend_hooks.pusher_metrics",
+    "backend_hooks.pusher.client",
+    "backend_hooks.pusher.session",
+    "backend_hooks.pusher.pusher_metrics",
     "backend_hooks.spool_cli",
 )
 
@@ -97,7 +97,7 @@ def declared_for_the_pusher() -> set[str]:
 
 def test_the_pusher_extra_installs_what_the_pusher_imports() -> None:
     ours, others = pusher_imports()
-    assert {"backend_hooks.client", "backend_hooks.pusher_metrics"} <= ours
+    assert {"backend_hooks.pusher.client", "backend_hooks.pusher.pusher_metrics"} <= ours
     distributions = importlib.metadata.packages_distributions()
     needed: dict[str, str] = {}
     for top in sorted(others - set(sys.stdlib_module_names)):
@@ -110,4 +110,7 @@ def test_the_pusher_extra_installs_what_the_pusher_imports() -> None:
 
 def test_the_pusher_does_not_import_the_read_side() -> None:
     ours, _ = pusher_imports()
-    assert not {"backend_hooks.storage", "backend_hooks.reader", "backend_hooks.gcs"} & ours
+    assert (
+        not {"backend_hooks.storage", "backend_hooks.read.reader", "backend_hooks.adapters.gcs"}
+        & ours
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks import legacy_pcm, naming
-from backend_hooks.container import ChunkInfo, Segment
-from backend_hooks.errors import FormatError
+from backend_hooks.contract import legacy_pcm, naming
+from backend_hooks.contract.container import ChunkInfo, Segment
+from backend_hooks.contract.errors import FormatError
 from workers import backfill_plan as plan
 
 T0 = 1_700_000_000_000_000  # µs

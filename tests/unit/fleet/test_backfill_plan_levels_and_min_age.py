@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from backend_hooks import naming
-from backend_hooks.errors import InvalidInputError
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import InvalidInputError
 from workers import backfill_plan as plan
 
 PREFIX = "chunks/u/c/"

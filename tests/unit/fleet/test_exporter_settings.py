@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks.errors import ConfigError
-from backend_hooks.settings import Settings
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import Settings
 
 
 def test_the_exporter_reads_redis_at_most_every_10_s_within_5_s_by_default() -> None:

@@ -1,4 +1,4 @@
-"""The Redis Lua scripts as files (backend_hooks/lua_scripts.py): every file registered and
+"""The Redis Lua scripts as files (backend_hooks/contract/lua_scripts.py): every file registered and
 every name a file, each headed by its KEYS and ARGV, the flags lines each script had before
 it was a file, the copies of a shared fragment equal, and no caller's list unpacked whole."""
 
@@ -10,15 +10,20 @@ from pathlib import Path
 
 import pytest
 
-import backend_hooks.lua_scripts
+import backend_hooks.contract.lua_scripts
 import workers.lua_scripts
-from backend_hooks.entries import MAX_SEQ
+from backend_hooks.contract.entries import MAX_SEQ
 from workers.store import ALLOW_OOM
 
 ROOT = Path(__file__).resolve().parents[3]
 TABLES: dict[str, Mapping[str, str]] = {
-    "backend_hooks": backend_hooks.lua_scripts.SCRIPTS,
+    "backend_hooks": backend_hooks.contract.lua_scripts.SCRIPTS,
     "workers": workers.lua_scripts.SCRIPTS,
+}
+#: Where each table's files are: the contract's folder of backend_hooks, workers'.
+FOLDERS = {
+    "backend_hooks": ROOT / "backend_hooks" / "contract" / "lua",
+    "workers": ROOT / "workers" / "lua",
 }
 SCRIPTS = {
     (package, name): text for package, table in TABLES.items() for name, text in table.items()
@@ -88,10 +93,10 @@ def _declared(header: list[str], table: str) -> tuple[list[int], bool]:
 
 @pytest.mark.parametrize("package", sorted(TABLES))
 def test_every_script_file_is_registered_and_every_name_has_a_file(package: str) -> None:
-    files = {path.stem for path in (ROOT / package / "lua").glob("*.lua")}
+    files = {path.stem for path in FOLDERS[package].glob("*.lua")}
     assert files == set(TABLES[package])
     for name, text in TABLES[package].items():
-        assert text == (ROOT / package / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+        assert text == (FOLDERS[package] / f"{name}.lua").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(("package", "name"), sorted(SCRIPTS))

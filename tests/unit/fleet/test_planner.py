@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend_hooks import naming
-from backend_hooks.entries import ENHANCED, STANDARD, ChunkEntry, EndEntry, Entry
+from backend_hooks.contract import naming
+from backend_hooks.contract.entries import ENHANCED, STANDARD, ChunkEntry, EndEntry, Entry
 from workers.planner import (
     FlushPlan,
     ObjectPlan,

@@ -16,10 +16,10 @@ import time
 
 import pytest
 
-from backend_hooks import container
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.entries import KIND_CHUNK, BadEntry, NewEntry
-from backend_hooks.errors import FormatError
+from backend_hooks.contract import container
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.entries import KIND_CHUNK, BadEntry, NewEntry
+from backend_hooks.contract.errors import FormatError
 from workers.validate import Limits, validate_entry
 
 RATE = 16000

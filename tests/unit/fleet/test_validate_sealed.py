@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from backend_hooks import container, envelope
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.entries import (
+from backend_hooks.contract import container, envelope
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.entries import (
     ENHANCED,
     KIND_CHUNK,
     STANDARD,

@@ -1,4 +1,4 @@
-"""backend_hooks.breaker: pure, with an injected clock."""
+"""backend_hooks.pusher.breaker: pure, with an injected clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend_hooks.breaker import (
+from backend_hooks.pusher.breaker import (
     ANSWERED,
     CLOSED,
     FAILED,

@@ -1,4 +1,4 @@
-"""backend_hooks.chunker: pushed byte stream and timestamps in, whole chunks out."""
+"""backend_hooks.pusher.chunker: pushed byte stream and timestamps in, whole chunks out."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend_hooks.chunker import Chunker, RawChunk, timestamp_to_us
-from backend_hooks.container import Segment
-from backend_hooks.errors import InvalidInputError
-from backend_hooks.merge import merge_segments
-from backend_hooks.settings import Settings
+from backend_hooks.contract.container import Segment
+from backend_hooks.contract.errors import InvalidInputError
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.chunker import Chunker, RawChunk, timestamp_to_us
+from backend_hooks.read.merge import merge_segments
 
 ANCHOR_US = 1_700_000_000_000_000
 NOW_US = ANCHOR_US  # the pusher's clock: pushed timestamps here are near it
@@ -149,7 +149,7 @@ def test_flush_keeps_the_run_going() -> None:
 
 
 def reader(chunks: list[RawChunk], rate: int, *, fill_gaps: bool) -> bytes | bytearray:
-    """What the reader makes of ``chunks``: backend_hooks.merge, as reader.py calls it."""
+    """What the reader makes of ``chunks``: backend_hooks.read.merge, as reader.py calls it."""
     segments = [Segment(c.start_us, rate, c.pcm, ("session", c.seq)) for c in chunks]
     return merge_segments(segments, fill_gaps=fill_gaps, default_rate=rate).pcm
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import codec
-from backend_hooks.audio_format import DEFAULT_BITRATES, DEFAULT_COMPLEXITIES, SUPPORTED_RATES
-from backend_hooks.errors import ConfigError, InvalidInputError
-from backend_hooks.settings import ENV_DEFAULTS, ROLE_VARIABLES, Settings
+from backend_hooks.contract import codec
+from backend_hooks.contract.audio_format import (
+    DEFAULT_BITRATES,
+    DEFAULT_COMPLEXITIES,
+    SUPPORTED_RATES,
+)
+from backend_hooks.contract.errors import ConfigError, InvalidInputError
+from backend_hooks.contract.settings import ENV_DEFAULTS, ROLE_VARIABLES, Settings
 
 BITRATES = "AUDIOSYNC_OPUS_BITRATES"
 COMPLEXITY = "AUDIOSYNC_OPUS_COMPLEXITY"

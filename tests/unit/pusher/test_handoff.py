@@ -1,4 +1,4 @@
-"""backend_hooks.handoff.SerialQueue on a real thread pool: order kept per queue, one task
+"""backend_hooks.pusher.handoff.SerialQueue on a real thread pool: order kept per queue, one task
 per queue at a time, no item lost to the race between a put and a task's end."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from backend_hooks.handoff import SerialQueue
+from backend_hooks.pusher.handoff import SerialQueue
 
 
 def test_items_are_processed_in_order_by_one_task_at_a_time() -> None:

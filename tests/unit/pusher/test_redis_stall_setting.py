@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks.errors import ConfigError
-from backend_hooks.settings import Settings
+from backend_hooks.contract.errors import ConfigError
+from backend_hooks.contract.settings import Settings
 
 
 def test_the_default_wait_for_redis_fits_in_the_default_close_budget() -> None:

@@ -1,4 +1,4 @@
-"""Rollout flags (backend_hooks/rollout.py, AudioSyncClient.enabled_for and
+"""Rollout flags (backend_hooks/contract/rollout.py, AudioSyncClient.enabled_for and
 spool_enabled_for): deny beats allow beats the percentage; the percentage is a stable hash
 of the uid, so a user never flips and raising it only adds users; bad values name their
 variable."""
@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend_hooks import rollout
-from backend_hooks.client import AudioSyncClient
-from backend_hooks.errors import ConfigError, InvalidInputError
-from backend_hooks.rollout import BUCKETS, Rollout
-from backend_hooks.settings import Settings
+from backend_hooks.contract import rollout
+from backend_hooks.contract.errors import ConfigError, InvalidInputError
+from backend_hooks.contract.rollout import BUCKETS, Rollout
+from backend_hooks.contract.settings import Settings
+from backend_hooks.pusher.client import AudioSyncClient
 
 UIDS = [f"user-{n}" for n in range(20_000)]
 uids = st.from_regex(r"[A-Za-z0-9_:@+=-][A-Za-z0-9._:@+=-]{0,40}", fullmatch=True).filter(

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from backend_hooks import spool_cli
-from backend_hooks.spool_drainer import checked_seconds, next_wait
+from backend_hooks.pusher import spool_cli
+from backend_hooks.pusher.spool_drainer import checked_seconds, next_wait
 
 
 def test_the_wait_doubles_per_failed_pass_and_stops_at_the_max_backoff() -> None:

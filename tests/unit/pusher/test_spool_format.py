@@ -1,4 +1,4 @@
-"""backend_hooks.spool_format: round trip, and every damaged file is a FormatError."""
+"""backend_hooks.pusher.spool_format: round trip, and every damaged file is a FormatError."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend_hooks.entries import KIND_CHUNK, KIND_END, NewEntry
-from backend_hooks.errors import FormatError
-from backend_hooks.spool_format import SpoolRecord, decode, encode
+from backend_hooks.contract.entries import KIND_CHUNK, KIND_END, NewEntry
+from backend_hooks.contract.errors import FormatError
+from backend_hooks.pusher.spool_format import SpoolRecord, decode, encode
 
 CHUNK = NewEntry(
     kind=KIND_CHUNK,

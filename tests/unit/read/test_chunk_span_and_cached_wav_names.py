@@ -3,7 +3,7 @@ overlap (more samples than its name's span), hold a gap (fewer) or are contiguou
 
 from __future__ import annotations
 
-from backend_hooks import conversations
+from backend_hooks.read import conversations
 
 NAME = "chunks/u/c/1700000000.000-1700000002.000_0123456789abcdef.opus"
 START = 1_700_000_000 * 1_000_000

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import codec
-from backend_hooks.errors import FormatError
+from backend_hooks.contract import codec
+from backend_hooks.contract.errors import FormatError
 
 
 @pytest.mark.parametrize("rate", [8000, 12000, 16000, 24000, 48000])

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import pytest
 
-from backend_hooks import codec
-from backend_hooks.errors import FormatError
+from backend_hooks.contract import codec
+from backend_hooks.contract.errors import FormatError
 
 RATE = 16000
 

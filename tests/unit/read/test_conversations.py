@@ -1,4 +1,4 @@
-"""Pure parts of backend_hooks.conversations: grouping into audio files (the gap
+"""Pure parts of backend_hooks.read.conversations: grouping into audio files (the gap
 threshold at 89 s vs 91 s), records, ids, argument checks, the WAV header and the cache
 fingerprint (sample counts: tests/unit/read/test_durations.py).
 
@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend_hooks import conversations
-from backend_hooks.conversations import ChunkSpan, audio_file_record, chunk_span, group_spans
-from backend_hooks.errors import ConfigError, InvalidInputError
-from backend_hooks.gcs import ObjectVersion
-from backend_hooks.settings import Settings
+from backend_hooks.adapters.gcs import ObjectVersion
+from backend_hooks.contract.errors import ConfigError, InvalidInputError
+from backend_hooks.contract.settings import Settings
+from backend_hooks.read import conversations
+from backend_hooks.read.conversations import ChunkSpan, audio_file_record, chunk_span, group_spans
 
 T0 = 1_700_000_000.0
 T0_US = 1_700_000_000_000_000

@@ -1,4 +1,4 @@
-"""Pure parts of backend_hooks.durations: sample counts read from legacy Opus headers, v1
+"""Pure parts of backend_hooks.read.durations: sample counts read from legacy Opus headers, v1
 chains, sealed records and metadata, without decoding. In the GCS emulator:
 tests/integration/read/test_conversations.py.
 """
@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks import container, durations, envelope
-from backend_hooks.errors import ConfigError, FormatError
+from backend_hooks.contract import container, envelope
+from backend_hooks.contract.errors import ConfigError, FormatError
+from backend_hooks.read import durations
 from tests.legacy_objects import v0_record
 from tests.legacy_opus import legacy_container
 

@@ -1,12 +1,12 @@
-"""backend_hooks.gcs.make_client: requests reads no environment per request unless the
+"""backend_hooks.adapters.gcs.make_client: requests reads no environment per request unless the
 environment has proxies for it; a CA bundle is read once."""
 
 from __future__ import annotations
 
 import pytest
 
-from backend_hooks.gcs import make_client
-from backend_hooks.settings import Settings
+from backend_hooks.adapters.gcs import make_client
+from backend_hooks.contract.settings import Settings
 
 SETTINGS = Settings.from_env({"STORAGE_EMULATOR_HOST": "http://127.0.0.1:9"})
 

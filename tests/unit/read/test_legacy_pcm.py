@@ -1,4 +1,4 @@
-"""backend_hooks.legacy_pcm: the rate rule (docs/FORMATS.md §6), record framing, odd bytes.
+"""backend_hooks.contract.legacy_pcm: the rate rule (docs/FORMATS.md §6), record framing, odd bytes.
 
 Pure; the same objects in the real bucket are tests/integration/read/test_legacy_pcm.py.
 """
@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from backend_hooks import envelope, legacy_pcm, naming
-from backend_hooks.errors import FormatError, SampleRateUnknownError
+from backend_hooks.contract import envelope, legacy_pcm, naming
+from backend_hooks.contract.errors import FormatError, SampleRateUnknownError
 from tests.legacy_objects import filename, legacy_bytes
 
 T0 = 1_700_000_000.0

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks import legacy_pcm, naming
-from backend_hooks.errors import SampleRateUnknownError
+from backend_hooks.contract import legacy_pcm, naming
+from backend_hooks.contract.errors import SampleRateUnknownError
 from tests.legacy_objects import filename
 
 T0 = 1_700_000_000.0

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks import gcs, naming, reader
-from backend_hooks.merge import check_gap_bound, estimated_pcm_bytes
+from backend_hooks.adapters import gcs
+from backend_hooks.contract import naming
+from backend_hooks.read import reader
+from backend_hooks.read.merge import check_gap_bound, estimated_pcm_bytes
 
 T0 = 1_700_000_000_000_000
 RATE = 16000

@@ -1,4 +1,4 @@
-"""backend_hooks.merge: segments on one timeline, gaps, overlaps, duplicates."""
+"""backend_hooks.read.merge: segments on one timeline, gaps, overlaps, duplicates."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend_hooks.container import Segment
-from backend_hooks.errors import UnsupportedFormatError
-from backend_hooks.merge import merge_segments
+from backend_hooks.contract.container import Segment
+from backend_hooks.contract.errors import UnsupportedFormatError
+from backend_hooks.read.merge import merge_segments
 
 T0 = 1_700_000_000_000_000
 RATE = 16000

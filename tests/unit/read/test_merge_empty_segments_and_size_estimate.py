@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend_hooks.container import Segment
-from backend_hooks.merge import ObjectSpan, TimelineMerger, estimated_pcm_bytes
+from backend_hooks.contract.container import Segment
+from backend_hooks.read.merge import ObjectSpan, TimelineMerger, estimated_pcm_bytes
 
 T0 = 1_700_000_000_000_000
 RATE = 16000

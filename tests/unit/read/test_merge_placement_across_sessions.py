@@ -18,8 +18,8 @@ import random
 
 import pytest
 
-from backend_hooks.container import Segment
-from backend_hooks.merge import merge_segments
+from backend_hooks.contract.container import Segment
+from backend_hooks.read.merge import merge_segments
 
 T0 = 1_700_000_000_000_000
 

@@ -1,5 +1,5 @@
-"""backend_hooks.merge.TimelineMerger (the streaming merge), its gap bound and the
-listing-only helpers (check_gap_bound, estimated_pcm_bytes); backend_hooks.wav."""
+"""backend_hooks.read.merge.TimelineMerger (the streaming merge), its gap bound and the
+listing-only helpers (check_gap_bound, estimated_pcm_bytes); backend_hooks.read.wav."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend_hooks import wav
-from backend_hooks.container import Segment
-from backend_hooks.errors import GapTooLongError, UnsupportedFormatError
-from backend_hooks.merge import (
+from backend_hooks.contract.container import Segment
+from backend_hooks.contract.errors import GapTooLongError, UnsupportedFormatError
+from backend_hooks.read import wav
+from backend_hooks.read.merge import (
     ZERO_BLOCK_BYTES,
     ObjectSpan,
     TimelineMerger,

@@ -9,8 +9,8 @@ import tracemalloc
 
 import pytest
 
-from backend_hooks import pcm_buffer
-from backend_hooks.pcm_buffer import PcmBuffer
+from backend_hooks.read import pcm_buffer
+from backend_hooks.read.pcm_buffer import PcmBuffer
 
 
 def blocks(seed: int, count: int) -> list[bytes | bytearray | memoryview]:

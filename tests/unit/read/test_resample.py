@@ -1,4 +1,4 @@
-"""backend_hooks.resample: exact lengths, the signal kept, streaming == one-shot, errors.
+"""backend_hooks.read.resample: exact lengths, the signal kept, streaming == one-shot, errors.
 
 Pure (soxr and numpy, no servers).
 """
@@ -18,10 +18,10 @@ import soxr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend_hooks import resample
-from backend_hooks.audio_format import SUPPORTED_RATES
-from backend_hooks.errors import InvalidInputError
-from backend_hooks.resample import Resampler, resample_pcm16, resampled_length
+from backend_hooks.contract.audio_format import SUPPORTED_RATES
+from backend_hooks.contract.errors import InvalidInputError
+from backend_hooks.read import resample
+from backend_hooks.read.resample import Resampler, resample_pcm16, resampled_length
 
 PAIRS = [(a, b) for a, b in itertools.product(SUPPORTED_RATES, repeat=2) if a != b]
 RATE_PAIRS = st.sampled_from(PAIRS)

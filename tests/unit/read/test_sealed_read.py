@@ -11,10 +11,11 @@ from __future__ import annotations
 import pytest
 
 from audiosync_dev.speech import speech_like
-from backend_hooks import container, envelope, naming, storage
-from backend_hooks.codec import ChunkEncoder
-from backend_hooks.errors import FormatError, SplicedRecordError
-from backend_hooks.merge import MergedAudio, MissingChunks, merge_segments
+from backend_hooks import storage
+from backend_hooks.contract import container, envelope, naming
+from backend_hooks.contract.codec import ChunkEncoder
+from backend_hooks.contract.errors import FormatError, SplicedRecordError
+from backend_hooks.read.merge import MergedAudio, MissingChunks, merge_segments
 
 SECRET = b"sealed-read-secret-0123456789abcdef"
 UID = "reader-user"

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import types
 
-from backend_hooks import conversations, errors, merge, object_reader, reader, settings, storage
-from backend_hooks.audio_format import SUPPORTED_RATES
-from backend_hooks.ids import validate_id
-from backend_hooks.pcm_buffer import PcmBuffer
+from backend_hooks import storage
+from backend_hooks.contract import errors, settings
+from backend_hooks.contract.audio_format import SUPPORTED_RATES
+from backend_hooks.contract.ids import validate_id
+from backend_hooks.read import conversations, merge, object_reader, reader
+from backend_hooks.read.pcm_buffer import PcmBuffer
 from tests.unit.contract.test_import_directions import import_graph
 
 #: name -> the object ``storage.<name>`` must be

@@ -14,8 +14,9 @@ import math
 
 import pytest
 
-from backend_hooks import naming, reader
-from backend_hooks.errors import InvalidInputError
+from backend_hooks.contract import naming
+from backend_hooks.contract.errors import InvalidInputError
+from backend_hooks.read import reader
 
 NAMES = [
     naming.parse_object_name(f"chunks/u/c/{t}.bin") for t in ("1700000000.123", "1700000005.123")
