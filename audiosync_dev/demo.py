@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -30,7 +31,7 @@ import time
 import traceback
 import urllib.request
 import wave
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,21 @@ class CtrlC:
     def check(self) -> None:
         if self.pressed.is_set():
             raise Interrupted("Ctrl-C")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """``handle`` as the SIGINT handler for the block, the previous one after it. A
+        SIGINT ignored by whoever started the demo (a background job of a shell without job
+        control: the terminal's Ctrl-C is not for it) stays ignored, as Python leaves it."""
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is signal.SIG_IGN:
+            yield
+            return
+        signal.signal(signal.SIGINT, self.handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 #: The demo's Ctrl-C, installed by ``main``.
@@ -420,10 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     # Warnings of the pusher and reader, readable; the servers and celery log to files.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     workdir = Path(tempfile.mkdtemp(prefix="audiosync-demo-"))
-    previous = signal.signal(signal.SIGINT, CTRL_C.handle)
     try:
-        passed = run(workdir, args.sessions)
-        CTRL_C.check()  # a Ctrl-C during the last step
+        with CTRL_C.installed():
+            passed = run(workdir, args.sessions)
+            CTRL_C.check()  # a Ctrl-C during the last step
     except (KeyboardInterrupt, Interrupted):
         print("\ndemo interrupted", file=sys.stderr)
         say_where_logs_are(workdir)
@@ -433,8 +449,6 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"demo FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         passed = False
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if not passed:
         say_where_logs_are(workdir)
         return 1

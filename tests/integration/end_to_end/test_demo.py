@@ -80,6 +80,10 @@ def test_a_failed_demo_names_its_kept_logs_and_honours_the_environment(tmp_path:
     assert "Traceback" not in done.stderr  # the error says it all
 
 
+def _sigint_as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_demo_stops_its_pusher_before_its_servers(tmp_path: Path) -> None:
     """Ctrl-C while the pusher encodes and appends 20 sessions: the pusher's threads end
     before the servers stop, and the demo says where its logs are."""
@@ -90,6 +94,9 @@ def test_an_interrupted_demo_stops_its_pusher_before_its_servers(tmp_path: Path)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a test run started in the background (no job control) has
+        # SIGINT ignored, which its children inherit, and a demo started so ignores it.
+        preexec_fn=_sigint_as_from_a_terminal,
     )
     try:
         assert demo.stdout is not None
