@@ -38,6 +38,26 @@ def test_cpu_quick_prints_a_row_per_configuration() -> None:
     assert all(float(pusher) > 0 and float(bare) > 0 for _, _, pusher, bare in rows), out
 
 
+def test_cpu_against_another_checkout_prints_both_tables() -> None:
+    """``--against``: the same bench on two checkouts in alternating processes (here the
+    checkout against itself), a table of medians for each."""
+    command = [sys.executable, str(BENCH / "bench_pusher_cpu.py"), "--quick", "--pairs", "1"]
+    proc = subprocess.run(
+        [*command, "--against", str(BENCH.parent)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    tables = re.split(r"^(?:this checkout|against): medians over 1 rounds$", out, flags=re.M)
+    assert len(tables) == 3, out
+    for table in tables[1:]:
+        rows = re.findall(r"^\s*(16000|8000)\s+(enhanced|standard)\s+[\d.]+\s", table, re.M)
+        assert len(set(rows)) == 4, out
+
+
 def test_commands_quick_counts_match_commandstats() -> None:
     out = run_quick("bench_pusher_commands.py")
     # 2 sessions x 61 s: 13 appends each (12 chunks, then the tail with the end marker).
