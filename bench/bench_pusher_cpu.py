@@ -22,12 +22,11 @@ the same run, side by side:
 
 CPU is ``time.process_time()`` of this process (every thread: the pool, the maintenance
 thread, the loop); valkey's own CPU is not in it. The machine's load changes by the
-second, so the two are measured side by side chunk by chunk: for each 5 s chunk, its 250
-frames through the pusher (until the chunk is in Redis) and the same 250 frames through
-the bare encoder, in alternating order (pusher first for even chunks, bare first for odd
-ones, the other way round in odd rounds; with the direct side, each of the three first,
-second and last in turn); the session's ``open_session`` and ``aclose``
-count for the pusher. A round is one session of S seconds; the figures are medians over
+second, so the three are measured side by side chunk by chunk: for each 5 s chunk, its
+250 frames through the pusher (until the chunk is in Redis) and the same 250 frames
+through the bare and the direct encoder, in rotating order (each of the three first,
+second and last in turn, the rotation reversed in odd rounds); the session's
+``open_session`` and ``aclose`` count for the pusher. A round is one session of S seconds; the figures are medians over
 the rounds, the overhead the median of each round's pusher / bare - 1. "apush us/frame"
 is the loop thread's CPU in ``apush`` per 20 ms frame (``time.thread_time``; the encoding
 runs on the pool, so this is what the event loop itself pays per frame).
