@@ -1,5 +1,6 @@
-"""Opus encoding and decoding of one chunk (libopus through opuslib; decoding calls
-libopus's ``opus_decode`` directly through ctypes when the library has it).
+"""Opus encoding and decoding of one chunk (libopus through opuslib; encoding and decoding
+call libopus's ``opus_encode`` and ``opus_decode`` directly through ctypes, on the library
+opuslib loaded, when it has them: the same bytes, without opuslib's objects per frame).
 
 Every chunk is an independent Opus stream: the session's encoder is reset at the start of
 each chunk, so a chunk decodes on its own, with exactly the samples that were pushed. The
