@@ -26,8 +26,9 @@ second, so the three are measured side by side chunk by chunk: for each 5 s chun
 250 frames through the pusher (until the chunk is in Redis) and the same 250 frames
 through the bare and the direct encoder, in rotating order (each of the three first,
 second and last in turn, the rotation reversed in odd rounds); the session's
-``open_session`` and ``aclose`` count for the pusher. A round is one session of S seconds; the figures are medians over
-the rounds, the overhead the median of each round's pusher / bare - 1. "apush us/frame"
+``open_session`` and ``aclose`` count for the pusher. A round is one session of S
+seconds; the figures are medians over the rounds, the overhead the median of each round's
+pusher / bare - 1. "apush us/frame"
 is the loop thread's CPU in ``apush`` per 20 ms frame (``time.thread_time``; the encoding
 runs on the pool, so this is what the event loop itself pays per frame).
 
