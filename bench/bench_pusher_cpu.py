@@ -1,7 +1,7 @@
 """CPU of the whole pusher path per session-minute vs bare libopus on the same audio.
 
 Run: ``.venv/bin/python bench/bench_pusher_cpu.py [--rounds R] [--seconds S] [--quick]
-[--profile] [--against CHECKOUT --pairs P]``.
+[--profile] [--against CHECKOUT --pairs P] [--callgrind]``.
 
 Per configuration (16 and 8 kHz, ``enhanced`` and ``standard``), in the same process and
 the same run, side by side:
@@ -41,6 +41,13 @@ its own Opus stream, padded to cover the 6.5 ms look-ahead: 251 frames instead o
 ``--rounds`` each; a table of medians per checkout. Both are measured by this file's code,
 so only the pusher differs.
 
+``--callgrind [--against CHECKOUT]``: instructions instead of CPU time, every thread's,
+counted by valgrind's callgrind (one process per configuration, instrumentation switched
+on after the set-up and the warm-up, counters zeroed and dumped around each side with
+``callgrind_control``): the same on a loaded machine as on an idle one. They leave out
+what the kernel does for the process (the socket calls to Redis, the futex wake-ups of
+the hand-offs between threads) and the cost of cold caches, which the CPU time includes.
+
 ``--profile``: one session-minute of 16 kHz ``enhanced`` under cProfile, with the pool
 replaced by an inline executor (everything on the profiled thread), top functions by own
 time; what is not libopus is where the overhead goes.
@@ -56,6 +63,7 @@ import io
 import json
 import os
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -307,6 +315,105 @@ def compare(against: Path, pairs: int, rounds: int, seconds: float) -> None:
             print(table_row(int(rate), level, rows, seconds))
 
 
+def _callgrind(command: str) -> None:
+    """``callgrind_control`` on this process (run under ``valgrind --tool=callgrind``)."""
+    subprocess.run(
+        ["callgrind_control", command, str(os.getpid())], check=True, capture_output=True
+    )
+
+
+def _instructions_so_far(out_dir: Path) -> int:
+    """Dump callgrind's counters (every thread's) and read the dump's total instructions."""
+    before = set(out_dir.glob("callgrind.out.*"))
+    _callgrind("--dump")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for path in set(out_dir.glob("callgrind.out.*")) - before:
+            for line in path.read_text().splitlines():
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+        time.sleep(0.1)
+    raise RuntimeError("callgrind wrote no dump")
+
+
+def callgrind_child(url: str, rate: int, level: str, seconds: float, out_dir: Path) -> None:
+    """Under callgrind (instrumentation off until here): one session of ``seconds`` through
+    the pusher (chunk by chunk, as ``paired_round``), then the same frames through the bare
+    and the direct encoder; each side's instructions, every thread's, as one JSON line."""
+    frames = frames_of(speech_like(seconds, rate, seed=rate), rate)
+    loop = asyncio.new_event_loop()
+    client = AudioSyncClient(settings_for(url))
+    try:
+        warm = loop.run_until_complete(push_session(client, frames[:500], rate, level, time.time()))
+        bare, samples = bare_encoder(warm), frame_samples(rate)
+        direct = DirectEncoder(bare_encoder(warm), samples)
+        for frame in frames[:50]:
+            bare.encode(frame, samples)
+        direct.encode_all(frames[:50])
+        _callgrind("--instr=on")
+        counts = {}
+        for side in ("pusher", "bare", "direct"):
+            _callgrind("--zero")
+            if side == "pusher":
+                loop.run_until_complete(push_session(client, frames, rate, level, time.time()))
+            elif side == "bare":
+                for frame in frames:
+                    bare.encode(frame, samples)
+            else:
+                direct.encode_all(frames)
+            counts[side] = _instructions_so_far(out_dir)
+        _callgrind("--instr=off")
+    finally:
+        loop.run_until_complete(client.aclose())
+        loop.close()
+    print(json.dumps(counts))
+
+
+def callgrind(
+    against: Path | None, seconds: float, configs: tuple[tuple[int, str], ...] = CONFIGS
+) -> None:
+    """Instructions (valgrind's callgrind: the same on a loaded machine as on an idle one)
+    of the pusher path, the bare and the direct encoder, one process per configuration
+    under callgrind; this checkout, then ``against`` if given."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("--callgrind needs valgrind and callgrind_control on PATH")
+    trees = {"this checkout": Path(__file__).resolve().parents[1]}
+    if against is not None:
+        trees["against"] = against.resolve()
+    print(f"instructions (callgrind, every thread) per {seconds:g} s session, in millions")
+    print(
+        f"{'checkout':>13} {'rate':>6} {'level':>9} {'pusher':>9} {'bare':>9} {'direct':>9} "
+        f"{'overhead':>9} {'vs direct':>10}"
+    )
+    for name, tree in trees.items():
+        for rate, level in configs:
+            with tempfile.TemporaryDirectory() as out:
+                command = [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--instr-atstart=no",
+                    f"--callgrind-out-file={out}/callgrind.out.%p",
+                    sys.executable,
+                    __file__,
+                    "--callgrind-child",
+                    f"{rate} {level} {out}",
+                    "--seconds",
+                    str(seconds),
+                ]
+                env = dict(os.environ, PYTHONPATH=str(tree))
+                done = subprocess.run(
+                    command, cwd=tree, env=env, capture_output=True, text=True, check=True
+                )
+            n = json.loads(done.stdout.splitlines()[-1])
+            print(
+                f"{name:>13} {rate:>6} {level:>9} {n['pusher'] / 1e6:>9.1f} "
+                f"{n['bare'] / 1e6:>9.1f} {n['direct'] / 1e6:>9.1f} "
+                f"{100 * (n['pusher'] / n['bare'] - 1):>8.2f}% "
+                f"{100 * (n['pusher'] / n['direct'] - 1):>9.2f}%",
+                flush=True,
+            )
+
+
 class InlineExecutor(ThreadPoolExecutor):
     """Runs what is submitted at once, on the caller's thread (for the profiler only)."""
 
@@ -361,8 +468,23 @@ def main() -> None:
     )
     parser.add_argument("--pairs", type=int, default=4, help="with --against")
     parser.add_argument("--json", action="store_true", help="the rounds as one JSON line")
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="instructions under valgrind's callgrind instead of CPU time (with --against: "
+        "both checkouts)",
+    )
+    parser.add_argument("--callgrind-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     rounds, seconds = (1, 5.0) if args.quick else (args.rounds, args.seconds)
+    if args.callgrind:  # --quick: one configuration, 5 s
+        callgrind(args.against, seconds, CONFIGS[:1] if args.quick else CONFIGS)
+        return
+    if args.callgrind_child:
+        rate, level, out = args.callgrind_child.split()
+        with tempfile.TemporaryDirectory() as tmp, StandaloneValkey(Path(tmp)) as valkey:
+            callgrind_child(valkey.url, int(rate), level, seconds, Path(out))
+        return
     if args.against is not None:
         compare(args.against, args.pairs, rounds, seconds)
         return
