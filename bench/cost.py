@@ -2,7 +2,7 @@
 written by ``python -m bench.proof``) priced with ``bench/prices.toml``.
 
     python -m bench.cost          # the table and the paragraph, Markdown, on stdout
-    python -m bench.cost --markdown docs/COST.md.part --json cost.json --charts docs/img
+    python -m bench.cost --markdown docs/COST.md --markdown README.md --charts docs/img
     python bench/cost.py --proof other.json --retention-months 24 --duty 0.33
 
 Every figure per session-hour comes from the proof (measured side by side, both paths, in one
@@ -219,8 +219,16 @@ def parse_proof(doc: Mapping[str, Any], source: str = "") -> Proof:
     )
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the checkout when it is inside it (reports name it so)."""
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def load_proof(path: Path) -> Proof:
-    return parse_proof(json.loads(path.read_text()), str(path))
+    return parse_proof(json.loads(path.read_text()), shown(path))
 
 
 @dataclass(frozen=True)
@@ -753,6 +761,7 @@ def render_markdown(
     proof: Proof, prices: Prices, model: Model, costs: Mapping[int, Mapping[str, PathCost]]
 ) -> str:
     checks = proposal_checks(proof, prices, model)
+    new = proof.rates["audiosync"]
     warning = (
         "\n> **FIXTURE**: this proof result is a hand-written fixture, not a measurement.\n"
         if proof.fixture
@@ -766,7 +775,11 @@ def render_markdown(
         [
             f"Proof: `{proof.path}` ({proof.started_at}; `{proof.command}`), "
             f"{proof.sessions} sessions, {proof.session_hours:,.2f} session-hours, objects of "
-            f"{proof.object_seconds:g} s. Prices: {prices.region}, read on {prices.read_on} "
+            f"{proof.object_seconds:g} s; Redis held at most "
+            f"{new.redis_peak_bytes_per_session / 1000:,.1f} kB a session, "
+            f"{overhead_factor(new, proof.object_seconds):.2f}x the bytes of the "
+            f"{proof.object_seconds:g} s of audio an object holds (the overhead factor the "
+            f"object-length model uses). Prices: {prices.region}, read on {prices.read_on} "
             f"(bench/prices.toml). Retention {model.retention_months:g} months (storage at "
             f"its steady state), duty {model.duty:g}, Redis {model.redis_replicas} replica(s) "
             f"a shard at {model.redis_core_load:.0%} of a core, CPU at "
@@ -789,6 +802,44 @@ def render_markdown(
             "",
         ]
     )
+
+
+def headline(
+    proof: Proof, prices: Prices, model: Model, costs: Mapping[int, Mapping[str, PathCost]]
+) -> str:
+    """One paragraph for the README: the totals at each scale and the largest line."""
+    cells = []
+    for sessions, pair in costs.items():
+        base, new = pair["baseline"], pair["audiosync"]
+        cells.append(
+            f"{sessions:,} sessions: {usd(new.total)} against {usd(base.total)} "
+            f"({new.total / base.total:.3f}x)"
+        )
+    largest = {pair["audiosync"].dominant().key for pair in costs.values()}
+    label = "FIXTURE (hand-written, not a measurement)" if proof.fixture else "measured"
+    return (
+        f"Monthly cost, every line ({label} proof of {proof.started_at}, {prices.region} list "
+        f"prices read {prices.read_on}, {model.retention_months:g} months of retention), "
+        f"audiosync against the old 5 s path: " + "; ".join(cells) + ". audiosync's largest "
+        "line: " + ", ".join(sorted(LINE_LABELS[key] for key in largest)) + "."
+    )
+
+
+def fill_blocks(text: str, blocks: Mapping[str, str]) -> str | None:
+    """``text`` with each ``<!-- bench.cost:begin NAME -->`` ... ``<!-- bench.cost:end NAME -->``
+    block's body replaced by ``blocks[NAME]``; None when it has no such block."""
+    found = False
+    for name, body in blocks.items():
+        begin, end = f"<!-- bench.cost:begin {name} -->", f"<!-- bench.cost:end {name} -->"
+        if begin not in text:
+            continue
+        head, rest = text.split(begin, 1)
+        if end not in rest:
+            raise ValueError(f"{begin} without {end}")
+        _old, tail = rest.split(end, 1)
+        text = f"{head}{begin}\n{body.strip()}\n{end}{tail}"
+        found = True
+    return text if found else None
 
 
 def render_json(
@@ -1036,7 +1087,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--proof", type=Path, default=DEFAULT_PROOF, help="a proof result (JSON)")
     parser.add_argument("--prices", type=Path, default=DEFAULT_PRICES, help="the price file (TOML)")
-    parser.add_argument("--markdown", type=Path, help="write the report (Markdown) here")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        action="append",
+        default=[],
+        help="write the report (Markdown) here; a file with <!-- bench.cost:begin NAME --> / "
+        "<!-- bench.cost:end NAME --> blocks (report, headline) gets only those replaced "
+        "(repeatable: docs/COST.md and README.md)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures (JSON) here")
     parser.add_argument("--charts", type=Path, help="write the two PNG charts into this folder")
     parser.add_argument(
@@ -1092,15 +1151,18 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], object] = print
     model = model_from_args(args)
     costs = report_costs(proof, prices, model)
     markdown = render_markdown(proof, prices, model, costs)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown)
+    blocks = {"report": markdown, "headline": headline(proof, prices, model, costs)}
+    for target in args.markdown:
+        filled = fill_blocks(target.read_text(), blocks) if target.exists() else None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(markdown if filled is None else filled)
+        out(f"wrote {shown(target)}" + (" (its bench.cost blocks)" if filled is not None else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(render_json(proof, prices, model, costs), indent=1) + "\n")
     if args.charts:
         for path in write_charts(proof, prices, model, args.charts):
-            out(f"wrote {path}")
+            out(f"wrote {shown(path)}")
     if not (args.markdown or args.json):
         out(markdown)
     return 0

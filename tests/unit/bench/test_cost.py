@@ -269,3 +269,34 @@ def test_it_runs_as_a_module_and_as_a_script(command: list[str]) -> None:
     assert done.returncode == 0, done.stderr
     assert "| **total** |" in done.stdout
     assert "Retention 6 months" in done.stdout
+
+
+def test_blocks_are_replaced_and_the_rest_kept(cost: ModuleType) -> None:
+    text = "intro\n<!-- bench.cost:begin report -->\nold\n<!-- bench.cost:end report -->\noutro\n"
+    assert cost.fill_blocks(text, {"report": "new\n", "headline": "h"}) == (
+        "intro\n<!-- bench.cost:begin report -->\nnew\n<!-- bench.cost:end report -->\noutro\n"
+    )
+    assert cost.fill_blocks("no blocks", {"report": "new"}) is None
+    with pytest.raises(ValueError, match="without"):
+        cost.fill_blocks("<!-- bench.cost:begin report -->", {"report": "new"})
+
+
+def test_the_docs_hold_the_report_of_the_committed_proof(cost: ModuleType) -> None:
+    """docs/COST.md's report and README's headline are what bench.cost writes from
+    bench/results/proof.json (from the fixture while there is none): rerun
+    `python -m bench.cost --markdown docs/COST.md --markdown README.md --charts docs/img`
+    after a new proof or a price change."""
+    measured = ROOT / "bench" / "results" / "proof.json"
+    proof = cost.load_proof(measured if measured.exists() else FIXTURE)
+    prices = cost.load_prices(PRICES)
+    model = cost.Model()
+    costs = cost.report_costs(proof, prices, model)
+    blocks = {
+        "report": cost.render_markdown(proof, prices, model, costs),
+        "headline": cost.headline(proof, prices, model, costs),
+    }
+    for doc in (ROOT / "docs" / "COST.md", ROOT / "README.md"):
+        text = doc.read_text()
+        assert cost.fill_blocks(text, blocks) == text, f"{doc.name} is not current"
+    for name in cost.CHART_FILES:
+        assert (ROOT / "docs" / "img" / name).stat().st_size > 20_000, name
