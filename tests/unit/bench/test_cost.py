@@ -300,3 +300,24 @@ def test_the_docs_hold_the_report_of_the_committed_proof(cost: ModuleType) -> No
         assert cost.fill_blocks(text, blocks) == text, f"{doc.name} is not current"
     for name in cost.CHART_FILES:
         assert (ROOT / "docs" / "img" / name).stat().st_size > 20_000, name
+
+
+def test_each_cut_is_the_bill_less_the_bill_with_the_cut(
+    cost: ModuleType, prices: Any, proof: Any
+) -> None:
+    model = cost.Model()
+    for sessions in cost.SCALES:
+        bill = cost.monthly_cost("audiosync", sessions, proof.rates["audiosync"], prices, model)
+        cuts = cost.savings(sessions, proof, prices, model)
+        assert [c.monthly_usd for c in cuts] == sorted((c.monthly_usd for c in cuts), reverse=True)
+        by_key = {c.key: c for c in cuts}
+        assert set(by_key) == set(cost.SAVING_ROWS)
+        rates = proof.rates["audiosync"]
+        per_object_ms = rates.fleet_cpu_seconds / rates.objects * 1000
+        assert by_key["fleet_goal"].monthly_usd == pytest.approx(
+            bill.line("fleet_cpu").monthly_usd * (1 - cost.FLEET_GOAL_MS / per_object_ms)
+        )
+        assert by_key["spool"].monthly_usd == pytest.approx(bill.line("spool").monthly_usd)
+        _seconds, best = cost.optimum(cost.object_seconds_sweep(proof, prices, model, sessions))
+        assert by_key["object_length"].monthly_usd == pytest.approx(bill.total - best.total)
+        assert all(c.monthly_usd >= -1e-9 for c in cuts)
