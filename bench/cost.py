@@ -180,6 +180,11 @@ class Proof:
     rates: Mapping[str, PathRates]
 
 
+#: Class B requests a client makes once when it starts (the bucket's metadata), not per
+#: session: a proof of minutes would scale them into a per-session-hour cost they are not.
+PER_CLIENT_CLASS_B = ("bucket_get",)
+
+
 def _per_session_hour(figures: Mapping[str, Any], name: str) -> float:
     return float(figures[f"{name}_per_session_hour"])
 
@@ -190,12 +195,15 @@ def parse_proof(doc: Mapping[str, Any], source: str = "") -> Proof:
         raise ValueError(f"{source or 'proof'}: schema {doc.get('schema')!r}, expected {SCHEMA!r}")
     settings = doc["settings"]
     sessions = int(settings["sessions"])
+    hours = float(doc["session_hours"])
     rates: dict[str, PathRates] = {}
     for name in PATHS:
         figures = doc["paths"][name]
+        by_kind = figures.get("gcs_requests_by_kind", {})
+        per_client = sum(float(by_kind.get(kind, 0)) for kind in PER_CLIENT_CLASS_B)
         rates[name] = PathRates(
             gcs_class_a=_per_session_hour(figures, "gcs_class_a"),
-            gcs_class_b=_per_session_hour(figures, "gcs_class_b"),
+            gcs_class_b=max(0.0, float(figures["gcs_class_b"]) - per_client) / hours,
             objects=_per_session_hour(figures, "objects_stored"),
             bytes_stored=_per_session_hour(figures, "bytes_stored"),
             pusher_cpu_seconds=_per_session_hour(figures, "pusher_cpu_seconds"),

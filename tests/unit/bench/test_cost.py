@@ -321,3 +321,13 @@ def test_each_cut_is_the_bill_less_the_bill_with_the_cut(
         _seconds, best = cost.optimum(cost.object_seconds_sweep(proof, prices, model, sessions))
         assert by_key["object_length"].monthly_usd == pytest.approx(bill.total - best.total)
         assert all(c.monthly_usd >= -1e-9 for c in cuts)
+
+
+def test_a_clients_start_up_read_is_not_priced_per_session_hour(cost: ModuleType) -> None:
+    doc = json.loads(FIXTURE.read_text())
+    figures = doc["paths"]["audiosync"]
+    figures["gcs_requests_by_kind"] = {"insert": 440, "bucket_get": 1, "get": 6}
+    figures["gcs_class_b"] = 7
+    figures["gcs_class_b_per_session_hour"] = 7 / doc["session_hours"]
+    parsed = cost.parse_proof(doc)
+    assert parsed.rates["audiosync"].gcs_class_b == pytest.approx(6 / doc["session_hours"])
