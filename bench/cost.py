@@ -441,9 +441,7 @@ def rates_at_object_seconds(
     length (the measured bytes per audio second x the measured overhead factor); bytes
     stored and the pusher's CPU unchanged. An object is never longer than
     ``BATCH_MAX_BYTES`` holds at the path's bytes per audio second."""
-    bytes_per_second = rates.bytes_stored / 3600.0
-    if bytes_per_second > 0:
-        seconds = min(seconds, BATCH_MAX_BYTES / bytes_per_second)
+    seconds = effective_seconds(rates, seconds)
     ratio = measured_seconds / seconds
     per_chunk = (FLUSH_MS_TWELVE_CHUNKS - FLUSH_MS_ONE_CHUNK) / 11.0
     fixed = FLUSH_MS_ONE_CHUNK - per_chunk
@@ -462,6 +460,13 @@ def rates_at_object_seconds(
         * (STORE_APPEND_SHARE + (1.0 - STORE_APPEND_SHARE) * ratio),
         redis_peak_bytes_per_session=rates.redis_peak_bytes_per_session / ratio,
     )
+
+
+def effective_seconds(rates: PathRates, seconds: float) -> float:
+    """The audio an object holds at ``AUDIOSYNC_OBJECT_SECONDS=seconds``: no more than
+    ``BATCH_MAX_BYTES`` holds at the path's bytes stored per audio second."""
+    bytes_per_second = rates.bytes_stored / 3600.0
+    return min(seconds, BATCH_MAX_BYTES / bytes_per_second) if bytes_per_second else seconds
 
 
 def overhead_factor(rates: PathRates, measured_seconds: float) -> float:
@@ -615,6 +620,13 @@ def savings(
     fleet_ms = rates.fleet_cpu_seconds / rates.objects * 1000 if rates.objects else 0.0
     store_cut = 1 - STORE_APPEND_SHARE * (1 - STORE_GOAL_X / STORE_NOW_X)
     best_seconds, best = optimum(object_seconds_sweep(proof, prices, model, sessions, grid))
+    held = round(effective_seconds(rates, best_seconds))
+    capped = (
+        f" at AUDIOSYNC_OBJECT_SECONDS={best_seconds}: objects cut at "
+        f"AUDIOSYNC_BATCH_MAX_BYTES, {held} s of audio"
+        if held < best_seconds
+        else ""
+    )
     found = [
         Saving(
             "fleet_goal",
@@ -642,12 +654,12 @@ def savings(
         ),
         Saving(
             "object_length",
-            f"{best_seconds} s objects instead of {proof.object_seconds:g} s (the modelled "
-            f"cheapest length: up to {best_seconds} s of audio a session in Redis, not yet "
-            "durable)",
+            f"{held} s objects instead of {proof.object_seconds:g} s (the modelled "
+            f"cheapest length{capped}; up to {held} s of audio a session in Redis, "
+            "not yet durable)",
             now.total - best.total,
             "a trade against durability",
-            f"at {best_seconds} s",
+            f"at {held} s",
         ),
         Saving(
             "retention",
@@ -1015,12 +1027,13 @@ def write_charts(proof: Proof, prices: Prices, model: Model, directory: Path) ->
         for s in SCALES:
             total = monthly_cost(name, s, proof.rates[name], prices, model).total
             ax.plot([s], [total], "o", color=style)
+            last = s == SCALES[-1]
             ax.annotate(
                 usd(total),
                 (s, total),
                 textcoords="offset points",
-                xytext=(-8, 8 if name == "baseline" else -14),
-                ha="right",
+                xytext=(-8 if last else 8, 6 if name == "baseline" else -12),
+                ha="right" if last else "left",
                 fontsize=8,
             )
     for figures, marker, label in (
@@ -1088,6 +1101,7 @@ def write_charts(proof: Proof, prices: Prices, model: Model, directory: Path) ->
         ax.plot(xs, [c.total for _, c in sweep], color="black", lw=1.5, label="audiosync total")
         baseline = monthly_cost("baseline", sessions, proof.rates["baseline"], prices, model)
         best_seconds, best_cost = optimum(sweep)
+        held = round(effective_seconds(proof.rates["audiosync"], best_seconds))
         measured = monthly_cost("audiosync", sessions, proof.rates["audiosync"], prices, model)
         top = max(c.total for _, c in sweep) * 1.35
         ax.axvline(proof.object_seconds, color="black", ls=":", lw=1)
@@ -1108,6 +1122,22 @@ def write_charts(proof: Proof, prices: Prices, model: Model, directory: Path) ->
             ha="right",
             fontsize=8,
         )
+        verdict = (
+            f"{proof.object_seconds:g} s is a stated trade, not the optimum:\n"
+            f"{best_seconds} s would cost {(1 - best_cost.total / measured.total) * 100:.1f} % "
+            f"less\nand hold up to {held} s of audio a session\nin Redis, not yet in GCS"
+            if best_cost.total < measured.total - 0.005
+            else f"{proof.object_seconds:g} s is the modelled optimum"
+        )
+        ax.text(
+            0.03,
+            0.97,
+            verdict,
+            transform=ax.transAxes,
+            va="top",
+            fontsize=8,
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85},
+        )
         ax.set_ylim(0, top)
         ax.set_xscale("log")
         ax.set_xlim(xs[0], xs[-1])
@@ -1119,8 +1149,8 @@ def write_charts(proof: Proof, prices: Prices, model: Model, directory: Path) ->
         ax.set_title(f"{sessions:,} sessions (5 s baseline: {usd(baseline.total)} a month)")
         ax.yaxis.set_major_formatter(dollars)
         ax.grid(True, alpha=0.3)
-        held = ax.twinx()
-        held.plot(
+        memory_ax = ax.twinx()
+        memory_ax.plot(
             xs,
             [
                 redis_plan(
@@ -1138,12 +1168,12 @@ def write_charts(proof: Proof, prices: Prices, model: Model, directory: Path) ->
             lw=1.4,
             label="Redis memory at the peak, GB (right axis): audio not yet in GCS",
         )
-        held.set_ylim(bottom=0)
-        held.set_ylabel("GB held in Redis at the peak", color="#2ca02c", fontsize=8)
-        held.tick_params(axis="y", labelcolor="#2ca02c", labelsize=8)
+        memory_ax.set_ylim(bottom=0)
+        memory_ax.set_ylabel("GB held in Redis at the peak", color="#2ca02c", fontsize=8)
+        memory_ax.tick_params(axis="y", labelcolor="#2ca02c", labelsize=8)
     axes[0].set_ylabel("audiosync, USD per month (lines stacked)")
     handles, labels = axes[-1].get_legend_handles_labels()
-    more, more_labels = held.get_legend_handles_labels()
+    more, more_labels = memory_ax.get_legend_handles_labels()
     fig.legend(
         handles + more, labels + more_labels, loc="lower center", ncol=4, fontsize=9, frameon=False
     )
