@@ -1115,7 +1115,7 @@ def write_charts(proof: Proof, prices: Prices, model: Model, directory: Path) ->
         )
         ax.plot([best_seconds], [best_cost.total], "o", color="black")
         ax.annotate(
-            f"lowest modelled: {best_seconds} s, {usd(best_cost.total)}",
+            f"lowest modelled: {held} s, {usd(best_cost.total)}",
             (best_seconds, best_cost.total),
             textcoords="offset points",
             xytext=(0, 12),
