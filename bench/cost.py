@@ -178,6 +178,7 @@ class Proof:
     session_hours: float
     audit_ok: bool
     rates: Mapping[str, PathRates]
+    machine: str = ""
 
 
 #: Class B requests a client makes once when it starts (the bucket's metadata), not per
@@ -224,6 +225,7 @@ def parse_proof(doc: Mapping[str, Any], source: str = "") -> Proof:
         session_hours=float(doc["session_hours"]),
         audit_ok=bool(doc.get("audit", {}).get("ok", False)),
         rates=rates,
+        machine=machine_words(doc.get("machine", {})),
     )
 
 
@@ -233,6 +235,21 @@ def shown(path: Path) -> str:
         return path.resolve().relative_to(ROOT).as_posix()
     except ValueError:
         return str(path)
+
+
+def machine_words(machine: Mapping[str, Any]) -> str:
+    """The proof's machine in a few words: CPUs, model, load average at start and end."""
+    if not machine:
+        return ""
+
+    def load(key: str) -> str:
+        value = machine.get(key)
+        return f"{value:.1f}" if isinstance(value, int | float) else "?"
+
+    return (
+        f"{machine.get('cpus', '?')} CPUs ({machine.get('cpu_model', '?')}), load average "
+        f"{load('load_average_start')} at the start, {load('load_average_end')} at the end"
+    )
 
 
 def load_proof(path: Path) -> Proof:
@@ -864,7 +881,9 @@ def render_markdown(
     return "\n".join(
         [
             f"Proof: `{proof.path}` ({proof.started_at}; `{proof.command}`), "
-            f"{proof.sessions} sessions, {proof.session_hours:,.2f} session-hours, objects of "
+            f"{proof.sessions} sessions, {proof.session_hours:,.2f} session-hours"
+            + (f" on {proof.machine}" if proof.machine else "")
+            + f", objects of "
             f"{proof.object_seconds:g} s; Redis held at most "
             f"{new.redis_peak_bytes_per_session / 1000:,.1f} kB a session, "
             f"{overhead_factor(new, proof.object_seconds):.2f}x the bytes of the "
