@@ -318,7 +318,7 @@ def redis_plan(sessions: int, rates: PathRates, prices: Prices, model: Model) ->
     if not rates.uses_redis:
         return RedisPlan(0.0, 0.0, 0, 0, "none")
     gb = sessions * rates.redis_peak_bytes_per_session / 1e9
-    cores = sessions * model.duty * rates.redis_cpu_seconds / 3600.0
+    cores = sessions * rates.redis_cpu_seconds / 3600.0  # at the peak: every session live
     by_memory = math.ceil(gb / prices.redis_node_writable_gb)
     by_cpu = math.ceil(cores / model.redis_core_load)
     shards = max(1, by_memory, by_cpu)

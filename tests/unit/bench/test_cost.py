@@ -115,12 +115,17 @@ def test_storage_is_the_steady_state_of_the_retention(cost: ModuleType, prices: 
 def test_duty_scales_usage_but_not_what_is_provisioned_for_the_peak(
     cost: ModuleType, prices: Any
 ) -> None:
-    live = rates(cost, store_bytes_per_audio_second=1300.0, redis_peak_bytes_per_session=90_000.0)
+    live = rates(
+        cost,
+        store_bytes_per_audio_second=1300.0,
+        redis_peak_bytes_per_session=90_000.0,
+        redis_cpu_seconds=0.6,  # 20,000 sessions: 3.3 cores, CPU-bound shards
+    )
     full = cost.monthly_cost("audiosync", 20_000, live, prices, cost.Model())
     half = cost.monthly_cost("audiosync", 20_000, live, prices, cost.Model(duty=0.5))
     for key in ("gcs_class_a", "gcs_class_b", "storage", "pusher_cpu", "fleet_cpu"):
         assert half.line(key).monthly_usd == pytest.approx(full.line(key).monthly_usd / 2), key
-    for key in ("redis_memory", "spool"):
+    for key in ("redis_memory", "redis_nodes", "spool"):
         assert half.line(key).monthly_usd == pytest.approx(full.line(key).monthly_usd), key
 
 
