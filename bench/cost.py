@@ -837,7 +837,9 @@ def checks_words(checks: Sequence[ProposalCheck], proof: Proof, prices: Prices) 
             f"HDD would be ${PROPOSAL_FILESTORE[200] / prices.hdd_min_gib:.2f} per GiB-month; "
             f"the list price read here is ${prices.hdd_per_gib_month:.2f}, "
             f"{usd(prices.hdd_min_gib * prices.hdd_per_gib_month)} for "
-            f"{prices.hdd_min_gib:,.0f} GiB.",
+            f"{prices.hdd_min_gib:,.0f} GiB. Its Phase 3 column (~$92 at 1x, ~$5,088 at "
+            "100x) is its 60 s column plus these two; ours is the whole audiosync column, "
+            "the spool one line of it.",
         ]
     )
 
