@@ -1145,7 +1145,7 @@ def write_charts(proof: Proof, prices: Prices, model: Model, directory: Path) ->
         )
         verdict = (
             f"{proof.object_seconds:g} s is a stated trade, not the optimum:\n"
-            f"{best_seconds} s would cost {(1 - best_cost.total / measured.total) * 100:.1f} % "
+            f"{held} s would cost {(1 - best_cost.total / measured.total) * 100:.1f} % "
             f"less\nand hold up to {held} s of audio a session\nin Redis, not yet in GCS"
             if best_cost.total < measured.total - 0.005
             else f"{proof.object_seconds:g} s is the modelled optimum"
