@@ -50,6 +50,18 @@ LINES: tuple[tuple[str, str], ...] = (
     ("spool", "spool (Filestore)"),
 )
 LINE_LABELS = dict(LINES)
+SHORT_LABELS = {
+    "gcs_class_a": "object writes",
+    "gcs_class_b": "reads",
+    "storage": "storage",
+    "egress": "egress",
+    "redis_memory": "Redis memory",
+    "redis_nodes": "Redis nodes",
+    "broker": "the broker",
+    "pusher_cpu": "the pusher's CPU",
+    "fleet_cpu": "the fleet's CPU",
+    "spool": "the spool",
+}
 
 #: The proposal's own figures (shared/seeds/opus-batching-spool-proposal.txt, "Cost Impact"):
 #: GCS Class A writes only, per month, at 200 / 20,000 / 2,000,000 sessions.
@@ -930,13 +942,16 @@ def headline(
             f"{sessions:,} sessions: {usd(new.total)} against {usd(base.total)} "
             f"({new.total / base.total:.3f}x)"
         )
-    largest = {pair["audiosync"].dominant().key for pair in costs.values()}
-    label = "FIXTURE (hand-written, not a measurement)" if proof.fixture else "measured"
+    largest = ", ".join(
+        f"{SHORT_LABELS[pair['audiosync'].dominant().key]} at {sessions:,}"
+        for sessions, pair in costs.items()
+    )
+    label = "a FIXTURE (hand-written, not a measurement)" if proof.fixture else "the"
     return (
         f"Monthly cost, every line ({label} proof of {proof.started_at}, {prices.region} list "
         f"prices read {prices.read_on}, {model.retention_months:g} months of retention), "
-        f"audiosync against the old 5 s path: " + "; ".join(cells) + ". audiosync's largest "
-        "line: " + ", ".join(sorted(LINE_LABELS[key] for key in largest)) + "."
+        f"audiosync against the old 5 s path: " + "; ".join(cells) + f". audiosync's largest "
+        f"line: {largest}."
     )
 
 
