@@ -730,7 +730,8 @@ def paragraph(
         parts.append(
             f"At {sessions:,} sessions audiosync costs {usd(new.total)} a month against "
             f"{usd(base.total)} on the old 5 s path ({new.total / base.total:.3f}x, "
-            f"{usd(base.total - new.total)} less). The old path's largest line is "
+            f"{usd(abs(base.total - new.total))} "
+            f"{'less' if new.total <= base.total else 'more'}). The old path's largest line is "
             f"{LINE_LABELS[top_base.key]} ({usd(top_base.monthly_usd)}, "
             f"{top_base.monthly_usd / base.total * 100:.0f} %); audiosync's is "
             f"{LINE_LABELS[top_new.key]} ({usd(top_new.monthly_usd)}, "

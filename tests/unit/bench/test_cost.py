@@ -336,3 +336,16 @@ def test_a_clients_start_up_read_is_not_priced_per_session_hour(cost: ModuleType
     figures["gcs_class_b_per_session_hour"] = 7 / doc["session_hours"]
     parsed = cost.parse_proof(doc)
     assert parsed.rates["audiosync"].gcs_class_b == pytest.approx(6 / doc["session_hours"])
+
+
+def test_the_paragraph_says_more_when_audiosync_costs_more(
+    cost: ModuleType, prices: Any, proof: Any
+) -> None:
+    # a month of retention and sessions live a tenth of the time: at 200 sessions the
+    # provisioned Redis shard outweighs what the old path's writes and bytes cost
+    model = cost.Model(retention_months=1, duty=0.1)
+    costs = cost.report_costs(proof, prices, model, scales=(200,))
+    pair = costs[200]
+    assert pair["audiosync"].total > pair["baseline"].total
+    words = cost.paragraph(costs, proof, prices, model)
+    assert f"{cost.usd(pair['audiosync'].total - pair['baseline'].total)} more)" in words
