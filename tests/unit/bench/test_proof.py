@@ -70,7 +70,7 @@ def test_every_kind_has_a_class() -> None:
 
 
 def test_per_session_hour_figures_divide_by_the_audio_pushed() -> None:
-    figures = dict.fromkeys(proof.RATED_FIGURES, 0)
+    figures: dict[str, float] = dict.fromkeys(proof.RATED_FIGURES, 0.0)
     figures["gcs_class_a"] = 720
     figures["pusher_cpu_seconds"] = 1.5
     hours = proof.session_hours(40 * 90.0)  # 40 sessions x 90 s = 1 session-hour
