@@ -68,7 +68,7 @@ import threading
 import time
 import wave
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -484,7 +484,7 @@ class PushOutcome:
 
 async def _frames(
     plan: Plan, speech: Speech, progress: Progress
-) -> Any:  # AsyncIterator[tuple[int, int, bytes, float]]
+) -> AsyncIterator[tuple[int, int, bytes, float]]:
     """(session, frame, pcm, timestamp) round robin over the sessions, frame by frame; in
     real time each frame waits for its wall time."""
     todo = sum(s.frames for s in plan.sessions)
@@ -1369,7 +1369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = {}
     for path in PATHS:
         fig = figures(phases[path], listed[path], delays[path])
-        if path == "audiosync":
+        if path == "audiosync":  # an object is its entries' data back to back (planner.py)
             fig["store_bytes_per_audio_second"] = fig["bytes_stored"] / audio_seconds
         paths[path] = with_rates(fig, hours)
     for path in PATHS:
