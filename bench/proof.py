@@ -11,9 +11,11 @@ What it does, in order (docs/BENCHMARKS.md, "Proof", has the figures):
    beat ``-B``: the sweep).
 2. Plans N sessions of real speech (``tests/data/speech_16k.wav``, looped, each session from
    its own offset), at 8 and 16 kHz (8 kHz: the project's resampler) and at ``standard`` and
-   ``enhanced``, mixed round robin. Both paths push exactly the same PCM, in 20 ms frames,
-   with synthetic timestamps (accelerated, the default: as fast as the path takes them) or
-   paced by the wall clock (``--real-time``).
+   ``enhanced``, mixed round robin. Both paths push exactly the same PCM, in 20 ms frames
+   round robin over the sessions, with synthetic timestamps (accelerated, the default: as
+   fast as the path takes them; audiosync's pusher waits after each round of chunks until
+   every session has at most one chunk left to encode, so the sessions advance together as
+   live ones do) or paced by the wall clock (``--real-time``).
 3. **Baseline** phase: the backend's old path as ../shared/LEGACY_FORMATS.md describes it,
    in a process of its own: every 5 s of raw PCM16 at the session's rate becomes one object
    ``chunks/{uid}/{cid}/{start:.3f}.bin`` (``.enc`` for ``enhanced``: the PCM sealed as one
@@ -521,12 +523,20 @@ async def push_audiosync(plan: Plan) -> PushOutcome:
     ]
     progress = Progress("audiosync", sum(s.frames for s in plan.sessions))
     pushes = 0
+    last = plan.sessions[-1].index
     async for i, f, pcm, timestamp in _frames(plan, speech, progress):
         k = plan.sessions[i].chunk_completed_by(f)
         if k is not None:
             enqueued[i][k] = time.time()
         await sessions[i].apush(pcm, timestamp)
         pushes += 1
+        if k is not None and i == last and not plan.real_time:
+            # Accelerated: a round of chunks (one a session) handed over; wait until every
+            # session has at most one chunk left to encode, so the sessions advance together
+            # as live ones do (else the pool's backlog starves some for longer than the max
+            # age, and the fleet writes their young partial objects by age).
+            while max(session.unsent_chunks for session in sessions) > 1:
+                await asyncio.sleep(0.005)
     closing = time.time()
     for row in enqueued:
         if math.isnan(row[-1]):  # a partial last chunk goes with the close
