@@ -306,9 +306,9 @@ class PlannedSession:
     def uid(self, path: str) -> str:
         return f"{BASE_PREFIX if path == 'baseline' else NEW_PREFIX}-u{self.index}"
 
-    @property
-    def cid(self) -> str:
-        return f"c{self.index}"
+    def cid(self, round_: int) -> str:
+        """Its conversation in round ``round_`` (each round a new one of the same user)."""
+        return f"c{self.index}r{round_}"
 
     @property
     def frame_samples(self) -> int:
@@ -340,6 +340,7 @@ class Plan:
     base_time: float  # timestamp (Unix s) of every session's first sample
     real_time: bool
     speech: str
+    round: int = 0  # which round of the run (--rounds)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -348,6 +349,7 @@ class Plan:
                 "base_time": self.base_time,
                 "real_time": self.real_time,
                 "speech": self.speech,
+                "round": self.round,
             }
         )
 
@@ -359,15 +361,16 @@ class Plan:
             base_time=raw["base_time"],
             real_time=raw["real_time"],
             speech=raw["speech"],
+            round=raw["round"],
         )
 
     @property
     def audio_seconds(self) -> float:
         return sum(s.samples / s.rate for s in self.sessions)
 
-    def restarted(self) -> Plan:
-        """The same sessions with timestamps from now (in real time: 3 s from now)."""
-        return Plan(self.sessions, _start_time(self.real_time), self.real_time, self.speech)
+    def restarted(self, round_: int) -> Plan:
+        """The same sessions in round ``round_``, timestamps from now (real time: 3 s on)."""
+        return Plan(self.sessions, _start_time(self.real_time), self.real_time, self.speech, round_)
 
 
 def _start_time(real_time: bool) -> float:
@@ -519,7 +522,8 @@ async def push_audiosync(plan: Plan) -> PushOutcome:
     cpu0, wall0, started = time.process_time(), time.monotonic(), time.time()
     client = AudioSyncClient.from_env()
     sessions = [
-        client.open_session(s.uid("audiosync"), s.cid, s.rate, s.level) for s in plan.sessions
+        client.open_session(s.uid("audiosync"), s.cid(plan.round), s.rate, s.level)
+        for s in plan.sessions
     ]
     progress = Progress("audiosync", sum(s.frames for s in plan.sessions))
     pushes = 0
@@ -620,7 +624,7 @@ async def push_baseline(plan: Plan) -> PushOutcome:
         else:
             data = pcm
         start = plan.base_time + k * CHUNK_SECONDS
-        blob = bucket.blob(baseline_name(uid, s.cid, start, sealed))
+        blob = bucket.blob(baseline_name(uid, s.cid(plan.round), start, sealed))
         for attempt in range(3):  # the old uploader: three tries, then dropped
             try:
                 blob.upload_from_string(data, content_type="application/octet-stream")
@@ -790,6 +794,7 @@ class Phase:
     gcs: GcsCounts
     memory_peak: int
     wall_seconds: float  # push + drain
+    load_average: float  # 1 min, at its end
 
 
 class Run:
@@ -931,7 +936,7 @@ class Run:
         after = self.snapshot()
         log = self.gcs_requests()
         gcs = count_requests(log[before.gcs_requests : after.gcs_requests])
-        return Phase(path, outcome, before, after, gcs, memory_peak, wall)
+        return Phase(path, outcome, before, after, gcs, memory_peak, wall, os.getloadavg()[0])
 
     def drain(self) -> None:
         """Until every shard's due index is empty (twice, a poll apart)."""
@@ -988,13 +993,14 @@ def chunk_identities(data: bytes, name: str) -> list[tuple[str, int, int]]:
 
 def audit(
     run: Run,
-    plans: Mapping[str, Plan],
-    outcomes: Mapping[str, PushOutcome],
+    plans: Mapping[tuple[str, int], Plan],
+    outcomes: Mapping[tuple[str, int], PushOutcome],
     speech: Speech,
     min_correlation: float,
     drop: str | None,
 ) -> tuple[dict[str, Any], dict[str, list[Listed]], dict[str, list[float]]]:
-    """The audit record per path, the objects listed per path, and the chunk delays."""
+    """The audit record per path, the objects listed per path, and the chunk delays.
+    ``plans`` and ``outcomes`` by (path, round)."""
     from backend_hooks.contract.settings import Settings
     from backend_hooks.read.reader import StorageContext, download_merged_audio
 
@@ -1007,46 +1013,50 @@ def audit(
         _delete(run, victim.name)
         listed[drop] = [o for o in listed[drop] if o.name != victim.name]
     context = StorageContext.from_settings(Settings.from_env(run.env, role="reader"))
-    plan = plans["baseline"]
-    by_uid: dict[str, PlannedSession] = {}
-    for s in plan.sessions:
-        for path in PATHS:
-            by_uid[s.uid(path)] = s
+    rounds = sorted({r for _, r in plans})
+    sessions = plans[("baseline", rounds[0])].sessions
+    by_uid = {s.uid(path): s for s in sessions for path in PATHS}
+    expected = [(r, s.index, k) for r in rounds for s in sessions for k in range(s.chunks)]
     records: dict[str, Any] = {}
     delays: dict[str, list[float]] = {}
 
-    # baseline: identity = (session, chunk index) from the name's start time
-    base_found: list[tuple[int, int]] = []
-    base_delay = outcomes["baseline"].durable
+    # baseline: identity = (round, session, chunk index) from the object's name
+    found: list[tuple[int, int, int]] = []
+    durable: dict[tuple[int, int, int], float] = {}
     problems: list[str] = []
     for obj in listed["baseline"]:
-        _, uid, _cid, filename = obj.name.split("/")
-        s = by_uid[uid]
+        _, uid, cid, filename = obj.name.split("/")
+        m = re.fullmatch(r"c(\d+)r(\d+)", cid)
+        if uid not in by_uid or m is None or ("baseline", int(m[2])) not in plans:
+            found.append((-1, -1, -1))
+            continue
+        r = int(m[2])
         start = float(filename.removesuffix(".bin").removesuffix(".enc"))
-        k = round((start - plans["baseline"].base_time) / CHUNK_SECONDS)
-        base_found.append((s.index, k))
-    expected = [(s.index, k) for s in plan.sessions for k in range(s.chunks)]
-    chunks = audit_chunks(expected, base_found)
-    delays["baseline"] = [
-        base_delay[i][k] - outcomes["baseline"].enqueued[i][k]
-        for i, k in set(expected) & set(base_found)
-    ]
+        k = round((start - plans[("baseline", r)].base_time) / CHUNK_SECONDS)
+        key = (r, by_uid[uid].index, k)
+        found.append(key)
+        if 0 <= k < by_uid[uid].chunks:
+            outcome = outcomes[("baseline", r)]
+            durable[key] = outcome.durable[key[1]][k] - outcome.enqueued[key[1]][k]
+    chunks = audit_chunks(expected, found)
+    delays["baseline"] = list(durable.values())
     samples_read = samples_expected = 0
     exact = True
-    for s in plan.sessions:
-        pcm = speech.pcm(s)
-        samples_expected += len(pcm) // 2
-        try:
-            merged = download_merged_audio(
-                s.uid("baseline"), s.cid, sample_rate=s.rate, context=context
-            )
-        except Exception as exc:
-            problems.append(f"session {s.index}: read failed: {exc}")
-            exact = False
-            continue
-        samples_read += merged.sample_count
-        if merged.pcm != pcm or merged.missing:
-            exact = False
+    for r in rounds:
+        for s in sessions:
+            pcm = speech.pcm(s)
+            samples_expected += len(pcm) // 2
+            try:
+                merged = download_merged_audio(
+                    s.uid("baseline"), s.cid(r), sample_rate=s.rate, context=context
+                )
+            except Exception as exc:
+                problems.append(f"round {r} session {s.index}: read failed: {exc}")
+                exact = False
+                continue
+            samples_read += merged.sample_count
+            if merged.pcm != pcm or merged.missing:
+                exact = False
     records["baseline"] = {
         **asdict(chunks),
         "samples_expected": samples_expected,
@@ -1056,44 +1066,56 @@ def audit(
     }
 
     # audiosync: identity = (session id, seq) from the chunks' own headers
-    session_ids = outcomes["audiosync"].session_ids
-    index_of = {sid: i for i, sid in enumerate(session_ids)}
-    found: list[tuple[int, int]] = []
-    durable: dict[tuple[int, int], float] = {}
+    index_of = {
+        sid: (r, i)
+        for (path, r), outcome in outcomes.items()
+        if path == "audiosync"
+        for i, sid in enumerate(outcome.session_ids)
+    }
+    found = []
+    created: dict[tuple[int, int, int], float] = {}
     problems = []
     for obj in listed["audiosync"]:
         data = context.bucket.download(obj.name)
         for sid, seq, _ in chunk_identities(data, obj.name):
-            i = index_of.get(sid, -1)
-            found.append((i, seq))
-            durable[(i, seq)] = obj.created
-            if i >= 0 and by_uid[obj.name.split("/")[1]].index != i:
-                problems.append(f"{obj.name} holds a chunk of session {i}")
+            r, i = index_of.get(sid, (-1, -1))
+            found.append((r, i, seq))
+            created[(r, i, seq)] = obj.created
+            if i >= 0 and obj.name.split("/")[1:3] != [
+                sessions[i].uid("audiosync"),
+                sessions[i].cid(r),
+            ]:
+                problems.append(f"{obj.name} holds a chunk of round {r} session {i}")
     chunks = audit_chunks(expected, found)
-    enq = outcomes["audiosync"].enqueued
-    delays["audiosync"] = [durable[key] - enq[key[0]][key[1]] for key in durable if key[0] >= 0]
+    delays["audiosync"] = [
+        at - outcomes[("audiosync", r)].enqueued[i][k]
+        for (r, i, k), at in created.items()
+        if r >= 0 and 0 <= k < sessions[i].chunks
+    ]
     samples_read = samples_expected = 0
     worst = math.inf
-    for s in plan.sessions:
-        pcm = speech.pcm(s)
-        samples_expected += len(pcm) // 2
-        try:
-            merged = download_merged_audio(s.uid("audiosync"), s.cid, context=context)
-        except Exception as exc:
-            problems.append(f"session {s.index}: read failed: {exc}")
-            worst = -1.0
-            continue
-        samples_read += merged.sample_count
-        if merged.sample_rate != s.rate:
-            problems.append(f"session {s.index}: read back at {merged.sample_rate} Hz")
-            continue
-        if merged.missing:
-            problems.append(f"session {s.index}: missing {merged.missing[0].describe()}")
-        if merged.sample_count == len(pcm) // 2:
-            corr = best_correlation(
-                np.frombuffer(pcm, dtype="<i2"), np.frombuffer(merged.pcm, dtype="<i2")
-            )
-            worst = min(worst, corr)
+    for r in rounds:
+        for s in sessions:
+            pcm = speech.pcm(s)
+            samples_expected += len(pcm) // 2
+            where = f"round {r} session {s.index}"
+            try:
+                merged = download_merged_audio(s.uid("audiosync"), s.cid(r), context=context)
+            except Exception as exc:
+                problems.append(f"{where}: read failed: {exc}")
+                worst = -1.0
+                continue
+            samples_read += merged.sample_count
+            if merged.sample_rate != s.rate:
+                problems.append(f"{where}: read back at {merged.sample_rate} Hz")
+                continue
+            if merged.missing:
+                problems.append(f"{where}: missing {merged.missing[0].describe()}")
+            if merged.sample_count == len(pcm) // 2:
+                corr = best_correlation(
+                    np.frombuffer(pcm, dtype="<i2"), np.frombuffer(merged.pcm, dtype="<i2")
+                )
+                worst = min(worst, corr)
     records["audiosync"] = {
         **asdict(chunks),
         "samples_expected": samples_expected,
@@ -1130,50 +1152,78 @@ def _log_errors(log: Path) -> int:
 
 
 # -- figures -------------------------------------------------------------------------------
-def figures(phase: Phase, listed: Sequence[Listed], delays: Sequence[float]) -> dict[str, Any]:
-    """PROOF_SCHEMA.md's FIGURES of one path (totals; rates are added by ``with_rates``)."""
-    new = phase.path == "audiosync"
-    store = redis_delta(phase.before.store, phase.after.store)
-    broker = redis_delta(phase.before.broker, phase.after.broker)
-    audio = phase.outcome
-    bytes_stored = sum(o.size for o in listed)
-    servers = {
-        name: phase.after.servers.get(name, 0.0) - cpu for name, cpu in phase.before.servers.items()
-    }
+def figures(
+    phases: Sequence[Phase], listed: Sequence[Listed], delays: Sequence[float]
+) -> dict[str, Any]:
+    """PROOF_SCHEMA.md's FIGURES of one path, summed over its phases (one a round; totals:
+    rates are added by ``with_rates``)."""
+    new = phases[0].path == "audiosync"
+    store = [redis_delta(ph.before.store, ph.after.store) for ph in phases]
+    broker = [redis_delta(ph.before.broker, ph.after.broker) for ph in phases]
+    workers = sum(ph.after.workers - ph.before.workers for ph in phases)
+    servers: dict[str, float] = {}
+    for ph in phases:
+        for name, cpu in ph.before.servers.items():
+            servers[name] = servers.get(name, 0.0) + ph.after.servers.get(name, 0.0) - cpu
+    kinds: Counter[str] = Counter()
+    for ph in phases:
+        kinds.update(ph.gcs.by_kind)
+
+    def total(rows: list[dict[str, Any]], key: str) -> Any:
+        return sum(row[key] for row in rows)
+
+    def by_name(rows: list[dict[str, Any]]) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for row in rows:
+            out.update(row["by_command"])
+        return dict(out.most_common())
+
     return {
-        "gcs_class_a": phase.gcs.class_a,
-        "gcs_class_b": phase.gcs.class_b,
-        "gcs_requests_by_kind": phase.gcs.by_kind,
+        "gcs_class_a": sum(ph.gcs.class_a for ph in phases),
+        "gcs_class_b": sum(ph.gcs.class_b for ph in phases),
+        "gcs_requests_by_kind": dict(sorted(kinds.items())),
         "objects_stored": len(listed),
-        "bytes_stored": bytes_stored,
-        "redis_commands_sent": store["sent"] if new else 0,
-        "redis_commands_in_scripts": store["in_scripts"] if new else 0,
-        "redis_cpu_seconds": store["cpu_seconds"] if new else 0.0,
-        "broker_commands": broker["total"] if new else 0,
-        "pusher_cpu_seconds": audio.cpu_seconds,
-        "fleet_cpu_seconds": phase.after.workers - phase.before.workers if new else 0.0,
+        "bytes_stored": sum(o.size for o in listed),
+        "redis_commands_sent": total(store, "sent") if new else 0,
+        "redis_commands_in_scripts": total(store, "in_scripts") if new else 0,
+        "redis_cpu_seconds": total(store, "cpu_seconds") if new else 0.0,
+        "broker_commands": total(broker, "total") if new else 0,
+        "pusher_cpu_seconds": sum(ph.outcome.cpu_seconds for ph in phases),
+        "fleet_cpu_seconds": workers if new else 0.0,
         "delay_seconds": spread(delays),
-        "redis_memory_peak_bytes": max(0, phase.memory_peak - phase.before.store.memory)
+        "redis_memory_peak_bytes": max(
+            max(0, ph.memory_peak - ph.before.store.memory) for ph in phases
+        )
         if new
         else 0,
         "store_bytes_per_audio_second": 0.0,  # set by the caller (audio seconds)
-        "wall_seconds": phase.wall_seconds,
+        "wall_seconds": sum(ph.wall_seconds for ph in phases),
         # extra, not in the schema
-        "push_wall_seconds": audio.wall_seconds,
-        "pusher_process_cpu_seconds": audio.process_cpu_seconds,
-        "pushes": audio.pushes,
-        "failed_uploads": audio.failed_uploads,
-        "redis_commands_by_name": store["by_command"],
-        "broker_cpu_seconds": broker["cpu_seconds"],
-        "broker_commands_by_name": broker["by_command"],
-        "idle_fleet_cpu_seconds": 0.0 if new else phase.after.workers - phase.before.workers,
-        "idle_store_commands": 0 if new else store["total"],
-        "server_cpu_seconds": servers,
+        "per_round": [
+            {
+                "pusher_cpu_seconds": ph.outcome.cpu_seconds,
+                "wall_seconds": ph.wall_seconds,
+                "push_wall_seconds": ph.outcome.wall_seconds,
+                "fleet_cpu_seconds": ph.after.workers - ph.before.workers,
+                "redis_cpu_seconds": ph.after.store.cpu - ph.before.store.cpu,
+                "load_average_after": ph.load_average,
+            }
+            for ph in phases
+        ],
+        "pusher_process_cpu_seconds": sum(ph.outcome.process_cpu_seconds for ph in phases),
+        "pushes": sum(ph.outcome.pushes for ph in phases),
+        "failed_uploads": sum(ph.outcome.failed_uploads for ph in phases),
+        "redis_commands_by_name": by_name(store),
+        "broker_cpu_seconds": total(broker, "cpu_seconds"),
+        "broker_commands_by_name": by_name(broker),
+        "idle_fleet_cpu_seconds": 0.0 if new else workers,
+        "idle_store_commands": 0 if new else total(store, "total"),
+        "server_cpu_seconds": dict(servers),
     }
 
 
 def object_bytes_per_audio_second(
-    plan: Plan, listed: Mapping[str, Sequence[Listed]]
+    plan: Plan, listed: Mapping[str, Sequence[Listed]], rounds: int
 ) -> dict[str, dict[str, float]]:
     """Bytes stored / audio seconds, per path and per rate."""
     out: dict[str, dict[str, float]] = {}
@@ -1181,7 +1231,7 @@ def object_bytes_per_audio_second(
         by_rate: dict[str, float] = {}
         for rate in sorted({s.rate for s in plan.sessions}):
             uids = {s.uid(path) for s in plan.sessions if s.rate == rate}
-            seconds = sum(s.samples / s.rate for s in plan.sessions if s.rate == rate)
+            seconds = rounds * sum(s.samples / s.rate for s in plan.sessions if s.rate == rate)
             stored = sum(o.size for o in objects if o.name.split("/")[1] in uids)
             by_rate[str(rate)] = stored / seconds
         out[path] = by_rate
@@ -1216,7 +1266,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"`{result['command']}`, started {result['started_at']}; {s['sessions']} sessions x "
         f"{s['audio_seconds_per_session']:g} s ({result['session_hours']:.3f} session-hours), "
         f"rates {', '.join(map(str, s['rates']))} Hz, levels {', '.join(s['levels'])}, "
-        f"{'accelerated' if s['accelerated'] else 'real time'}, {s['workers']} worker "
+        f"{'accelerated' if s['accelerated'] else 'real time'}, "
+        f"{s['rounds']} round(s) (order: {', '.join(s['phase_order'])}), {s['workers']} worker "
         f"process(es) x concurrency {s['concurrency']}; {m['cpus']} CPUs ({m['cpu_model']}), "
         f"Python {m['python']}, load average {m['load_average_start']:.1f} at the start, "
         f"{m['load_average_end']:.1f} at the end.",
@@ -1295,6 +1346,15 @@ def _jsonable(value: Any) -> Any:
 
 
 # -- command line ----------------------------------------------------------------------------
+def phase_order(rounds: int) -> list[tuple[str, int]]:
+    """(path, round) in the order they run: baseline first in even rounds, audiosync first
+    in odd ones (B A, A B, B A ...), so slow drifts of the machine's load fall on both."""
+    out = []
+    for r in range(rounds):
+        out += [(path, r) for path in (PATHS if r % 2 == 0 else PATHS[::-1])]
+    return out
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench.proof",
@@ -1307,6 +1367,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rates", default="8000,16000", help="sample rates, round robin")
     p.add_argument("--levels", default="standard,enhanced", help="protection levels")
     p.add_argument("--real-time", action="store_true", help="pace frames by the wall clock")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run both paths this many times, alternating which goes first; figures summed",
+    )
     p.add_argument("--short", action="store_true", help="smoke settings: 4 x 30 s, 1 worker")
     p.add_argument(
         "--sweep", type=float, help="AUDIOSYNC_SWEEP_INTERVAL_SECONDS (default 5; --short 1)"
@@ -1360,21 +1426,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'real time' if args.real_time else 'accelerated'}; work dir {workdir}",
         file=sys.stderr,
     )
+    order = phase_order(args.rounds)
     with Run(args, workdir) as run:
-        phases = {}
-        plans = {}
-        for path in PATHS:  # each path on a fresh schedule (its timestamps from now)
-            plans[path] = plan = plan.restarted()
+        phases: dict[str, list[Phase]] = {path: [] for path in PATHS}
+        plans: dict[tuple[str, int], Plan] = {}
+        for path, r in order:  # each phase on a fresh schedule (its timestamps from now)
+            plans[(path, r)] = plan = plan.restarted(r)
             plan_file.write_text(plan.to_json())
-            phases[path] = run.phase(path, plan_file)
+            phases[path].append(run.phase(path, plan_file))
         print("proof: audit", file=sys.stderr)
-        outcomes = {path: phases[path].outcome for path in PATHS}
+        outcomes = {
+            (path, r): phases[path][n].outcome
+            for path in PATHS
+            for n, r in enumerate(r for p, r in order if p == path)
+        }
         records, listed, delays = audit(
             run, plans, outcomes, speech, args.min_correlation, args.drop_object
         )
         log_errors = {w.name: _log_errors(w.log) for w in run.workers}
         object_seconds = run.object_seconds
-    audio_seconds = plan.audio_seconds
+    audio_seconds = plan.audio_seconds * args.rounds
     hours = session_hours(audio_seconds)
     paths = {}
     for path in PATHS:
@@ -1383,8 +1454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fig["store_bytes_per_audio_second"] = fig["bytes_stored"] / audio_seconds
         paths[path] = with_rates(fig, hours)
     for path in PATHS:
-        if phases[path].outcome.errors:
-            records[path]["problems"] += phases[path].outcome.errors
+        for ph in phases[path]:
+            records[path]["problems"] += ph.outcome.errors
     why = verdict(records)
     records["ok"] = not why
     records["why"] = why
@@ -1406,7 +1477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "levels": levels,
             "frame_seconds": FRAME_SECONDS,
             "sweep_interval_seconds": args.sweep,
-            "phases": "baseline first, then audiosync, one after the other",
+            "rounds": args.rounds,
+            "phase_order": [f"{path} {r}" for path, r in order],
             "gcs_counted_from": "fake-gcs-server's request log (every request it answered)",
             "baseline_upload_threads": BASELINE_UPLOAD_THREADS,
         },
@@ -1414,7 +1486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "audio_seconds": audio_seconds,
         "paths": paths,
         "ratios": ratios(paths["baseline"], paths["audiosync"]),
-        "object_bytes_per_audio_second": object_bytes_per_audio_second(plan, listed),
+        "object_bytes_per_audio_second": object_bytes_per_audio_second(plan, listed, args.rounds),
         "audit": records,
         "worker_log_errors": log_errors,
         "wall_seconds": time.monotonic() - wall0,

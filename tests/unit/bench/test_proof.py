@@ -166,3 +166,21 @@ def test_correlation_finds_a_small_lag() -> None:
     shifted = np.concatenate([np.zeros(3, np.int16), x[:-3]])
     assert proof.best_correlation(x, shifted) > 0.99
     assert proof.best_correlation(x, -x) < 0.1  # inverted: no lag makes it alike
+
+
+def test_rounds_alternate_which_path_goes_first() -> None:
+    assert proof.phase_order(1) == [("baseline", 0), ("audiosync", 0)]
+    assert proof.phase_order(3) == [
+        ("baseline", 0),
+        ("audiosync", 0),
+        ("audiosync", 1),
+        ("baseline", 1),
+        ("baseline", 2),
+        ("audiosync", 2),
+    ]
+
+
+def test_each_round_is_a_new_conversation_of_the_same_user() -> None:
+    s = PlannedSession(3, 8000, "enhanced", 0, 8000)
+    assert s.cid(0) != s.cid(1)
+    assert s.uid("baseline") != s.uid("audiosync")
