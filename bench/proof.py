@@ -34,19 +34,25 @@ What it does, in order (docs/BENCHMARKS.md, "Proof", has the figures):
    samples and a Pearson correlation of at least ``--min-correlation`` (0.9) with the
    pushed speech, aligned (best of lags -8..8 samples).
 
-The two phases run one after the other (baseline first), so each path's counters are
-deltas over its own phase: GCS requests from fake-gcs-server's request log (every request
-it answered, classified by method and path: ``classify_request``), Redis ``INFO
-commandstats`` / ``INFO cpu`` / ``used_memory`` of the store and the broker, CPU of the
-pusher process (``time.process_time`` of its push-and-close, all its threads), of the
-worker process groups (/proc) and of the servers. The bench's own ``INFO`` calls are left
-out of the command counts. A script call is one command sent; the commands scripts run are
-``INFO commandstats``'s total minus ``INFO stats``'s ``total_commands_processed`` (valkey
-counts a client's command there, not the ``redis.call``s of its script).
+Each path runs in phases of its own, one after the other (``--rounds N``: both paths N
+times, alternating which goes first, each round on new conversations; figures summed), so
+each path's counters are deltas over its own phases: GCS requests from fake-gcs-server's
+request log (every request it answered, classified by method and path:
+``classify_request``), Redis ``INFO commandstats`` / ``INFO cpu`` / ``used_memory`` of the
+store and the broker, CPU of the pusher process (``time.process_time`` of its push and
+close, all its threads), of the worker process groups (/proc) and of the servers. Every
+client of the store reaches it through a counting TCP proxy
+(``audiosync_dev.faults.RedisReplyDropProxy``, dropping nothing): the commands it forwards
+are the ones sent (a script call is one); ``INFO commandstats`` counts those and the
+``redis.call``s of scripts, so the difference is the commands run inside scripts. The
+bench's own ``INFO`` calls and due-index polls are left out.
 
-Writes a JSON result (schema "audiosync-proof/1", /work/wt/PROOF_SCHEMA.md's contract: every
-figure per session-hour and as a ratio to the baseline of the same run) and a Markdown
-summary. Exits 1 when any chunk is lost or duplicated or a read-back fails the audit.
+Writes a JSON result (schema "audiosync-proof/1": ``schema``, ``started_at``, ``command``,
+``machine``, ``settings``, ``session_hours``, ``audio_seconds``, ``paths`` (``baseline``,
+``audiosync``: every figure of ``figures`` as a total and, for ``RATED_FIGURES``, per
+session-hour), ``ratios`` (audiosync / baseline where the baseline is not 0),
+``object_bytes_per_audio_second``, ``audit``; bench/cost.py reads it) and a Markdown summary.
+Exits 1 when any chunk is lost or duplicated or a read-back fails the audit.
 """
 
 from __future__ import annotations
