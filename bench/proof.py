@@ -816,11 +816,20 @@ class Run:
         self.env: dict[str, str] = {}
 
     def __enter__(self) -> Run:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
         import redis
 
         from audiosync_dev import processes
         from audiosync_dev.faults import RedisReplyDropProxy
         from audiosync_dev.localstack import LocalStack, StandaloneValkey
+        from backend_hooks.contract.settings import Settings
 
         self._stack = LocalStack(workdir=self.workdir / "stack")
         info = self._stack.start()
@@ -840,6 +849,7 @@ class Run:
             "ENCRYPTION_SECRET": self.args.secret,
             "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": repr(self.args.sweep),
         }
+        self.settings = Settings.from_env({**os.environ, **self.env}, role="pusher")
         self.store = store
         self.own_store_commands = 0  # the bench's: due polling (ZCARD, SMEMBERS)
         self.broker = redis.Redis.from_url(self._broker.url)
@@ -853,7 +863,6 @@ class Run:
                     name=f"proof{w}",
                 )
             )
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for worker in self.workers:
@@ -890,15 +899,13 @@ class Run:
 
     @property
     def object_seconds(self) -> float:
-        from backend_hooks.contract.settings import Settings
-
-        return Settings.from_env(self.env, role="pusher").object_seconds
+        return self.settings.object_seconds
 
     def due_sessions(self) -> int:
         from backend_hooks.contract import redis_keys
 
         counts = [int(c) for c in self.store.smembers(redis_keys.SHARD_COUNTS_KEY)]
-        shards = max([*counts, 16])
+        shards = max([*counts, self.settings.due_shards])
         pipe = self.store.pipeline(transaction=False)
         for s in range(shards):
             pipe.zcard(redis_keys.due_key(s))
