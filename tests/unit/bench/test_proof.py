@@ -4,6 +4,9 @@ audit's verdict, the plan's chunk bookkeeping and the looped speech."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +187,13 @@ def test_each_round_is_a_new_conversation_of_the_same_user() -> None:
     s = PlannedSession(3, 8000, "enhanced", 0, 8000)
     assert s.cid(0) != s.cid(1)
     assert s.uid("baseline") != s.uid("audiosync")
+
+
+@pytest.mark.parametrize("how", [["-m", "bench.proof"], ["bench/proof.py"]])
+def test_the_proof_runs_as_a_module_and_as_a_script(how: list[str]) -> None:
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run(
+        [sys.executable, *how, "--help"], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--short" in proc.stdout and "--rounds" in proc.stdout
