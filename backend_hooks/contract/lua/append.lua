@@ -11,10 +11,10 @@
 -- higher one); the due time is the Redis time of the last added entry's id (XADD '*': the
 -- server's clock, the one every age is measured with); TIME only when nothing was added.
 local n = tonumber(ARGV[5])
-local count = tonumber(ARGV[6])
-local last = n + count - 1
+local entries = tonumber(ARGV[6])
+local last = n + entries - 1
 local mark = last
-if count > 0 then
+if entries > 0 then
   local old = redis.call('SET', KEYS[2], last, 'PX', ARGV[4], 'GET')
   mark = -1
   if old then
@@ -29,13 +29,13 @@ end
 local pos = 7
 local added = 0
 local id
-for _ = 1, count do
-  local fields = tonumber(ARGV[pos])
+for _ = 1, entries do
+  local count = tonumber(ARGV[pos])
   if n > mark then
-    id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * fields))
+    id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
     added = added + 1
   end
-  pos = pos + 1 + 2 * fields
+  pos = pos + 1 + 2 * count
   n = n + 1
 end
 local due
