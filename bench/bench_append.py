@@ -18,6 +18,15 @@ The same entries are appended by each path:
 - **floor**: the same Appender running a script that only does the ``XADD`` s (``FLOOR``):
   what any Lua append costs before it does anything else, the script overhead's floor.
 
+``--split`` adds two paths that keep the entry out of Lua, for comparison only (neither
+keeps the guarantees: the transaction below is not atomic when a command in it fails,
+and a missing script (``NOSCRIPT`` after a restart) fails after the ``XADD`` landed):
+
+- **split**: ``MULTI``, the bare ``XADD``, an ``EVALSHA`` of a script that only sets the
+  mark and the due time (``SPLIT_BOOKKEEPING``: ``SET ... GET``, ``TIME``, ``ZADD``), ``EXEC``;
+- **plain**: ``MULTI``, ``XADD``, ``SET`` of the mark, ``ZADD LT`` of a client-side due
+  time, ``EXEC``: no script at all, what writing a mark and a due entry costs by itself.
+
 A block is B appends of one path at one rate: B / 12 sessions, each with 12 chunks (one
 object at 60 s), appended round-robin (chunk 0 of every session, then chunk 1, ...) as
 live sessions append every 5 s; every 12th append of a session is urgent (due now), the
@@ -64,6 +73,7 @@ from backend_hooks.adapters.redis_store import NodeScript
 from backend_hooks.contract import container, envelope, redis_keys
 from backend_hooks.contract.codec import ChunkEncoder
 from backend_hooks.contract.entries import ENHANCED, KIND_CHUNK, NewEntry
+from backend_hooks.contract.redis_keys import APPENDED_MARK_TTL_MS
 from backend_hooks.pusher.appender import Appender
 from backend_hooks.read.resample import resample_pcm16
 
@@ -76,6 +86,7 @@ MAX_AGE_SECONDS = 60.0
 SHARDS = 16
 RATES = (8000, 16000)
 PATHS = ("bare", "append", "previous", "floor")
+SPLIT_PATHS = ("split", "plain")
 
 #: The append script before it was cut to three commands (git history:
 #: backend_hooks/contract/lua/append.lua), measured in the same run.
@@ -110,6 +121,19 @@ for _ = 1, tonumber(ARGV[6]) do
   redis.call('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
   pos = pos + 1 + 2 * count
 end
+return 0
+"""
+
+
+#: ``--split``: the mark and the due time alone, after a bare XADD in the same MULTI.
+SPLIT_BOOKKEEPING = """\
+local last = tonumber(ARGV[5]) + tonumber(ARGV[6]) - 1
+local mark = tonumber(redis.call('SET', KEYS[2], last, 'PX', ARGV[4], 'GET') or '-1')
+if mark > last then redis.call('SET', KEYS[2], mark, 'PX', ARGV[4]) end
+local t = redis.call('TIME')
+local due = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if ARGV[2] ~= '1' then due = due + tonumber(ARGV[3]) end
+redis.call('ZADD', KEYS[3], 'LT', due, ARGV[1])
 return 0
 """
 
@@ -191,13 +215,33 @@ def bare_path(client: redis.Redis) -> Append:
     return append
 
 
-def paths(client: redis.Redis) -> dict[str, Append]:
-    return {
+def split_path(client: redis.Redis, plain: bool) -> Append:
+    sha = client.script_load(SPLIT_BOOKKEEPING)
+
+    def append(keys: redis_keys.SessionKeys, entry: NewEntry, n: int, urgent: bool) -> None:
+        pipe = client.pipeline(transaction=True)
+        pipe.xadd(keys.chunks, entry.fields())  # type: ignore[arg-type]
+        if plain:
+            pipe.set(keys.appended, n, px=APPENDED_MARK_TTL_MS)
+            pipe.zadd(keys.due, {keys.session_id: time.time() + MAX_AGE_SECONDS}, lt=True)
+        else:
+            args = (keys.session_id, int(urgent), MAX_AGE_SECONDS, APPENDED_MARK_TTL_MS, n, 1)
+            pipe.evalsha(sha, 3, keys.chunks, keys.appended, keys.due, *args)
+        pipe.execute()
+
+    return append
+
+
+def paths(client: redis.Redis, split: bool) -> dict[str, Append]:
+    out = {
         "bare": bare_path(client),
         "append": appender_path(client, None),
         "previous": appender_path(client, PREVIOUS_APPEND),
         "floor": appender_path(client, FLOOR),
     }
+    if split:
+        out.update(split=split_path(client, False), plain=split_path(client, True))
+    return out
 
 
 # -- measuring -----------------------------------------------------------------------------
@@ -215,7 +259,11 @@ class Meter:
 
     def command_usec(self, path: str) -> float:
         stats = self.client.info("commandstats")
-        names = ("cmdstat_xadd",) if path == "bare" else ("cmdstat_evalsha", "cmdstat_eval")
+        names = {
+            "bare": ("cmdstat_xadd",),
+            "split": ("cmdstat_xadd", "cmdstat_evalsha", "cmdstat_multi", "cmdstat_exec"),
+            "plain": ("cmdstat_multi", "cmdstat_exec"),  # EXEC's time holds its commands'
+        }.get(path, ("cmdstat_evalsha", "cmdstat_eval"))
         return sum(float(stats[n]["usec"]) for n in names if n in stats)
 
     def callgrind(self, command: str) -> None:
@@ -280,24 +328,23 @@ def run_block(
 
 
 def measure(
-    client: redis.Redis, meter: Meter, rounds: int, block: int, progress: bool = True
+    client: redis.Redis, meter: Meter, rounds: int, block: int, names: tuple[str, ...]
 ) -> Results:
     sessions = max(1, block // CHUNKS_PER_OBJECT)
     entries = {rate: sealed_entries(rate, sessions) for rate in RATES}
-    by_path = paths(client)
+    by_path = paths(client, split=len(names) > len(PATHS))
     for rate in RATES:  # warm-up: every script loaded, the allocator grown
         for path, append in by_path.items():
             run_block(client, meter, append, path, entries[rate][:2])
     results = Results()
     for r in range(rounds):
-        order = PATHS[r % len(PATHS) :] + PATHS[: r % len(PATHS)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for rate in RATES:
             for path in order:
                 results.add(
                     rate, path, run_block(client, meter, by_path[path], path, entries[rate])
                 )
-        if progress:
-            print(f"  round {r + 1}/{rounds} done", flush=True)
+        print(f"  round {r + 1}/{rounds} done", flush=True)
     return results
 
 
@@ -354,7 +401,7 @@ def ratio_text(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def report(results: Results, block: int, callgrind: bool) -> None:
+def report(results: Results, block: int, callgrind: bool, names: tuple[str, ...]) -> None:
     appends = max(1, block // CHUNKS_PER_OBJECT) * CHUNKS_PER_OBJECT
     if callgrind:
         print("| rate | path | instructions / append | ratio to bare (min-max) |")
@@ -367,7 +414,7 @@ def report(results: Results, block: int, callgrind: bool) -> None:
         print("|---|---|---|---|---|---|")
     for rate in RATES:
         bare = results.blocks[(rate, "bare")]
-        for path in PATHS:
+        for path in names:
             blocks = results.blocks[(rate, path)]
             if callgrind:
                 ir = [b.ir / appends for b in blocks]
@@ -389,8 +436,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="blocks of each path and rate")
     parser.add_argument("--block", type=int, default=600, help="appends per block")
     parser.add_argument("--callgrind", action="store_true", help="instruction counts")
+    parser.add_argument("--split", action="store_true", help="the MULTI paths too (unsafe)")
     parser.add_argument("--quick", action="store_true", help="a smoke test: 2 small rounds")
     args = parser.parse_args()
+    names = PATHS + SPLIT_PATHS if args.split else PATHS
     rounds, block = (2, 24) if args.quick else (args.rounds, args.block)
     if args.callgrind and not args.quick:
         rounds, block = min(rounds, 5), min(block, 120)  # ~50x slower under valgrind
@@ -402,19 +451,19 @@ def main() -> None:
         server = client.info("server")
         print(
             f"valkey {server.get('valkey_version', server.get('redis_version'))}, "
-            f"{rounds} rounds x {len(RATES)} rates x {len(PATHS)} paths, "
+            f"{rounds} rounds x {len(RATES)} rates x {len(names)} paths, "
             f"{max(1, block // CHUNKS_PER_OBJECT) * CHUNKS_PER_OBJECT} appends a block"
             + (", under callgrind" if pid else ""),
             flush=True,
         )
-        results = measure(client, Meter(client, pid, Path(tmp)), rounds, block)
+        results = measure(client, Meter(client, pid, Path(tmp)), rounds, block, names)
     busy1, total1 = machine_busy()
     cores = os.cpu_count() or 1
     print(
         f"machine busy {100 * (busy1 - busy0) / max(total1 - total0, 1e-9):.0f} % of "
         f"{cores} cores during the run"
     )
-    report(results, block, args.callgrind)
+    report(results, block, args.callgrind, names)
 
 
 if __name__ == "__main__":
