@@ -8,14 +8,15 @@
 -- No flags: at Redis's memory limit the append is refused (the pusher spools or holds it).
 -- Three commands when an entry is new (bench/bench_append.py measures them): the mark is
 -- read and set by one SET ... GET (and put back when a retry of older entries meets a
--- higher one); the due time is the Redis time of the last added entry's id (XADD '*': the
+-- higher one, or when an XADD is refused); the due time is the Redis time of the last added entry's id (XADD '*': the
 -- server's clock, the one every age is measured with); TIME only when nothing was added.
 local n = tonumber(ARGV[5])
 local entries = tonumber(ARGV[6])
 local last = n + entries - 1
 local mark = last
+local old
 if entries > 0 then
-  local old = redis.call('SET', KEYS[2], last, 'PX', ARGV[4], 'GET')
+  old = redis.call('SET', KEYS[2], last, 'PX', ARGV[4], 'GET')
   mark = -1
   if old then
     mark = tonumber(old)
@@ -28,16 +29,31 @@ if entries > 0 then
 end
 local pos = 7
 local added = 0
-local id
+local id, refused
 for _ = 1, entries do
   local count = tonumber(ARGV[pos])
   if n > mark then
-    id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
+    local reply = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
+    if type(reply) == 'table' and reply.err then
+      -- Refused (the stream key holds another type, ...): the mark goes back to the last
+      -- entry added, or to what it was, so that a retry once it is fixed adds the rest.
+      if added > 0 then
+        redis.call('SET', KEYS[2], n - 1, 'PX', ARGV[4])
+      elseif old then
+        redis.call('SET', KEYS[2], old, 'PX', ARGV[4])
+      else
+        redis.call('DEL', KEYS[2])
+      end
+      refused = reply
+      break
+    end
+    id = reply
     added = added + 1
   end
   pos = pos + 1 + 2 * count
   n = n + 1
 end
+if refused and added == 0 then return refused end
 local due
 if id then
   due = tonumber(string.match(id, '^%d+')) / 1000
@@ -47,4 +63,4 @@ else
 end
 if ARGV[2] ~= '1' then due = due + tonumber(ARGV[3]) end
 redis.call('ZADD', KEYS[3], 'LT', due, ARGV[1]) -- a number: Redis formats it
-return added
+return refused or added

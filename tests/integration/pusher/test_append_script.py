@@ -1,9 +1,11 @@
 """The append script at its dangerous lines (backend_hooks/contract/lua/append.lua).
 
 The mark is read and set by one ``SET ... GET``: it is written before the script knows
-which entries are new, so a retry of older entries must put the higher mark back, and a
-mark that is not a number must stay as it was. The due time comes from the added entry's
-id (no ``TIME``) and only lowers; with nothing added it comes from ``TIME``. A mark
+which entries are new, so a retry of older entries must put the higher mark back, a mark
+that is not a number must stay as it was, and an ``XADD`` refused (its stream key holding
+another type) must leave the mark at the last entry added, or as it was. The due time
+comes from the added entry's id (no ``TIME``) and only lowers; with nothing added it
+comes from ``TIME``. A mark
 written by the previous script (``GET``/``SET``: the same integer) is honoured both ways,
 as pushers of both releases drain each other's spools during a rolling upgrade.
 """
@@ -17,6 +19,7 @@ import redis
 
 from backend_hooks.adapters.redis_store import NodeScript, redis_time
 from backend_hooks.contract.entries import KIND_CHUNK, KIND_END, NewEntry, id_millis
+from backend_hooks.contract.lua_scripts import SCRIPTS
 from backend_hooks.contract.redis_keys import APPENDED_MARK_TTL_MS, SessionKeys
 from backend_hooks.pusher.appender import Appender
 
@@ -180,3 +183,37 @@ def test_an_end_marker_batch_after_its_chunks_landed_adds_only_the_marker(
     assert kinds == [KIND_CHUNK.encode(), KIND_END.encode()]
     end_id = stream(redis_client)[-1][0]
     assert due(redis_client) == pytest.approx(id_millis(end_id) / 1000, abs=1e-3)
+
+
+@pytest.mark.parametrize("marked_before", [False, True], ids=["no-mark", "mark"])
+def test_a_stream_key_of_another_type_refuses_the_append_and_leaves_the_mark(
+    appender: Appender, redis_client: redis.Redis, marked_before: bool
+) -> None:
+    if marked_before:
+        assert append(appender, 0, 0) == 1
+        redis_client.delete(KEYS.chunks)
+    redis_client.set(KEYS.chunks, b"not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        append(appender, 1, 2)
+    assert mark(redis_client) == (b"0" if marked_before else None)
+    redis_client.delete(KEYS.chunks)  # the operator clears the collision
+    assert append(appender, 1, 2) == 2  # the retry adds what was refused
+    assert seqs(redis_client) == [1, 2]
+    assert mark(redis_client) == b"2"
+
+
+def test_an_entry_refused_mid_batch_leaves_the_mark_at_the_last_one_added(
+    redis_client: redis.Redis, appender: Appender
+) -> None:
+    """Entry 1 of the batch has no fields: its XADD is refused after entry 0 went in."""
+    script = NodeScript(redis_client, SCRIPTS["append"])
+    args: list[str | bytes | int | float] = [KEYS.session_id, 1, "60.0", APPENDED_MARK_TTL_MS]
+    args += [0, 2, 1, "seq", "0", 0]  # first n 0, 2 entries: seq 0, then nothing
+    with pytest.raises(redis.ResponseError, match="(?i)wrong number of arg"):
+        script(keys=[KEYS.chunks, KEYS.appended, KEYS.due], args=args)
+    assert seqs(redis_client) == [0]
+    assert mark(redis_client) == b"0"
+    [(entry_id, _)] = stream(redis_client)
+    assert due(redis_client) == pytest.approx(id_millis(entry_id) / 1000, abs=1e-3)
+    assert append(appender, 0, 1) == 1  # sent again, whole: only entry 1 goes in
+    assert seqs(redis_client) == [0, 1]
