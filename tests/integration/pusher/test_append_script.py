@@ -209,7 +209,7 @@ def test_an_entry_refused_mid_batch_leaves_the_mark_at_the_last_one_added(
     script = NodeScript(redis_client, SCRIPTS["append"])
     args: list[str | bytes | int | float] = [KEYS.session_id, 1, "60.0", APPENDED_MARK_TTL_MS]
     args += [0, 2, 1, "seq", "0", 0]  # first n 0, 2 entries: seq 0, then nothing
-    with pytest.raises(redis.ResponseError, match="(?i)wrong number of arg"):
+    with pytest.raises(redis.ResponseError, match=r"(?i)wrong number of arg"):
         script(keys=[KEYS.chunks, KEYS.appended, KEYS.due], args=args)
     assert seqs(redis_client) == [0]
     assert mark(redis_client) == b"0"
