@@ -66,7 +66,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from load import machine_busy
 
 from audiosync_dev.localstack import LocalStack, StandaloneValkey, free_port
 from backend_hooks.adapters.redis_store import NodeScript
@@ -76,6 +75,7 @@ from backend_hooks.contract.entries import ENHANCED, KIND_CHUNK, NewEntry
 from backend_hooks.contract.redis_keys import APPENDED_MARK_TTL_MS
 from backend_hooks.pusher.appender import Appender
 from backend_hooks.read.resample import resample_pcm16
+from bench.load import machine_busy
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEECH = ROOT / "tests" / "data" / "speech_16k.wav"
