@@ -104,3 +104,15 @@ def test_loop_quick_audits_every_chunk_after_the_outage() -> None:
         assert re.search(rf"^\s*{phase}\s+[\d.]+ s \| stall max\s+[\d.]+ ms", out, re.M), out
     assert "NO AUDIO LOST" in out, out
     assert re.search(r"missing 0, duplicates 0", out), out
+
+
+def test_append_quick_prints_every_path_at_every_rate() -> None:
+    out = run_quick("bench_append.py")
+    rows = re.findall(r"^\| (8000|16000) \| (\w+) \| ([\d.]+) \| ([\d.]+) ", out, re.M)
+    assert {(rate, path) for rate, path, _, _ in rows} == {
+        (rate, path)
+        for rate in ("8000", "16000")
+        for path in ("bare", "append", "previous", "floor")
+    }, out
+    assert all(float(cpu) > 0 for _, _, cpu, _ in rows), out
+    assert all(float(ratio) == 1.0 for _, path, _, ratio in rows if path == "bare"), out
