@@ -26,6 +26,8 @@ from backend_hooks.contract.errors import FormatError
 
 CAPTURE = b"OggS"
 _HEADER = struct.Struct("<4sBBqIIIB")  # capture, version, type, granule, serial, seq, crc, nseg
+_CRC = struct.Struct("<I")
+_CRC_OFFSET = 22  # of the CRC field in a page
 FLAG_CONTINUED = 0x01
 FLAG_BOS = 0x02
 FLAG_EOS = 0x04
@@ -56,12 +58,15 @@ def build_page(
     *, serial: int, sequence: int, granule: int, flags: int, packets: Sequence[bytes]
 ) -> bytes:
     """One page holding whole ``packets`` (none may continue onto another page)."""
-    table = b"".join(_lacing(len(p)) for p in packets)
+    lengths = list(map(len, packets))
+    short = not lengths or max(lengths) < 255  # one lacing value a packet: its length
+    table = bytes(lengths) if short else b"".join(map(_lacing, lengths))
     if len(table) > MAX_SEGMENTS:
         raise ValueError(f"{len(table)} lacing values do not fit one page")
-    header = _HEADER.pack(CAPTURE, 0, flags, granule, serial, sequence, 0, len(table))
-    page = bytearray(header + table + b"".join(packets))
-    struct.pack_into("<I", page, 22, ogg_crc(bytes(page)))
+    page = bytearray(_HEADER.pack(CAPTURE, 0, flags, granule, serial, sequence, 0, len(table)))
+    page += table
+    page += b"".join(packets)
+    _CRC.pack_into(page, _CRC_OFFSET, ogg_crc(bytes(page)))
     return bytes(page)
 
 
@@ -80,7 +85,15 @@ def build_stream(
     """
     if len(granules) != len(audio_packets):
         raise ValueError("one granule position per audio packet")
-    pages: list[tuple[int, list[bytes]]] = [(0, [p]) for p in header_packets]
+    pages: list[tuple[int, Sequence[bytes]]] = [(0, [p]) for p in header_packets]
+    count = len(audio_packets)
+    if count and max_packets_per_page >= 1 and max(map(len, audio_packets)) < 255:
+        # Every packet is one lacing value: a page is every ``step`` packets, as below.
+        step = min(max_packets_per_page, MAX_SEGMENTS)
+        for start in range(0, count, step):
+            end = min(start + step, count)
+            pages.append((granules[end - 1], audio_packets[start:end]))
+        return _pages(serial, pages)
     current: list[bytes] = []
     segments = 0
     previous_granule = 0
@@ -94,6 +107,11 @@ def build_stream(
         previous_granule = granule
     if current:
         pages.append((previous_granule, current))
+    return _pages(serial, pages)
+
+
+def _pages(serial: int, pages: Sequence[tuple[int, Sequence[bytes]]]) -> bytes:
+    """The pages of one logical stream, numbered from 0, the first BOS, the last EOS."""
     out = []
     last = len(pages) - 1
     for sequence, (granule, packets) in enumerate(pages):

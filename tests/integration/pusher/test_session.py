@@ -103,6 +103,8 @@ def test_enhanced_needs_the_secret(stack: StackInfo) -> None:
         pytest.param("text", T0, id="str-pcm"),
         pytest.param([1, 2], T0, id="list-pcm"),
         pytest.param(b"\0\0", math.nan, id="nan-timestamp"),
+        pytest.param(b"\0\0", math.inf, id="inf-timestamp"),
+        pytest.param(b"\0\0", -math.inf, id="minus-inf-timestamp"),
         pytest.param(b"\0\0", "now", id="str-timestamp"),
     ],
 )
