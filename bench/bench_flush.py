@@ -15,8 +15,10 @@ at once. Then one ``celery -A workers worker --concurrency=2`` drains them:
 
 Measured in the same run, per path: the wall time to drain, the CPU time (user + system) of
 every process of the worker's group from /proc (the emulator's and Redis's CPU are not
-counted; the shard path's includes its embedded beat), and the commands of the stream
-store and of the broker, two separate valkeys, from ``INFO commandstats``.
+counted in it; the shard path's includes its embedded beat), and apart from it the CPU of
+the store's valkey (``INFO cpu``) and of fake-gcs-server (/proc), which share the machine
+with the worker; and the commands of the stream store and of the broker, two separate
+valkeys, from ``INFO commandstats``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ def group_cpu_seconds(pgid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return total
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu(client: redis.Redis) -> float:
@@ -118,6 +126,7 @@ class PathResult:
     tasks: int
     memory_per_session: float  # Redis used_memory added per enqueued session, bytes
     store_cpu: float  # CPU seconds of the store's valkey while draining
+    gcs_cpu: float  # CPU seconds of fake-gcs-server while draining
 
 
 def _drive_one_task_per_session(app: Celery, store: WorkerStore, lease: float) -> int:
@@ -136,10 +145,9 @@ def _drive_one_task_per_session(app: Celery, store: WorkerStore, lease: float) -
 
 
 def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
-    with (
-        LocalStack(workdir=tmp / f"{path}-stack") as info,
-        LocalStack(workdir=tmp / f"{path}-broker") as broker,
-    ):
+    stack = LocalStack(workdir=tmp / f"{path}-stack")
+    with stack as info, LocalStack(workdir=tmp / f"{path}-broker") as broker:
+        emulator = stack.pids["fake-gcs-server"]
         env = {
             **info.env(),
             "CELERY_BROKER_URL": broker.redis_url,
@@ -159,6 +167,7 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
             idle_cpu = group_cpu_seconds(worker.pid)  # start-up, before any flush
             store_before, broker_before = commands(client), commands(broker_client)
             store_cpu_before = server_cpu(client)
+            gcs_cpu_before = process_cpu_seconds(emulator)
             started = time.monotonic()
             tasks = 0
             if path == "session":
@@ -172,6 +181,7 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
             cpu = group_cpu_seconds(worker.pid) - idle_cpu
             store_calls = commands(client) - store_before
             store_cpu = server_cpu(client) - store_cpu_before
+            gcs_cpu = process_cpu_seconds(emulator) - gcs_cpu_before
             broker_calls = commands(broker_client) - broker_before
         finally:
             worker.stop()
@@ -179,7 +189,16 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
             log = worker.log.read_text(errors="replace")
             tasks = len(re.findall(r"shard -?\d+: \d+ flushes", log))
         return PathResult(
-            path, args.sessions, drained, cpu, store_calls, broker_calls, tasks, held, store_cpu
+            path,
+            args.sessions,
+            drained,
+            cpu,
+            store_calls,
+            broker_calls,
+            tasks,
+            held,
+            store_cpu,
+            gcs_cpu,
         )
 
 
@@ -201,16 +220,17 @@ def main() -> None:
     print(
         "| path | tasks | drained in | objects/s | worker CPU / object | store cmds / object "
         "| broker cmds / object | sessions per worker vCPU at 60 s objects "
-        "| Redis memory / session held | store valkey CPU / object |"
+        "| Redis memory / session held | store valkey CPU / object | emulator CPU / object |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         per_object = r.cpu / r.objects
         print(
             f"| {r.path} | {r.tasks:,} | {r.drained:.1f} s | {r.objects / r.drained:,.0f} "
             f"| {1000 * per_object:.2f} ms | {r.store_commands / r.objects:.1f} "
             f"| {r.broker_commands / r.objects:.2f} | {60 / per_object:,.0f} "
-            f"| {r.memory_per_session:,.0f} B | {1e6 * r.store_cpu / r.objects:,.0f} µs |"
+            f"| {r.memory_per_session:,.0f} B | {1e6 * r.store_cpu / r.objects:,.0f} µs "
+            f"| {1e3 * r.gcs_cpu / r.objects:.2f} ms |"
         )
 
 

@@ -183,7 +183,8 @@ def plain_stream(data: bytes) -> PlainStream | None:
             return None
         checked = crc32(view[offset : offset + 22], 0xFFFFFFFF)
         checked = crc32(view[offset + 26 : end], crc32(_ZERO_CRC_FIELD, checked))
-        if _reverse32(checked ^ 0xFFFFFFFF) != crc:
+        reflected = (checked ^ 0xFFFFFFFF).to_bytes(4, "little").translate(_BIT_REVERSED)
+        if int.from_bytes(reflected, "big") != crc:  # (_reverse32, a third of its time)
             return None
         if granule != -1:
             last_granule = granule
