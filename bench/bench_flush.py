@@ -9,7 +9,8 @@ set of Opus packets: encoding is the pusher's cost, measured by bench_pusher.py)
 at once. Then one ``celery -A workers worker --concurrency=2`` drains them:
 
 - ``shard``: the fleet as it runs, with its embedded beat (``-B``): the sweep sends one
-  ``audiosync.flush_shard`` per shard with due sessions; each flushes many sessions.
+  ``audiosync.flush_shard`` per shard with due sessions; each flushes many sessions. The
+  script sends the first sweep itself, as beat would within ``--sweep-interval``.
 - ``session``: the path before shard tasks, for comparison: this script claims the due
   sessions as the old sweep did and sends one ``audiosync.flush_session`` task each.
 
@@ -151,7 +152,7 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
         env = {
             **info.env(),
             "CELERY_BROKER_URL": broker.redis_url,
-            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "0.2",
+            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": str(args.sweep_interval),
             "AUDIOSYNC_DUE_SHARDS": str(args.shards),
         }
         client = redis.Redis.from_url(info.redis_url)
@@ -170,6 +171,8 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
             gcs_cpu_before = process_cpu_seconds(emulator)
             started = time.monotonic()
             tasks = 0
+            if path == "shard":  # the sweep beat would send within an interval, sent now
+                Celery(broker=broker.redis_url).send_task("audiosync.sweep", queue="audiosync")
             if path == "session":
                 app = Celery(broker=broker.redis_url)
                 store = WorkerStore(client, args.shards)
@@ -208,6 +211,13 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=1, help="5 s chunks per session (12: 60 s)")
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--paths", default="shard,session", help="comma-separated: shard,session")
+    parser.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=0.2,
+        help="AUDIOSYNC_SWEEP_INTERVAL_SECONDS of the worker (5 is the default of a fleet); "
+        "an idle worker's beat and sweeps cost CPU per second, counted in the figures",
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="audiosync-bench-") as tmp:
@@ -215,7 +225,7 @@ def main() -> None:
             results.append(run_path(path, args, Path(tmp)))
     print(
         f"{args.sessions:,} sessions of {args.chunks} x 5 s, {args.shards} shards, "
-        "one worker --concurrency=2"
+        f"one worker --concurrency=2, sweep every {args.sweep_interval:g} s"
     )
     print(
         "| path | tasks | drained in | objects/s | worker CPU / object | store cmds / object "
