@@ -151,6 +151,34 @@ def _crc32c_b64(data: bytes) -> str:
 _INSERT_URL = "{base}/upload/storage/v1/b/{bucket}/o?uploadType=multipart&ifGenerationMatch=0"
 
 
+@dataclass(frozen=True)
+class _InsertTarget:
+    """Where and how a bucket's create-only inserts go, made once per client and bucket."""
+
+    client: Any
+    bucket: str
+    url: str
+    path: str  # the URL's path and query, for the connection pool
+    request: requests.PreparedRequest  # for the adapter's pool and TLS settings
+    user_agent: str
+    extra_headers: dict[str, str]
+
+    @classmethod
+    def of(cls, client: storage.Client, bucket: str) -> _InsertTarget:
+        connection = client._connection
+        base = connection.get_api_base_url_for_mtls()
+        url = _INSERT_URL.format(base=base, bucket=quote(bucket, safe=""))
+        return cls(
+            client=client,
+            bucket=bucket,
+            url=url,
+            path="/" + url.split("/", 3)[3],
+            request=requests.Request("POST", url).prepare(),
+            user_agent=str(connection.user_agent),
+            extra_headers=dict(getattr(client, "_extra_headers", None) or {}),
+        )
+
+
 def _multipart(resource: dict[str, Any], data: bytes, content_type: str) -> tuple[bytes, str]:
     """The body of a multipart insert (the object resource as JSON, then the bytes) and
     its content type; the boundary is random, as the library's is."""
@@ -179,13 +207,6 @@ class GcsBucket:
     def __init__(self, client: storage.Client, bucket_name: str) -> None:
         self.client = client
         self.bucket = client.bucket(bucket_name)
-        connection = client._connection
-        base = connection.get_api_base_url_for_mtls()
-        self._insert_url = _INSERT_URL.format(base=base, bucket=quote(bucket_name, safe=""))
-        self._insert_path = "/" + self._insert_url.split("/", 3)[3]
-        self._insert_request = requests.Request("POST", self._insert_url).prepare()
-        self._user_agent = str(connection.user_agent)
-        self._extra_headers = dict(getattr(client, "_extra_headers", None) or {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GcsBucket:
@@ -236,6 +257,7 @@ class GcsBucket:
         take a quarter of ``deadline``, retries start within half of it. Raises what the
         library raises: ``PreconditionFailed`` when the name is taken, another
         ``GoogleAPIError`` (``RetryError`` once retries ran out) otherwise."""
+        target = self._insert_target()
         resource = {
             "name": name,
             "contentType": content_type,
@@ -246,23 +268,34 @@ class GcsBucket:
         headers = {
             "Accept": "application/json",
             "Accept-Encoding": "gzip, deflate",
-            "User-Agent": self._user_agent,
-            "x-goog-api-client": f"{self._user_agent} gccl-invocation-id/{uuid.uuid4()}",
+            "User-Agent": target.user_agent,
+            "x-goog-api-client": f"{target.user_agent} gccl-invocation-id/{uuid.uuid4()}",
             "content-type": body_type,
-            **self._extra_headers,
+            **target.extra_headers,
         }
         timeout = deadline / 4
 
         def attempt() -> None:
-            status, answer = self._post(body, headers, timeout)
+            status, answer = self._post(target, body, headers, timeout)
             if status != 200:
                 text = answer.decode(errors="replace")
-                message = f"POST {self._insert_url}: {text}"
+                message = f"POST {target.url}: {text}"
                 raise gexc.from_http_status(status, message)  # type: ignore[no-untyped-call]
 
         DEFAULT_RETRY.with_timeout(deadline / 2)(attempt)()
 
-    def _post(self, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+    def _insert_target(self) -> _InsertTarget:
+        """This bucket's insert target, made on first use (and again if ``client`` or
+        ``bucket`` was replaced: a subclass may set them without ``__init__``)."""
+        target: _InsertTarget | None = self.__dict__.get("_insert")
+        if target is None or target.client is not self.client or target.bucket != self.bucket.name:
+            target = _InsertTarget.of(self.client, self.bucket.name)
+            self.__dict__["_insert"] = target
+        return target
+
+    def _post(
+        self, target: _InsertTarget, body: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, bytes]:
         """POST ``body`` to the insert URL as the client's authorized session would: its
         credentials' headers (refreshed when they expire, and after a 401 as the session
         does), the connection pool and TLS settings of its transport adapter; urllib3
@@ -270,13 +303,13 @@ class GcsBucket:
         from the environment), when the session reads no proxies from the environment
         (``_read_environment_once``) and speaks no mutual TLS; else the session itself."""
         session = self.client._http
-        url = self._insert_url
+        url = target.url
         adapter = session.get_adapter(url)
         pool_for = getattr(adapter, "get_connection_with_tls_context", None)
         if session.trust_env or getattr(session, "is_mtls", False) or pool_for is None:
             response = session.request("POST", url, data=body, headers=headers, timeout=timeout)
             return int(response.status_code), bytes(response.content)
-        pool = pool_for(self._insert_request, session.verify, None, session.cert)
+        pool = pool_for(target.request, session.verify, None, session.cert)
         credentials, auth_request = session.credentials, session._auth_request
         refreshes = int(getattr(session, "_max_refresh_attempts", 2))
         for refreshed in range(refreshes + 1):
@@ -284,7 +317,7 @@ class GcsBucket:
             credentials.before_request(auth_request, "POST", url, sent)
             answer = pool.urlopen(
                 "POST",
-                self._insert_path,
+                target.path,
                 body=body,
                 headers=sent,
                 timeout=urllib3.Timeout(connect=timeout, read=timeout),

@@ -194,3 +194,18 @@ def test_a_401_refreshes_the_credentials_and_sends_again(
     assert outcome == "created"
     assert seen == ["Bearer first", "Bearer fresh-1"]
     assert credentials.refreshes == 1
+
+
+class _Wrapped(gcs.GcsBucket):
+    """A bucket made as the test doubles make theirs: ``client`` and ``bucket`` set, no
+    ``GcsBucket.__init__``."""
+
+    def __init__(self, inner: gcs.GcsBucket) -> None:
+        self.client, self.bucket = inner.client, inner.bucket
+
+
+def test_a_bucket_set_up_without_its_init_uploads_too(stack: StackInfo) -> None:
+    bucket = _Wrapped(bucket_at(stack.gcs_url, stack.bucket, "direct"))
+    name = unique_name()
+    assert bucket.create_only(name, DATA, content_type="audio/ogg", metadata={}) == "created"
+    assert bucket.download(name) == DATA
