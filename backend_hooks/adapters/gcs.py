@@ -301,12 +301,14 @@ class GcsBucket:
         does), the connection pool and TLS settings of its transport adapter; urllib3
         straight, without requests' per-call machinery (hooks, cookies, settings merged
         from the environment), when the session reads no proxies from the environment
-        (``_read_environment_once``) and speaks no mutual TLS; else the session itself."""
+        (``_read_environment_once``) and speaks no mutual TLS; else (or for a session that
+        is not google-auth's ``AuthorizedSession``) the session itself."""
         session = self.client._http
         url = target.url
         adapter = session.get_adapter(url)
         pool_for = getattr(adapter, "get_connection_with_tls_context", None)
-        if session.trust_env or getattr(session, "is_mtls", False) or pool_for is None:
+        authorized = hasattr(session, "_auth_request")  # google-auth's AuthorizedSession
+        if pool_for is None or not authorized or session.trust_env or session.is_mtls:
             response = session.request("POST", url, data=body, headers=headers, timeout=timeout)
             return int(response.status_code), bytes(response.content)
         pool = pool_for(target.request, session.verify, None, session.cert)
