@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from operator import itemgetter
 
 from backend_hooks.contract.errors import FormatError
 
@@ -143,6 +144,82 @@ class LogicalStream:
     packets: list[bytes] = field(default_factory=list)
     last_granule: int = -1
     ended: bool = False
+
+
+@dataclass(frozen=True)
+class PlainStream:
+    """One logical stream in the plain layout (``plain_stream``): its first two packets
+    whole, and of every later packet only its first byte."""
+
+    serial: int
+    last_granule: int
+    head: bytes
+    tags: bytes
+    #: the first byte of each packet after the first two, in order (each packet is 1 to
+    #: 254 bytes long)
+    firsts: bytes
+
+
+_ZERO_CRC_FIELD = b"\0\0\0\0"  # the CRC field as checksummed (bit-reversed zeros are zeros)
+
+
+def plain_stream(data: bytes) -> PlainStream | None:
+    """``data`` read at C speed when it is exactly one complete logical stream in the plain
+    layout: every packet 1 to 254 bytes long (one lacing value, so none continues onto
+    another segment or page), at least two packets, each page with at least one, flagged
+    BOS on the first page and EOS on the last only, one serial, pages numbered from 0,
+    every checksum right. Per page: one struct unpack and three ``zlib.crc32`` calls over
+    the page in place (the CRC field counted as zeros), no object per packet.
+
+    None for anything else, sound or not: ``read_chained_streams`` then reads it and says
+    what is wrong, if anything. When not None, ``read_chained_streams(data)`` returns one
+    stream of this serial and last granule whose packets are ``head``, ``tags`` and then
+    one packet per byte of ``firsts``, starting with it."""
+    size = len(data)
+    view = memoryview(data.translate(_BIT_REVERSED))  # the zlib CRC trick, on every page
+    unpack, crc32, header_size = _HEADER.unpack_from, zlib.crc32, _HEADER.size
+    offset = sequence = first_serial = 0
+    last_granule = -1
+    headers: list[bytes] = []
+    firsts: list[bytes] = []
+    while offset < size:
+        if size - offset < header_size:
+            return None
+        capture, version, flags, granule, serial, number, crc, count = unpack(data, offset)
+        table_end = offset + header_size + count
+        if capture != CAPTURE or version or number != sequence or not count or table_end > size:
+            return None
+        segments = data[offset + header_size : table_end]
+        end = table_end + sum(segments)
+        if end > size or 0 in segments or 255 in segments:
+            return None
+        if flags != (FLAG_BOS if not sequence else 0) | (FLAG_EOS if end == size else 0):
+            return None
+        if not sequence:
+            first_serial = serial
+        elif serial != first_serial:
+            return None
+        checked = crc32(view[offset : offset + 22], 0xFFFFFFFF)
+        checked = crc32(view[offset + 26 : end], crc32(_ZERO_CRC_FIELD, checked))
+        reflected = (checked ^ 0xFFFFFFFF).to_bytes(4, "little").translate(_BIT_REVERSED)
+        if int.from_bytes(reflected, "big") != crc:  # (_reverse32, a third of its time)
+            return None
+        if granule != -1:
+            last_granule = granule
+        start = table_end
+        while len(headers) < 2 and segments:  # the head and tags packets, whole
+            headers.append(data[start : start + segments[0]])
+            start += segments[0]
+            segments = segments[1:]
+        if len(segments) > 1:  # each later packet's first byte: its position is a running sum
+            firsts.append(bytes(itemgetter(*accumulate(segments[:-1], initial=start))(data)))
+        elif segments:  # (itemgetter of one position answers an int, not a tuple)
+            firsts.append(data[start : start + 1])
+        offset = end
+        sequence += 1
+    if len(headers) < 2:
+        return None
+    return PlainStream(first_serial, last_granule, headers[0], headers[1], b"".join(firsts))
 
 
 def iter_pages(data: bytes) -> Iterator[Page]:
