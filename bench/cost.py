@@ -2,7 +2,8 @@
 written by ``python -m bench.proof``) priced with ``bench/prices.toml``.
 
     python -m bench.cost          # the table and the paragraph, Markdown, on stdout
-    python -m bench.cost --markdown docs/COST.md --markdown README.md --charts docs/img
+    python -m bench.cost --markdown docs/COST.md --markdown README.md \
+        --markdown docs/BENCHMARKS.md --charts docs/img
     python bench/cost.py --proof other.json --retention-months 24 --duty 0.33
 
 Every figure per session-hour comes from the proof (measured side by side, both paths, in one
@@ -193,6 +194,8 @@ class Proof:
     audit_ok: bool
     rates: Mapping[str, PathRates]
     machine: str = ""
+    #: the audit of each path: chunks, lost, duplicated (the proof's ``audit``)
+    audit: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 #: Class B requests a client makes once when it starts (the bucket's metadata), not per
@@ -240,6 +243,7 @@ def parse_proof(doc: Mapping[str, Any], source: str = "") -> Proof:
         audit_ok=bool(doc.get("audit", {}).get("ok", False)),
         rates=rates,
         machine=machine_words(doc.get("machine", {})),
+        audit={k: v for k, v in doc.get("audit", {}).items() if isinstance(v, dict)},
     )
 
 
@@ -960,6 +964,49 @@ def headline(
     )
 
 
+#: The proof's figures the headline table shows: (label, PathRates field, its unit).
+PROOF_HEADLINE_ROWS = (
+    ("GCS Class A requests (object writes)", "gcs_class_a", ""),
+    ("objects stored", "objects", ""),
+    ("MB stored", "bytes_stored", "MB"),
+    ("pusher CPU seconds", "pusher_cpu_seconds", ""),
+    ("fleet (worker) CPU seconds", "fleet_cpu_seconds", ""),
+    ("store (Redis) CPU seconds", "redis_cpu_seconds", ""),
+)
+
+
+def proof_headline(proof: Proof) -> str:
+    """The proof's measured figures per session-hour for both paths and their ratio (the
+    same run), and its audit: for the top of docs/BENCHMARKS.md and the README."""
+    base, new = proof.rates["baseline"], proof.rates["audiosync"]
+    label = "A FIXTURE (hand-written, not a measurement)" if proof.fixture else "Measured"
+    lines = [
+        f"{label} by `{proof.command}` ({proof.started_at}; {proof.machine}): "
+        f"{proof.sessions} sessions, {proof.session_hours:.2f} session-hours of the same "
+        f"speech through both paths, objects of {proof.object_seconds:g} s.",
+        "",
+        "| per session-hour | old 5 s path | audiosync | audiosync / old |",
+        "|---|---|---|---|",
+    ]
+    for what, name, unit in PROOF_HEADLINE_ROWS:
+        old, now = float(getattr(base, name)), float(getattr(new, name))
+        scale = 1e6 if unit == "MB" else 1.0
+        ratio = f"{now / old:.3f}" if old else "(none on the old path)"
+        lines.append(f"| {what} | {old / scale:,.2f} | {now / scale:,.2f} | {ratio} |")
+    audits = []
+    for name in PATHS:
+        audit = proof.audit.get(name, {})
+        chunks = audit.get("chunks")
+        audits.append(
+            f"{name}: {chunks if not isinstance(chunks, int) else f'{chunks:,}'} chunks, "
+            f"{audit.get('lost', '?')} lost, "
+            f"{audit.get('duplicated', '?')} duplicated"
+        )
+    verdict = "passed" if proof.audit_ok else "FAILED"
+    lines += ["", f"Audit {verdict} (every chunk by identity; " + "; ".join(audits) + ")."]
+    return "\n".join(lines)
+
+
 def fill_blocks(text: str, blocks: Mapping[str, str]) -> str | None:
     """``text`` with each ``<!-- bench.cost:begin NAME -->`` ... ``<!-- bench.cost:end NAME -->``
     block's body replaced by ``blocks[NAME]``; None when it has no such block."""
@@ -1304,7 +1351,11 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], object] = print
     model = model_from_args(args)
     costs = report_costs(proof, prices, model)
     markdown = render_markdown(proof, prices, model, costs)
-    blocks = {"report": markdown, "headline": headline(proof, prices, model, costs)}
+    blocks = {
+        "report": markdown,
+        "headline": headline(proof, prices, model, costs),
+        "proof": proof_headline(proof),
+    }
     for target in args.markdown:
         filled = fill_blocks(target.read_text(), blocks) if target.exists() else None
         target.parent.mkdir(parents=True, exist_ok=True)

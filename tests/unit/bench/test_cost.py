@@ -282,15 +282,29 @@ def test_blocks_are_replaced_and_the_rest_kept(cost: ModuleType) -> None:
         "intro\n<!-- bench.cost:begin report -->\nnew\n<!-- bench.cost:end report -->\noutro\n"
     )
     assert cost.fill_blocks("no blocks", {"report": "new"}) is None
+
+
+def test_the_proof_headline_gives_both_paths_their_ratio_and_the_audit(
+    cost: ModuleType, proof: Any
+) -> None:
+    text = cost.proof_headline(proof)
+    assert "FIXTURE" in text
+    row = next(line for line in text.splitlines() if line.startswith("| GCS Class A"))
+    base, new = proof.rates["baseline"].gcs_class_a, proof.rates["audiosync"].gcs_class_a
+    cells = f"| {base:,.2f} | {new:,.2f} | {new / base:.3f} |"
+    assert row == f"| GCS Class A requests (object writes) {cells}"
+    assert "(none on the old path)" in text  # the fleet's CPU: the old path has no fleet
+    assert ("Audit passed" if proof.audit_ok else "Audit FAILED") in text
     with pytest.raises(ValueError, match="without"):
         cost.fill_blocks("<!-- bench.cost:begin report -->", {"report": "new"})
 
 
 def test_the_docs_hold_the_report_of_the_committed_proof(cost: ModuleType) -> None:
-    """docs/COST.md's report and README's headline are what bench.cost writes from
+    """docs/COST.md's report, README's headline and the proof's figures (README,
+    docs/BENCHMARKS.md) are what bench.cost writes from
     bench/results/proof.json (from the fixture while there is none): rerun
-    `python -m bench.cost --markdown docs/COST.md --markdown README.md --charts docs/img`
-    after a new proof or a price change."""
+    `python -m bench.cost --markdown docs/COST.md --markdown README.md
+    --markdown docs/BENCHMARKS.md --charts docs/img` after a new proof or a price change."""
     measured = ROOT / "bench" / "results" / "proof.json"
     proof = cost.load_proof(measured if measured.exists() else FIXTURE)
     prices = cost.load_prices(PRICES)
@@ -299,10 +313,13 @@ def test_the_docs_hold_the_report_of_the_committed_proof(cost: ModuleType) -> No
     blocks = {
         "report": cost.render_markdown(proof, prices, model, costs),
         "headline": cost.headline(proof, prices, model, costs),
+        "proof": cost.proof_headline(proof),
     }
-    for doc in (ROOT / "docs" / "COST.md", ROOT / "README.md"):
+    for doc in (ROOT / "docs" / "COST.md", ROOT / "README.md", ROOT / "docs" / "BENCHMARKS.md"):
         text = doc.read_text()
         assert cost.fill_blocks(text, blocks) == text, f"{doc.name} is not current"
+    for doc in (ROOT / "README.md", ROOT / "docs" / "BENCHMARKS.md"):
+        assert "<!-- bench.cost:begin proof -->" in doc.read_text(), doc.name
     for name in cost.CHART_FILES:
         assert (ROOT / "docs" / "img" / name).stat().st_size > 20_000, name
 
