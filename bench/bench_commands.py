@@ -41,7 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from load import (
+
+import backend_hooks.contract.lua_scripts
+import workers.lua_scripts
+from audiosync_dev import processes
+from audiosync_dev.localstack import LocalStack
+from bench.load import (
     BENCH_NAME,
     PUSHER_NAME,
     Plan,
@@ -58,11 +63,6 @@ from load import (
     wait_drained,
     worker_log,
 )
-
-import backend_hooks.contract.lua_scripts
-import workers.lua_scripts
-from audiosync_dev import processes
-from audiosync_dev.localstack import LocalStack
 
 _TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"')
 _SUBCOMMANDS = {b"CLIENT", b"SCRIPT", b"CLUSTER", b"CONFIG", b"COMMAND", b"XINFO", b"OBJECT"}

@@ -9,14 +9,17 @@ set of Opus packets: encoding is the pusher's cost, measured by bench_pusher.py)
 at once. Then one ``celery -A workers worker --concurrency=2`` drains them:
 
 - ``shard``: the fleet as it runs, with its embedded beat (``-B``): the sweep sends one
-  ``audiosync.flush_shard`` per shard with due sessions; each flushes many sessions.
+  ``audiosync.flush_shard`` per shard with due sessions; each flushes many sessions. The
+  script sends the first sweep itself, as beat would within ``--sweep-interval``.
 - ``session``: the path before shard tasks, for comparison: this script claims the due
   sessions as the old sweep did and sends one ``audiosync.flush_session`` task each.
 
 Measured in the same run, per path: the wall time to drain, the CPU time (user + system) of
 every process of the worker's group from /proc (the emulator's and Redis's CPU are not
-counted; the shard path's includes its embedded beat), and the commands of the stream
-store and of the broker, two separate valkeys, from ``INFO commandstats``.
+counted in it; the shard path's includes its embedded beat), and apart from it the CPU of
+the store's valkey (``INFO cpu``) and of fake-gcs-server (/proc), which share the machine
+with the worker; and the commands of the stream store and of the broker, two separate
+valkeys, from ``INFO commandstats``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ def group_cpu_seconds(pgid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return total
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu(client: redis.Redis) -> float:
@@ -118,6 +127,7 @@ class PathResult:
     tasks: int
     memory_per_session: float  # Redis used_memory added per enqueued session, bytes
     store_cpu: float  # CPU seconds of the store's valkey while draining
+    gcs_cpu: float  # CPU seconds of fake-gcs-server while draining
 
 
 def _drive_one_task_per_session(app: Celery, store: WorkerStore, lease: float) -> int:
@@ -136,14 +146,13 @@ def _drive_one_task_per_session(app: Celery, store: WorkerStore, lease: float) -
 
 
 def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
-    with (
-        LocalStack(workdir=tmp / f"{path}-stack") as info,
-        LocalStack(workdir=tmp / f"{path}-broker") as broker,
-    ):
+    stack = LocalStack(workdir=tmp / f"{path}-stack")
+    with stack as info, LocalStack(workdir=tmp / f"{path}-broker") as broker:
+        emulator = stack.pids["fake-gcs-server"]
         env = {
             **info.env(),
             "CELERY_BROKER_URL": broker.redis_url,
-            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": "0.2",
+            "AUDIOSYNC_SWEEP_INTERVAL_SECONDS": str(args.sweep_interval),
             "AUDIOSYNC_DUE_SHARDS": str(args.shards),
         }
         client = redis.Redis.from_url(info.redis_url)
@@ -159,8 +168,11 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
             idle_cpu = group_cpu_seconds(worker.pid)  # start-up, before any flush
             store_before, broker_before = commands(client), commands(broker_client)
             store_cpu_before = server_cpu(client)
+            gcs_cpu_before = process_cpu_seconds(emulator)
             started = time.monotonic()
             tasks = 0
+            if path == "shard":  # the sweep beat would send within an interval, sent now
+                Celery(broker=broker.redis_url).send_task("audiosync.sweep", queue="audiosync")
             if path == "session":
                 app = Celery(broker=broker.redis_url)
                 store = WorkerStore(client, args.shards)
@@ -172,6 +184,7 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
             cpu = group_cpu_seconds(worker.pid) - idle_cpu
             store_calls = commands(client) - store_before
             store_cpu = server_cpu(client) - store_cpu_before
+            gcs_cpu = process_cpu_seconds(emulator) - gcs_cpu_before
             broker_calls = commands(broker_client) - broker_before
         finally:
             worker.stop()
@@ -179,7 +192,16 @@ def run_path(path: str, args: argparse.Namespace, tmp: Path) -> PathResult:
             log = worker.log.read_text(errors="replace")
             tasks = len(re.findall(r"shard -?\d+: \d+ flushes", log))
         return PathResult(
-            path, args.sessions, drained, cpu, store_calls, broker_calls, tasks, held, store_cpu
+            path,
+            args.sessions,
+            drained,
+            cpu,
+            store_calls,
+            broker_calls,
+            tasks,
+            held,
+            store_cpu,
+            gcs_cpu,
         )
 
 
@@ -189,6 +211,13 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=1, help="5 s chunks per session (12: 60 s)")
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--paths", default="shard,session", help="comma-separated: shard,session")
+    parser.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=0.2,
+        help="AUDIOSYNC_SWEEP_INTERVAL_SECONDS of the worker (5 is the default of a fleet); "
+        "an idle worker's beat and sweeps cost CPU per second, counted in the figures",
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="audiosync-bench-") as tmp:
@@ -196,21 +225,22 @@ def main() -> None:
             results.append(run_path(path, args, Path(tmp)))
     print(
         f"{args.sessions:,} sessions of {args.chunks} x 5 s, {args.shards} shards, "
-        "one worker --concurrency=2"
+        f"one worker --concurrency=2, sweep every {args.sweep_interval:g} s"
     )
     print(
         "| path | tasks | drained in | objects/s | worker CPU / object | store cmds / object "
         "| broker cmds / object | sessions per worker vCPU at 60 s objects "
-        "| Redis memory / session held | store valkey CPU / object |"
+        "| Redis memory / session held | store valkey CPU / object | emulator CPU / object |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         per_object = r.cpu / r.objects
         print(
             f"| {r.path} | {r.tasks:,} | {r.drained:.1f} s | {r.objects / r.drained:,.0f} "
             f"| {1000 * per_object:.2f} ms | {r.store_commands / r.objects:.1f} "
             f"| {r.broker_commands / r.objects:.2f} | {60 / per_object:,.0f} "
-            f"| {r.memory_per_session:,.0f} B | {1e6 * r.store_cpu / r.objects:,.0f} µs |"
+            f"| {r.memory_per_session:,.0f} B | {1e6 * r.store_cpu / r.objects:,.0f} µs "
+            f"| {1e3 * r.gcs_cpu / r.objects:.2f} ms |"
         )
 
 

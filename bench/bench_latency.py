@@ -28,8 +28,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench_flush import group_cpu_seconds
-from load import (
+from audiosync_dev import processes
+from audiosync_dev.localstack import LocalStack
+from bench.bench_flush import group_cpu_seconds
+from bench.load import (
     Plan,
     Pushers,
     PushResult,
@@ -48,9 +50,6 @@ from load import (
     wait_drained,
     worker_log,
 )
-
-from audiosync_dev import processes
-from audiosync_dev.localstack import LocalStack
 
 GOAL_P99_SECONDS = 65.0
 

@@ -35,9 +35,6 @@ from collections import Counter
 from pathlib import Path
 
 import redis
-from bench_commands import MonitorTap, script_names
-from bench_pusher_cpu import FRAME_SECONDS, SECRET, frames_of
-from load import BENCH_NAME, commandstats
 
 from audiosync_dev.localstack import StandaloneValkey
 from audiosync_dev.speech import speech_like
@@ -46,6 +43,9 @@ from backend_hooks.contract.settings import Settings
 from backend_hooks.pusher.client import AudioSyncClient
 from backend_hooks.pusher.session import Session
 from backend_hooks.pusher.usage import FLUSH_INTERVAL_SECONDS, UsageCounter
+from bench.bench_commands import MonitorTap, script_names
+from bench.bench_pusher_cpu import FRAME_SECONDS, SECRET, frames_of
+from bench.load import BENCH_NAME, commandstats
 
 AUDIO_BANK_SECONDS = 60  # the sessions cycle through one minute of audio (memory)
 USAGE_LIMIT_MS = 3_600_000

@@ -54,8 +54,6 @@ from pathlib import Path
 from typing import cast
 
 import redis
-from bench_pusher_cpu import FRAME_SECONDS, SECRET, frames_of
-from load import machine_busy, percentile
 
 from audiosync_dev.localstack import StandaloneValkey
 from audiosync_dev.speech import speech_like
@@ -71,6 +69,8 @@ from backend_hooks.contract.errors import EnqueueError
 from backend_hooks.contract.settings import Settings
 from backend_hooks.pusher.client import AudioSyncClient
 from backend_hooks.pusher.session import Session
+from bench.bench_pusher_cpu import FRAME_SECONDS, SECRET, frames_of
+from bench.load import machine_busy, percentile
 
 TICK_SECONDS = 0.001
 STALL_GOAL_MS = 20.0

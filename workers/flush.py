@@ -374,7 +374,7 @@ class _Flush:
         self.store.record_plan(self.session_id, self.token, texts, lease_seconds=lease)
         self.lease_fresh = True
         for obj, data, record, text in prepared:
-            self._store_object(obj, data, record, text)
+            self._store_object(obj, data, record, text, named=True)
 
     def _entries_of(self, objects: list[RecordedObject]) -> dict[bytes, dict[bytes, bytes]]:
         """The stream entries a recorded plan names: it spans at most one flush's read."""
@@ -401,9 +401,18 @@ class _Flush:
             self._store_object(obj, obj.data(), rec, text)
 
     def _store_object(
-        self, obj: ObjectPlan, data: bytes, rec: RecordedObject, text: str | bytes
+        self,
+        obj: ObjectPlan,
+        data: bytes,
+        rec: RecordedObject,
+        text: str | bytes,
+        *,
+        named: bool = False,
     ) -> None:
-        name = obj.name(data)
+        """Upload and commit one object of the plan. ``named``: ``rec`` was named from
+        these very bytes by this flush (a fresh plan), so its name is not hashed again; a
+        recorded plan's object is rebuilt from its entries and must come out as named."""
+        name = rec.name if named else obj.name(data)
         if name != rec.name:
             raise PlanError(f"recorded object {rec.name} rebuilds as {name}")
         if self.should_stop():

@@ -1,5 +1,6 @@
-"""Opus encoding and decoding of one chunk (libopus through opuslib; decoding calls
-libopus's ``opus_decode`` directly through ctypes when the library has it).
+"""Opus encoding and decoding of one chunk (libopus through opuslib; encoding and decoding
+call libopus's ``opus_encode`` and ``opus_decode`` directly through ctypes, on the library
+opuslib loaded, when it has them: the same bytes, without opuslib's objects per frame).
 
 Every chunk is an independent Opus stream: the session's encoder is reset at the start of
 each chunk, so a chunk decodes on its own, with exactly the samples that were pushed. The
@@ -112,18 +113,71 @@ class ChunkEncoder:
         )
 
     def encode(self, pcm: bytes) -> list[bytes]:
-        """Packets of 20 ms covering ``pre_skip`` + all of ``pcm`` (PCM16LE mono)."""
+        """Packets of 20 ms covering ``pre_skip`` + all of ``pcm`` (PCM16LE mono).
+
+        libopus is called directly (``_FastEncoder``) when it can be: the same calls with
+        the same arguments as opuslib's ``Encoder.encode``, so the same bytes, without its
+        per-frame Python objects."""
         if len(pcm) % 2:
             raise InvalidInputError("chunk PCM must be whole 16-bit samples")
         self._encoder.reset_state()
         samples = len(pcm) // 2
         frames = -(-(samples + self.pre_skip) // self.frame)
         padded = pcm + bytes(2 * (frames * self.frame - samples))
+        if _FAST_ENCODE is not None:
+            return _FAST_ENCODE.encode(self._encoder.encoder_state, padded, self.frame, frames)
+        return self.encode_opuslib_padded(padded, frames)
+
+    def encode_opuslib_padded(self, padded: bytes, frames: int) -> list[bytes]:
+        """``frames`` packets of ``padded`` through opuslib, one Python call per frame (the
+        fallback, and the reference the direct path is tested against)."""
         step = 2 * self.frame
         return [
             bytes(self._encoder.encode(padded[i * step : (i + 1) * step], self.frame))
             for i in range(frames)
         ]
+
+
+class _FastEncoder:
+    """libopus's ``opus_encode`` called directly through ctypes on the library opuslib
+    loaded, for every frame of a chunk: one output buffer for the chunk, the PCM passed by
+    address, no ctypes array or ``array`` made per frame (opuslib makes three objects a
+    frame). The output room per frame is what opuslib gives it (the frame's PCM bytes),
+    so the packets are byte for byte opuslib's. ctypes releases the GIL during each call.
+    Function pointers of its own (``lib[name]``), so opuslib's argtypes are untouched."""
+
+    def __init__(self, lib: Any) -> None:
+        self._encode = lib["opus_encode"]
+        self._encode.argtypes = (
+            ctypes.c_void_p,  # encoder
+            ctypes.c_void_p,  # PCM in (const opus_int16 *)
+            ctypes.c_int,  # frame size, samples
+            ctypes.c_void_p,  # packet out
+            ctypes.c_int32,  # room for it, bytes
+        )
+        self._encode.restype = ctypes.c_int32
+
+    def encode(self, state: Any, padded: bytes, frame: int, frames: int) -> list[bytes]:
+        encoder = ctypes.cast(state, ctypes.c_void_p).value
+        step = 2 * frame
+        out = ctypes.create_string_buffer(step)
+        address = ctypes.addressof(out)
+        base = ctypes.cast(ctypes.c_char_p(padded), ctypes.c_void_p).value or 0
+        encode, string_at = self._encode, ctypes.string_at
+        packets = []
+        for offset in range(0, frames * step, step):
+            got = encode(encoder, base + offset, frame, address, step)
+            if got < 0:
+                raise opuslib.OpusError(f'Encoder returned result="{got}"')
+            packets.append(string_at(address, got))
+        return packets
+
+
+def _load_fast_encoder(lib: Any) -> _FastEncoder | None:
+    try:
+        return _FastEncoder(lib)
+    except (AttributeError, KeyError):
+        return None
 
 
 class _FastDecoder:
@@ -224,6 +278,7 @@ def _load_fast(lib: Any) -> _FastDecoder | None:
 
 
 _FAST = _load_fast(opuslib.api.libopus)
+_FAST_ENCODE = _load_fast_encoder(opuslib.api.libopus)
 
 
 def decode_packets(

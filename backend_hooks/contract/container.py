@@ -281,7 +281,13 @@ def _parse_tags(packet: bytes) -> dict[str, str]:
 def _parse_stream(stream: ogg.LogicalStream) -> ParsedChunk:
     if len(stream.packets) < 3:
         raise FormatError("Ogg Opus stream without audio packets")
-    head = stream.packets[0]
+    info, pre_skip = _chunk_header(stream.packets[0], stream.packets[1], stream.last_granule)
+    return ParsedChunk(info=info, pre_skip=pre_skip, packets=stream.packets[2:])
+
+
+def _chunk_header(head: bytes, tags_packet: bytes, last_granule: int) -> tuple[ChunkInfo, int]:
+    """What a chunk's OpusHead and OpusTags packets say, checked against the granule
+    position of its last page: its info and its pre-skip at its rate."""
     if len(head) < _OPUS_HEAD.size or head[:8] != b"OpusHead":
         raise FormatError("Ogg stream is not Opus (no OpusHead)")
     _, version, channels, pre_skip_48k, rate, _, family = _OPUS_HEAD.unpack_from(head)
@@ -292,7 +298,7 @@ def _parse_stream(stream: ogg.LogicalStream) -> ParsedChunk:
         )
     if rate not in SUPPORTED_RATES:
         raise UnsupportedFormatError(f"Opus stream at {rate} Hz; expected one of the Opus rates")
-    tags = _parse_tags(stream.packets[1])
+    tags = _parse_tags(tags_packet)
     version_tag = tags.get("AUDIOSYNC_FORMAT")
     if version_tag is None:
         raise UnsupportedFormatError("an Ogg Opus stream that audiosync did not write")
@@ -314,17 +320,39 @@ def _parse_stream(stream: ogg.LogicalStream) -> ParsedChunk:
             f"chunk {info.session_id}/{info.seq}: a negative sample count "
             f"({info.sample_count}) in its tags"
         )
-    if stream.last_granule - pre_skip_48k != info.sample_count * scale:
+    if last_granule - pre_skip_48k != info.sample_count * scale:
         raise FormatError(
             f"chunk {info.session_id}/{info.seq}: granule position says "
-            f"{(stream.last_granule - pre_skip_48k) // scale} samples, tags say {info.sample_count}"
+            f"{(last_granule - pre_skip_48k) // scale} samples, tags say {info.sample_count}"
         )
-    return ParsedChunk(info=info, pre_skip=pre_skip_48k // scale, packets=stream.packets[2:])
+    return info, pre_skip_48k // scale
 
 
 def parse_chunks(data: bytes) -> list[ParsedChunk]:
     """The v1 chunks of a chained Ogg Opus payload, in order."""
     return [_parse_stream(s) for s in ogg.read_chained_streams(data)]
+
+
+def plain_chunk(data: bytes) -> tuple[ChunkInfo, int] | None:
+    """``(info, held samples)`` of ``data`` when it is exactly one v1 chunk in the plain
+    layout (``ogg.plain_stream``: what ``build_chunk`` writes) whose every audio packet is
+    a code-0 (one frame) packet: what ``parse_chunks(data)[0].info`` and its
+    ``held_samples()`` say, read at C speed (the fleet's check of each chunk).
+
+    None for anything else, sound or not: ``parse_chunks`` and ``held_samples`` then read
+    it and say what is wrong, if anything. Never raises."""
+    stream = ogg.plain_stream(data)
+    if stream is None:
+        return None
+    firsts = stream.firsts  # the TOC bytes; each packet is 1 to 254 bytes (<= 1 frame's)
+    if not firsts or 1 in firsts.translate(_NOT_CODE_0):
+        return None
+    try:
+        info, pre_skip = _chunk_header(stream.head, stream.tags, stream.last_granule)
+    except FormatError:
+        return None
+    total_48k = sum(firsts.count(toc) * _FRAME_48K[toc >> 3] for toc in set(firsts))
+    return info, total_48k // (OPUS_RATE // info.sample_rate) - pre_skip
 
 
 def parse_legacy_chunk(data: bytes) -> tuple[list[bytes], int]:

@@ -21,11 +21,14 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from operator import itemgetter
 
 from backend_hooks.contract.errors import FormatError
 
 CAPTURE = b"OggS"
 _HEADER = struct.Struct("<4sBBqIIIB")  # capture, version, type, granule, serial, seq, crc, nseg
+_CRC = struct.Struct("<I")
+_CRC_OFFSET = 22  # of the CRC field in a page
 FLAG_CONTINUED = 0x01
 FLAG_BOS = 0x02
 FLAG_EOS = 0x04
@@ -56,12 +59,15 @@ def build_page(
     *, serial: int, sequence: int, granule: int, flags: int, packets: Sequence[bytes]
 ) -> bytes:
     """One page holding whole ``packets`` (none may continue onto another page)."""
-    table = b"".join(_lacing(len(p)) for p in packets)
+    lengths = list(map(len, packets))
+    short = not lengths or max(lengths) < 255  # one lacing value a packet: its length
+    table = bytes(lengths) if short else b"".join(map(_lacing, lengths))
     if len(table) > MAX_SEGMENTS:
         raise ValueError(f"{len(table)} lacing values do not fit one page")
-    header = _HEADER.pack(CAPTURE, 0, flags, granule, serial, sequence, 0, len(table))
-    page = bytearray(header + table + b"".join(packets))
-    struct.pack_into("<I", page, 22, ogg_crc(bytes(page)))
+    page = bytearray(_HEADER.pack(CAPTURE, 0, flags, granule, serial, sequence, 0, len(table)))
+    page += table
+    page += b"".join(packets)
+    _CRC.pack_into(page, _CRC_OFFSET, ogg_crc(bytes(page)))
     return bytes(page)
 
 
@@ -80,7 +86,15 @@ def build_stream(
     """
     if len(granules) != len(audio_packets):
         raise ValueError("one granule position per audio packet")
-    pages: list[tuple[int, list[bytes]]] = [(0, [p]) for p in header_packets]
+    pages: list[tuple[int, Sequence[bytes]]] = [(0, [p]) for p in header_packets]
+    count = len(audio_packets)
+    if count and max_packets_per_page >= 1 and max(map(len, audio_packets)) < 255:
+        # Every packet is one lacing value: a page is every ``step`` packets, as below.
+        step = min(max_packets_per_page, MAX_SEGMENTS)
+        for start in range(0, count, step):
+            end = min(start + step, count)
+            pages.append((granules[end - 1], audio_packets[start:end]))
+        return _pages(serial, pages)
     current: list[bytes] = []
     segments = 0
     previous_granule = 0
@@ -94,6 +108,11 @@ def build_stream(
         previous_granule = granule
     if current:
         pages.append((previous_granule, current))
+    return _pages(serial, pages)
+
+
+def _pages(serial: int, pages: Sequence[tuple[int, Sequence[bytes]]]) -> bytes:
+    """The pages of one logical stream, numbered from 0, the first BOS, the last EOS."""
     out = []
     last = len(pages) - 1
     for sequence, (granule, packets) in enumerate(pages):
@@ -125,6 +144,82 @@ class LogicalStream:
     packets: list[bytes] = field(default_factory=list)
     last_granule: int = -1
     ended: bool = False
+
+
+@dataclass(frozen=True)
+class PlainStream:
+    """One logical stream in the plain layout (``plain_stream``): its first two packets
+    whole, and of every later packet only its first byte."""
+
+    serial: int
+    last_granule: int
+    head: bytes
+    tags: bytes
+    #: the first byte of each packet after the first two, in order (each packet is 1 to
+    #: 254 bytes long)
+    firsts: bytes
+
+
+_ZERO_CRC_FIELD = b"\0\0\0\0"  # the CRC field as checksummed (bit-reversed zeros are zeros)
+
+
+def plain_stream(data: bytes) -> PlainStream | None:
+    """``data`` read at C speed when it is exactly one complete logical stream in the plain
+    layout: every packet 1 to 254 bytes long (one lacing value, so none continues onto
+    another segment or page), at least two packets, each page with at least one, flagged
+    BOS on the first page and EOS on the last only, one serial, pages numbered from 0,
+    every checksum right. Per page: one struct unpack and three ``zlib.crc32`` calls over
+    the page in place (the CRC field counted as zeros), no object per packet.
+
+    None for anything else, sound or not: ``read_chained_streams`` then reads it and says
+    what is wrong, if anything. When not None, ``read_chained_streams(data)`` returns one
+    stream of this serial and last granule whose packets are ``head``, ``tags`` and then
+    one packet per byte of ``firsts``, starting with it."""
+    size = len(data)
+    view = memoryview(data.translate(_BIT_REVERSED))  # the zlib CRC trick, on every page
+    unpack, crc32, header_size = _HEADER.unpack_from, zlib.crc32, _HEADER.size
+    offset = sequence = first_serial = 0
+    last_granule = -1
+    headers: list[bytes] = []
+    firsts: list[bytes] = []
+    while offset < size:
+        if size - offset < header_size:
+            return None
+        capture, version, flags, granule, serial, number, crc, count = unpack(data, offset)
+        table_end = offset + header_size + count
+        if capture != CAPTURE or version or number != sequence or not count or table_end > size:
+            return None
+        segments = data[offset + header_size : table_end]
+        end = table_end + sum(segments)
+        if end > size or 0 in segments or 255 in segments:
+            return None
+        if flags != (FLAG_BOS if not sequence else 0) | (FLAG_EOS if end == size else 0):
+            return None
+        if not sequence:
+            first_serial = serial
+        elif serial != first_serial:
+            return None
+        checked = crc32(view[offset : offset + 22], 0xFFFFFFFF)
+        checked = crc32(view[offset + 26 : end], crc32(_ZERO_CRC_FIELD, checked))
+        reflected = (checked ^ 0xFFFFFFFF).to_bytes(4, "little").translate(_BIT_REVERSED)
+        if int.from_bytes(reflected, "big") != crc:  # (_reverse32, a third of its time)
+            return None
+        if granule != -1:
+            last_granule = granule
+        start = table_end
+        while len(headers) < 2 and segments:  # the head and tags packets, whole
+            headers.append(data[start : start + segments[0]])
+            start += segments[0]
+            segments = segments[1:]
+        if len(segments) > 1:  # each later packet's first byte: its position is a running sum
+            firsts.append(bytes(itemgetter(*accumulate(segments[:-1], initial=start))(data)))
+        elif segments:  # (itemgetter of one position answers an int, not a tuple)
+            firsts.append(data[start : start + 1])
+        offset = end
+        sequence += 1
+    if len(headers) < 2:
+        return None
+    return PlainStream(first_serial, last_granule, headers[0], headers[1], b"".join(firsts))
 
 
 def iter_pages(data: bytes) -> Iterator[Page]:

@@ -99,6 +99,7 @@ class Chunker:
             )
         self.sample_rate = sample_rate
         self.chunk_samples = chunk_samples
+        self._chunk_bytes = 2 * chunk_samples
         self.next_seq = first_seq
         self.tolerance_us = tolerance_us
         self.window_us = window_us
@@ -131,6 +132,29 @@ class Chunker:
     def push(self, pcm: bytes, timestamp_us: int, *, now_us: int) -> list[RawChunk]:
         """Add ``pcm`` whose first new sample is at ``timestamp_us``; ``now_us`` is the
         pusher's clock at the push. Returns the chunks completed."""
+        # The usual push, in a few comparisons: whole samples of ``bytes`` continuing a run
+        # that a plausible push anchored, no half sample waiting, a plausible timestamp
+        # within the tolerance of the sample clock. Exactly what the general path below
+        # does with it; anything else takes that path.
+        if (
+            self._started
+            and type(pcm) is bytes
+            and not self._carry
+            and not self._stood_in
+            and pcm
+            and not len(pcm) & 1
+            and timestamp_us >= 0
+            and -self.window_us <= timestamp_us - now_us <= self.window_us
+        ):
+            buffer = self._buffer
+            expected_us = self._anchor_us + round(
+                (self._run_samples + len(buffer) // 2) * 1_000_000 / self.sample_rate
+            )
+            if -self.tolerance_us <= timestamp_us - expected_us <= self.tolerance_us:
+                buffer += pcm
+                if len(buffer) < self._chunk_bytes:
+                    return []
+                return self._cut_full()
         if not isinstance(pcm, _PCM_TYPES):
             raise InvalidInputError(f"pcm must be bytes of PCM16LE, got {type(pcm).__name__}")
         data = bytes(pcm)
@@ -193,7 +217,7 @@ class Chunker:
 
     def _cut_full(self) -> list[RawChunk]:
         out = []
-        size = 2 * self.chunk_samples
+        size = self._chunk_bytes
         while len(self._buffer) >= size:
             out.append(self._emit(bytes(self._buffer[:size])))
             del self._buffer[:size]

@@ -225,6 +225,7 @@ class Session:
             redis_keys.shard_of(self.session_id, context.settings.due_shards),
         )
         self._context = context
+        self._clock = context.clock
         self._transport = context.transport
         settings = self._settings = context.settings
         self._buffer_samples = round(settings.session_buffer_seconds * sample_rate)
@@ -332,9 +333,12 @@ class Session:
     # -- the asyncio API -----------------------------------------------------------------
     async def apush(self, pcm: bytes, timestamp: float) -> None:
         """As ``push``, for the event loop: returns once the chunks are handed over."""
-        self._loop = self._loop or asyncio.get_running_loop()
-        self._check_open()
-        self._check_room()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if self._closed or self._tail_staged:
+            self._check_open()
+        if self._held:
+            self._check_room()
         chunks = self._chunk(pcm, timestamp)
         if not chunks:
             return
@@ -411,10 +415,16 @@ class Session:
 
     def _chunk(self, pcm: bytes, timestamp: float) -> list[RawChunk]:
         """The chunker's push on the pusher's clock; warns at the first implausible time."""
-        seen = self._chunker.implausible_timestamps
-        now_us = round(self._context.clock() * 1_000_000)
-        chunks = self._chunker.push(pcm, timestamp_to_us(timestamp), now_us=now_us)
-        if not seen and self._chunker.implausible_timestamps:
+        chunker = self._chunker
+        seen = chunker.implausible_timestamps
+        now_us = round(self._clock() * 1_000_000)
+        # timestamp_to_us of a finite float (the usual timestamp), without its checks.
+        if type(timestamp) is float and (us := timestamp * 1_000_000) - us == 0.0:
+            timestamp_us = round(us)
+        else:
+            timestamp_us = timestamp_to_us(timestamp)
+        chunks = chunker.push(pcm, timestamp_us, now_us=now_us)
+        if not seen and chunker.implausible_timestamps:
             log.warning(
                 "session %s: timestamp %r is negative or more than %g s from the pusher's "
                 "clock (%.6f); "

@@ -6,23 +6,61 @@
 -- Appends the entries numbered above the mark (a retried append whose reply was lost adds
 -- nothing), sets the mark, lowers the session's due time. Returns how many were added.
 -- No flags: at Redis's memory limit the append is refused (the pusher spools or holds it).
-local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
+-- Three commands when an entry is new (bench/bench_append.py measures them): the mark is
+-- read and set by one SET ... GET (and put back when a retry of older entries meets a
+-- higher one, or when an XADD is refused); the due time is the Redis time of the last added entry's id (XADD '*': the
+-- server's clock, the one every age is measured with); TIME only when nothing was added.
 local n = tonumber(ARGV[5])
+local entries = tonumber(ARGV[6])
+local last = n + entries - 1
+local mark = last
+local old
+if entries > 0 then
+  old = redis.call('SET', KEYS[2], last, 'PX', ARGV[4], 'GET')
+  mark = -1
+  if old then
+    mark = tonumber(old)
+    if mark == nil then -- not a number: put it back and add nothing
+      redis.call('SET', KEYS[2], old, 'PX', ARGV[4])
+      return redis.error_reply('the append mark ' .. KEYS[2] .. ' is not a number')
+    end
+    if mark > last then redis.call('SET', KEYS[2], old, 'PX', ARGV[4]) end
+  end
+end
 local pos = 7
 local added = 0
-for _ = 1, tonumber(ARGV[6]) do
+local id, refused
+for _ = 1, entries do
   local count = tonumber(ARGV[pos])
   if n > mark then
-    redis.call('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
+    local reply = redis.pcall('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
+    if type(reply) == 'table' and reply.err then
+      -- Refused (the stream key holds another type, ...): the mark goes back to the last
+      -- entry added, or to what it was, so that a retry once it is fixed adds the rest.
+      if added > 0 then
+        redis.call('SET', KEYS[2], n - 1, 'PX', ARGV[4])
+      elseif old then
+        redis.call('SET', KEYS[2], old, 'PX', ARGV[4])
+      else
+        redis.call('DEL', KEYS[2])
+      end
+      refused = reply
+      break
+    end
+    id = reply
     added = added + 1
-    mark = n
   end
   pos = pos + 1 + 2 * count
   n = n + 1
 end
-redis.call('SET', KEYS[2], mark, 'PX', ARGV[4])
-local t = redis.call('TIME')
-local due = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if refused and added == 0 then return refused end
+local due
+if id then
+  due = tonumber(string.match(id, '^%d+')) / 1000
+else
+  local t = redis.call('TIME')
+  due = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 if ARGV[2] ~= '1' then due = due + tonumber(ARGV[3]) end
-redis.call('ZADD', KEYS[3], 'LT', string.format('%.6f', due), ARGV[1])
-return added
+redis.call('ZADD', KEYS[3], 'LT', due, ARGV[1]) -- a number: Redis formats it
+return refused or added

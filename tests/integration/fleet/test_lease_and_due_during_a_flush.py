@@ -14,6 +14,7 @@ import time
 import pytest
 
 from backend_hooks.adapters.redis_store import redis_time
+from backend_hooks.contract.entries import id_millis
 from tests.integration.flushing import CueBucket, FakeClock, flush, keys, push_chunks
 from workers.context import WorkerContext
 
@@ -63,3 +64,23 @@ def test_a_flush_keeps_its_lease_across_uploads(ctx: WorkerContext, clock: FakeC
     result = flush(ctx, sid, uploads)
     assert taken == [False], "another flush took the session between two uploads"
     assert result.objects_created == 2 and result.skipped is None and result.failed is None
+
+
+def test_an_append_after_a_flush_emptied_the_session_makes_it_due_again(
+    ctx: WorkerContext, clock: FakeClock
+) -> None:
+    """The flush that stores a session's last entries deletes its stream and its due entry
+    (workers/lua/finish.lua); the pusher's next append must put the session back in the
+    due index: the append script's ZADD is never skipped."""
+    session = push_chunks(ctx, clock, "emptied", 12, close=False)  # one 60 s object
+    sid = session.session_id
+    clock.sync(ctx.store.client)
+    result = flush(ctx, sid)
+    assert result.objects_created == 1 and result.failed is None
+    client = ctx.store.client
+    assert client.zscore(keys(sid).due, sid) is None and not client.exists(keys(sid).chunks)
+    session.close()  # the end marker: due now, at its entry's Redis time
+    [(end_id, _)] = ctx.store.read_raw(sid, 10)
+    due = client.zscore(keys(sid).due, sid)
+    assert due is not None and due <= redis_time(client)
+    assert due == pytest.approx(id_millis(end_id) / 1000, abs=1e-3)

@@ -103,6 +103,8 @@ def test_enhanced_needs_the_secret(stack: StackInfo) -> None:
         pytest.param("text", T0, id="str-pcm"),
         pytest.param([1, 2], T0, id="list-pcm"),
         pytest.param(b"\0\0", math.nan, id="nan-timestamp"),
+        pytest.param(b"\0\0", math.inf, id="inf-timestamp"),
+        pytest.param(b"\0\0", -math.inf, id="minus-inf-timestamp"),
         pytest.param(b"\0\0", "now", id="str-timestamp"),
     ],
 )
@@ -252,9 +254,9 @@ def test_one_round_trip_per_chunk_and_nothing_per_frame(
     for connection_setup in ("info", "config|resetstat", "hello", "client|setinfo", "ping"):
         calls.pop(connection_setup, None)  # this test's own, and the pool's handshake
     # 6 chunk appends and 1 close, each one script call (EVALSHA; the first one loads the
-    # script); inside it: XADDs for 6 chunks + 1 end marker, and per call one GET and SET of
-    # the append mark, one TIME and one ZADD of the due time. Once per pusher process,
-    # before its first append: the SADD of its shard count.
+    # script); inside it: XADDs for 6 chunks + 1 end marker, and per call one SET ... GET of
+    # the append mark and one ZADD of the due time (taken from the XADD's id: no TIME).
+    # Once per pusher process, before its first append: the SADD of its shard count.
     calls.pop("script|load", None)
-    want = {"evalsha": 7, "xadd": 7, "get": 7, "set": 7, "time": 7, "zadd": 7, "sadd": 1}
+    want = {"evalsha": 7, "xadd": 7, "set": 7, "zadd": 7, "sadd": 1}
     assert calls == want

@@ -1,7 +1,7 @@
 """bench/bench_codec.py: its cost arithmetic and choice (pure), and its quick mode end to end.
 
-The bench is a script in bench/ (run as ``python bench/bench_codec.py``), not a package, so
-it is loaded from its path here.
+The bench is a script (run as ``python bench/bench_codec.py``), loaded from its path here
+as the module ``bench_codec``.
 """
 
 from __future__ import annotations

@@ -810,3 +810,59 @@ def test_bad_timestamps_are_refused(timestamp: object) -> None:
 )
 def test_timestamp_to_us(timestamp: float, us: int) -> None:
     assert timestamp_to_us(timestamp) == us
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=700),  # bytes pushed (0: a switch instead)
+            # where the timestamp is against the sample clock, µs: the tolerance's edges,
+            # past them, and a stand-in for an implausible time (None)
+            st.one_of(
+                st.sampled_from([0, 1, -1, TOLERANCE_US, -TOLERANCE_US]),
+                st.sampled_from([TOLERANCE_US + 1, -TOLERANCE_US - 1, 5_000_000, -5_000_000]),
+                st.integers(min_value=-2 * TOLERANCE_US, max_value=2 * TOLERANCE_US),
+                st.none(),
+            ),
+            # the pusher's clock: time passing (µs), or at the window's edges from the push
+            st.one_of(
+                st.sampled_from([0, 20_000, WINDOW_US + 1]),
+                st.sampled_from(["-window", "+window", "-window-1", "+window+1"]),
+            ),
+        ),
+        max_size=40,
+    ),
+    rate=st.sampled_from([8000, 16000]),
+)
+def test_bytes_and_bytearray_pushes_cut_the_same_chunks(
+    steps: list[tuple[int, int | None, int | str]], rate: int
+) -> None:
+    """A push of ``bytes`` that continues a run on time takes a short path; whatever the
+    timestamps (at the tolerance's and the window's edges too), it cuts exactly what the
+    general path (any other buffer type) cuts, and leaves the chunker in the same state."""
+    fast, general = make(rate, 300), make(rate, 300)
+    out: dict[str, list[RawChunk]] = {"fast": [], "general": []}
+    now = NOW_US
+    edges = {"-window": -WINDOW_US, "+window": WINDOW_US}
+    edges |= {"-window-1": -WINDOW_US - 1, "+window+1": WINDOW_US + 1}
+    for i, (length, offset_us, clock) in enumerate(steps):
+        timestamp = 0 if offset_us is None else fast.expected_us + offset_us
+        now = timestamp + edges[clock] if isinstance(clock, str) else now + clock
+        if not length:
+            out["fast"] += fast.flush()
+            out["general"] += general.flush()
+            continue
+        data = bytes((i * 31 + k) % 256 for k in range(length))
+        out["fast"] += fast.push(data, timestamp, now_us=now)
+        # bytearray: accepted (as memoryview) though typed bytes, and never the short path
+        out["general"] += general.push(bytearray(data), timestamp, now_us=now)  # type: ignore[arg-type]
+        assert fast.expected_us == general.expected_us
+        assert (fast.runs, fast.implausible_timestamps, fast.dangling_byte) == (
+            general.runs,
+            general.implausible_timestamps,
+            general.dangling_byte,
+        )
+    out["fast"] += fast.flush()
+    out["general"] += general.flush()
+    assert summary(out["fast"]) == summary(out["general"])
