@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # `make test` runs the tests in this many pytest-xdist processes, a whole test file at a time
 # each (module fixtures are set up once; the two chaos runs never overlap), in collection
-# order: the longest file, the chaos runs, first. 0: in one process, as before.
+# order: the longest files (tests/integration/bench, chaos) start first. 0: in one process.
 TEST_WORKERS ?= 2
 
 .PHONY: venv demo test lint clean
