@@ -55,7 +55,7 @@ def run(ctx: WorkerContext, bucket: GcsBucket | None = None) -> deletions.Deleti
 def until(ctx: WorkerContext, done: str, bucket: GcsBucket | None = None) -> deletions.DeletionRun:
     """Runs until one counted ``done`` (an item queued 1 ms ahead, or backing off, is not
     due at once)."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while not getattr(result := run(ctx, bucket), done):
         assert time.monotonic() < deadline, f"never {done}: {result}"
         time.sleep(0.05)

@@ -32,7 +32,7 @@ def test_a_worker_logs_json_lines_when_asked(
     session.close()
     client.close()
     with processes.worker(env, tmp_path, name="json-logs") as worker:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while redis_client.keys("audiosync:{*:chunks"):
             assert time.monotonic() < deadline, worker.tail()
             time.sleep(0.2)

@@ -152,7 +152,7 @@ def test_a_store_that_may_evict_is_reported(
     assert _gauges(ctx)["audiosync_redis_noeviction"] == 0
 
     with processes.worker(env, tmp_path, name="evicting", beat=False) as worker:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while "has maxmemory-policy allkeys-lru" not in worker.log.read_text(errors="replace"):
             assert time.monotonic() < deadline, worker.tail()
             time.sleep(0.2)

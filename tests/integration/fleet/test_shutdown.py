@@ -70,7 +70,7 @@ def test_a_stopped_worker_hands_its_flush_back(
         lease, plan = keys(sid).lease, keys(sid).plan
 
         worker = processes.worker(env, tmp_path, name=f"stopped-{mode}")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while not (redis_client.llen(plan) == 4 and proxy.stats.matched >= 1):
             assert time.monotonic() < deadline, worker.tail()
             time.sleep(0.02)  # the plan is recorded and its first upload is stalling
@@ -92,7 +92,7 @@ def test_a_stopped_worker_hands_its_flush_back(
 
         proxy.pause_faults()
         with processes.worker(env, tmp_path, name=f"successor-{mode}") as successor:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90
             while redis_client.exists(keys(sid).chunks):
                 assert time.monotonic() < deadline, successor.tail()
                 time.sleep(0.1)
