@@ -126,7 +126,7 @@ class DirectEncoder:
         for pcm in frames:
             got = encode(state, pcm, frame, address, room)
             if got < 0:
-                raise opuslib.OpusError(f"opus_encode: {got}")
+                raise opuslib.OpusError(got)  # the code: its str() is libopus's message
             string_at(address, got)
 
 

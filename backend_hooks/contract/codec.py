@@ -168,7 +168,7 @@ class _FastEncoder:
         for offset in range(0, frames * step, step):
             got = encode(encoder, base + offset, frame, address, step)
             if got < 0:
-                raise opuslib.OpusError(f'Encoder returned result="{got}"')
+                raise opuslib.OpusError(got)  # the code: its str() is libopus's message
             packets.append(string_at(address, got))
         return packets
 

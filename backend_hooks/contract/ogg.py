@@ -91,6 +91,8 @@ def build_stream(
     if count and max_packets_per_page >= 1 and max(map(len, audio_packets)) < 255:
         # Every packet is one lacing value: a page is every ``step`` packets, as below.
         step = min(max_packets_per_page, MAX_SEGMENTS)
+        if not isinstance(audio_packets, list | tuple):  # a deque is a Sequence, unsliceable
+            audio_packets = list(audio_packets)
         for start in range(0, count, step):
             end = min(start + step, count)
             pages.append((granules[end - 1], audio_packets[start:end]))

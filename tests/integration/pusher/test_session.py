@@ -8,6 +8,7 @@ import math
 import socket
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 import redis
@@ -112,6 +113,56 @@ def test_bad_push(client: AudioSyncClient, pcm: object, timestamp: object) -> No
     session = client.open_session("u", "c", 16000, "standard")
     with pytest.raises(InvalidInputError):
         session.push(pcm, timestamp)  # type: ignore[arg-type]
+
+
+BAD_PUSHES_IN_A_RUN = [
+    ("text", T0 + 0.02),
+    ([0, 0], T0 + 0.02),
+    (None, T0 + 0.02),
+    (b"\0\0", math.nan),
+    (b"\0\0", math.inf),
+    (b"\0\0", "now"),
+    (b"\0\0", None),
+    (b"\0\0", True),  # a bool is no time, though an int
+    (b"\0\0", Decimal("1700000000.02")),
+]
+
+
+def test_bad_pushes_during_a_run_are_refused_by_both_apis(
+    client: AudioSyncClient, settings: Settings
+) -> None:
+    """Bad input pushed while a run goes on on time (where a push of bytes takes the
+    chunker's short path, and apush converts a float timestamp inline): each API raises
+    InvalidInputError, the audio is untouched, and the run goes on; after the close, both
+    raise SessionClosedError."""
+    sync = client.open_session("u", "c", 8000, "standard")
+    sync.push(bytes(320), T0)
+    for pcm, timestamp in BAD_PUSHES_IN_A_RUN:
+        with pytest.raises(InvalidInputError):
+            sync.push(pcm, timestamp)  # type: ignore[arg-type]
+    sync.push(bytes(320), T0 + 0.02)
+    sync.close()
+
+    async def scenario() -> str:
+        session = client.open_session("u", "c", 8000, "standard")
+        await session.apush(bytes(320), T0)
+        for pcm, timestamp in BAD_PUSHES_IN_A_RUN:
+            with pytest.raises(InvalidInputError):
+                await session.apush(pcm, timestamp)  # type: ignore[arg-type]
+        await session.apush(bytes(320), T0 + 0.02)
+        await session.aclose()
+        with pytest.raises(SessionClosedError, match="open_session"):
+            await session.apush(bytes(320), T0 + 0.04)
+        with pytest.raises(SessionClosedError):
+            await session.apush("text", math.nan)  # type: ignore[arg-type]
+        return session.session_id
+
+    async_id = asyncio.run(scenario())
+    with pytest.raises(SessionClosedError):
+        sync.push(bytes(320), T0 + 0.04)
+    for session_id in (sync.session_id, async_id):
+        assert entries(settings, session_id) == [(KIND_CHUNK, 320), (KIND_END, 0)]
+        assert start_times(settings, session_id) == [round(T0 * 1_000_000)]
 
 
 def start_times(settings: Settings, session_id: str) -> list[int]:

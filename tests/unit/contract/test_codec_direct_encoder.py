@@ -5,6 +5,7 @@ from __future__ import annotations
 import wave
 from pathlib import Path
 
+import opuslib
 import pytest
 
 from backend_hooks.contract import codec
@@ -62,3 +63,15 @@ def test_the_direct_path_decodes_to_the_chunk() -> None:
         packets, rate, pre_skip=encoder.pre_skip, sample_count=len(pcm) // 2
     )
     assert len(decoded) == len(pcm)
+
+
+def test_an_encoder_error_is_opuslibs_error_with_its_code() -> None:
+    """A negative return of opus_encode (here OPUS_BAD_ARG: a frame size Opus has not) is
+    an ``opuslib.OpusError`` carrying libopus's code, whose message is libopus's: it can
+    be logged and shown (a string for a code made ``str()`` raise), never packets."""
+    encoder = codec.ChunkEncoder(16000)
+    encoder.frame = 100  # 6.25 ms at 16 kHz: no Opus frame size
+    with pytest.raises(opuslib.OpusError) as raised:
+        encoder.encode(bytes(3200))
+    assert raised.value.code == -1  # OPUS_BAD_ARG
+    assert "invalid argument" in str(raised.value)

@@ -3,9 +3,10 @@ reference): on real speech chunks as the pusher builds them, and on any packets.
 
 from __future__ import annotations
 
+import collections
 import struct
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,24 @@ def test_pages_full_of_short_packets_give_the_reference_bytes(per_page: int, cou
         "header_packets": [b"OpusHead", b"OpusTags"],
         "audio_packets": packets,
         "granules": [960 * (i + 1) for i in range(count)],
+        "max_packets_per_page": per_page,
+    }
+    assert ogg.build_stream(**arguments) == reference_stream(**arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", [list, tuple, collections.deque])
+@pytest.mark.parametrize("per_page", [-1, 0, 1, 50])
+def test_any_sequence_of_short_packets_gives_the_reference_bytes(
+    kind: Callable[[list[bytes]], Sequence[bytes]], per_page: int
+) -> None:
+    """``audio_packets`` is any sequence (a deque is one, though it cannot be sliced), and a
+    page size below 1 puts each packet on a page of its own, as in the reference."""
+    packets = [bytes([k % 251]) * (k % 200 + 1) for k in range(120)]
+    arguments = {
+        "serial": 9,
+        "header_packets": [b"OpusHead", b"OpusTags"],
+        "audio_packets": kind(packets),
+        "granules": [960 * (i + 1) for i in range(len(packets))],
         "max_packets_per_page": per_page,
     }
     assert ogg.build_stream(**arguments) == reference_stream(**arguments)  # type: ignore[arg-type]
