@@ -16,7 +16,7 @@ from pathlib import Path
 from redis.cluster import RedisCluster
 
 from audiosync_dev.chaos.actions import ChaosLog, run_chaos
-from audiosync_dev.chaos.audit import audit_run, list_bucket
+from audiosync_dev.chaos.audit import audit_run, list_bucket, reencoder
 from audiosync_dev.chaos.config import SECRET, ChaosConfig
 from audiosync_dev.chaos.drain import wait_drained
 from audiosync_dev.chaos.fleet import Fleet, count_in_logs
@@ -35,6 +35,7 @@ from audiosync_dev.localstack import LocalStack, StackInfo
 from backend_hooks import AudioSyncClient
 from backend_hooks.adapters.redis_store import RedisClient
 from backend_hooks.contract import envelope
+from backend_hooks.contract.codec import ChunkEncoder
 from backend_hooks.contract.settings import Settings
 
 
@@ -180,7 +181,15 @@ def run(config: ChaosConfig, *, say: Callable[[str], None] = _stderr) -> Verdict
             shards = [p.session.redis_keys.shard for p in pushers if p.session is not None]
             by_node = sessions_by_node(r, stack.cluster_node_urls, shards)
         objects = list_bucket(info.gcs_url, info.bucket)
-        audit = audit_run(expected, chaos.poison, objects, r, keys, chaos.duplicates)
+        audit = audit_run(
+            expected,
+            chaos.poison,
+            objects,
+            r,
+            keys,
+            chaos.duplicates,
+            reencoder(lambda rate: ChunkEncoder.from_settings(rate, settings)),
+        )
         chaos.lease_lost_lines = count_in_logs(workdir, "lost its lease")
         model = [m for p in pushers if p.done and p.session is not None for m in p.model_problems()]
         audit.model_problems = len(model)

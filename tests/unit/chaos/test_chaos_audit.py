@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import wave
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from audiosync_dev.chaos import ExpectedChunk, audit_run, same_audio
+from audiosync_dev.chaos.audit import holds_its_audio, reencoder
 from audiosync_dev.speech import speech_like
 from backend_hooks.contract import container, naming
 from backend_hooks.contract.codec import ChunkEncoder
+
+SPEECH = Path(__file__).resolve().parents[2] / "data" / "speech_16k.wav"
 
 
 class EmptyRedis:
@@ -87,3 +93,31 @@ def test_a_pause_that_decodes_to_codec_noise_is_its_audio() -> None:
     assert not same_audio(quiet, PCMS[0][: 2 * 1340])  # speech where a pause was pushed
     assert not same_audio(PCMS[0], PCMS[1])  # other speech
     assert same_audio(PCMS[0], PCMS[0])
+
+
+def _speech_16k() -> np.ndarray:
+    with wave.open(str(SPEECH)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2")
+
+
+def test_a_short_tail_chunk_that_does_not_correlate_holds_its_audio_by_its_encoding() -> None:
+    """40 ms of quiet speech decoded from a fresh encoder may not correlate with what was
+    pushed (the long chaos run's only failure); its exact re-encoding tells it apart from
+    another piece of the speech."""
+    speech = _speech_16k()
+    reencode = reencoder(lambda rate: ChunkEncoder(rate))
+    uncorrelated = []
+    for start in range(0, len(speech) - 640, 160):
+        piece = speech[start : start + 640]
+        if not 50 <= float(np.sqrt(np.mean(piece.astype(np.float64) ** 2))) < 400:
+            continue
+        pushed = piece.tobytes()
+        decoded = reencode(pushed, 16000)
+        if not same_audio(pushed, decoded):
+            uncorrelated.append((start, pushed, decoded))
+    assert uncorrelated, "no 40 ms window of the speech fails the correlation any more"
+    for start, pushed, decoded in uncorrelated:
+        assert holds_its_audio(pushed, decoded, 16000, reencode)
+        assert not holds_its_audio(pushed, decoded, 16000, None)
+        other = speech[start + 4000 : start + 4640].tobytes()
+        assert reencode(other, 16000) != decoded  # the exact check tells another piece apart
