@@ -12,7 +12,9 @@ authorized session (its credentials, refreshed as they expire), to a URL made on
 bucket: the library's path builds a blob, an upload object, headers and a tracing span
 per call, a third of a flush's CPU. Errors are typed as the library types them
 (``google.api_core.exceptions.from_http_response``: 412 ``PreconditionFailed``, 503
-``ServiceUnavailable``...) and retried by the library's own ``DEFAULT_RETRY``.
+``ServiceUnavailable``...) and retried by the library's own ``DEFAULT_RETRY``. A 200 is
+"created" only when its body is the sent object's resource (name, CRC32C): a proxy's page or
+another object's resource is a ``StorageError``; redirects are not followed.
 """
 
 from __future__ import annotations
@@ -203,6 +205,26 @@ def _multipart(resource: dict[str, Any], data: bytes, content_type: str) -> tupl
     return body, f'multipart/related; boundary="{boundary.decode()}"'
 
 
+def _check_inserted(answer: bytes, name: str, crc32c: str, bucket: str) -> None:
+    """A 200 is the insert's success only when its body is the resource of the object sent
+    (its name, and its CRC32C when given): anything else (a proxy's or portal's page,
+    another object's resource) stored nothing we know of, and "created" would let the
+    flush delete the entries. ``StorageError`` (not retried: the flush tries again)."""
+    try:
+        stored = json.loads(answer)
+    except ValueError:
+        stored = None
+    if (
+        not isinstance(stored, dict)
+        or stored.get("name") != name
+        or stored.get("crc32c", crc32c) != crc32c
+    ):
+        raise StorageError(
+            f"upload of gs://{bucket}/{name} answered 200 with no resource of that object: "
+            f"{answer[:200].decode(errors='replace')!r}"
+        )
+
+
 class GcsBucket:
     def __init__(self, client: storage.Client, bucket_name: str) -> None:
         self.client = client
@@ -258,11 +280,12 @@ class GcsBucket:
         library raises: ``PreconditionFailed`` when the name is taken, another
         ``GoogleAPIError`` (``RetryError`` once retries ran out) otherwise."""
         target = self._insert_target()
+        crc32c = _crc32c_b64(data)
         resource = {
             "name": name,
             "contentType": content_type,
             "metadata": metadata,
-            "crc32c": _crc32c_b64(data),  # GCS refuses the bytes if they do not match it
+            "crc32c": crc32c,  # GCS refuses the bytes if they do not match it
         }
         body, body_type = _multipart(resource, data, content_type)
         headers = {
@@ -281,6 +304,7 @@ class GcsBucket:
                 text = answer.decode(errors="replace")
                 message = f"POST {target.url}: {text}"
                 raise gexc.from_http_status(status, message)  # type: ignore[no-untyped-call]
+            _check_inserted(answer, name, crc32c, target.bucket)
 
         DEFAULT_RETRY.with_timeout(deadline / 2)(attempt)()
 
@@ -309,7 +333,9 @@ class GcsBucket:
         pool_for = getattr(adapter, "get_connection_with_tls_context", None)
         authorized = hasattr(session, "_auth_request")  # google-auth's AuthorizedSession
         if pool_for is None or not authorized or session.trust_env or session.is_mtls:
-            response = session.request("POST", url, data=body, headers=headers, timeout=timeout)
+            response = session.request(
+                "POST", url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
             return int(response.status_code), bytes(response.content)
         pool = pool_for(target.request, session.verify, None, session.cert)
         credentials, auth_request = session.credentials, session._auth_request

@@ -8,8 +8,11 @@
 -- No flags: at Redis's memory limit the append is refused (the pusher spools or holds it).
 -- Three commands when an entry is new (bench/bench_append.py measures them): the mark is
 -- read and set by one SET ... GET (and put back when a retry of older entries meets a
--- higher one, or when an XADD is refused); the due time is the Redis time of the last added entry's id (XADD '*': the
--- server's clock, the one every age is measured with); TIME only when nothing was added.
+-- higher one, or when an XADD is refused); the due time is the Redis time of the first added
+-- entry's id when its sequence is 0 (XADD '*' began a millisecond: the server's clock, the
+-- one every age is measured with); TIME when nothing was added, or when the stream's top id
+-- was this millisecond or later (a clock stepped back: its ids run ahead), the earlier of the
+-- two.
 local n = tonumber(ARGV[5])
 local entries = tonumber(ARGV[6])
 local last = n + entries - 1
@@ -29,7 +32,7 @@ if entries > 0 then
 end
 local pos = 7
 local added = 0
-local id, refused
+local id, refused -- id: the first added entry's
 for _ = 1, entries do
   local count = tonumber(ARGV[pos])
   if n > mark then
@@ -47,7 +50,7 @@ for _ = 1, entries do
       refused = reply
       break
     end
-    id = reply
+    id = id or reply
     added = added + 1
   end
   pos = pos + 1 + 2 * count
@@ -55,11 +58,14 @@ for _ = 1, entries do
 end
 if refused and added == 0 then return refused end
 local due
-if id then
-  due = tonumber(string.match(id, '^%d+')) / 1000
+local ms, seq
+if id then ms, seq = string.match(id, '^(%d+)-(%d+)$') end
+if seq == '0' then -- a new millisecond: the server's clock
+  due = tonumber(ms) / 1000
 else
   local t = redis.call('TIME')
   due = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  if ms then due = math.min(due, tonumber(ms) / 1000) end
 end
 if ARGV[2] ~= '1' then due = due + tonumber(ARGV[3]) end
 redis.call('ZADD', KEYS[3], 'LT', due, ARGV[1]) -- a number: Redis formats it

@@ -161,11 +161,12 @@ def refusing_first_token() -> Iterator[tuple[str, list[str]]]:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
+            sent = self.rfile.read(int(self.headers["Content-Length"]))
             token = self.headers.get("Authorization", "")
             seen.append(token)
             status = 200 if token.startswith("Bearer fresh-") else 401
-            body = json.dumps({"name": "x"} if status == 200 else {"error": {"code": 401}})
+            resource = json.loads(sent.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0])
+            body = json.dumps(resource if status == 200 else {"error": {"code": 401}})
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -209,3 +210,55 @@ def test_a_bucket_set_up_without_its_init_uploads_too(stack: StackInfo) -> None:
     name = unique_name()
     assert bucket.create_only(name, DATA, content_type="audio/ogg", metadata={}) == "created"
     assert bucket.download(name) == DATA
+
+
+@pytest.fixture
+def answering_other_things() -> Iterator[str]:
+    """A server (a proxy, a portal, a misrouted endpoint) whose answers to an insert are
+    not the inserted object: ``/html`` a 200 page, ``/other`` a 200 resource of another
+    object, ``/moved`` a 302 to a 200 resource of another object. It stores nothing."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self, status: int, body: bytes, **headers: str) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            bucket = self.path.split("/b/", 1)[1].split("/", 1)[0]
+            if bucket == "html":
+                self._answer(200, b"<html>signed in</html>", **{"Content-Type": "text/html"})
+            elif bucket == "other":
+                self.do_GET()
+            else:
+                self._answer(302, b"", Location="/elsewhere")
+
+        def do_GET(self) -> None:
+            body = json.dumps({"name": "another/object.opus", "crc32c": "AAAAAA=="}).encode()
+            self._answer(200, body, **{"Content-Type": "application/json"})
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("answer", ["html", "other", "moved"])
+def test_an_answer_that_is_not_the_inserted_object_is_no_creation(
+    answering_other_things: str, path: str, answer: str
+) -> None:
+    """A "created" lets the flush delete the stream entries: it is said only when the answer
+    is the resource of the object sent (its name and CRC32C), never for a page, another
+    object's resource, or a redirect (which requests would follow as a GET)."""
+    bucket = bucket_at(answering_other_things, answer, path)
+    with pytest.raises(StorageError):
+        bucket.create_only(unique_name(), DATA, content_type="audio/ogg", metadata={}, deadline=4)

@@ -4,8 +4,8 @@ The mark is read and set by one ``SET ... GET``: it is written before the script
 which entries are new, so a retry of older entries must put the higher mark back, a mark
 that is not a number must stay as it was, and an ``XADD`` refused (its stream key holding
 another type) must leave the mark at the last entry added, or as it was. The due time
-comes from the added entry's id (no ``TIME``) and only lowers; with nothing added it
-comes from ``TIME``. A mark
+comes from the first added entry's id (no ``TIME``) and only lowers; with nothing added,
+or an id run ahead of the server's clock, it comes from ``TIME``. A mark
 written by the previous script (``GET``/``SET``: the same integer) is honoured both ways,
 as pushers of both releases drain each other's spools during a rolling upgrade.
 """
@@ -125,6 +125,26 @@ def test_the_due_time_is_the_added_entrys_redis_time_and_only_lowers(
     assert urgent_due == pytest.approx(id_millis(urgent_id) / 1000, abs=1e-3)
     append(appender, 2, 2)  # never raised: LT
     assert due(redis_client) == urgent_due
+
+
+@pytest.mark.parametrize("urgent", [True, False], ids=["urgent", "by-age"])
+def test_a_stream_whose_top_id_is_ahead_of_the_clock_still_makes_the_session_due_by_it(
+    appender: Appender, redis_client: redis.Redis, urgent: bool
+) -> None:
+    """A stream id ahead of the server's clock (the clock stepped back, a failover to a
+    replica whose clock is behind): ``XADD *`` then numbers after it, so the added entry's
+    id time is the top id's, not the server's; an urgent append (a conversation's end)
+    must still be due now, not when the clock reaches that id."""
+    ahead_ms = int(redis_time(redis_client) * 1000) + 3_600_000  # an hour ahead
+    redis_client.xadd(KEYS.chunks, {"seq": "0"}, id=f"{ahead_ms}-0")
+    redis_client.set(KEYS.appended, 0)
+    before = redis_time(redis_client)
+    assert append(appender, 1, 2, urgent=urgent) == 2
+    after = redis_time(redis_client)
+    assert all(id_millis(entry_id) >= ahead_ms for entry_id, _ in stream(redis_client))
+    score = due(redis_client)
+    wait = 0.0 if urgent else MAX_AGE
+    assert score is not None and before + wait - 1e-3 <= score <= after + wait + 1e-3
 
 
 def test_an_append_that_adds_nothing_still_makes_the_session_due_by_redis_time(
