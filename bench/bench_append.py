@@ -14,7 +14,7 @@ The same entries are appended by each path:
 - **append**: the pusher's real path, ``Appender.append`` (backend_hooks/contract/lua/
   append.lua: mark, ``XADD``, due time);
 - **previous**: the same Appender running the append script as it was before it was cut
-  (``PREVIOUS_APPEND`` below: ``GET`` and ``SET`` of the mark, ``TIME``, ``ZADD``);
+  (``audiosync_dev.previous_append``: ``GET`` and ``SET`` of the mark, ``TIME``, ``ZADD``);
 - **floor**: the same Appender running a script that only does the ``XADD`` s (``FLOOR``):
   what any Lua append costs before it does anything else, the script overhead's floor.
 
@@ -68,6 +68,7 @@ from pathlib import Path
 import redis
 
 from audiosync_dev.localstack import LocalStack, StandaloneValkey, free_port
+from audiosync_dev.previous_append import PREVIOUS_APPEND
 from backend_hooks.adapters.redis_store import NodeScript
 from backend_hooks.contract import container, envelope, redis_keys
 from backend_hooks.contract.codec import ChunkEncoder
@@ -88,30 +89,6 @@ RATES = (8000, 16000)
 PATHS = ("bare", "append", "previous", "floor")
 SPLIT_PATHS = ("split", "plain")
 
-#: The append script before it was cut to three commands (git history:
-#: backend_hooks/contract/lua/append.lua), measured in the same run.
-PREVIOUS_APPEND = """\
-local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
-local n = tonumber(ARGV[5])
-local pos = 7
-local added = 0
-for _ = 1, tonumber(ARGV[6]) do
-  local count = tonumber(ARGV[pos])
-  if n > mark then
-    redis.call('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
-    added = added + 1
-    mark = n
-  end
-  pos = pos + 1 + 2 * count
-  n = n + 1
-end
-redis.call('SET', KEYS[2], mark, 'PX', ARGV[4])
-local t = redis.call('TIME')
-local due = tonumber(t[1]) + tonumber(t[2]) / 1000000
-if ARGV[2] ~= '1' then due = due + tonumber(ARGV[3]) end
-redis.call('ZADD', KEYS[3], 'LT', string.format('%.6f', due), ARGV[1])
-return added
-"""
 
 #: The XADDs alone, with the append's KEYS and ARGV: no mark, no due time.
 FLOOR = """\

@@ -17,6 +17,7 @@ from typing import cast
 import pytest
 import redis
 
+from audiosync_dev.previous_append import PREVIOUS_APPEND
 from backend_hooks.adapters.redis_store import NodeScript, redis_time
 from backend_hooks.contract.entries import KIND_CHUNK, KIND_END, NewEntry, id_millis
 from backend_hooks.contract.lua_scripts import SCRIPTS
@@ -27,29 +28,6 @@ pytestmark = pytest.mark.integration
 MAX_AGE = 60.0
 KEYS = SessionKeys("append-script", 3)
 
-#: The append script of the previous release (GET the mark, XADD, SET the mark, TIME, ZADD).
-PREVIOUS_APPEND = """\
-local mark = tonumber(redis.call('GET', KEYS[2]) or '-1')
-local n = tonumber(ARGV[5])
-local pos = 7
-local added = 0
-for _ = 1, tonumber(ARGV[6]) do
-  local count = tonumber(ARGV[pos])
-  if n > mark then
-    redis.call('XADD', KEYS[1], '*', unpack(ARGV, pos + 1, pos + 2 * count))
-    added = added + 1
-    mark = n
-  end
-  pos = pos + 1 + 2 * count
-  n = n + 1
-end
-redis.call('SET', KEYS[2], mark, 'PX', ARGV[4])
-local t = redis.call('TIME')
-local due = tonumber(t[1]) + tonumber(t[2]) / 1000000
-if ARGV[2] ~= '1' then due = due + tonumber(ARGV[3]) end
-redis.call('ZADD', KEYS[3], 'LT', string.format('%.6f', due), ARGV[1])
-return added
-"""
 
 
 def chunk(seq: int) -> NewEntry:
