@@ -9,7 +9,7 @@ bench/ is not a package, so it is loaded from its path here, as the other bench 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -28,12 +28,7 @@ PRICES = ROOT / "bench" / "prices.toml"
 
 @pytest.fixture(scope="module")
 def cost() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_cost", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_cost"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench.cost")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ as the module ``bench_codec``.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -22,12 +22,7 @@ SCRIPT = ROOT / "bench" / "bench_codec.py"
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_codec", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_codec"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench.bench_codec")
 
 
 def point(bench: ModuleType, **fields: float) -> object:
